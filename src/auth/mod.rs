@@ -1,0 +1,110 @@
+//! Authentication: every proxied request carries exactly one `Authorization: Bearer <JWT>`.
+
+pub mod verify;
+
+use crate::error::{AuthFailure, GatewayError, Response};
+use crate::metrics::Metrics;
+use crate::BoxFuture;
+use http::header::AUTHORIZATION;
+use http::Request;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+pub use verify::{VerifiedToken, Verifier};
+
+/// Verifies the bearer token and puts an `Arc<VerifiedToken>` in the request's extensions;
+/// refuses with 401 and `WWW-Authenticate` otherwise.
+#[derive(Clone)]
+pub struct AuthLayer {
+    verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
+}
+
+impl AuthLayer {
+    /// A layer verifying with `verifier`, counting failures in `metrics`.
+    pub fn new(verifier: Arc<Verifier>, metrics: Arc<Metrics>) -> Self {
+        Self { verifier, metrics }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            verifier: self.verifier.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Service produced by [`AuthLayer`].
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
+}
+
+/// Pulls the single bearer credential out of a request.
+///
+/// RFC 6750 §2: a client must not use more than one method to send the token, so a second
+/// `Authorization` header or an `access_token` query parameter is refused, not ignored (and a
+/// token in the query string would end up in access logs upstream of us).
+pub fn bearer_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
+    let in_query = req
+        .uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    let mut values = req.headers().get_all(AUTHORIZATION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) if in_query => return Err(AuthFailure::Malformed),
+        (None, _) => return Err(AuthFailure::Missing),
+        (Some(_), Some(_)) => return Err(AuthFailure::MultipleCredentials),
+        (Some(_), None) if in_query => return Err(AuthFailure::MultipleCredentials),
+        (Some(v), None) => v,
+    };
+    let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+    // The auth scheme is case-insensitive (RFC 9110 §11.1).
+    let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::Malformed);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() || token.contains(' ') {
+        return Err(AuthFailure::Malformed);
+    }
+    Ok(token)
+}
+
+impl<S, B> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+        let verified = bearer_token(&req).and_then(|t| self.verifier.verify(t));
+        match verified {
+            Ok(token) => {
+                req.extensions_mut().insert(Arc::new(token));
+                let mut inner = self.inner.clone();
+                Box::pin(async move { inner.call(req).await })
+            }
+            Err(failure) => {
+                self.metrics.auth_failure(failure);
+                let resp = GatewayError::Unauthenticated(failure).into_response();
+                Box::pin(async move { Ok(resp) })
+            }
+        }
+    }
+}

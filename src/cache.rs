@@ -1,0 +1,539 @@
+//! The list cache: upstream list responses kept per (upstream key, generation, userId,
+//! canonical query), bounded in bytes by moka's weigher, with coalesced misses, O(1)
+//! invalidation on write, client `Cache-Control` and stale-if-error.
+//!
+//! Concurrent misses for one key are coalesced by a small single-flight table in front of
+//! moka (moka's `try_get_with` cannot refresh an entry that is present but expired, which
+//! stale-if-error needs to keep): the first request fetches, the others wait for its answer,
+//! errors included, and none of them is forwarded.
+
+use crate::config::{CacheSettings, Identity, UpstreamKey};
+use crate::error::{ErrorDetail, Rejection, Response};
+use crate::metrics::{CacheResult, InvalidationCause, Metrics};
+use crate::route::Route;
+use crate::upstream::UpstreamMeta;
+use crate::validate::query::ListQuery;
+use crate::BoxFuture;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use moka::notification::RemovalCause;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::watch;
+use tower::{Layer, Service};
+
+/// What a cached list is stored under. Two requests share a key only if upstream must answer
+/// them identically: same upstream key (and its generation), same JourneyBee user, same
+/// canonical query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The upstream key's name.
+    pub upstream_key: Arc<str>,
+    /// Bumped by every accepted create on that key, which orphans all older entries at once.
+    pub generation: u64,
+    /// The mapped JourneyBee userId (never the client's).
+    pub user_id: u64,
+    /// The canonical query, which is also exactly what is forwarded.
+    pub query: Arc<ListQuery>,
+}
+
+impl CacheKey {
+    fn weight(&self) -> usize {
+        self.upstream_key.len() + self.query.canonical().len() + 64
+    }
+}
+
+/// A response as it can be shared between waiters and stored: everything but the body is
+/// small, and the body is a shared `Bytes`.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    upstream: Option<UpstreamMeta>,
+    rejection: Option<Rejection>,
+    detail: Option<ErrorDetail>,
+}
+
+impl Snapshot {
+    async fn from_response(resp: Response) -> Snapshot {
+        let (parts, body) = resp.into_parts();
+        // Our responses are always `Full`: collecting is immediate and cannot fail.
+        let body = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(never) => match never {},
+        };
+        Snapshot {
+            status: parts.status,
+            upstream: parts.extensions.get::<UpstreamMeta>().copied(),
+            rejection: parts.extensions.get::<Rejection>().copied(),
+            detail: parts.extensions.get::<ErrorDetail>().cloned(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    fn to_response(&self) -> Response {
+        let mut resp = http::Response::new(Full::new(self.body.clone()));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers.clone();
+        if let Some(u) = self.upstream {
+            resp.extensions_mut().insert(u);
+        }
+        if let Some(r) = self.rejection {
+            resp.extensions_mut().insert(r);
+        }
+        if let Some(d) = &self.detail {
+            resp.extensions_mut().insert(d.clone());
+        }
+        resp
+    }
+
+    fn weight(&self) -> usize {
+        self.body.len()
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len() + 32)
+                .sum::<usize>()
+            + 96
+    }
+
+    /// Whether upstream failed in a way stale-if-error covers (no answer, 5xx, 429).
+    fn is_upstream_failure(&self) -> bool {
+        self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS
+    }
+}
+
+/// A stored list response.
+#[derive(Debug)]
+struct Entry {
+    snapshot: Snapshot,
+    stored_at: Instant,
+}
+
+/// The outcome of one upstream fetch, shared with everyone who waited for it.
+#[derive(Debug)]
+enum Fetched {
+    /// Stored and fresh.
+    Stored(Arc<Entry>),
+    /// Answered but not storable (not 200 JSON, `no-store`, too large), or a failure.
+    Passed(Snapshot),
+}
+
+type Flight = watch::Receiver<Option<Arc<Fetched>>>;
+
+/// The cache and its per-key generations.
+pub struct ListCache {
+    settings: CacheSettings,
+    store: moka::future::Cache<CacheKey, Arc<Entry>>,
+    generations: Vec<AtomicU64>,
+    key_names: Vec<Arc<str>>,
+    inflight: Mutex<HashMap<CacheKey, Flight>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The client's cache directives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Directive {
+    Normal,
+    /// `no-cache` (or `Pragma: no-cache`): refetch, store the fresh answer.
+    Revalidate,
+    /// `no-store`: neither read nor write the cache.
+    Bypass,
+}
+
+fn client_directive(headers: &HeaderMap) -> Directive {
+    let tokens = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .chain(headers.get_all(header::PRAGMA).iter())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    let mut d = Directive::Normal;
+    for t in tokens {
+        if t.eq_ignore_ascii_case("no-store") {
+            return Directive::Bypass;
+        }
+        if t.eq_ignore_ascii_case("no-cache") {
+            d = Directive::Revalidate;
+        }
+    }
+    d
+}
+
+fn upstream_forbids_storing(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| {
+            t.eq_ignore_ascii_case("no-store")
+                || t.eq_ignore_ascii_case("no-cache")
+                || t.eq_ignore_ascii_case("private")
+        })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl ListCache {
+    /// A cache for `settings`, with one generation counter per upstream key.
+    pub fn new(
+        settings: &CacheSettings,
+        keys: &[Arc<UpstreamKey>],
+        metrics: Arc<Metrics>,
+    ) -> Arc<ListCache> {
+        let evictions = metrics.clone();
+        let store = moka::future::Cache::builder()
+            .max_capacity(settings.capacity)
+            .weigher(|k: &CacheKey, v: &Arc<Entry>| {
+                u32::try_from(k.weight() + v.snapshot.weight()).unwrap_or(u32::MAX)
+            })
+            // Entries outlive their freshness by the stale window, for stale-if-error.
+            .time_to_live(settings.ttl + settings.stale_if_error)
+            .support_invalidation_closures()
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == RemovalCause::Size {
+                    evictions.cache_eviction();
+                }
+            })
+            .build();
+        Arc::new(ListCache {
+            settings: settings.clone(),
+            store,
+            generations: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            key_names: keys.iter().map(|k| k.name.clone()).collect(),
+            inflight: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    fn key(&self, identity: &Identity, query: Arc<ListQuery>) -> CacheKey {
+        CacheKey {
+            upstream_key: identity.key.name.clone(),
+            generation: self.generations[identity.key.index].load(Ordering::Acquire),
+            user_id: identity.user_id,
+            query,
+        }
+    }
+
+    /// Drops every cached list of one upstream key: O(1) on the request path (a generation
+    /// bump makes older keys unreachable); the memory is reclaimed by moka in the background.
+    pub fn invalidate_key(&self, index: usize, cause: InvalidationCause) {
+        let Some(gen) = self.generations.get(index) else {
+            return;
+        };
+        let new = gen.fetch_add(1, Ordering::AcqRel) + 1;
+        let name = self.key_names[index].clone();
+        let _ = self
+            .store
+            .invalidate_entries_if(move |k, _| k.upstream_key == name && k.generation < new);
+        self.metrics.cache_invalidation(cause);
+    }
+
+    /// Purges all entries, or those of the upstream key named `key`.
+    pub fn purge(&self, key: Option<&str>) -> Result<(), String> {
+        match key {
+            None => {
+                for g in &self.generations {
+                    g.fetch_add(1, Ordering::AcqRel);
+                }
+                self.store.invalidate_all();
+                self.metrics.cache_invalidation(InvalidationCause::Admin);
+                Ok(())
+            }
+            Some(name) => {
+                let index = self
+                    .key_names
+                    .iter()
+                    .position(|n| &**n == name)
+                    .ok_or_else(|| format!("No upstream key named {name:?}"))?;
+                self.invalidate_key(index, InvalidationCause::Admin);
+                Ok(())
+            }
+        }
+    }
+
+    /// Updates the entry and byte gauges (moka's counts settle after pending tasks run).
+    pub async fn refresh_gauges(&self) {
+        self.store.run_pending_tasks().await;
+        self.metrics
+            .set_cache_size(self.store.entry_count(), self.store.weighted_size());
+    }
+
+    /// Bytes currently held, after pending maintenance (for tests and the admin view).
+    pub async fn weighted_size(&self) -> u64 {
+        self.store.run_pending_tasks().await;
+        self.store.weighted_size()
+    }
+
+    /// Turns an upstream answer into what is shared and maybe stored.
+    async fn settle(&self, key: &CacheKey, resp: Response) -> Fetched {
+        let snap = Snapshot::from_response(resp).await;
+        let storable = snap.status == StatusCode::OK
+            && snap.upstream.is_some()
+            && is_json(&snap.headers)
+            && !upstream_forbids_storing(&snap.headers)
+            && key.weight() + snap.weight() <= self.settings.max_entry_size;
+        if !storable {
+            return Fetched::Passed(snap);
+        }
+        let mut snap = snap;
+        for h in [header::CACHE_CONTROL, header::AGE, header::EXPIRES] {
+            snap.headers.remove(h);
+        }
+        let entry = Arc::new(Entry {
+            snapshot: snap,
+            stored_at: Instant::now(),
+        });
+        self.store.insert(key.clone(), entry.clone()).await;
+        Fetched::Stored(entry)
+    }
+
+    fn fresh(&self, entry: &Entry, now: Instant) -> bool {
+        now.saturating_duration_since(entry.stored_at) < self.settings.ttl
+    }
+
+    fn usable_stale(&self, entry: &Entry, now: Instant) -> bool {
+        !self.settings.stale_if_error.is_zero()
+            && now.saturating_duration_since(entry.stored_at)
+                < self.settings.ttl + self.settings.stale_if_error
+    }
+
+    fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Response {
+        let age = now.saturating_duration_since(entry.stored_at);
+        let mut resp = entry.snapshot.to_response();
+        let remaining = self.settings.ttl.saturating_sub(age).as_secs();
+        let h = resp.headers_mut();
+        h.insert("x-cache", HeaderValue::from_static(result.as_str()));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("private, max-age={remaining}"))
+                .expect("ascii header"),
+        );
+        if result != CacheResult::Miss {
+            h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+        resp.extensions_mut().insert(result);
+        resp
+    }
+
+    fn passed(&self, snap: &Snapshot, result: CacheResult) -> Response {
+        let mut resp = snap.to_response();
+        resp.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(result.as_str()));
+        resp.extensions_mut().insert(result);
+        resp
+    }
+
+    /// Serves a list request from the cache or through `inner`.
+    async fn serve<S>(self: Arc<Self>, req: Request<Bytes>, mut inner: S) -> Response
+    where
+        S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+    {
+        let directive = client_directive(req.headers());
+        let parts = (
+            req.extensions().get::<Arc<Identity>>().cloned(),
+            req.extensions().get::<Arc<ListQuery>>().cloned(),
+        );
+        let (Some(identity), Some(query)) = parts else {
+            return crate::error::GatewayError::Internal("cache reached without identity".into())
+                .into_response();
+        };
+        if !self.settings.enabled || directive == Directive::Bypass {
+            self.metrics.cache_lookup(CacheResult::Bypass);
+            let resp = call(&mut inner, req).await;
+            return self.passed(
+                &Snapshot::from_response(resp).await,
+                CacheResult::Bypass,
+            );
+        }
+        let key = self.key(&identity, query);
+        let mut req = Some(req);
+        loop {
+            let now = Instant::now();
+            let existing = self.store.get(&key).await;
+            if directive == Directive::Normal {
+                if let Some(entry) = existing.as_ref().filter(|e| self.fresh(e, now)) {
+                    self.metrics.cache_lookup(CacheResult::Hit);
+                    return self.respond(entry, CacheResult::Hit, now);
+                }
+            }
+            let fetched = match self.join_or_lead(&key) {
+                Role::Follower(mut rx) => match rx.wait_for(Option::is_some).await {
+                    Ok(v) => v.clone().expect("waited for Some"),
+                    // The leader was cancelled (its client went away): try again, maybe as
+                    // the new leader.
+                    Err(_) => continue,
+                },
+                Role::Leader(flight) => {
+                    let Some(r) = req.take() else {
+                        // Only reachable if a leader role came after our request was spent.
+                        return crate::error::GatewayError::Internal("request reused".into())
+                            .into_response();
+                    };
+                    let resp = call(&mut inner, r).await;
+                    let fetched = Arc::new(self.settle(&key, resp).await);
+                    flight.complete(fetched.clone());
+                    fetched
+                }
+            };
+            let now = Instant::now();
+            return match &*fetched {
+                Fetched::Stored(entry) => {
+                    self.metrics.cache_lookup(CacheResult::Miss);
+                    self.respond(entry, CacheResult::Miss, now)
+                }
+                Fetched::Passed(snap) => match existing {
+                    Some(old) if snap.is_upstream_failure() && self.usable_stale(&old, now) => {
+                        self.metrics.cache_lookup(CacheResult::Stale);
+                        self.respond(&old, CacheResult::Stale, now)
+                    }
+                    _ => {
+                        self.metrics.cache_lookup(CacheResult::Miss);
+                        self.passed(snap, CacheResult::Miss)
+                    }
+                },
+            };
+        }
+    }
+
+    fn join_or_lead(self: &Arc<Self>, key: &CacheKey) -> Role {
+        let mut table = self.inflight.lock().expect("inflight lock");
+        if let Some(rx) = table.get(key) {
+            if rx.has_changed().is_ok() {
+                return Role::Follower(rx.clone());
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        table.insert(key.clone(), rx);
+        Role::Leader(FlightGuard {
+            cache: self.clone(),
+            key: key.clone(),
+            tx,
+        })
+    }
+}
+
+enum Role {
+    Leader(FlightGuard),
+    Follower(Flight),
+}
+
+/// Owned by the request that fetches; removes the flight however that request ends, so a
+/// cancelled leader never leaves waiters hanging (they see the channel close and retry).
+struct FlightGuard {
+    cache: Arc<ListCache>,
+    key: CacheKey,
+    tx: watch::Sender<Option<Arc<Fetched>>>,
+}
+
+impl FlightGuard {
+    fn complete(self, fetched: Arc<Fetched>) {
+        let _ = self.tx.send(Some(fetched));
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut table = self.cache.inflight.lock().expect("inflight lock");
+        table.remove(&self.key);
+    }
+}
+
+async fn call<S>(inner: &mut S, req: Request<Bytes>) -> Response
+where
+    S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+{
+    match inner.call(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// Serves lists through the cache; invalidates a key's lists when a create on it succeeds.
+#[derive(Clone)]
+pub struct CacheLayer {
+    cache: Arc<ListCache>,
+}
+
+impl CacheLayer {
+    /// A layer using `cache`.
+    pub fn new(cache: Arc<ListCache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = Cached<S>;
+    fn layer(&self, inner: S) -> Cached<S> {
+        Cached {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// Service produced by [`CacheLayer`].
+#[derive(Clone)]
+pub struct Cached<S> {
+    inner: S,
+    cache: Arc<ListCache>,
+}
+
+impl<S> Service<Request<Bytes>> for Cached<S>
+where
+    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
+        let inner = self.inner.clone();
+        let cache = self.cache.clone();
+        let route = req.extensions().get::<Route>().copied();
+        let key_index = req
+            .extensions()
+            .get::<Arc<Identity>>()
+            .map(|i| i.key.index);
+        Box::pin(async move {
+            match route {
+                Some(Route::List) => Ok(cache.serve(req, inner).await),
+                _ => {
+                    let mut inner = inner;
+                    let resp = call(&mut inner, req).await;
+                    // Only a create upstream accepted changes what lists return.
+                    let accepted = resp.status().is_success()
+                        && resp.extensions().get::<UpstreamMeta>().is_some();
+                    if accepted {
+                        if let Some(i) = key_index {
+                            cache.invalidate_key(i, InvalidationCause::Create);
+                        }
+                    }
+                    Ok(resp)
+                }
+            }
+        })
+    }
+}

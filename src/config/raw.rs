@@ -1,0 +1,156 @@
+//! The config file exactly as written: strict serde structs, no interpretation.
+//!
+//! Every struct denies unknown fields so a typo (`shutdown_grase`) is an error, not a silently
+//! ignored option. Durations and sizes stay strings here; `validate` turns them into types.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The whole TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub log: RawLog,
+    pub upstream: Option<RawUpstream>,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub validation: RawValidation,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[server]`: listeners and request-level limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub request_timeout: Option<String>,
+    pub max_body_size: Option<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
+}
+
+/// `[upstream]`: where JourneyBee is and how to reach it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub base_url: Option<String>,
+    pub allow_plain_http: Option<bool>,
+    pub extra_ca_file: Option<PathBuf>,
+    pub connect_timeout: Option<String>,
+    pub response_timeout: Option<String>,
+    pub max_response_size: Option<String>,
+    pub pool_idle_timeout: Option<String>,
+    pub pool_max_idle_per_host: Option<usize>,
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, RawUpstreamKey>,
+}
+
+/// `[upstream.keys.<name>]`: one JourneyBee API key, its secret read from the environment or a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamKey {
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub read: Option<bool>,
+    pub write: Option<bool>,
+}
+
+/// `[auth]`: how client JWTs are verified.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub algorithms: Option<Vec<String>>,
+    pub issuer: Option<StringOrList>,
+    pub audience: Option<StringOrList>,
+    pub leeway: Option<String>,
+    pub subject_claim: Option<String>,
+    pub max_token_size: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawVerifyKey>,
+}
+
+/// A string or a list of strings (`audience = "a"` or `audience = ["a", "b"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    /// The values as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s],
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
+/// `[[auth.keys]]`: one verification key: an HMAC secret or a PEM public key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifyKey {
+    pub kid: Option<String>,
+    pub hmac_secret_env: Option<String>,
+    pub hmac_secret_file: Option<PathBuf>,
+    pub public_key_env: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// `[[users]]`: one row of the identity table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub subject: Option<String>,
+    pub name: Option<String>,
+    pub upstream_key: Option<String>,
+    pub user_id: Option<i64>,
+    pub access: Option<String>,
+}
+
+/// `[validation]`: create-body and list-query rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidation {
+    pub allow_unknown_fields: Option<bool>,
+    pub free_mail_domains: Option<Vec<String>>,
+    pub extra_free_mail_domains: Option<Vec<String>>,
+    pub own_domains: Option<Vec<String>>,
+    pub max_name_length: Option<usize>,
+    pub max_emails: Option<usize>,
+}
+
+/// `[cache]`: the list-response cache.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub ttl: Option<String>,
+    pub capacity: Option<String>,
+    pub max_entry_size: Option<String>,
+    pub stale_if_error: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub per_user: Option<bool>,
+}

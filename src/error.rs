@@ -1,0 +1,336 @@
+//! Every failure the gateway answers itself, and the one place it becomes HTTP.
+//!
+//! Layers return `Result<_, GatewayError>` internally and turn an error into a response with
+//! [`GatewayError::into_response`]; the match there is the only status/body mapping in the
+//! crate. The client gets a short message in JourneyBee's own shape (`{"error": "..."}`); the
+//! detail (which check failed, the upstream's socket error) goes to the log only.
+
+use crate::validate::body::BodyRejection;
+use crate::validate::FieldError;
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::StatusCode;
+use http_body_util::Full;
+
+/// The gateway's response body: always fully buffered (small JSON, or shared cached bytes).
+pub type Body = Full<Bytes>;
+/// The gateway's response type.
+pub type Response = http::Response<Body>;
+
+/// Why a bearer token was refused. Logged and counted, never shown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthFailure {
+    /// No `Authorization` header.
+    Missing,
+    /// More than one credential (two headers, or a header plus `access_token`).
+    MultipleCredentials,
+    /// Not `Bearer <jwt>`, or not three base64url parts with a JSON header.
+    Malformed,
+    /// Longer than `auth.max_token_size`.
+    TooLarge,
+    /// `alg` is `none` or not in `auth.algorithms`.
+    AlgorithmNotAllowed,
+    /// No configured key may verify this token (unknown `kid`).
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not an accepted issuer.
+    WrongIssuer,
+    /// `aud` is not an accepted audience.
+    WrongAudience,
+    /// A required claim (`exp`, `iss`, `aud`, the subject) is absent or of the wrong type.
+    MissingClaim,
+}
+
+impl AuthFailure {
+    /// Every reason, for pre-resolving metric label sets.
+    pub const ALL: [AuthFailure; 12] = [
+        AuthFailure::Missing,
+        AuthFailure::MultipleCredentials,
+        AuthFailure::Malformed,
+        AuthFailure::TooLarge,
+        AuthFailure::AlgorithmNotAllowed,
+        AuthFailure::UnknownKey,
+        AuthFailure::BadSignature,
+        AuthFailure::Expired,
+        AuthFailure::NotYetValid,
+        AuthFailure::WrongIssuer,
+        AuthFailure::WrongAudience,
+        AuthFailure::MissingClaim,
+    ];
+
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::MultipleCredentials => "multiple_credentials",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::TooLarge => "too_large",
+            AuthFailure::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::MissingClaim => "missing_claim",
+        }
+    }
+}
+
+/// Why an authenticated request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Denial {
+    /// The token is valid but its subject is not in the identity table.
+    UnmappedUser,
+    /// A `read` user tried to create.
+    WriteRequired,
+    /// A list call named a `userId` other than the mapped one.
+    ForeignUserId,
+}
+
+impl Denial {
+    /// Every reason, for pre-resolving metric label sets.
+    pub const ALL: [Denial; 3] = [
+        Denial::UnmappedUser,
+        Denial::WriteRequired,
+        Denial::ForeignUserId,
+    ];
+
+    /// The metric label and log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::UnmappedUser => "unmapped_user",
+            Denial::WriteRequired => "write_required",
+            Denial::ForeignUserId => "foreign_user_id",
+        }
+    }
+}
+
+/// A failure the gateway answers itself.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No route for the path.
+    #[error("no route for this path")]
+    NotFound,
+    /// The route exists but not for this method.
+    #[error("method not allowed (allow: {allow})")]
+    MethodNotAllowed {
+        /// The `Allow` header value.
+        allow: &'static str,
+    },
+    /// The bearer token was missing or refused.
+    #[error("authentication failed: {}", .0.as_str())]
+    Unauthenticated(AuthFailure),
+    /// Authenticated, but not allowed.
+    #[error("authorization denied: {}", .0.as_str())]
+    Forbidden(Denial),
+    /// A create without `Content-Type: application/json`.
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+    /// The request body exceeds the limit.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Reading the request body failed (client went away, malformed chunking).
+    #[error("reading the request body failed: {0}")]
+    BodyRead(String),
+    /// The create body failed validation.
+    #[error("invalid create body ({})", .0.reason())]
+    InvalidBody(BodyRejection),
+    /// The list query failed validation.
+    #[error("invalid list query ({} problem(s))", .0.len())]
+    InvalidQuery(Vec<FieldError>),
+    /// The upstream could not be reached (DNS, connect, TLS, reset before a response).
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnreachable(String),
+    /// The upstream did not answer in time.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    /// A create was sent but its outcome is unknown (timeout or reset after the body was sent).
+    #[error("create outcome unknown: {0}")]
+    CreateOutcomeUnknown(String),
+    /// The upstream answered with more than `upstream.max_response_size` bytes.
+    #[error("upstream response larger than {limit} bytes")]
+    UpstreamTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The whole request took longer than `server.request_timeout`.
+    #[error("request timed out")]
+    RequestTimeout,
+    /// The gateway is shedding load.
+    #[error("overloaded")]
+    Overloaded,
+    /// A bug or an impossible state; details in the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Attached to the extensions of every response the gateway generated itself, so the access
+/// log and metrics can say why without parsing the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// `auth`, `denied`, `validation`, `routing`, `upstream`, `internal`.
+    pub kind: &'static str,
+    /// The precise reason (`expired`, `write_required`, `schema`, ...).
+    pub reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'a [FieldError],
+}
+
+/// A JSON `{"error": ...}` response with the given status.
+pub fn json_error(status: StatusCode, message: &str, details: &[FieldError]) -> Response {
+    let body = serde_json::to_vec(&ErrorBody {
+        error: message,
+        details,
+    })
+    .unwrap_or_else(|_| br#"{"error":"internal error"}"#.to_vec());
+    let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+impl GatewayError {
+    /// The kind and reason recorded for logs and metrics.
+    pub fn rejection(&self) -> Rejection {
+        let (kind, reason) = match self {
+            GatewayError::NotFound => ("routing", "not_found"),
+            GatewayError::MethodNotAllowed { .. } => ("routing", "method_not_allowed"),
+            GatewayError::Unauthenticated(f) => ("auth", f.as_str()),
+            GatewayError::Forbidden(d) => ("denied", d.as_str()),
+            GatewayError::UnsupportedMediaType => ("validation", "unsupported_media_type"),
+            GatewayError::PayloadTooLarge { .. } => ("validation", "body_too_large"),
+            GatewayError::BodyRead(_) => ("validation", "body_read"),
+            GatewayError::InvalidBody(r) => ("validation", r.reason()),
+            GatewayError::InvalidQuery(_) => ("validation", "query"),
+            GatewayError::UpstreamUnreachable(_) => ("upstream", "unreachable"),
+            GatewayError::UpstreamTimeout => ("upstream", "timeout"),
+            GatewayError::CreateOutcomeUnknown(_) => ("upstream", "outcome_unknown"),
+            GatewayError::UpstreamTooLarge { .. } => ("upstream", "too_large"),
+            GatewayError::RequestTimeout => ("timeout", "request_timeout"),
+            GatewayError::Overloaded => ("overload", "shed"),
+            GatewayError::Internal(_) => ("internal", "internal"),
+        };
+        Rejection { kind, reason }
+    }
+
+    /// The one mapping from failure to HTTP. Exhaustive on purpose: a new variant must be given
+    /// a status here before it compiles.
+    pub fn into_response(self) -> Response {
+        let rejection = self.rejection();
+        let mut resp = match &self {
+            GatewayError::NotFound => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
+            GatewayError::MethodNotAllowed { allow } => {
+                let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &[]);
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+                r
+            }
+            GatewayError::Unauthenticated(failure) => {
+                // RFC 6750 §3.1: no error code when the request carried no credential at all.
+                let (msg, challenge) = match failure {
+                    AuthFailure::Missing => ("Missing bearer token", "Bearer"),
+                    _ => ("Invalid bearer token", "Bearer error=\"invalid_token\""),
+                };
+                let mut r = json_error(StatusCode::UNAUTHORIZED, msg, &[]);
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                r
+            }
+            GatewayError::Forbidden(denial) => {
+                let msg = match denial {
+                    Denial::UnmappedUser => "User is not authorized to use this API",
+                    Denial::WriteRequired => "Write access required for this operation",
+                    Denial::ForeignUserId => "userId does not match the authenticated user",
+                };
+                json_error(StatusCode::FORBIDDEN, msg, &[])
+            }
+            GatewayError::UnsupportedMediaType => json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+                &[],
+            ),
+            GatewayError::PayloadTooLarge { limit } => json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Request body exceeds the limit of {limit} bytes"),
+                &[],
+            ),
+            GatewayError::BodyRead(_) => {
+                json_error(StatusCode::BAD_REQUEST, "Request body could not be read", &[])
+            }
+            GatewayError::InvalidBody(rejection) => {
+                let status = match rejection {
+                    BodyRejection::Domain(_) => StatusCode::NOT_ACCEPTABLE,
+                    BodyRejection::InvalidJson(_)
+                    | BodyRejection::NotAnObject
+                    | BodyRejection::Schema(_) => StatusCode::BAD_REQUEST,
+                };
+                json_error(status, rejection.summary(), rejection.details())
+            }
+            GatewayError::InvalidQuery(details) => {
+                json_error(StatusCode::BAD_REQUEST, "Invalid query parameters", details)
+            }
+            GatewayError::UpstreamUnreachable(_) => json_error(
+                StatusCode::BAD_GATEWAY,
+                "JourneyBee API is unreachable",
+                &[],
+            ),
+            GatewayError::UpstreamTimeout => json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "JourneyBee API did not answer in time",
+                &[],
+            ),
+            GatewayError::CreateOutcomeUnknown(_) => json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "JourneyBee API did not confirm the create: the partnership may have been created; list partnerships before retrying",
+                &[],
+            ),
+            GatewayError::UpstreamTooLarge { .. } => json_error(
+                StatusCode::BAD_GATEWAY,
+                "JourneyBee API response too large",
+                &[],
+            ),
+            GatewayError::RequestTimeout => json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Request timed out in the gateway",
+                &[],
+            ),
+            GatewayError::Overloaded => {
+                let mut r = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Gateway overloaded, retry later",
+                    &[],
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            GatewayError::Internal(_) => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal gateway error",
+                &[],
+            ),
+        };
+        resp.extensions_mut().insert(rejection);
+        resp.extensions_mut().insert(ErrorDetail(self.to_string()));
+        resp
+    }
+}
+
+/// The full error text for the access log (never sent to the client).
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub String);

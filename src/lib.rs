@@ -1,0 +1,34 @@
+//! journeybee-gateway: an authenticating reverse proxy in front of the JourneyBee partnerships
+//! API. Apps present their own JWT; the gateway verifies it, maps the user to an upstream API
+//! key and JourneyBee `userId`, enforces write permission, validates, caches lists and forwards.
+//!
+//! The request path is one tower stack, built in [`server::build_stack`].
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod identity;
+pub mod logging;
+pub mod metrics;
+pub mod observe;
+pub mod policy;
+pub mod route;
+pub mod server;
+pub mod sim;
+pub mod upstream;
+pub mod validate;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future every layer of the stack returns: rejections are responses, so the error type
+/// at the edge is `Infallible`.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<error::Response, Infallible>> + Send>>;
+
+/// A boxed error, as http-body's combinators use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,122 @@
+//! The `journeybee-gateway` command line.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use journeybee_gateway::{config, demo, logging, server};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// An authenticating reverse proxy for the JourneyBee partnerships API.
+///
+/// Internal apps present their own JWT; the gateway verifies it, maps the user to a JourneyBee
+/// API key and userId, enforces write permission, validates create bodies and list queries,
+/// caches lists, exports Prometheus metrics, and forwards to JourneyBee.
+#[derive(Parser)]
+#[command(name = "journeybee-gateway", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file for the default `serve` command.
+    #[arg(long, short, env = "JBGW_CONFIG", default_value = "config/gateway.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default when no command is given).
+    Serve {
+        /// The TOML config file (see config/gateway.example.toml).
+        #[arg(long, short, env = "JBGW_CONFIG", default_value = "config/gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file, print every problem, and exit (0 when valid, 2 otherwise).
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Start the JourneyBee simulator and the gateway in front of it, with a read user and a
+    /// write user, print ready tokens and curl commands, and run until Ctrl-C.
+    Demo,
+    /// Probe the admin /healthz endpoint; exit 0 when healthy (for container HEALTHCHECKs).
+    Healthcheck {
+        /// URL to probe.
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+    },
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve { config: cli.config }) {
+        Command::Serve { config } => {
+            let settings = match config::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            logging::init(&settings.log);
+            runtime().block_on(async {
+                match server::Gateway::start(settings).await {
+                    Ok(gateway) => {
+                        server::shutdown_signal().await;
+                        tracing::info!("shutting down: draining in-flight requests");
+                        gateway.shutdown().await;
+                        tracing::info!("stopped");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start");
+                        eprintln!("cannot start: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(s) => {
+                println!(
+                    "{}: ok ({} upstream key(s), {} user(s), {} verification key(s))",
+                    file.display(),
+                    s.upstream.keys.len(),
+                    s.users.len(),
+                    s.auth.keys.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo => match runtime().block_on(demo::run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Healthcheck { url } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match rt.block_on(server::probe(&url)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Prometheus metrics. Every label set is resolved once at start-up into a handle held in a
+//! plain array, so recording on the hot path is an index and an atomic add: no allocation, no
+//! label lookup by string. Labels are bounded: route templates, status classes, reason enums,
+//! and (only when switched on) user names from the config table.
+
+use crate::config::Identity;
+use crate::error::{AuthFailure, Denial};
+use crate::route::Route;
+use http::Method;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Common prefix of every gateway metric.
+pub const PREFIX: &str = "jbgw";
+
+/// Buckets from 100 µs to 30 s (seconds), dense where a proxy's latency lives.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+const METHODS: [&str; 3] = ["GET", "POST", "OTHER"];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Validation rejection reasons (the `reason` label).
+pub const VALIDATION_REASONS: [&str; 8] = [
+    "unsupported_media_type",
+    "body_too_large",
+    "body_read",
+    "invalid_json",
+    "not_object",
+    "schema",
+    "domain",
+    "query",
+];
+
+/// Why an upstream exchange produced no usable response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// DNS, TCP connect or TLS handshake failed.
+    Connect,
+    /// No complete response within the timeout.
+    Timeout,
+    /// Reset, protocol error, or a response over the size limit.
+    Other,
+}
+
+const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "other"];
+
+/// The result of a cache lookup (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from a fresh entry.
+    Hit,
+    /// Fetched from upstream.
+    Miss,
+    /// Served from an expired entry because upstream failed.
+    Stale,
+    /// The cache was not used (client `no-store`, cache off).
+    Bypass,
+}
+
+impl CacheResult {
+    /// The header value and label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+            CacheResult::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// What caused a cache invalidation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationCause {
+    /// A create succeeded upstream.
+    Create,
+    /// The admin purge endpoint.
+    Admin,
+}
+
+fn class_index(status: u16) -> usize {
+    (usize::from(status / 100)).clamp(1, 5) - 1
+}
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        _ => 2,
+    }
+}
+
+/// All gateway metrics, pre-resolved.
+pub struct Metrics {
+    registry: Registry,
+    requests: Vec<IntCounter>,
+    request_duration: Vec<Histogram>,
+    in_flight: IntGauge,
+    upstream_requests: Vec<IntCounter>,
+    upstream_duration: Vec<Histogram>,
+    upstream_errors: Vec<IntCounter>,
+    auth_failures: Vec<IntCounter>,
+    denials: Vec<IntCounter>,
+    validation: Vec<IntCounter>,
+    cache_lookups: [IntCounter; 4],
+    cache_entries: IntGauge,
+    cache_bytes: IntGauge,
+    cache_evictions: IntCounter,
+    cache_invalidations: [IntCounter; 2],
+    per_user: Vec<IntCounter>,
+}
+
+fn name(s: &str) -> String {
+    format!("{PREFIX}_{s}")
+}
+
+impl Metrics {
+    /// Registers every metric. `users` are the mapped users to count individually when the
+    /// per-user counter is switched on (an empty slice leaves it out entirely).
+    pub fn new(users: &[Arc<Identity>]) -> Arc<Metrics> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        let counter_vec = |n: &str, help: &str, labels: &[&str]| {
+            let v = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
+            reg(Box::new(v.clone()));
+            v
+        };
+        let histogram_vec = |n: &str, help: &str, labels: &[&str]| {
+            let v = HistogramVec::new(
+                HistogramOpts::new(name(n), help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            reg(Box::new(v.clone()));
+            v
+        };
+        let gauge = |n: &str, help: &str| {
+            let g = IntGauge::new(name(n), help).expect("valid metric");
+            reg(Box::new(g.clone()));
+            g
+        };
+
+        let requests_vec = counter_vec(
+            "requests_total",
+            "Requests answered, by route template, method and status class.",
+            &["route", "method", "status_class"],
+        );
+        let mut requests = Vec::new();
+        for r in Route::ALL {
+            for m in METHODS {
+                for c in CLASSES {
+                    requests.push(requests_vec.with_label_values(&[r.label(), m, c]));
+                }
+            }
+        }
+        let duration_vec = histogram_vec(
+            "request_duration_seconds",
+            "Time from request received to response ready, by route template.",
+            &["route"],
+        );
+        let request_duration = Route::ALL
+            .iter()
+            .map(|r| duration_vec.with_label_values(&[r.label()]))
+            .collect();
+        let upstream_vec = counter_vec(
+            "upstream_requests_total",
+            "Responses received from JourneyBee, by route template and status class.",
+            &["route", "status_class"],
+        );
+        let mut upstream_requests = Vec::new();
+        for r in Route::ALL {
+            for c in CLASSES {
+                upstream_requests.push(upstream_vec.with_label_values(&[r.label(), c]));
+            }
+        }
+        let up_duration_vec = histogram_vec(
+            "upstream_duration_seconds",
+            "Time for a JourneyBee exchange (request sent to body received), by route template.",
+            &["route"],
+        );
+        let upstream_duration = Route::ALL
+            .iter()
+            .map(|r| up_duration_vec.with_label_values(&[r.label()]))
+            .collect();
+        let up_err_vec = counter_vec(
+            "upstream_errors_total",
+            "JourneyBee exchanges without a usable response, by route and kind (connect, timeout, other).",
+            &["route", "kind"],
+        );
+        let mut upstream_errors = Vec::new();
+        for r in Route::ALL {
+            for k in UPSTREAM_ERROR_KINDS {
+                upstream_errors.push(up_err_vec.with_label_values(&[r.label(), k]));
+            }
+        }
+        let auth_vec = counter_vec(
+            "auth_failures_total",
+            "Requests refused with 401, by reason.",
+            &["reason"],
+        );
+        let auth_failures = AuthFailure::ALL
+            .iter()
+            .map(|f| auth_vec.with_label_values(&[f.as_str()]))
+            .collect();
+        let denial_vec = counter_vec(
+            "authz_denials_total",
+            "Authenticated requests refused with 403, by reason.",
+            &["reason"],
+        );
+        let denials = Denial::ALL
+            .iter()
+            .map(|d| denial_vec.with_label_values(&[d.as_str()]))
+            .collect();
+        let val_vec = counter_vec(
+            "validation_rejections_total",
+            "Requests refused by local validation, by route template and reason.",
+            &["route", "reason"],
+        );
+        let mut validation = Vec::new();
+        for r in Route::ALL {
+            for reason in VALIDATION_REASONS {
+                validation.push(val_vec.with_label_values(&[r.label(), reason]));
+            }
+        }
+        let lookup_vec = counter_vec(
+            "cache_lookups_total",
+            "List-cache lookups, by result (hit, miss, stale, bypass).",
+            &["result"],
+        );
+        let cache_lookups = ["hit", "miss", "stale", "bypass"].map(|r| lookup_vec.with_label_values(&[r]));
+        let inval_vec = counter_vec(
+            "cache_invalidations_total",
+            "List-cache invalidations, by cause (create, admin).",
+            &["cause"],
+        );
+        let cache_invalidations = ["create", "admin"].map(|c| inval_vec.with_label_values(&[c]));
+        let cache_evictions = IntCounter::new(
+            name("cache_evictions_total"),
+            "List-cache entries evicted to stay within capacity.",
+        )
+        .expect("valid metric");
+        reg(Box::new(cache_evictions.clone()));
+        let per_user = if users.is_empty() {
+            Vec::new()
+        } else {
+            let v = counter_vec(
+                "user_requests_total",
+                "Authenticated requests per mapped user (config name).",
+                &["user"],
+            );
+            let mut sorted: Vec<&Arc<Identity>> = users.iter().collect();
+            sorted.sort_by_key(|u| u.index);
+            sorted.iter().map(|u| v.with_label_values(&[&u.name])).collect()
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(name("build_info"), "Build information; the value is always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        reg(Box::new(build));
+        #[cfg(target_os = "linux")]
+        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+
+        Arc::new(Metrics {
+            in_flight: gauge("requests_in_flight", "Requests being processed."),
+            cache_entries: gauge("cache_entries", "Entries in the list cache."),
+            cache_bytes: gauge("cache_bytes", "Bytes held by the list cache (keys, headers, bodies)."),
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            upstream_duration,
+            upstream_errors,
+            auth_failures,
+            denials,
+            validation,
+            cache_lookups,
+            cache_evictions,
+            cache_invalidations,
+            per_user,
+        })
+    }
+
+    /// Records one answered request.
+    pub fn request(&self, route: Route, method: &Method, status: u16, elapsed: Duration) {
+        let i = (route.index() * METHODS.len() + method_index(method)) * CLASSES.len()
+            + class_index(status);
+        self.requests[i].inc();
+        self.request_duration[route.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &IntGauge {
+        &self.in_flight
+    }
+
+    /// Records an upstream response.
+    pub fn upstream_response(&self, route: Route, status: u16, elapsed: Duration) {
+        self.upstream_requests[route.index() * CLASSES.len() + class_index(status)].inc();
+        self.upstream_duration[route.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// Records an upstream exchange that failed.
+    pub fn upstream_error(&self, route: Route, kind: UpstreamErrorKind) {
+        let k = match kind {
+            UpstreamErrorKind::Connect => 0,
+            UpstreamErrorKind::Timeout => 1,
+            UpstreamErrorKind::Other => 2,
+        };
+        self.upstream_errors[route.index() * UPSTREAM_ERROR_KINDS.len() + k].inc();
+    }
+
+    /// Records a 401.
+    pub fn auth_failure(&self, failure: AuthFailure) {
+        if let Some(i) = AuthFailure::ALL.iter().position(|f| *f == failure) {
+            self.auth_failures[i].inc();
+        }
+    }
+
+    /// Records a 403.
+    pub fn denial(&self, denial: Denial) {
+        if let Some(i) = Denial::ALL.iter().position(|d| *d == denial) {
+            self.denials[i].inc();
+        }
+    }
+
+    /// Records a validation rejection (`reason` is one of [`VALIDATION_REASONS`]).
+    pub fn validation_rejection(&self, route: Route, reason: &str) {
+        if let Some(i) = VALIDATION_REASONS.iter().position(|r| *r == reason) {
+            self.validation[route.index() * VALIDATION_REASONS.len() + i].inc();
+        }
+    }
+
+    /// Counts a request for the mapped user, when per-user metrics are on.
+    pub fn user_request(&self, identity: &Identity) {
+        if let Some(c) = self.per_user.get(identity.index) {
+            c.inc();
+        }
+    }
+
+    /// Records a cache lookup.
+    pub fn cache_lookup(&self, result: CacheResult) {
+        let i = match result {
+            CacheResult::Hit => 0,
+            CacheResult::Miss => 1,
+            CacheResult::Stale => 2,
+            CacheResult::Bypass => 3,
+        };
+        self.cache_lookups[i].inc();
+    }
+
+    /// Records an invalidation.
+    pub fn cache_invalidation(&self, cause: InvalidationCause) {
+        self.cache_invalidations[cause as usize].inc();
+    }
+
+    /// Records an eviction for capacity.
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// Sets the cache size gauges (called before each scrape).
+    pub fn set_cache_size(&self, entries: u64, bytes: u64) {
+        self.cache_entries.set(entries as i64);
+        self.cache_bytes.set(bytes as i64);
+    }
+
+    /// Renders the text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}

@@ -1,0 +1,356 @@
+//! Listeners, the stack, the admin endpoints and graceful shutdown.
+
+use crate::auth::{AuthLayer, Verifier};
+use crate::cache::{CacheLayer, ListCache};
+use crate::config::Settings;
+use crate::error::{json_error, Response};
+use crate::identity::IdentityLayer;
+use crate::metrics::Metrics;
+use crate::observe::ObserveLayer;
+use crate::policy::PolicyLayer;
+use crate::route::RouteLayer;
+use crate::upstream::{build_client, Upstream};
+use crate::validate::ValidationSettings;
+use crate::validate::ValidateLayer;
+use crate::BoxFuture;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::{Service, ServiceBuilder};
+
+/// Everything the stack shares, built once from validated settings.
+pub struct AppState {
+    /// The validated config.
+    pub settings: Arc<Settings>,
+    /// Metrics registry and handles.
+    pub metrics: Arc<Metrics>,
+    /// JWT verification.
+    pub verifier: Arc<Verifier>,
+    /// Validation rules.
+    pub validation: Arc<ValidationSettings>,
+    /// The list cache.
+    pub cache: Arc<ListCache>,
+    /// The pooled upstream client.
+    pub client: crate::upstream::HttpClient,
+    /// Set once both listeners accept.
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the shared state (upstream client, verifier, metrics, cache).
+    pub fn new(settings: Settings) -> Result<Arc<AppState>, String> {
+        let per_user: Vec<_> = if settings.per_user_metrics {
+            settings.users.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let metrics = Metrics::new(&per_user);
+        let client = build_client(&settings.upstream)?;
+        let verifier = Arc::new(Verifier::new(&settings.auth));
+        let validation = Arc::new(ValidationSettings {
+            body: settings.body_rules.clone(),
+            query: settings.query_limits.clone(),
+            max_body_size: settings.server.max_body_size,
+        });
+        let cache = ListCache::new(&settings.cache, &settings.upstream.keys, metrics.clone());
+        Ok(Arc::new(AppState {
+            settings: Arc::new(settings),
+            metrics,
+            verifier,
+            validation,
+            cache,
+            client,
+            ready: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// The request path, outermost layer first. Tests and `main` both build it here.
+pub fn build_stack<B>(
+    state: &AppState,
+) -> impl Service<Request<B>, Response = Response, Error = Infallible, Future = BoxFuture>
+       + Clone
+       + Send
+       + 'static
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    let s = &state.settings;
+    ServiceBuilder::new()
+        // Request id, in-flight, whole-request timeout, request metrics, access log: outermost
+        // so that every answer, rejections included, is counted and logged.
+        .layer(ObserveLayer::new(state.metrics.clone(), s.server.request_timeout))
+        // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
+        .layer(RouteLayer)
+        // Authentication: exactly one valid bearer JWT, else 401.
+        .layer(AuthLayer::new(state.verifier.clone(), state.metrics.clone()))
+        // Identity mapping: subject → upstream key, userId, access; unmapped → 403.
+        .layer(IdentityLayer::new(state.settings.clone(), state.metrics.clone()))
+        // Write policy: read users cannot create, nobody lists as another user (403).
+        .layer(PolicyLayer::new(state.metrics.clone()))
+        // Validation: list query canonicalised, create body read (bounded) and checked.
+        .layer(ValidateLayer::new(state.validation.clone(), state.metrics.clone()))
+        // List cache: keyed by (upstream key, userId, canonical query); creates invalidate.
+        .layer(CacheLayer::new(state.cache.clone()))
+        // Upstream forward: the only place a request leaves the gateway.
+        .service(Upstream::new(
+            state.client.clone(),
+            &s.upstream,
+            state.metrics.clone(),
+        ))
+}
+
+/// A running gateway: both listeners bound and serving.
+pub struct Gateway {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving on the current runtime.
+    pub async fn start(settings: Settings) -> Result<Gateway, String> {
+        let listen = settings.server.listen;
+        let admin_listen = settings.server.admin_listen;
+        let grace = settings.server.shutdown_grace;
+        let state = AppState::new(settings)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+        let (tx, rx) = watch::channel(false);
+        let stack = build_stack::<Incoming>(&state);
+        let admin_svc = AdminService {
+            state: state.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(serve(listener, stack, rx.clone(), grace)),
+            tokio::spawn(serve(admin, admin_svc, rx, grace)),
+        ];
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(%addr, %admin_addr, "gateway listening");
+        Ok(Gateway {
+            addr,
+            admin_addr,
+            state,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// The public listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The shared state (metrics, cache), for tests and the demo.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    pub async fn shutdown(self) {
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Accepts connections until shutdown, then drains them for at most `grace`.
+async fn serve<S>(
+    listener: TcpListener,
+    svc: S,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slowloris: a client must send its headers within this time.
+        .header_read_timeout(Duration::from_secs(10));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc.clone()))
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+    }
+}
+
+/// The admin listener: health, readiness, metrics and cache purge.
+#[derive(Clone)]
+struct AdminService {
+    state: Arc<AppState>,
+}
+
+impl Service<Request<Incoming>> for AdminService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> BoxFuture {
+        let state = self.state.clone();
+        Box::pin(async move { Ok(admin(&state, req).await) })
+    }
+}
+
+fn json_ok(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => {
+            if state.ready.load(Ordering::Acquire) {
+                json_ok(StatusCode::OK, serde_json::json!({"status": "ready"}))
+            } else {
+                json_ok(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"status": "not ready"}),
+                )
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            state.cache.refresh_gauges().await;
+            let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        (&Method::POST, "/admin/cache/purge") => {
+            let key = req.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "upstream_key")
+                    .map(|(_, v)| v.into_owned())
+            });
+            match state.cache.purge(key.as_deref()) {
+                Ok(()) => json_ok(
+                    StatusCode::OK,
+                    serde_json::json!({"purged": key.unwrap_or_else(|| "all".into())}),
+                ),
+                Err(msg) => json_error(StatusCode::NOT_FOUND, &msg, &[]),
+            }
+        }
+        (_, "/healthz" | "/readyz" | "/metrics") => {
+            let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &[]);
+            r.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+            r
+        }
+        (_, "/admin/cache/purge") => {
+            let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &[]);
+            r.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            r
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// GETs `url` (plain http) and succeeds on a 2xx within five seconds.
+pub async fn probe(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+        Ok(Ok(resp)) => Err(format!("status {}", resp.status())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}

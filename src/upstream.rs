@@ -1,0 +1,366 @@
+//! The upstream forward: the last service of the stack, the only place a request leaves.
+//!
+//! It swaps the client's credentials for the mapped API key, filters headers both ways,
+//! buffers the response within a size and time limit, and answers 502/504 itself when
+//! JourneyBee cannot be reached. A create is sent at most once: nothing here retries.
+
+use crate::config::{Identity, UpstreamSettings};
+use crate::error::{GatewayError, Response};
+use crate::metrics::Metrics;
+use crate::observe::RequestId;
+use crate::route::Route;
+use crate::validate::query::ListQuery;
+use crate::BoxFuture;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::Service;
+
+/// The pooled HTTP(S) client used for JourneyBee.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds the upstream client: HTTP/1 keep-alive pool (HTTP/2 when ALPN offers it), system
+/// roots plus the optional extra CA bundle.
+pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.set_nodelay(true);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are not fatal: an extra CA may be all that is needed.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &settings.extra_ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
+}
+
+/// Facts about the upstream exchange, attached to the response for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamMeta {
+    /// The upstream's status, if it answered.
+    pub status: Option<u16>,
+    /// Time from sending to the whole body received (or the failure).
+    pub duration: Duration,
+}
+
+/// Headers never forwarded upstream, beyond the hop-by-hop set: the client's credentials,
+/// proxy and forwarding headers, and headers the gateway sets or consumes itself.
+fn is_dropped_request_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    is_hop_by_hop(name)
+        || n.starts_with("proxy-")
+        || n.starts_with("x-forwarded-")
+        || matches!(
+            n,
+            "authorization"
+                | "cookie"
+                | "forwarded"
+                | "x-real-ip"
+                | "host"
+                | "content-length"
+                | "expect"
+                | "user-agent"
+                | "x-request-id"
+                | "accept-encoding"
+                | "cache-control"
+                | "pragma"
+                | "idempotency-key"
+        )
+}
+
+/// RFC 9110 §7.6.1 connection-specific fields (plus the legacy ones proxies still see).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Field names listed in `Connection` headers are hop-by-hop too (RFC 9110 §7.6.1).
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Copies the end-to-end headers of `src` that may travel upstream.
+fn filter_request_headers(src: &HeaderMap, dst: &mut HeaderMap) {
+    let named = connection_named(src);
+    for (name, value) in src {
+        if !is_dropped_request_header(name) && !named.contains(name) {
+            dst.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Removes hop-by-hop headers (and cookies: the upstream session belongs to the company key,
+/// not to the app) from an upstream response before it goes to the client.
+pub fn filter_response_headers(headers: &mut HeaderMap) {
+    let named = connection_named(headers);
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::HeaderName::from_static("keep-alive"),
+        header::HeaderName::from_static("proxy-connection"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::SET_COOKIE,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Where requests go and what they carry.
+struct Target {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    path_prefix: String,
+    response_timeout: Duration,
+    max_response_size: usize,
+    user_agent: HeaderValue,
+}
+
+/// The forwarding service.
+#[derive(Clone)]
+pub struct Upstream {
+    client: HttpClient,
+    target: Arc<Target>,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    /// A forwarder for `settings`, sharing `client`'s connection pool.
+    pub fn new(client: HttpClient, settings: &UpstreamSettings, metrics: Arc<Metrics>) -> Self {
+        let user_agent = HeaderValue::from_static(concat!(
+            "journeybee-gateway/",
+            env!("CARGO_PKG_VERSION")
+        ));
+        Upstream {
+            client,
+            target: Arc::new(Target {
+                scheme: settings.scheme.clone(),
+                authority: settings.authority.clone(),
+                path_prefix: settings.path_prefix.clone(),
+                response_timeout: settings.response_timeout,
+                max_response_size: settings.max_response_size,
+                user_agent,
+            }),
+            metrics,
+        }
+    }
+
+    /// Builds the upstream request from a validated one.
+    fn build(&self, req: Request<Bytes>) -> Result<(Route, Request<Full<Bytes>>), GatewayError> {
+        let (parts, body) = req.into_parts();
+        let route = parts.extensions.get::<Route>().copied();
+        let identity = parts.extensions.get::<Arc<Identity>>();
+        let (Some(route), Some(identity)) = (route, identity) else {
+            return Err(GatewayError::Internal(
+                "upstream reached without route or identity".into(),
+            ));
+        };
+        let t = &self.target;
+        // The path was matched exactly by the router, so it is safe to forward as is.
+        let path_and_query = match route {
+            Route::List => {
+                // The normalized query is what is forwarded, so what the cache keys on is
+                // exactly what upstream was asked.
+                let query = parts.extensions.get::<Arc<ListQuery>>().ok_or_else(|| {
+                    GatewayError::Internal("list reached upstream without a query".into())
+                })?;
+                format!(
+                    "{}{}?{}",
+                    t.path_prefix,
+                    parts.uri.path(),
+                    query.upstream_query(identity.user_id)
+                )
+            }
+            _ => format!("{}{}", t.path_prefix, parts.uri.path()),
+        };
+        let uri = Uri::builder()
+            .scheme(t.scheme.clone())
+            .authority(t.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        let mut out = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|e| GatewayError::Internal(format!("upstream request: {e}")))?;
+        let headers = out.headers_mut();
+        if route.is_create() {
+            filter_request_headers(&parts.headers, headers);
+        }
+        // A list forwards no client header: every input that reaches upstream is part of the
+        // cache key, and headers are not.
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::AUTHORIZATION, identity.key.authorization.clone());
+        headers.insert(header::USER_AGENT, t.user_agent.clone());
+        if let Some(id) = parts.extensions.get::<RequestId>() {
+            headers.insert(HeaderName::from_static("x-request-id"), id.0.clone());
+        }
+        Ok((route, out))
+    }
+}
+
+enum Failure {
+    Send(hyper_util::client::legacy::Error),
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Service<Request<Bytes>> for Upstream {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
+        let built = self.build(req);
+        let client = self.client.clone();
+        let target = self.target.clone();
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let (route, out) = match built {
+                Ok(b) => b,
+                Err(e) => return Ok(e.into_response()),
+            };
+            let started = Instant::now();
+            let exchange = async {
+                let resp = client.request(out).await.map_err(Failure::Send)?;
+                let (parts, body) = resp.into_parts();
+                let bytes = Limited::new(body, target.max_response_size)
+                    .collect()
+                    .await
+                    .map_err(Failure::Body)?
+                    .to_bytes();
+                Ok::<_, Failure>((parts, bytes))
+            };
+            let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
+            let duration = started.elapsed();
+            let create = route.is_create();
+            let result = match outcome {
+                Ok(Ok((mut parts, bytes))) => {
+                    filter_response_headers(&mut parts.headers);
+                    metrics.upstream_response(route, parts.status.as_u16(), duration);
+                    let status = parts.status.as_u16();
+                    let mut resp = http::Response::from_parts(parts, Full::new(bytes));
+                    resp.extensions_mut().insert(UpstreamMeta {
+                        status: Some(status),
+                        duration,
+                    });
+                    return Ok(resp);
+                }
+                Err(_elapsed) => {
+                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Timeout);
+                    if create {
+                        GatewayError::CreateOutcomeUnknown("upstream response timed out".into())
+                    } else {
+                        GatewayError::UpstreamTimeout
+                    }
+                }
+                Ok(Err(Failure::Send(e))) if e.is_connect() => {
+                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Connect);
+                    // Never connected: the request cannot have been sent, whatever the route.
+                    GatewayError::UpstreamUnreachable(error_chain(&e))
+                }
+                Ok(Err(Failure::Send(e))) => {
+                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    if create {
+                        GatewayError::CreateOutcomeUnknown(error_chain(&e))
+                    } else {
+                        GatewayError::UpstreamUnreachable(error_chain(&e))
+                    }
+                }
+                Ok(Err(Failure::Body(e))) => {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                        GatewayError::UpstreamTooLarge {
+                            limit: target.max_response_size,
+                        }
+                    } else {
+                        metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                        if create {
+                            GatewayError::CreateOutcomeUnknown(e.to_string())
+                        } else {
+                            GatewayError::UpstreamUnreachable(e.to_string())
+                        }
+                    }
+                }
+            };
+            let mut resp = result.into_response();
+            resp.extensions_mut().insert(UpstreamMeta {
+                status: None,
+                duration,
+            });
+            Ok(resp)
+        })
+    }
+}
+
+/// The error and its sources on one line, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -1,0 +1,173 @@
+//! The validation layer: list queries are parsed into their canonical form, create bodies are
+//! read (bounded) and checked in full. What passes continues as `Request<Bytes>`, the exact
+//! bytes the client sent, so the forward is byte-for-byte.
+
+use super::body::{validate_create, BodyRules};
+use super::query::{parse_list_query, QueryLimits};
+use crate::error::{GatewayError, Response};
+use crate::metrics::Metrics;
+use crate::route::Route;
+use crate::BoxFuture;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// What the validation layer needs from config.
+#[derive(Debug, Clone)]
+pub struct ValidationSettings {
+    /// Create-body rules.
+    pub body: BodyRules,
+    /// List-query limits.
+    pub query: QueryLimits,
+    /// Largest accepted request body.
+    pub max_body_size: usize,
+}
+
+/// Validates list queries and create bodies; refuses with 400/406/413/415.
+#[derive(Clone)]
+pub struct ValidateLayer {
+    settings: Arc<ValidationSettings>,
+    metrics: Arc<Metrics>,
+}
+
+impl ValidateLayer {
+    /// A layer applying `settings`, counting rejections in `metrics`.
+    pub fn new(settings: Arc<ValidationSettings>, metrics: Arc<Metrics>) -> Self {
+        Self { settings, metrics }
+    }
+}
+
+impl<S> Layer<S> for ValidateLayer {
+    type Service = Validate<S>;
+    fn layer(&self, inner: S) -> Validate<S> {
+        Validate {
+            inner,
+            settings: self.settings.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Service produced by [`ValidateLayer`].
+#[derive(Clone)]
+pub struct Validate<S> {
+    inner: S,
+    settings: Arc<ValidationSettings>,
+    metrics: Arc<Metrics>,
+}
+
+/// `application/json`, optionally with `charset=utf-8` (RFC 8259 §8.1: JSON is UTF-8).
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|param| match param.trim().split_once('=') {
+        Some((name, val)) if name.trim().eq_ignore_ascii_case("charset") => {
+            val.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => false,
+    })
+}
+
+/// Reads a body up to `limit` bytes. A declared `Content-Length` over the limit is refused
+/// before a single byte is read; an undeclared one stops reading at the limit.
+async fn read_body<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<crate::BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+    }
+}
+
+async fn check<B>(
+    req: Request<B>,
+    settings: &ValidationSettings,
+) -> Result<Request<Bytes>, GatewayError>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<crate::BoxError>,
+{
+    let route = req.extensions().get::<Route>().copied();
+    let (mut parts, body) = req.into_parts();
+    match route {
+        Some(Route::List) => {
+            let query = parse_list_query(parts.uri.query(), &settings.query)
+                .map_err(GatewayError::InvalidQuery)?;
+            parts.extensions.insert(Arc::new(query));
+            // A GET body has no meaning upstream; it is dropped rather than forwarded.
+            Ok(Request::from_parts(parts, Bytes::new()))
+        }
+        Some(Route::Create | Route::CreateForCompany) => {
+            if !is_json_content_type(&parts.headers) {
+                return Err(GatewayError::UnsupportedMediaType);
+            }
+            let bytes = read_body(&parts.headers, body, settings.max_body_size).await?;
+            let summary =
+                validate_create(&bytes, &settings.body).map_err(GatewayError::InvalidBody)?;
+            parts.extensions.insert(Arc::new(summary));
+            Ok(Request::from_parts(parts, bytes))
+        }
+        Some(Route::Unmatched) | None => Err(GatewayError::Internal(
+            "validation reached without a route".into(),
+        )),
+    }
+}
+
+impl<S, B> Service<Request<B>> for Validate<S>
+where
+    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> BoxFuture {
+        let settings = self.settings.clone();
+        let metrics = self.metrics.clone();
+        let route = req.extensions().get::<Route>().copied().unwrap_or(Route::Unmatched);
+        let mut inner = self.inner.clone();
+        Box::pin(async move {
+            match check(req, &settings).await {
+                Ok(req) => inner.call(req).await,
+                Err(e) => {
+                    let resp = e.into_response();
+                    if let Some(r) = resp.extensions().get::<crate::error::Rejection>() {
+                        metrics.validation_rejection(route, r.reason);
+                    }
+                    Ok(resp)
+                }
+            }
+        })
+    }
+}
