@@ -124,7 +124,7 @@ enum Fetched {
     /// Stored and fresh.
     Stored(Arc<Entry>),
     /// Answered but not storable (not 200 JSON, `no-store`, too large), or a failure.
-    Passed(Snapshot),
+    Passed(Box<Snapshot>),
 }
 
 type Flight = watch::Receiver<Option<Arc<Fetched>>>;
@@ -291,7 +291,7 @@ impl ListCache {
             && !upstream_forbids_storing(&snap.headers)
             && key.weight() + snap.weight() <= self.settings.max_entry_size;
         if !storable {
-            return Fetched::Passed(snap);
+            return Fetched::Passed(Box::new(snap));
         }
         let mut snap = snap;
         for h in [header::CACHE_CONTROL, header::AGE, header::EXPIRES] {
@@ -318,13 +318,13 @@ impl ListCache {
     fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Response {
         let age = now.saturating_duration_since(entry.stored_at);
         let mut resp = entry.snapshot.to_response();
-        let remaining = self.settings.ttl.saturating_sub(age).as_secs();
+        // Rounded up, so a response fetched just now says the full TTL.
+        let remaining = self.settings.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
         let h = resp.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(result.as_str()));
         h.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_str(&format!("private, max-age={remaining}"))
-                .expect("ascii header"),
+            HeaderValue::from_str(&format!("private, max-age={remaining}")).expect("ascii header"),
         );
         if result != CacheResult::Miss {
             h.insert(header::AGE, HeaderValue::from(age.as_secs()));
@@ -358,10 +358,7 @@ impl ListCache {
         if !self.settings.enabled || directive == Directive::Bypass {
             self.metrics.cache_lookup(CacheResult::Bypass);
             let resp = call(&mut inner, req).await;
-            return self.passed(
-                &Snapshot::from_response(resp).await,
-                CacheResult::Bypass,
-            );
+            return self.passed(&Snapshot::from_response(resp).await, CacheResult::Bypass);
         }
         let key = self.key(&identity, query);
         let mut req = Some(req);
@@ -513,10 +510,7 @@ where
         let inner = self.inner.clone();
         let cache = self.cache.clone();
         let route = req.extensions().get::<Route>().copied();
-        let key_index = req
-            .extensions()
-            .get::<Arc<Identity>>()
-            .map(|i| i.key.index);
+        let key_index = req.extensions().get::<Arc<Identity>>().map(|i| i.key.index);
         Box::pin(async move {
             match route {
                 Some(Route::List) => Ok(cache.serve(req, inner).await),

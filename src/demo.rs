@@ -93,8 +93,10 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
     std::fs::write(dir.join(name), text).map_err(|e| format!("{}: {e}", dir.join(name).display()))
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run() -> Result<(), String> {
+/// Runs the demo until Ctrl-C (or SIGTERM). With `env_file`, also writes the addresses and
+/// tokens there as `KEY=value` lines once serving, for scripts (benchmarks, the Prometheus
+/// check) that drive the demo.
+pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
     let sim = Simulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {
@@ -115,7 +117,10 @@ pub async fn run() -> Result<(), String> {
 
     // The usual ports when free, any free port otherwise.
     let mut gateway = None;
-    for (listen, admin) in [("127.0.0.1:8080", "127.0.0.1:9090"), ("127.0.0.1:0", "127.0.0.1:0")] {
+    for (listen, admin) in [
+        ("127.0.0.1:8080", "127.0.0.1:9090"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
         let text = demo_config(&sim.base_url(), listen, admin, users);
         write(&dir, "gateway.toml", &text)?;
         let settings = config::load(&dir.join("gateway.toml")).map_err(|e| e.to_string())?;
@@ -165,6 +170,18 @@ Ctrl-C to stop.
         alice = users.0,
         bob = users.1,
     );
+    if let Some(path) = env_file {
+        let env = format!(
+            "JBGW_URL={base}\nJBGW_ADMIN_URL=http://{admin}\nSIM_URL={upstream}\nREAD_TOKEN={read}\nWRITE_TOKEN={write_token}\nJBGW_CONFIG_FILE={config}\n",
+            admin = gateway.admin_addr(),
+            upstream = sim.base_url(),
+            config = dir.join("gateway.toml").display(),
+        );
+        // Written whole then renamed, so a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, env).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     crate::server::shutdown_signal().await;
     gateway.shutdown().await;
     sim.shutdown();

@@ -18,7 +18,12 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Config file for the default `serve` command.
-    #[arg(long, short, env = "JBGW_CONFIG", default_value = "config/gateway.toml")]
+    #[arg(
+        long,
+        short,
+        env = "JBGW_CONFIG",
+        default_value = "config/gateway.toml"
+    )]
     config: PathBuf,
 }
 
@@ -27,7 +32,12 @@ enum Command {
     /// Run the gateway (the default when no command is given).
     Serve {
         /// The TOML config file (see config/gateway.example.toml).
-        #[arg(long, short, env = "JBGW_CONFIG", default_value = "config/gateway.toml")]
+        #[arg(
+            long,
+            short,
+            env = "JBGW_CONFIG",
+            default_value = "config/gateway.toml"
+        )]
         config: PathBuf,
     },
     /// Validate a config file, print every problem, and exit (0 when valid, 2 otherwise).
@@ -37,7 +47,11 @@ enum Command {
     },
     /// Start the JourneyBee simulator and the gateway in front of it, with a read user and a
     /// write user, print ready tokens and curl commands, and run until Ctrl-C.
-    Demo,
+    Demo {
+        /// Also write the URLs and tokens to this file as KEY=value lines (for scripts).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
     /// Probe the admin /healthz endpoint; exit 0 when healthy (for container HEALTHCHECKs).
     Healthcheck {
         /// URL to probe.
@@ -98,7 +112,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Demo => match runtime().block_on(demo::run()) {
+        Command::Demo { env_file } => match runtime().block_on(demo::run(env_file.as_deref())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo: {e}");

@@ -236,7 +236,8 @@ impl Metrics {
             "List-cache lookups, by result (hit, miss, stale, bypass).",
             &["result"],
         );
-        let cache_lookups = ["hit", "miss", "stale", "bypass"].map(|r| lookup_vec.with_label_values(&[r]));
+        let cache_lookups =
+            ["hit", "miss", "stale", "bypass"].map(|r| lookup_vec.with_label_values(&[r]));
         let inval_vec = counter_vec(
             "cache_invalidations_total",
             "List-cache invalidations, by cause (create, admin).",
@@ -259,22 +260,33 @@ impl Metrics {
             );
             let mut sorted: Vec<&Arc<Identity>> = users.iter().collect();
             sorted.sort_by_key(|u| u.index);
-            sorted.iter().map(|u| v.with_label_values(&[&u.name])).collect()
+            sorted
+                .iter()
+                .map(|u| v.with_label_values(&[&u.name]))
+                .collect()
         };
         let build = IntGaugeVec::new(
-            Opts::new(name("build_info"), "Build information; the value is always 1."),
+            Opts::new(
+                name("build_info"),
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )
         .expect("valid metric");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         reg(Box::new(build));
         #[cfg(target_os = "linux")]
-        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
 
         Arc::new(Metrics {
             in_flight: gauge("requests_in_flight", "Requests being processed."),
             cache_entries: gauge("cache_entries", "Entries in the list cache."),
-            cache_bytes: gauge("cache_bytes", "Bytes held by the list cache (keys, headers, bodies)."),
+            cache_bytes: gauge(
+                "cache_bytes",
+                "Bytes held by the list cache (keys, headers, bodies).",
+            ),
             registry,
             requests,
             request_duration,

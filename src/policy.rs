@@ -49,9 +49,10 @@ pub fn decide(route: Route, identity: &Identity, query: Option<&str>) -> Result<
     if route == Route::List {
         // Nobody reads as another user. A numeric userId that differs is a denial; one that is
         // not a number is left to query validation (400), which also refuses repeats.
-        let foreign = query.into_iter().flat_map(|q| form_urlencoded::parse(q.as_bytes())).any(
-            |(k, v)| k == "userId" && v.parse::<u64>().is_ok_and(|id| id != identity.user_id),
-        );
+        let foreign = query
+            .into_iter()
+            .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+            .any(|(k, v)| k == "userId" && v.parse::<u64>().is_ok_and(|id| id != identity.user_id));
         if foreign {
             return Err(Denial::ForeignUserId);
         }

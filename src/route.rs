@@ -133,8 +133,14 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(match_route(&Method::GET, "/api/v1/partnerships").unwrap(), Route::List);
-        assert_eq!(match_route(&Method::POST, "/api/v1/partnerships").unwrap(), Route::Create);
+        assert_eq!(
+            match_route(&Method::GET, "/api/v1/partnerships").unwrap(),
+            Route::List
+        );
+        assert_eq!(
+            match_route(&Method::POST, "/api/v1/partnerships").unwrap(),
+            Route::Create
+        );
         assert_eq!(
             match_route(&Method::POST, "/api/v1/companies/123/partnerships").unwrap(),
             Route::CreateForCompany
@@ -156,7 +162,10 @@ mod tests {
             "/api/v1/tags",
             "/",
         ] {
-            assert!(matches!(match_route(&Method::POST, p), Err(GatewayError::NotFound)), "{p}");
+            assert!(
+                matches!(match_route(&Method::POST, p), Err(GatewayError::NotFound)),
+                "{p}"
+            );
         }
     }
 }

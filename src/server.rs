@@ -10,8 +10,8 @@ use crate::observe::ObserveLayer;
 use crate::policy::PolicyLayer;
 use crate::route::RouteLayer;
 use crate::upstream::{build_client, Upstream};
-use crate::validate::ValidationSettings;
 use crate::validate::ValidateLayer;
+use crate::validate::ValidationSettings;
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -61,7 +61,7 @@ impl AppState {
         let verifier = Arc::new(Verifier::new(&settings.auth));
         let validation = Arc::new(ValidationSettings {
             body: settings.body_rules.clone(),
-            query: settings.query_limits.clone(),
+            query: settings.query_limits,
             max_body_size: settings.server.max_body_size,
         });
         let cache = ListCache::new(&settings.cache, &settings.upstream.keys, metrics.clone());
@@ -92,17 +92,29 @@ where
     ServiceBuilder::new()
         // Request id, in-flight, whole-request timeout, request metrics, access log: outermost
         // so that every answer, rejections included, is counted and logged.
-        .layer(ObserveLayer::new(state.metrics.clone(), s.server.request_timeout))
+        .layer(ObserveLayer::new(
+            state.metrics.clone(),
+            s.server.request_timeout,
+        ))
         // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
         .layer(RouteLayer)
         // Authentication: exactly one valid bearer JWT, else 401.
-        .layer(AuthLayer::new(state.verifier.clone(), state.metrics.clone()))
+        .layer(AuthLayer::new(
+            state.verifier.clone(),
+            state.metrics.clone(),
+        ))
         // Identity mapping: subject → upstream key, userId, access; unmapped → 403.
-        .layer(IdentityLayer::new(state.settings.clone(), state.metrics.clone()))
+        .layer(IdentityLayer::new(
+            state.settings.clone(),
+            state.metrics.clone(),
+        ))
         // Write policy: read users cannot create, nobody lists as another user (403).
         .layer(PolicyLayer::new(state.metrics.clone()))
         // Validation: list query canonicalised, create body read (bounded) and checked.
-        .layer(ValidateLayer::new(state.validation.clone(), state.metrics.clone()))
+        .layer(ValidateLayer::new(
+            state.validation.clone(),
+            state.metrics.clone(),
+        ))
         // List cache: keyed by (upstream key, userId, canonical query); creates invalidate.
         .layer(CacheLayer::new(state.cache.clone()))
         // Upstream forward: the only place a request leaves the gateway.
@@ -225,8 +237,14 @@ async fn serve<S>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "grace period over; closing remaining connections"
+        );
     }
 }
 

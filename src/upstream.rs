@@ -48,7 +48,8 @@ pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
+            let cert =
+                cert.map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
             roots
                 .add(cert)
                 .map_err(|e| format!("upstream.extra_ca_file {}: {e}", path.display()))?;
@@ -183,10 +184,8 @@ pub struct Upstream {
 impl Upstream {
     /// A forwarder for `settings`, sharing `client`'s connection pool.
     pub fn new(client: HttpClient, settings: &UpstreamSettings, metrics: Arc<Metrics>) -> Self {
-        let user_agent = HeaderValue::from_static(concat!(
-            "journeybee-gateway/",
-            env!("CARGO_PKG_VERSION")
-        ));
+        let user_agent =
+            HeaderValue::from_static(concat!("journeybee-gateway/", env!("CARGO_PKG_VERSION")));
         Upstream {
             client,
             target: Arc::new(Target {

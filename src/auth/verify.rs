@@ -50,7 +50,8 @@ impl Verifier {
             .keys
             .iter()
             .map(|k| {
-                let mut v = Validation::new(k.algorithms.first().copied().unwrap_or(Algorithm::HS256));
+                let mut v =
+                    Validation::new(k.algorithms.first().copied().unwrap_or(Algorithm::HS256));
                 v.algorithms = k.algorithms.clone();
                 v.leeway = settings.leeway.as_secs();
                 v.validate_exp = true;
@@ -156,8 +157,12 @@ fn classify(kind: &ErrorKind) -> AuthFailure {
         ErrorKind::ImmatureSignature => AuthFailure::NotYetValid,
         ErrorKind::InvalidIssuer => AuthFailure::WrongIssuer,
         ErrorKind::InvalidAudience => AuthFailure::WrongAudience,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthFailure::AlgorithmNotAllowed,
-        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => AuthFailure::MissingClaim,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+            AuthFailure::AlgorithmNotAllowed
+        }
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+            AuthFailure::MissingClaim
+        }
         ErrorKind::InvalidSignature
         | ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey

@@ -25,7 +25,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
         for (path, msg) in &self.problems {
             writeln!(f, "  {path}: {msg}")?;
         }
@@ -243,7 +247,10 @@ impl Problems {
     fn addr(&mut self, path: &str, raw: Option<&str>, default: &str) -> SocketAddr {
         let text = raw.unwrap_or(default);
         text.parse().unwrap_or_else(|_| {
-            self.push(path, format!("invalid socket address {text:?} (expected ip:port)"));
+            self.push(
+                path,
+                format!("invalid socket address {text:?} (expected ip:port)"),
+            );
             default.parse().expect("default address parses")
         })
     }
@@ -281,7 +288,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     let upstream = match raw.upstream {
         Some(u) => validate_upstream(u, base, &mut p),
         None => {
-            p.push("upstream", "missing section (base_url and at least one key)");
+            p.push(
+                "upstream",
+                "missing section (base_url and at least one key)",
+            );
             None
         }
     };
@@ -326,7 +336,11 @@ fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
     if listen == admin_listen && listen.port() != 0 {
         p.push("server.admin_listen", "must differ from server.listen");
     }
-    let max_body = p.size("server.max_body_size", raw.max_body_size.as_deref(), 64 << 10);
+    let max_body = p.size(
+        "server.max_body_size",
+        raw.max_body_size.as_deref(),
+        64 << 10,
+    );
     if max_body == 0 {
         p.push("server.max_body_size", "must be greater than zero");
     }
@@ -352,13 +366,19 @@ fn validate_log(raw: &RawLog, p: &mut Problems) -> LogSettings {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
         other => {
-            p.push("log.format", format!("{other:?} is not one of \"text\", \"json\""));
+            p.push(
+                "log.format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
             LogFormat::Text
         }
     };
     let level = raw.level.clone().unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        p.push("log.level", format!("{level:?} is not a valid filter directive"));
+        p.push(
+            "log.level",
+            format!("{level:?} is not a valid filter directive"),
+        );
     }
     LogSettings { format, level }
 }
@@ -374,7 +394,10 @@ fn read_secret(
 ) -> Option<String> {
     match (env, file) {
         (Some(_), Some(_)) => {
-            p.push(path, format!("set only one of the {what} env and file options"));
+            p.push(
+                path,
+                format!("set only one of the {what} env and file options"),
+            );
             None
         }
         (None, None) => {
@@ -384,7 +407,10 @@ fn read_secret(
         (Some(var), None) => match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
             _ => {
-                p.push(path, format!("environment variable {var} is not set or empty"));
+                p.push(
+                    path,
+                    format!("environment variable {var} is not set or empty"),
+                );
                 None
             }
         },
@@ -487,7 +513,10 @@ fn validate_keys(
     p: &mut Problems,
 ) -> Vec<Arc<UpstreamKey>> {
     if raw.is_empty() {
-        p.push("upstream.keys", "declare at least one key ([upstream.keys.<name>])");
+        p.push(
+            "upstream.keys",
+            "declare at least one key ([upstream.keys.<name>])",
+        );
     }
     let mut keys = Vec::new();
     for (name, k) in raw {
@@ -514,7 +543,10 @@ fn validate_keys(
                 v
             }
             Err(_) => {
-                p.push(&path, "the secret contains characters not allowed in a header");
+                p.push(
+                    &path,
+                    "the secret contains characters not allowed in a header",
+                );
                 continue;
             }
         };
@@ -549,7 +581,10 @@ const MIN_HMAC_SECRET: usize = 32;
 fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSettings> {
     let mut algorithms = Vec::new();
     match &raw.algorithms {
-        None => p.push("auth.algorithms", "missing: list the algorithms tokens may use"),
+        None => p.push(
+            "auth.algorithms",
+            "missing: list the algorithms tokens may use",
+        ),
         Some(list) if list.is_empty() => p.push("auth.algorithms", "must not be empty"),
         Some(list) => {
             for (i, name) in list.iter().enumerate() {
@@ -570,20 +605,34 @@ fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSett
     let non_empty = |v: Option<StringOrList>, path: &str, p: &mut Problems| {
         let v = v?.into_vec();
         if v.is_empty() || v.iter().any(|s| s.is_empty()) {
-            p.push(path, "must be a non-empty string or list of non-empty strings");
+            p.push(
+                path,
+                "must be a non-empty string or list of non-empty strings",
+            );
         }
         Some(v)
     };
     let issuer = non_empty(raw.issuer, "auth.issuer", p);
     let audience = non_empty(raw.audience, "auth.audience", p);
-    let leeway = p.duration("auth.leeway", raw.leeway.as_deref(), Duration::from_secs(30));
-    let max_token_size = p.size("auth.max_token_size", raw.max_token_size.as_deref(), 8 << 10);
+    let leeway = p.duration(
+        "auth.leeway",
+        raw.leeway.as_deref(),
+        Duration::from_secs(30),
+    );
+    let max_token_size = p.size(
+        "auth.max_token_size",
+        raw.max_token_size.as_deref(),
+        8 << 10,
+    );
     let subject_claim = raw.subject_claim.unwrap_or_else(|| "sub".into());
     if subject_claim.is_empty() {
         p.push("auth.subject_claim", "must not be empty");
     }
     if raw.keys.is_empty() {
-        p.push("auth.keys", "declare at least one verification key ([[auth.keys]])");
+        p.push(
+            "auth.keys",
+            "declare at least one verification key ([[auth.keys]])",
+        );
     }
     let mut keys = Vec::new();
     for (i, k) in raw.keys.iter().enumerate() {
@@ -596,7 +645,10 @@ fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSett
                 continue;
             }
             (false, false) => {
-                p.push(&path, "set hmac_secret_env/hmac_secret_file or public_key_env/public_key_file");
+                p.push(
+                    &path,
+                    "set hmac_secret_env/hmac_secret_file or public_key_env/public_key_file",
+                );
                 continue;
             }
             (true, false) => {
@@ -611,7 +663,10 @@ fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSett
                     continue;
                 };
                 if secret.len() < MIN_HMAC_SECRET {
-                    p.push(&path, format!("HMAC secret must be at least {MIN_HMAC_SECRET} bytes"));
+                    p.push(
+                        &path,
+                        format!("HMAC secret must be at least {MIN_HMAC_SECRET} bytes"),
+                    );
                 }
                 DecodingKey::from_secret(secret.as_bytes())
             }
@@ -654,7 +709,10 @@ fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSett
     }
     for a in &algorithms {
         if !keys.is_empty() && !keys.iter().any(|k| k.algorithms.contains(a)) {
-            p.push("auth.algorithms", format!("{a:?} is allowed but no key can verify it"));
+            p.push(
+                "auth.algorithms",
+                format!("{a:?} is allowed but no key can verify it"),
+            );
         }
     }
     Some(AuthSettings {
@@ -692,7 +750,10 @@ fn validate_users(
         };
         let name = u.name.clone().unwrap_or_else(|| subject.clone());
         if !valid_name(&name) {
-            p.push(format!("{path}.name"), "use letters, digits, '-', '_', '.', '@' (it becomes a log field and metric label)");
+            p.push(
+                format!("{path}.name"),
+                "use letters, digits, '-', '_', '.', '@' (it becomes a log field and metric label)",
+            );
         }
         if !names.insert(name.clone()) {
             p.push(format!("{path}.name"), format!("{name:?} is used twice"));
@@ -701,7 +762,10 @@ fn validate_users(
             Some("read") => Access::Read,
             Some("write") => Access::Write,
             Some(other) => {
-                p.push(format!("{path}.access"), format!("{other:?} is not \"read\" or \"write\""));
+                p.push(
+                    format!("{path}.access"),
+                    format!("{other:?} is not \"read\" or \"write\""),
+                );
                 continue;
             }
             None => {
@@ -726,12 +790,18 @@ fn validate_users(
         };
         let Some(key) = keys.iter().find(|k| &*k.name == key_name) else {
             if keys_known {
-                p.push(format!("{path}.upstream_key"), format!("no key named {key_name:?} in upstream.keys"));
+                p.push(
+                    format!("{path}.upstream_key"),
+                    format!("no key named {key_name:?} in upstream.keys"),
+                );
             }
             continue;
         };
         if !key.read {
-            p.push(format!("{path}.upstream_key"), format!("key {key_name:?} is declared without read access"));
+            p.push(
+                format!("{path}.upstream_key"),
+                format!("key {key_name:?} is declared without read access"),
+            );
         }
         if access == Access::Write && !key.write {
             p.push(
@@ -747,7 +817,10 @@ fn validate_users(
             key: key.clone(),
         });
         if users.insert(subject.clone(), identity).is_some() {
-            p.push(format!("{path}.subject"), format!("{subject:?} is mapped twice"));
+            p.push(
+                format!("{path}.subject"),
+                format!("{subject:?} is mapped twice"),
+            );
         }
     }
     users
@@ -755,14 +828,19 @@ fn validate_users(
 
 fn validate_body_rules(raw: &RawValidation, p: &mut Problems) -> BodyRules {
     let mut rules = BodyRules::default();
-    let lower = |v: &[String]| -> HashSet<String> { v.iter().map(|d| d.trim().to_ascii_lowercase()).collect() };
+    let lower = |v: &[String]| -> HashSet<String> {
+        v.iter().map(|d| d.trim().to_ascii_lowercase()).collect()
+    };
     if let Some(v) = raw.allow_unknown_fields {
         rules.allow_unknown_fields = v;
     }
     if let Some(list) = &raw.free_mail_domains {
         rules.free_mail_domains = lower(list);
     } else {
-        rules.free_mail_domains = default_free_mail_domains().into_iter().map(str::to_string).collect();
+        rules.free_mail_domains = default_free_mail_domains()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
     }
     if let Some(extra) = &raw.extra_free_mail_domains {
         rules.free_mail_domains.extend(lower(extra));
@@ -772,12 +850,18 @@ fn validate_body_rules(raw: &RawValidation, p: &mut Problems) -> BodyRules {
     }
     for (path, list) in [
         ("validation.free_mail_domains", &raw.free_mail_domains),
-        ("validation.extra_free_mail_domains", &raw.extra_free_mail_domains),
+        (
+            "validation.extra_free_mail_domains",
+            &raw.extra_free_mail_domains,
+        ),
         ("validation.own_domains", &raw.own_domains),
     ] {
         for (i, d) in list.iter().flatten().enumerate() {
             if d.trim().is_empty() || d.contains('@') || !d.contains('.') {
-                p.push(format!("{path}[{i}]"), format!("{d:?} is not a domain name"));
+                p.push(
+                    format!("{path}[{i}]"),
+                    format!("{d:?} is not a domain name"),
+                );
             }
         }
     }
@@ -800,10 +884,17 @@ fn validate_cache(raw: &RawCache, p: &mut Problems) -> CacheSettings {
     let ttl = p.duration("cache.ttl", raw.ttl.as_deref(), Duration::from_secs(30));
     let enabled = raw.enabled.unwrap_or(true);
     if enabled && ttl.is_zero() {
-        p.push("cache.ttl", "must be greater than zero (set cache.enabled = false to disable)");
+        p.push(
+            "cache.ttl",
+            "must be greater than zero (set cache.enabled = false to disable)",
+        );
     }
     let capacity = p.size("cache.capacity", raw.capacity.as_deref(), 64 << 20);
-    let max_entry = p.size("cache.max_entry_size", raw.max_entry_size.as_deref(), 1 << 20);
+    let max_entry = p.size(
+        "cache.max_entry_size",
+        raw.max_entry_size.as_deref(),
+        1 << 20,
+    );
     if max_entry > capacity {
         p.push("cache.max_entry_size", "must not exceed cache.capacity");
     }

@@ -1,13 +1,306 @@
-//! TEMPORARY STUB: replaced by the simulator.
-#![allow(missing_docs)]
+//! In-process simulator of the JourneyBee partnerships API.
+//!
+//! A faithful double of the two upstream endpoints the gateway serves
+//! (`GET /api/v1/partnerships` and `POST /api/v1/partnerships`, plus the
+//! `POST /api/v1/companies/{id}/partnerships` variant from the docs), with
+//! deterministic seeded data, bearer-key auth with read/write flags, an
+//! optional per-key rate limit, a request recorder and run-time switchable
+//! faults. Tests start it on `127.0.0.1:0` and point the gateway at
+//! [`SimHandle::base_url`].
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use journeybee_gateway::sim::{Fault, SimConfig, Simulator};
+//! let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), SimConfig::default()).await?;
+//! sim.set_fault(Fault::Status(503));
+//! // ... exercise the gateway against sim.base_url() ...
+//! sim.shutdown();
+//! # Ok(()) }
+//! ```
+
+mod data;
+mod filter;
+mod server;
+mod time;
+mod validate;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Secret of the default read-only key.
 pub const SIM_READ_KEY: &str = "jb_sim_read_0123456789abcdef";
+/// Secret of the default read + write key.
 pub const SIM_WRITE_KEY: &str = "jb_sim_write_0123456789abcdef";
+
+/// Free-mail domains refused as partner domains by default.
+pub const DEFAULT_FREE_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "icloud.com",
+    "me.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "gmx.com",
+    "gmx.de",
+    "mail.com",
+    "yandex.com",
+    "live.com",
+    "msn.com",
+    "zoho.com",
+];
+
+/// Default own domain of the simulated company.
+pub const DEFAULT_COMPANY_DOMAIN: &str = "acme-partners.io";
+
+/// An API key the simulator accepts, with its permission flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimKey {
+    /// The bearer token value.
+    pub secret: String,
+    /// Grants GET.
+    pub read: bool,
+    /// Grants POST (and the other write methods upstream has).
+    pub write: bool,
+}
+
+impl SimKey {
+    /// Convenience constructor.
+    #[must_use]
+    pub fn new(secret: impl Into<String>, read: bool, write: bool) -> Self {
+        Self {
+            secret: secret.into(),
+            read,
+            write,
+        }
+    }
+}
+
+/// Configuration of one simulator instance.
 #[derive(Clone, Debug)]
-pub struct SimConfig { pub company_domains: Vec<String>, pub rate_limit_per_minute: Option<u32> }
-impl Default for SimConfig { fn default() -> Self { Self { company_domains: vec!["acme-partners.io".into()], rate_limit_per_minute: None } } }
+pub struct SimConfig {
+    /// Accepted API keys.
+    pub keys: Vec<SimKey>,
+    /// The company id; the only valid `{id}` of
+    /// `/api/v1/companies/{id}/partnerships`.
+    pub company_id: u64,
+    /// The company's own e-mail domains; partnering with one of them → 406.
+    /// The first one is also used for the company users' e-mails.
+    pub company_domains: Vec<String>,
+    /// Domains that are not business domains (→ 406), compared
+    /// case-insensitively.
+    pub free_mail_domains: Vec<String>,
+    /// Number of partnerships to generate.
+    pub partnerships: usize,
+    /// Seed of the deterministic data generator.
+    pub seed: u64,
+    /// Fixed page size of the list endpoint.
+    pub page_size: usize,
+    /// Per-key limit in a fixed one-minute window; `None` = unlimited.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            keys: vec![
+                SimKey::new(SIM_READ_KEY, true, false),
+                SimKey::new(SIM_WRITE_KEY, true, true),
+            ],
+            company_id: 123,
+            company_domains: vec![DEFAULT_COMPANY_DOMAIN.to_string()],
+            free_mail_domains: DEFAULT_FREE_MAIL_DOMAINS
+                .iter()
+                .map(|d| (*d).to_string())
+                .collect(),
+            partnerships: 300,
+            seed: 42,
+            page_size: 25,
+            rate_limit_per_minute: None,
+        }
+    }
+}
+
+/// Fault modes switchable at run time from tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Answer normally.
+    None,
+    /// Sleep this long before answering normally.
+    Slow(Duration),
+    /// Answer every request with this status and
+    /// `{"error":"simulated failure"}` (an invalid code becomes 500).
+    Status(u16),
+    /// 429 with a `Retry-After` header and `{"error":"Too many requests"}`.
+    RateLimited {
+        /// Value of the `Retry-After` header, in seconds.
+        retry_after_secs: u64,
+    },
+    /// Process the request normally (a create **does** happen), send the
+    /// status line, the headers (with the full `Content-Length`) and part of
+    /// the body, then drop the connection. This is the "did my POST go
+    /// through?" case a gateway must not retry blindly.
+    ResetMidResponse,
+    /// Read the request and never answer; the connection is held until
+    /// [`SimHandle::shutdown`].
+    BlackHole,
+}
+
+/// One request as received by the simulator.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// Request method.
+    pub method: http::Method,
+    /// Path without the query.
+    pub path: String,
+    /// Raw query string as received (still percent-encoded).
+    pub query: Option<String>,
+    /// All request headers.
+    pub headers: http::HeaderMap,
+    /// The complete request body.
+    pub body: bytes::Bytes,
+    /// The Bearer value of `Authorization`, if any (valid or not).
+    pub api_key: Option<String>,
+}
+
+/// Namespace for starting simulators.
 pub struct Simulator;
+
+impl Simulator {
+    /// Binds `addr` (tests pass `127.0.0.1:0`), spawns the server on the
+    /// current tokio runtime and returns at once.
+    ///
+    /// # Errors
+    /// Binding the listener failed (address in use, no permission, ...).
+    pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHandle> {
+        let shared = server::start(addr, config).await?;
+        Ok(SimHandle { shared })
+    }
+}
+
+/// Control handle of a running simulator; cheap to clone.
 #[derive(Clone)]
-pub struct SimHandle { addr: SocketAddr }
-impl Simulator { pub async fn start(addr: SocketAddr, _c: SimConfig) -> std::io::Result<SimHandle> { Ok(SimHandle { addr }) } }
-impl SimHandle { pub fn base_url(&self) -> String { format!("http://{}", self.addr) } pub fn user_ids(&self) -> Vec<u64> { vec![456, 457] } pub fn shutdown(&self) {} }
+pub struct SimHandle {
+    shared: Arc<server::Shared>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// The bound address (with the real port when started on port 0).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `http://IP:PORT`, with an unspecified bind address replaced by
+    /// loopback so that the URL is connectable.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        let mut addr = self.shared.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// Every request received, in order. Recorded before fault handling, so
+    /// slowed, failed and black-holed requests are included.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        server::lock(&self.shared.recorded).clone()
+    }
+
+    /// Number of requests received (see [`SimHandle::requests`]).
+    #[must_use]
+    pub fn request_count(&self) -> usize {
+        server::lock(&self.shared.recorded).len()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn reset_recorded(&self) {
+        server::lock(&self.shared.recorded).clear();
+    }
+
+    /// Switches the fault mode for requests that arrive afterwards.
+    pub fn set_fault(&self, fault: Fault) {
+        *server::lock(&self.shared.fault) = fault;
+    }
+
+    /// The current fault mode.
+    #[must_use]
+    pub fn fault(&self) -> Fault {
+        server::lock(&self.shared.fault).clone()
+    }
+
+    /// Clears the per-key rate-limit windows (the limit itself stays).
+    pub fn reset_rate_limits(&self) {
+        server::lock(&self.shared.rate).clear();
+    }
+
+    /// Valid JourneyBee user ids of the company (usable as `userId`).
+    #[must_use]
+    pub fn user_ids(&self) -> Vec<u64> {
+        server::lock(&self.shared.data)
+            .users
+            .iter()
+            .map(|u| u.id)
+            .collect()
+    }
+
+    /// Current number of partnerships (generated plus created).
+    #[must_use]
+    pub fn partnership_count(&self) -> usize {
+        server::lock(&self.shared.data).partnerships.len()
+    }
+
+    /// E-mail domains already taken by partnerships; creating another
+    /// partnership on one of them answers 409.
+    #[must_use]
+    pub fn partner_domains(&self) -> Vec<String> {
+        server::lock(&self.shared.data)
+            .partnerships
+            .iter()
+            .map(|p| p.domain.clone())
+            .collect()
+    }
+
+    /// UUIDs of the pipeline stages, in series order (valid `stageUuid`s).
+    #[must_use]
+    pub fn stage_uuids(&self) -> Vec<String> {
+        server::lock(&self.shared.data)
+            .stages
+            .iter()
+            .map(|s| s.uuid.clone())
+            .collect()
+    }
+
+    /// Stops accepting and closes every open connection (simulates
+    /// "upstream down"). Idempotent. The listener is closed asynchronously;
+    /// await [`SimHandle::stopped`] to be sure new connections are refused.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the listener has been closed after
+    /// [`SimHandle::shutdown`].
+    pub async fn stopped(&self) {
+        let mut rx = self.shared.stopped.subscribe();
+        // The sender lives in `shared`, which `self` keeps alive, so the
+        // channel cannot close while waiting.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}

@@ -155,7 +155,11 @@ where
     fn call(&mut self, req: Request<B>) -> BoxFuture {
         let settings = self.settings.clone();
         let metrics = self.metrics.clone();
-        let route = req.extensions().get::<Route>().copied().unwrap_or(Route::Unmatched);
+        let route = req
+            .extensions()
+            .get::<Route>()
+            .copied()
+            .unwrap_or(Route::Unmatched);
         let mut inner = self.inner.clone();
         Box::pin(async move {
             match check(req, &settings).await {

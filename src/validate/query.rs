@@ -1,13 +1,609 @@
-//! TEMPORARY STUB (replaced by the real validator).
+//! List-query validation and normalization for `GET /api/v1/partnerships`.
+//!
+//! The normalized form is both the cache key and what is forwarded upstream, so two queries
+//! normalize to the same form only when JourneyBee must answer them identically:
+//!
+//! * parameters are ordered by name (order never matters to a query-string reader);
+//! * id lists (`stages`, `tags`, `categories`, `tiers`, `users`) are filter *sets*: parsed as
+//!   integers, sorted, de-duplicated and joined with `,`; ASCII spaces and tabs around items are
+//!   tolerated (`1, 2`) because they carry no meaning once the items are integers;
+//! * `customFields` filters are ANDed independently, so they are ordered by id and re-serialized
+//!   compactly with a fixed key order; values inside a filter are kept as given;
+//! * `sort` is a priority list: re-serialized compactly with a fixed key order, but its array
+//!   order is kept;
+//! * `search`, `cursor` and `view` are kept exactly as given after percent-decoding (the
+//!   project's reading: case and spacing of `search` can change the answer; `cursor` is opaque);
+//! * a missing `view` is not the same as `view=all` (the default depends on the company).
+//!
+//! Decoding follows `application/x-www-form-urlencoded` (`+` is a space); the output is encoded
+//! with [`form_urlencoded::Serializer`], so `canonical()` parses back to the same query.
+//! Values must be UTF-8 after percent-decoding: a lossy replacement would silently change what
+//! upstream is asked.
+
 use super::FieldError;
-#[derive(Debug, Clone)]
-pub struct QueryLimits { pub max_query_len: usize, pub max_value_len: usize, pub max_ids: usize, pub max_search_len: usize }
-impl Default for QueryLimits { fn default() -> Self { Self { max_query_len: 4096, max_value_len: 1024, max_ids: 100, max_search_len: 200 } } }
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ListQuery { canonical: String, user: Option<u64> }
-impl ListQuery {
-  pub fn client_user_id(&self) -> Option<u64> { self.user }
-  pub fn canonical(&self) -> &str { &self.canonical }
-  pub fn upstream_query(&self, user_id: u64) -> String { format!("userId={user_id}") }
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+/// Size limits for list queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Maximum length of the whole raw query string, in bytes (default 4096).
+    pub max_query_len: usize,
+    /// Maximum length of one decoded value, in bytes (default 1024).
+    pub max_value_len: usize,
+    /// Maximum number of items in one id list (default 100).
+    pub max_ids: usize,
+    /// Maximum length of `search`, in characters (default 200).
+    pub max_search_len: usize,
 }
-pub fn parse_list_query(_raw: Option<&str>, _limits: &QueryLimits) -> Result<ListQuery, Vec<FieldError>> { Ok(ListQuery { canonical: String::new(), user: None }) }
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_query_len: 4096,
+            max_value_len: 1024,
+            max_ids: 100,
+            max_search_len: 200,
+        }
+    }
+}
+
+/// A validated list query in canonical form. Equality/Hash mean "upstream must answer
+/// identically" for the same user: they cover the normalized parameters only. The
+/// client-supplied `userId` is left out because it never reaches upstream (the gateway sends
+/// the mapped one, after policy has refused any other), so a cache keyed on this value plus
+/// the mapped identity shares entries between `?userId=<own>&x` and `?x`.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Normalized parameters, ordered by name; never contains `userId`.
+    params: Vec<(&'static str, String)>,
+    /// `params` encoded.
+    canonical: String,
+    client_user_id: Option<u64>,
+}
+
+impl PartialEq for ListQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params
+    }
+}
+
+impl Eq for ListQuery {}
+
+impl std::hash::Hash for ListQuery {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.params.hash(state);
+    }
+}
+
+impl ListQuery {
+    /// The client-supplied userId, if any (the gateway compares it with the mapped identity).
+    pub fn client_user_id(&self) -> Option<u64> {
+        self.client_user_id
+    }
+
+    /// The canonical query WITHOUT userId: parameters ordered by name, percent-encoded
+    /// (form_urlencoded::Serializer), e.g. `search=Tech&stages=1%2C2&view=all`. Empty string
+    /// when there are no parameters.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// The query string to send upstream: the canonical parameters plus `userId=<user_id>`,
+    /// all ordered by name.
+    pub fn upstream_query(&self, user_id: u64) -> String {
+        let user = user_id.to_string();
+        let mut all: Vec<(&str, &str)> =
+            self.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.push(("userId", &user));
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        encode(all)
+    }
+}
+
+/// What a known parameter holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    UserId,
+    Opaque,
+    Search,
+    View,
+    Ids,
+    Flag,
+    CustomFields,
+    Sort,
+}
+
+/// The documented parameters (exact, case-sensitive names).
+const KNOWN: &[(&str, Kind)] = &[
+    ("userId", Kind::UserId),
+    ("cursor", Kind::Opaque),
+    ("search", Kind::Search),
+    ("view", Kind::View),
+    ("stages", Kind::Ids),
+    ("tags", Kind::Ids),
+    ("categories", Kind::Ids),
+    ("tiers", Kind::Ids),
+    ("users", Kind::Ids),
+    ("assigned", Kind::Flag),
+    ("unassigned", Kind::Flag),
+    ("customFields", Kind::CustomFields),
+    ("sort", Kind::Sort),
+];
+
+const VIEWS: &[&str] = &["all", "assigned", "referral", "reseller"];
+const SORT_TYPES: &[&str] = &["stage", "category", "tier"];
+
+/// Validates and normalizes a raw query string (without the leading `?`). Every problem is
+/// reported, with `field` naming the parameter (or a path inside a JSON parameter, such as
+/// `customFields[0].value`). `None` and `""` are the empty query.
+pub fn parse_list_query(
+    raw: Option<&str>,
+    limits: &QueryLimits,
+) -> Result<ListQuery, Vec<FieldError>> {
+    let raw = raw.unwrap_or("");
+    if raw.len() > limits.max_query_len {
+        // Nothing else is looked at: the limit exists to bound the work done here.
+        return Err(vec![FieldError::new(
+            "query",
+            format!("query string longer than {} bytes", limits.max_query_len),
+        )]);
+    }
+    let mut errors = Vec::new();
+    let mut seen: HashSet<&'static str> = HashSet::new();
+    let mut repeated: HashSet<&'static str> = HashSet::new();
+    let mut unknown: HashSet<String> = HashSet::new();
+    let mut params: Vec<(&'static str, String)> = Vec::new();
+    let mut client_user_id = None;
+
+    // Empty segments (`a=1&&b=2`) are skipped, as form_urlencoded::parse does.
+    for segment in raw.split('&').filter(|s| !s.is_empty()) {
+        let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
+        let Some(name) = decode(raw_name) else {
+            errors.push(FieldError::new(
+                shorten(raw_name, 64),
+                "parameter name is not valid UTF-8 after percent-decoding",
+            ));
+            continue;
+        };
+        let Some(&(name, kind)) = KNOWN.iter().find(|(k, _)| *k == name) else {
+            if unknown.insert(name.clone()) {
+                errors.push(FieldError::new(
+                    shorten(&name, 64),
+                    "unknown query parameter",
+                ));
+            }
+            continue;
+        };
+        // A repeated parameter is ambiguous (first wins? last wins? both?), and upstream's
+        // reading is undocumented, so it is refused instead of guessed.
+        if !seen.insert(name) {
+            if repeated.insert(name) {
+                errors.push(FieldError::new(
+                    name,
+                    "given more than once; give each parameter once",
+                ));
+            }
+            continue;
+        }
+        let Some(value) = decode(raw_value) else {
+            errors.push(FieldError::new(
+                name,
+                "not valid UTF-8 after percent-decoding",
+            ));
+            continue;
+        };
+        if value.len() > limits.max_value_len {
+            errors.push(FieldError::new(
+                name,
+                format!("longer than {} bytes", limits.max_value_len),
+            ));
+            continue;
+        }
+        let normalized = match kind {
+            Kind::UserId => {
+                match parse_id(&value) {
+                    Some(id) => client_user_id = Some(id),
+                    None => errors.push(FieldError::new(name, "must be a positive integer")),
+                }
+                // userId is never part of the canonical form: upstream gets the mapped one.
+                continue;
+            }
+            Kind::Opaque => non_empty(name, value, &mut errors),
+            Kind::Search => non_empty(name, value, &mut errors).and_then(|v| {
+                if v.chars().count() > limits.max_search_len {
+                    errors.push(FieldError::new(
+                        name,
+                        format!("must be at most {} characters", limits.max_search_len),
+                    ));
+                    None
+                } else {
+                    Some(v)
+                }
+            }),
+            Kind::View => {
+                if VIEWS.contains(&value.as_str()) {
+                    Some(value)
+                } else {
+                    errors.push(FieldError::new(
+                        name,
+                        "must be one of all, assigned, referral, reseller",
+                    ));
+                    None
+                }
+            }
+            Kind::Ids => id_list(name, &value, limits.max_ids, &mut errors),
+            Kind::Flag => {
+                if value == "1" {
+                    Some(value)
+                } else {
+                    errors.push(FieldError::new(name, "only the value 1 is accepted"));
+                    None
+                }
+            }
+            Kind::CustomFields => custom_field_filters(&value, &mut errors),
+            Kind::Sort => sort_list(&value, &mut errors),
+        };
+        if let Some(v) = normalized {
+            params.push((name, v));
+        }
+    }
+    if seen.contains("assigned") && seen.contains("unassigned") {
+        errors.push(FieldError::new(
+            "unassigned",
+            "cannot be combined with assigned; give one of them",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    params.sort_by(|a, b| a.0.cmp(b.0));
+    let canonical = encode(params.iter().map(|(k, v)| (*k, v.as_str())));
+    Ok(ListQuery {
+        params,
+        canonical,
+        client_user_id,
+    })
+}
+
+fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` → space, `%XX` → byte, a malformed `%`
+/// kept literally, as form_urlencoded does); `None` when the result is not UTF-8.
+fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (b.get(i + 1).and_then(hex), b.get(i + 2).and_then(hex)) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex(c: &u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn shorten(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn non_empty(name: &'static str, value: String, errors: &mut Vec<FieldError>) -> Option<String> {
+    if value.is_empty() {
+        errors.push(FieldError::new(name, "must not be empty"));
+        None
+    } else {
+        Some(value)
+    }
+}
+
+/// A positive integer written as plain ASCII digits (no sign, no spaces), 1..=i64::MAX.
+/// Leading zeros are accepted and normalized away.
+fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=i64::MAX.unsigned_abs()).contains(n))
+}
+
+/// A JSON positive integer id (1..=i64::MAX); floats and strings are refused.
+fn json_id(v: &Value) -> Option<u64> {
+    v.as_i64()
+        .filter(|n| *n >= 1)
+        .and_then(|n| u64::try_from(n).ok())
+}
+
+/// Comma-separated positive integers → sorted, de-duplicated, joined by `,`.
+fn id_list(
+    name: &'static str,
+    value: &str,
+    max_ids: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let items: Vec<&str> = value.split(',').collect();
+    if items.len() > max_ids {
+        errors.push(FieldError::new(
+            name,
+            format!("at most {max_ids} ids are accepted"),
+        ));
+        return None;
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let item = item.trim_matches([' ', '\t']);
+        if item.is_empty() {
+            errors.push(FieldError::new(
+                name,
+                format!(
+                    "item {} is empty; expected comma-separated positive integers such as 1,2,3",
+                    i + 1
+                ),
+            ));
+            ok = false;
+        } else if let Some(id) = parse_id(item) {
+            ids.push(id);
+        } else {
+            errors.push(FieldError::new(
+                name,
+                format!(
+                    "item {} ({:?}) is not a positive integer",
+                    i + 1,
+                    shorten(item, 32)
+                ),
+            ));
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","))
+}
+
+/// Parses a JSON parameter that must be an array, reporting on `name` otherwise.
+fn json_array(
+    name: &'static str,
+    value: &str,
+    example: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<Value>> {
+    match serde_json::from_str::<Value>(value) {
+        Ok(Value::Array(items)) => Some(items),
+        Ok(_) => {
+            errors.push(FieldError::new(
+                name,
+                format!("must be a JSON array such as {example}"),
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(FieldError::new(
+                name,
+                format!(
+                    "not valid JSON (line {} column {}); expected an array such as {example}",
+                    e.line(),
+                    e.column()
+                ),
+            ));
+            None
+        }
+    }
+}
+
+fn unknown_keys(
+    obj: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
+    for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "unknown key {:?}; allowed keys are {}",
+                shorten(key, 32),
+                known.join(", ")
+            ),
+        ));
+    }
+}
+
+/// `[{"id": 5, "value": {"number": 100}}, ...]` → filters ordered by id, compact, fixed key order.
+/// Filter values are checked for their JSON type only (a `date` filter is any string): what
+/// they match is upstream's business, and a stricter reading could refuse valid filters.
+fn custom_field_filters(value: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    const NAME: &str = "customFields";
+    let items = json_array(NAME, value, r#"[{"id":1,"value":{"text":"x"}}]"#, errors)?;
+    let before = errors.len();
+    let mut filters: Vec<(u64, String)> = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{NAME}[{i}]");
+        let Some(obj) = item.as_object() else {
+            errors.push(FieldError::new(path, "must be an object with id and value"));
+            continue;
+        };
+        unknown_keys(obj, &path, &["id", "value"], errors);
+        let id_path = format!("{path}.id");
+        let id = match obj.get("id") {
+            None => {
+                errors.push(FieldError::new(id_path, "required (a positive integer)"));
+                None
+            }
+            Some(v) => match json_id(v) {
+                None => {
+                    errors.push(FieldError::new(id_path, "must be a positive integer"));
+                    None
+                }
+                Some(id) if !seen.insert(id) => {
+                    errors.push(FieldError::new(
+                        id_path,
+                        format!("custom field {id} is filtered twice"),
+                    ));
+                    None
+                }
+                Some(id) => Some(id),
+            },
+        };
+        let value_path = format!("{path}.value");
+        let rendered = match obj.get("value") {
+            None => {
+                errors.push(FieldError::new(value_path, "required"));
+                None
+            }
+            Some(v) => filter_value(v, &value_path, errors),
+        };
+        if let (Some(id), Some(rendered)) = (id, rendered) {
+            let id_json = id.to_string();
+            filters.push((id, format!(r#"{{"id":{id_json},"value":{rendered}}}"#)));
+        }
+    }
+    if errors.len() != before {
+        return None;
+    }
+    filters.sort_by_key(|(id, _)| *id);
+    let parts: Vec<String> = filters.into_iter().map(|(_, f)| f).collect();
+    Some(format!("[{}]", parts.join(",")))
+}
+
+/// `{"<key>": <value of the matching JSON type>}` with exactly one known key, rendered compactly.
+fn filter_value(v: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    let expected =
+        "must be an object with exactly one of text, number, date, boolean, select, multi_select";
+    let Some(obj) = v.as_object() else {
+        errors.push(FieldError::new(path, expected));
+        return None;
+    };
+    let mut entries = obj.iter();
+    let (Some((key, inner)), None) = (entries.next(), entries.next()) else {
+        errors.push(FieldError::new(path, expected));
+        return None;
+    };
+    let type_ok = match key.as_str() {
+        "text" | "date" => inner.is_string(),
+        "number" => inner.is_number(),
+        "boolean" => inner.is_boolean(),
+        "select" => json_id(inner).is_some(),
+        "multi_select" => inner
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| json_id(x).is_some())),
+        _ => {
+            errors.push(FieldError::new(
+                path,
+                format!("unknown value key {:?}; {expected}", shorten(key, 32)),
+            ));
+            return None;
+        }
+    };
+    if !type_ok {
+        let want = match key.as_str() {
+            "text" | "date" => "a string",
+            "number" => "a number",
+            "boolean" => "a boolean",
+            "select" => "a positive integer",
+            _ => "an array of positive integers",
+        };
+        errors.push(FieldError::new(path, format!("`{key}` must be {want}")));
+        return None;
+    }
+    // serde_json's compact output is deterministic for these (strings escaped the same way,
+    // numbers in their shortest round-trip form), so equal filters render equally.
+    let key_json = serde_json::to_string(key).ok()?;
+    let inner_json = serde_json::to_string(inner).ok()?;
+    Some(format!("{{{key_json}:{inner_json}}}"))
+}
+
+/// `[{"type": "stage", "asc": true}, ...]` → compact, fixed key order, array order kept.
+fn sort_list(value: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    const NAME: &str = "sort";
+    let items = json_array(NAME, value, r#"[{"type":"stage","asc":true}]"#, errors)?;
+    let before = errors.len();
+    let mut parts = Vec::with_capacity(items.len());
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{NAME}[{i}]");
+        let Some(obj) = item.as_object() else {
+            errors.push(FieldError::new(path, "must be an object with type and asc"));
+            continue;
+        };
+        unknown_keys(obj, &path, &["type", "asc"], errors);
+        let ty = match obj.get("type").and_then(Value::as_str) {
+            Some(t) if SORT_TYPES.contains(&t) => {
+                if seen.insert(t) {
+                    Some(t)
+                } else {
+                    errors.push(FieldError::new(
+                        format!("{path}.type"),
+                        format!("sorting by {t} twice"),
+                    ));
+                    None
+                }
+            }
+            _ => {
+                errors.push(FieldError::new(
+                    format!("{path}.type"),
+                    "must be one of stage, category, tier",
+                ));
+                None
+            }
+        };
+        let asc = obj.get("asc").and_then(Value::as_bool);
+        if asc.is_none() {
+            errors.push(FieldError::new(format!("{path}.asc"), "must be a boolean"));
+        }
+        if let (Some(ty), Some(asc)) = (ty, asc) {
+            parts.push(format!(r#"{{"type":"{ty}","asc":{asc}}}"#));
+        }
+    }
+    if errors.len() != before {
+        return None;
+    }
+    Some(format!("[{}]", parts.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_matches_form_urlencoded() {
+        for s in ["a+b", "%41%zz%", "%e2%82%ac", "x%2", "caf%C3%A9+%2B"] {
+            let ours = decode(s).unwrap();
+            let theirs: String = form_urlencoded::parse(format!("k={s}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned();
+            assert_eq!(ours, theirs, "{s}");
+        }
+        assert_eq!(decode("%FF"), None);
+    }
+}

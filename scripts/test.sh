@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; CI runs exactly this).
+# Runs every Rust test (unit, integration over real sockets, property tests), then checks the
+# metrics, dashboard and alert rules against a real Prometheus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --locked --all-targets
+if [ -x scripts/check-prometheus.sh ]; then
+  cargo build --locked --release
+  scripts/check-prometheus.sh target/release/journeybee-gateway
+fi
