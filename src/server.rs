@@ -1,5 +1,6 @@
 //! Listeners, the stack, the admin endpoints and graceful shutdown.
 
+use crate::audit::AuditLayer;
 use crate::auth::{AuthLayer, Verifier};
 use crate::cache::{CacheLayer, ListCache};
 use crate::config::Settings;
@@ -115,6 +116,8 @@ where
             state.validation.clone(),
             state.metrics.clone(),
         ))
+        // Audit: one event per create sent upstream, with its outcome.
+        .layer(AuditLayer)
         // List cache: keyed by (upstream key, userId, canonical query); creates invalidate.
         .layer(CacheLayer::new(state.cache.clone()))
         // Upstream forward: the only place a request leaves the gateway.
