@@ -327,3 +327,17 @@ async fn auth_failures_are_counted_by_reason() {
     );
     assert!(m.contains("jbgw_auth_failures_total{reason=\"expired\"} 1"));
 }
+
+#[tokio::test]
+async fn a_cached_verification_still_honours_exp() {
+    let h = Harness::with(Opts {
+        auth_extra: "leeway = \"0s\"".into(),
+        ..Opts::default()
+    })
+    .await;
+    let t = h.token_with("bob@corp.test", |c| c["exp"] = json!(now() + 1));
+    assert_eq!(h.get("/api/v1/partnerships", Some(&t)).await.status, 200);
+    assert_eq!(h.get("/api/v1/partnerships", Some(&t)).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    refused(&h, &t).await;
+}

@@ -93,10 +93,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> BoxFuture {
-        let verified = bearer_token(&req).and_then(|t| self.verifier.verify(t));
+        let verified = bearer_token(&req).and_then(|t| self.verifier.verify_cached(t));
         match verified {
             Ok(token) => {
-                req.extensions_mut().insert(Arc::new(token));
+                req.extensions_mut().insert(token);
                 let mut inner = self.inner.clone();
                 Box::pin(async move { inner.call(req).await })
             }

@@ -8,6 +8,16 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// The claims of a verified token.
 #[derive(Debug, Clone)]
@@ -35,12 +45,21 @@ struct KeyEntry {
     validation: Validation,
 }
 
+/// How many verified tokens are remembered. A busy gateway sees far fewer distinct live tokens
+/// (one per app instance and user); past this the expired ones are dropped, then all.
+const TOKEN_CACHE_CAPACITY: usize = 10_000;
+
 /// Verifies tokens against the configured keys.
 pub struct Verifier {
     allowed: Vec<(String, Algorithm)>,
     keys: Vec<KeyEntry>,
     subject_claim: String,
     max_token_size: usize,
+    leeway: u64,
+    /// Tokens already verified, keyed by their exact bytes, so an RS256 or ES256 signature is
+    /// checked once per token rather than once per request. Only successes are kept, and each
+    /// only until its `exp` (plus the leeway the verifier itself allows).
+    verified: RwLock<HashMap<Box<str>, Arc<VerifiedToken>>>,
 }
 
 impl Verifier {
@@ -90,7 +109,29 @@ impl Verifier {
             keys,
             subject_claim: settings.subject_claim.clone(),
             max_token_size: settings.max_token_size,
+            leeway: settings.leeway.as_secs(),
+            verified: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Verifies `token`, answering from the verified-token cache when it can.
+    pub fn verify_cached(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthFailure> {
+        let now = unix_now();
+        if let Some(hit) = self.verified.read().expect("token cache lock").get(token) {
+            if now <= hit.expires_at.saturating_add(self.leeway) {
+                return Ok(hit.clone());
+            }
+        }
+        let verified = Arc::new(self.verify(token)?);
+        let mut cache = self.verified.write().expect("token cache lock");
+        if cache.len() >= TOKEN_CACHE_CAPACITY {
+            cache.retain(|_, t| now <= t.expires_at.saturating_add(self.leeway));
+            if cache.len() >= TOKEN_CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(Box::from(token), verified.clone());
+        Ok(verified)
     }
 
     /// Verifies a compact JWS and returns its claims, or the precise reason it was refused.
