@@ -168,6 +168,21 @@ pub enum GatewayError {
     /// The gateway is shedding load.
     #[error("overloaded")]
     Overloaded,
+    /// The request target is longer than `server.max_uri_length`.
+    #[error("request target longer than {limit} bytes")]
+    UriTooLong {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The header section is larger than `server.max_header_size`.
+    #[error("header section larger than {limit} bytes")]
+    HeadersTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The request body did not arrive within `server.body_read_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// A bug or an impossible state; details in the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -223,6 +238,9 @@ impl GatewayError {
             GatewayError::UpstreamTooLarge { .. } => ("upstream", "too_large"),
             GatewayError::RequestTimeout => ("timeout", "request_timeout"),
             GatewayError::Overloaded => ("overload", "shed"),
+            GatewayError::UriTooLong { .. } => ("limits", "uri_too_long"),
+            GatewayError::HeadersTooLarge { .. } => ("limits", "headers_too_large"),
+            GatewayError::BodyTimeout => ("validation", "body_timeout"),
             GatewayError::Internal(_) => ("internal", "internal"),
         };
         Rejection { kind, reason }
@@ -319,6 +337,21 @@ impl GatewayError {
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 r
             }
+            GatewayError::UriTooLong { limit } => json_error(
+                StatusCode::URI_TOO_LONG,
+                &format!("Request URI exceeds the limit of {limit} bytes"),
+                &[],
+            ),
+            GatewayError::HeadersTooLarge { limit } => json_error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("Request headers exceed the limit of {limit} bytes"),
+                &[],
+            ),
+            GatewayError::BodyTimeout => json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body was not received in time",
+                &[],
+            ),
             GatewayError::Internal(_) => json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal gateway error",

@@ -13,6 +13,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod identity;
+pub mod idle;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod observe;

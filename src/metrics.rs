@@ -27,10 +27,11 @@ const METHODS: [&str; 3] = ["GET", "POST", "OTHER"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Validation rejection reasons (the `reason` label).
-pub const VALIDATION_REASONS: [&str; 8] = [
+pub const VALIDATION_REASONS: [&str; 9] = [
     "unsupported_media_type",
     "body_too_large",
     "body_read",
+    "body_timeout",
     "invalid_json",
     "not_object",
     "schema",

@@ -6,6 +6,7 @@ use crate::cache::{CacheLayer, ListCache};
 use crate::config::Settings;
 use crate::error::{json_error, Response};
 use crate::identity::IdentityLayer;
+use crate::limits::{Limits, LimitsLayer};
 use crate::metrics::Metrics;
 use crate::observe::ObserveLayer;
 use crate::policy::PolicyLayer;
@@ -64,6 +65,7 @@ impl AppState {
             body: settings.body_rules.clone(),
             query: settings.query_limits,
             max_body_size: settings.server.max_body_size,
+            body_read_timeout: settings.server.body_read_timeout,
         });
         let cache = ListCache::new(&settings.cache, &settings.upstream.keys, metrics.clone());
         Ok(Arc::new(AppState {
@@ -97,6 +99,12 @@ where
             state.metrics.clone(),
             s.server.request_timeout,
         ))
+        // Limits: URI length (414), header size (431), global in-flight cap (503, shed at once).
+        .layer(LimitsLayer::new(Limits {
+            max_uri_length: s.server.max_uri_length,
+            max_header_size: s.server.max_header_size,
+            max_in_flight: s.server.max_in_flight,
+        }))
         // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
         .layer(RouteLayer)
         // Authentication: exactly one valid bearer JWT, else 401.
@@ -143,6 +151,7 @@ impl Gateway {
         let listen = settings.server.listen;
         let admin_listen = settings.server.admin_listen;
         let grace = settings.server.shutdown_grace;
+        let conn = ConnSettings::from(&settings.server);
         let state = AppState::new(settings)?;
         let listener = TcpListener::bind(listen)
             .await
@@ -158,8 +167,8 @@ impl Gateway {
             state: state.clone(),
         };
         let tasks = vec![
-            tokio::spawn(serve(listener, stack, rx.clone(), grace)),
-            tokio::spawn(serve(admin, admin_svc, rx, grace)),
+            tokio::spawn(serve(listener, stack, rx.clone(), grace, conn)),
+            tokio::spawn(serve(admin, admin_svc, rx, grace, conn)),
         ];
         state.ready.store(true, Ordering::Release);
         tracing::info!(%addr, %admin_addr, "gateway listening");
@@ -197,12 +206,33 @@ impl Gateway {
     }
 }
 
+/// Per-connection protocol limits.
+#[derive(Debug, Clone, Copy)]
+struct ConnSettings {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    /// hyper's own hard cap on the header buffer; set above the JSON-answering limit so that
+    /// only grossly oversized requests get hyper's bare 431.
+    max_buf_size: usize,
+}
+
+impl From<&crate::config::ServerSettings> for ConnSettings {
+    fn from(s: &crate::config::ServerSettings) -> Self {
+        ConnSettings {
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_buf_size: ((s.max_header_size + s.max_uri_length) * 2).max(16 << 10),
+        }
+    }
+}
+
 /// Accepts connections until shutdown, then drains them for at most `grace`.
 async fn serve<S>(
     listener: TcpListener,
     svc: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    conn_settings: ConnSettings,
 ) where
     S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -211,17 +241,24 @@ async fn serve<S>(
     builder
         .http1()
         .timer(TokioTimer::new())
+        .max_buf_size(conn_settings.max_buf_size)
         // Slowloris: a client must send its headers within this time.
-        .header_read_timeout(Duration::from_secs(10));
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(conn_settings.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(conn_settings.max_buf_size).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    let io = crate::idle::IdleTimeout::new(stream, conn_settings.idle_timeout, busy.clone());
+                    let svc = crate::idle::Busy::new(svc.clone(), busy);
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc.clone()))
+                        .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

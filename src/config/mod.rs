@@ -100,6 +100,18 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Largest accepted request body.
     pub max_body_size: usize,
+    /// Largest accepted header section (431 above it).
+    pub max_header_size: usize,
+    /// Longest accepted request target (414 above it).
+    pub max_uri_length: usize,
+    /// Time a client has to send a request's headers (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body (408 after it).
+    pub body_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// Requests processed at once; more are shed with 503.
+    pub max_in_flight: usize,
 }
 
 /// `[log]`, validated.
@@ -358,6 +370,41 @@ fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
             Duration::from_secs(60),
         ),
         max_body_size: usize::try_from(max_body).unwrap_or(usize::MAX),
+        max_header_size: usize::try_from(p.size(
+            "server.max_header_size",
+            raw.max_header_size.as_deref(),
+            16 << 10,
+        ))
+        .unwrap_or(usize::MAX),
+        max_uri_length: usize::try_from(p.size(
+            "server.max_uri_length",
+            raw.max_uri_length.as_deref(),
+            8 << 10,
+        ))
+        .unwrap_or(usize::MAX),
+        header_read_timeout: p.duration(
+            "server.header_read_timeout",
+            raw.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        body_read_timeout: p.duration(
+            "server.body_read_timeout",
+            raw.body_read_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
+        idle_timeout: p.duration(
+            "server.idle_timeout",
+            raw.idle_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        max_in_flight: match raw.max_in_flight {
+            Some(0) => {
+                p.push("server.max_in_flight", "must be greater than zero");
+                1
+            }
+            Some(n) => n,
+            None => 1024,
+        },
     }
 }
 

@@ -35,6 +35,12 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     pub request_timeout: Option<String>,
     pub max_body_size: Option<String>,
+    pub max_header_size: Option<String>,
+    pub max_uri_length: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_in_flight: Option<usize>,
 }
 
 /// `[log]`.

@@ -27,6 +27,8 @@ pub struct ValidationSettings {
     pub query: QueryLimits,
     /// Largest accepted request body.
     pub max_body_size: usize,
+    /// Time allowed for the whole body to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Validates list queries and create bodies; refuses with 400/406/413/415.
@@ -125,7 +127,13 @@ where
             if !is_json_content_type(&parts.headers) {
                 return Err(GatewayError::UnsupportedMediaType);
             }
-            let bytes = read_body(&parts.headers, body, settings.max_body_size).await?;
+            // A client trickling its body holds a slot; it gets 408 once its time is up.
+            let bytes = tokio::time::timeout(
+                settings.body_read_timeout,
+                read_body(&parts.headers, body, settings.max_body_size),
+            )
+            .await
+            .map_err(|_| GatewayError::BodyTimeout)??;
             let summary =
                 validate_create(&bytes, &settings.body).map_err(GatewayError::InvalidBody)?;
             parts.extensions.insert(Arc::new(summary));

@@ -1,0 +1,162 @@
+//! Client-side limits: each maps to its own status and a JSON error, and a slow client is cut
+//! off while others are served.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+use http_body_util::Full;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn opts(server: &str) -> Opts {
+    Opts {
+        server: server.into(),
+        ..Opts::default()
+    }
+}
+
+#[tokio::test]
+async fn long_uris_are_414_and_large_headers_431() {
+    let h = Harness::with(opts(
+        "max_uri_length = \"1KiB\"\nmax_header_size = \"4KiB\"",
+    ))
+    .await;
+    let t = h.token("bob@corp.test");
+    let r = h
+        .get(
+            &format!("/api/v1/partnerships?search={}", "a".repeat(1100)),
+            Some(&t),
+        )
+        .await;
+    assert!(r.assert_error(414).contains("URI"));
+    let req = h
+        .request(Method::GET, "/api/v1/partnerships", Some(&t))
+        .header("x-padding", "p".repeat(5000))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = h.send(req).await;
+    assert!(r.assert_error(431).contains("headers"));
+    assert_eq!(h.upstream_count(), 0);
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+    let h = Harness::with(opts("header_read_timeout = \"500ms\"")).await;
+    let addr = h.gw.as_ref().unwrap().addr();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /api/v1/partnerships HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    let t = h.token("bob@corp.test");
+    assert_eq!(h.get("/api/v1/partnerships", Some(&t)).await.status, 200);
+    // Keep dripping a header byte now and then: the deadline is for the whole header section.
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if slow.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => {
+                // hyper may answer 408 before closing.
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "the slow client was not cut off");
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408() {
+    let h = Harness::with(opts("body_read_timeout = \"300ms\"")).await;
+    let t = h.token("alice@corp.test");
+    let addr = h.gw.as_ref().unwrap().addr();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/partnerships HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\""));
+    assert_eq!(h.upstream_count(), 0);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let h = Harness::with(opts("idle_timeout = \"400ms\"")).await;
+    let t = h.token("bob@corp.test");
+    let addr = h.gw.as_ref().unwrap().addr();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/v1/partnerships HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Drain the rest of the response, then wait idle: the server closes.
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle connection was not closed");
+}
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_are_shed_at_once() {
+    let h = Harness::with(opts("max_in_flight = 2")).await;
+    let t = h.token("bob@corp.test");
+    h.sim
+        .set_fault(journeybee_gateway::sim::Fault::Slow(Duration::from_millis(
+            800,
+        )));
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let client = h.client.clone();
+        let req = h
+            .request(
+                Method::GET,
+                &format!("/api/v1/partnerships?search=s{i}"),
+                Some(&t),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            client.request(req).await.unwrap().status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Answered while the two slow ones still hold their slots: shed, not queued.
+    let r = h.get("/api/v1/partnerships?search=third", Some(&t)).await;
+    assert_eq!(r.assert_error(503), "Gateway overloaded, retry later");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        h.upstream_count(),
+        2,
+        "the shed request never reached upstream"
+    );
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+}
