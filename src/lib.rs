@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod policy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod sim;

@@ -29,12 +29,10 @@ pub struct LimitsLayer {
 }
 
 impl LimitsLayer {
-    /// A layer enforcing `limits`, sharing one in-flight counter among its services.
-    pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-        }
+    /// A layer enforcing `limits` on `in_flight`, a counter shared by every generation of
+    /// the stack (so a config reload does not reset the load it sheds on).
+    pub fn new(limits: Limits, in_flight: Arc<AtomicUsize>) -> Self {
+        Self { limits, in_flight }
     }
 }
 

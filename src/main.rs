@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use journeybee_gateway::{config, demo, logging, server};
+use journeybee_gateway::{config, demo, logging, reload, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -82,7 +82,10 @@ fn main() -> ExitCode {
             runtime().block_on(async {
                 match server::Gateway::start(settings).await {
                     Ok(gateway) => {
-                        server::shutdown_signal().await;
+                        tokio::select! {
+                            _ = server::shutdown_signal() => {}
+                            _ = reload::watch(&gateway, &config, std::time::Duration::from_secs(2)) => {}
+                        }
                         tracing::info!("shutting down: draining in-flight requests");
                         gateway.shutdown().await;
                         tracing::info!("stopped");

@@ -115,7 +115,9 @@ pub struct Metrics {
     cache_bytes: IntGauge,
     cache_evictions: IntCounter,
     cache_invalidations: [IntCounter; 2],
-    per_user: Vec<IntCounter>,
+    user_vec: IntCounterVec,
+    config_reloads: [IntCounter; 2],
+    per_user: std::sync::RwLock<Vec<IntCounter>>,
 }
 
 fn name(s: &str) -> String {
@@ -123,9 +125,9 @@ fn name(s: &str) -> String {
 }
 
 impl Metrics {
-    /// Registers every metric. `users` are the mapped users to count individually when the
-    /// per-user counter is switched on (an empty slice leaves it out entirely).
-    pub fn new(users: &[Arc<Identity>]) -> Arc<Metrics> {
+    /// Registers every metric. The registry lives as long as the process: config reloads
+    /// keep counting into the same series.
+    pub fn new() -> Arc<Metrics> {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
@@ -251,21 +253,17 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(cache_evictions.clone()));
-        let per_user = if users.is_empty() {
-            Vec::new()
-        } else {
-            let v = counter_vec(
-                "user_requests_total",
-                "Authenticated requests per mapped user (config name).",
-                &["user"],
-            );
-            let mut sorted: Vec<&Arc<Identity>> = users.iter().collect();
-            sorted.sort_by_key(|u| u.index);
-            sorted
-                .iter()
-                .map(|u| v.with_label_values(&[&u.name]))
-                .collect()
-        };
+        let reload_vec = counter_vec(
+            "config_reloads_total",
+            "Config reloads, by result (success, failure).",
+            &["result"],
+        );
+        let config_reloads = ["success", "failure"].map(|r| reload_vec.with_label_values(&[r]));
+        let user_vec = counter_vec(
+            "user_requests_total",
+            "Authenticated requests per mapped user (config name); only when metrics.per_user is on.",
+            &["user"],
+        );
         let build = IntGaugeVec::new(
             Opts::new(
                 name("build_info"),
@@ -300,7 +298,9 @@ impl Metrics {
             cache_lookups,
             cache_evictions,
             cache_invalidations,
-            per_user,
+            user_vec,
+            config_reloads,
+            per_user: std::sync::RwLock::new(Vec::new()),
         })
     }
 
@@ -354,9 +354,31 @@ impl Metrics {
         }
     }
 
+    /// Resolves the per-user counters for a user table (empty: per-user counting off). Called
+    /// at start and on each config reload, never on the request path.
+    pub fn set_users(&self, users: &[Arc<Identity>]) {
+        let mut sorted: Vec<&Arc<Identity>> = users.iter().collect();
+        sorted.sort_by_key(|u| u.index);
+        let handles = sorted
+            .iter()
+            .map(|u| self.user_vec.with_label_values(&[&*u.name]))
+            .collect();
+        *self.per_user.write().expect("per-user lock") = handles;
+    }
+
+    /// Counts a config reload.
+    pub fn config_reload(&self, success: bool) {
+        self.config_reloads[usize::from(!success)].inc();
+    }
+
     /// Counts a request for the mapped user, when per-user metrics are on.
     pub fn user_request(&self, identity: &Identity) {
-        if let Some(c) = self.per_user.get(identity.index) {
+        if let Some(c) = self
+            .per_user
+            .read()
+            .expect("per-user lock")
+            .get(identity.index)
+        {
             c.inc();
         }
     }

@@ -25,18 +25,30 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
-/// Everything the stack shares, built once from validated settings.
+/// What outlives a config reload: the metrics registry, the in-flight counter the limits
+/// layer sheds on, and readiness.
+pub struct Shared {
+    /// Metrics registry and handles.
+    pub metrics: Arc<Metrics>,
+    /// Requests in progress across every generation of the stack.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Set once both listeners accept; cleared on shutdown.
+    pub ready: AtomicBool,
+}
+
+/// Everything one generation of the stack uses, built from one validated config.
 pub struct AppState {
     /// The validated config.
     pub settings: Arc<Settings>,
-    /// Metrics registry and handles.
+    /// Metrics registry and handles (shared across generations).
     pub metrics: Arc<Metrics>,
     /// JWT verification.
     pub verifier: Arc<Verifier>,
@@ -46,19 +58,19 @@ pub struct AppState {
     pub cache: Arc<ListCache>,
     /// The pooled upstream client.
     pub client: crate::upstream::HttpClient,
-    /// Set once both listeners accept.
-    pub ready: AtomicBool,
+    /// State that outlives this generation.
+    pub shared: Arc<Shared>,
 }
 
 impl AppState {
-    /// Builds the shared state (upstream client, verifier, metrics, cache).
-    pub fn new(settings: Settings) -> Result<Arc<AppState>, String> {
-        let per_user: Vec<_> = if settings.per_user_metrics {
-            settings.users.values().cloned().collect()
+    /// Builds a generation's state (upstream client, verifier, cache) from `settings`.
+    pub fn new(settings: Settings, shared: Arc<Shared>) -> Result<Arc<AppState>, String> {
+        let metrics = shared.metrics.clone();
+        if settings.per_user_metrics {
+            metrics.set_users(&settings.users.values().cloned().collect::<Vec<_>>());
         } else {
-            Vec::new()
-        };
-        let metrics = Metrics::new(&per_user);
+            metrics.set_users(&[]);
+        }
         let client = build_client(&settings.upstream)?;
         let verifier = Arc::new(Verifier::new(&settings.auth));
         let validation = Arc::new(ValidationSettings {
@@ -75,7 +87,7 @@ impl AppState {
             validation,
             cache,
             client,
-            ready: AtomicBool::new(false),
+            shared,
         }))
     }
 }
@@ -100,11 +112,14 @@ where
             s.server.request_timeout,
         ))
         // Limits: URI length (414), header size (431), global in-flight cap (503, shed at once).
-        .layer(LimitsLayer::new(Limits {
-            max_uri_length: s.server.max_uri_length,
-            max_header_size: s.server.max_header_size,
-            max_in_flight: s.server.max_in_flight,
-        }))
+        .layer(LimitsLayer::new(
+            Limits {
+                max_uri_length: s.server.max_uri_length,
+                max_header_size: s.server.max_header_size,
+                max_in_flight: s.server.max_in_flight,
+            },
+            state.shared.in_flight.clone(),
+        ))
         // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
         .layer(RouteLayer)
         // Authentication: exactly one valid bearer JWT, else 401.
@@ -136,11 +151,60 @@ where
         ))
 }
 
+/// The public stack, type-erased so a reload can swap in a new one.
+type Stack = BoxCloneSyncService<Request<Incoming>, Response, Infallible>;
+
+/// One generation: a config's state and the stack built from it.
+struct Generation {
+    state: Arc<AppState>,
+    stack: Stack,
+}
+
+/// The current generation, swapped atomically by a reload. Each request takes a clone of the
+/// current stack, so requests in flight finish on the generation they started with.
+#[derive(Clone)]
+struct Current(Arc<RwLock<Arc<Generation>>>);
+
+impl Current {
+    fn get(&self) -> Arc<Generation> {
+        self.0.read().expect("generation lock").clone()
+    }
+}
+
+/// The public listener's service: dispatches to the current generation's stack.
+#[derive(Clone)]
+struct Swap(Current);
+
+impl Service<Request<Incoming>> for Swap {
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let mut stack = self.0.get().stack.clone();
+        stack.call(req)
+    }
+}
+
+fn generation(state: Arc<AppState>) -> Arc<Generation> {
+    let stack = BoxCloneSyncService::new(build_stack::<Incoming>(&state));
+    Arc::new(Generation { state, stack })
+}
+
 /// A running gateway: both listeners bound and serving.
 pub struct Gateway {
     addr: SocketAddr,
     admin_addr: SocketAddr,
-    state: Arc<AppState>,
+    current: Current,
+    shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -152,7 +216,12 @@ impl Gateway {
         let admin_listen = settings.server.admin_listen;
         let grace = settings.server.shutdown_grace;
         let conn = ConnSettings::from(&settings.server);
-        let state = AppState::new(settings)?;
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            ready: AtomicBool::new(false),
+        });
+        let state = AppState::new(settings, shared.clone())?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -162,23 +231,46 @@ impl Gateway {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
         let (tx, rx) = watch::channel(false);
-        let stack = build_stack::<Incoming>(&state);
+        let current = Current(Arc::new(RwLock::new(generation(state))));
         let admin_svc = AdminService {
-            state: state.clone(),
+            current: current.clone(),
         };
         let tasks = vec![
-            tokio::spawn(serve(listener, stack, rx.clone(), grace, conn)),
+            tokio::spawn(serve(
+                listener,
+                Swap(current.clone()),
+                rx.clone(),
+                grace,
+                conn,
+            )),
             tokio::spawn(serve(admin, admin_svc, rx, grace, conn)),
         ];
-        state.ready.store(true, Ordering::Release);
+        shared.ready.store(true, Ordering::Release);
         tracing::info!(%addr, %admin_addr, "gateway listening");
         Ok(Gateway {
             addr,
             admin_addr,
-            state,
+            current,
+            shared,
             shutdown: tx,
             tasks,
         })
+    }
+
+    /// Swaps in a new validated config: a new generation of state and stack. Requests in
+    /// flight finish on the old one; nothing is dropped. Listener addresses and connection
+    /// limits are bound at start and need a restart (logged when they differ).
+    pub fn reload(&self, settings: Settings) -> Result<(), String> {
+        let old = self.current.get();
+        let (o, n) = (&old.state.settings.server, &settings.server);
+        if o.listen != n.listen || o.admin_listen != n.admin_listen {
+            tracing::warn!(
+                "listen addresses changed in the config; they take effect after a restart"
+            );
+        }
+        let state = AppState::new(settings, self.shared.clone())?;
+        *self.current.0.write().expect("generation lock") = generation(state);
+        Ok(())
     }
 
     /// The public listener's address.
@@ -191,14 +283,14 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// The shared state (metrics, cache), for tests and the demo.
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
+    /// The current generation's state (metrics, cache), for tests and the demo.
+    pub fn state(&self) -> Arc<AppState> {
+        self.current.get().state.clone()
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(self) {
-        self.state.ready.store(false, Ordering::Release);
+        self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -291,7 +383,7 @@ async fn serve<S>(
 /// The admin listener: health, readiness, metrics and cache purge.
 #[derive(Clone)]
 struct AdminService {
-    state: Arc<AppState>,
+    current: Current,
 }
 
 impl Service<Request<Incoming>> for AdminService {
@@ -307,7 +399,7 @@ impl Service<Request<Incoming>> for AdminService {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> BoxFuture {
-        let state = self.state.clone();
+        let state = self.current.get().state.clone();
         Box::pin(async move { Ok(admin(&state, req).await) })
     }
 }
@@ -327,7 +419,7 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
     match (req.method(), path) {
         (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            if state.ready.load(Ordering::Acquire) {
+            if state.shared.ready.load(Ordering::Acquire) {
                 json_ok(StatusCode::OK, serde_json::json!({"status": "ready"}))
             } else {
                 json_ok(

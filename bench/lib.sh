@@ -1,0 +1,372 @@
+# Shared by bench/run.sh and bench/profile.sh: dependency check, the generated configs, and
+# starting/stopping the upstream nginx, the peer nginx and the gateway. Sourced, not executed.
+# Everything listens on 127.0.0.1 only; every process started is recorded in BENCH_PIDS and
+# killed by bench_cleanup (installed as an EXIT trap by the caller).
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+BIN="$ROOT/target/release/journeybee-gateway"
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
+# Servers and wrk run at this nice level (when allowed) so that other work on the machine (a
+# build, say) takes as little of the two cores as possible. BENCH_NICE=0 turns it off.
+NICE=${BENCH_NICE:--15}
+ISSUER="https://idp.bench.test"
+AUDIENCE="journeybee-gateway"
+SUBJECT="bench@corp.test"
+USER_ID=456
+LIST_PATH="/api/v1/partnerships?view=referral&search=tech"
+BENCH_PIDS=()
+TMP=""
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs what is missing: one `apt-get update`, then one `apt-get install`.
+bench_install_deps() {
+    local need=()
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+    command -v taskset >/dev/null || need+=(util-linux)
+    command -v openssl >/dev/null || need+=(openssl)
+    command -v python3 >/dev/null || need+=(python3)
+    command -v curl >/dev/null || need+=(curl)
+    if [ "${#need[@]}" -gt 0 ]; then
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get: install them yourself"
+        log "installing ${need[*]} (apt-get)"
+        "${sudo[@]}" apt-get update
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${need[@]}"
+    fi
+    export PATH="$PATH:/usr/sbin:/sbin"
+    command -v nginx >/dev/null || die "nginx not found after install"
+}
+
+bench_check_cpus() {
+    local n
+    n=$(nproc --all)
+    if [ "$n" -lt 2 ] && [ "$SERVER_CPU" = "$CLIENT_CPU" ]; then
+        log "warning: one CPU only: servers and wrk share it, figures are not per-core"
+    fi
+    for c in "$SERVER_CPU" "$CLIENT_CPU"; do
+        taskset -c "$c" true 2>/dev/null || die "cannot pin to CPU $c (set BENCH_SERVER_CPU / BENCH_CLIENT_CPU)"
+    done
+    if ! nice -n "$NICE" true 2>/dev/null || [ "$(nice -n "$NICE" nice)" != "$((NICE < -20 ? -20 : NICE))" ]; then
+        log "note: cannot run at nice $NICE (not root?): running at the default priority"
+        NICE=0
+    fi
+}
+
+# pin <cpu> <command...>: the command pinned to one CPU, at the benchmark's nice level.
+pin() {
+    local cpu=$1
+    shift
+    nice -n "$NICE" taskset -c "$cpu" "$@"
+}
+
+bench_build() {
+    if [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && [ -x "$BIN" ]; then
+        log "BENCH_SKIP_BUILD=1: using the existing $BIN"
+        return
+    fi
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+}
+
+# A free loopback TCP port.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Kills every process this run started, TERM first, KILL after 5 s; removes the temp dir.
+bench_cleanup() {
+    local pid i
+    for pid in "${BENCH_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${BENCH_PIDS[@]}"; do
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    BENCH_PIDS=()
+    if [ -n "$TMP" ] && [ -d "$TMP" ] && [ "${BENCH_KEEP_TMP:-0}" != 1 ]; then
+        rm -rf "$TMP"
+    fi
+}
+
+# Stops one process started by this run (the gateways are started and stopped per phase).
+stop_pid() {
+    local pid=$1 i rest=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || rest+=("$p"); done
+    BENCH_PIDS=("${rest[@]}")
+}
+
+# Waits (bounded, 10 s) until something accepts on 127.0.0.1:$1; fails if $2 (a pid) died.
+wait_port() {
+    local port=$1 pid=$2 i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# The temp dir: secrets, keys, configs, nginx prefix, the list fixture, tokens.
+bench_prepare() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-bench.XXXXXX")
+    chmod 700 "$TMP"
+    mkdir -p "$TMP/www" "$TMP/upstream" "$TMP/proxy/cache"
+    cp "$BENCH_DIR/partnerships.json" "$TMP/www/partnerships.json"
+    # Secrets in files, never inline in the gateway config.
+    UPSTREAM_KEY="jb_api_$(openssl rand -hex 16)"
+    printf '%s' "$UPSTREAM_KEY" >"$TMP/journeybee-write.key"
+    openssl rand -hex 32 | tr -d '\n' >"$TMP/jwt-hmac.secret"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$TMP/es256-private.pem" 2>/dev/null
+    openssl ec -in "$TMP/es256-private.pem" -pubout -out "$TMP/es256-public.pem" 2>/dev/null
+    chmod 600 "$TMP"/*.key "$TMP"/*.secret "$TMP"/*.pem
+    TOKEN_HS256=$(python3 "$BENCH_DIR/mint_jwt.py" --alg HS256 --key "$TMP/jwt-hmac.secret" \
+        --sub "$SUBJECT" --iss "$ISSUER" --aud "$AUDIENCE")
+    TOKEN_ES256=$(python3 "$BENCH_DIR/mint_jwt.py" --alg ES256 --key "$TMP/es256-private.pem" \
+        --sub "$SUBJECT" --iss "$ISSUER" --aud "$AUDIENCE")
+    UPSTREAM_PORT=$(free_port)
+    PLAIN_PORT=$(free_port)
+    CACHE_PORT=$(free_port)
+    GW_PORT=$(free_port)
+    GW_ADMIN_PORT=$(free_port)
+}
+
+# The static upstream: 200 + the ~2 KB list for GET, 201 for POST, nothing else.
+write_upstream_conf() {
+    cat >"$TMP/upstream/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/upstream/nginx.pid;
+error_log $TMP/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    open_file_cache max=16 inactive=600s;
+    open_file_cache_valid 600s;
+    client_body_temp_path $TMP/upstream/body;
+    proxy_temp_path $TMP/upstream/proxy;
+    fastcgi_temp_path $TMP/upstream/fastcgi;
+    uwsgi_temp_path $TMP/upstream/uwsgi;
+    scgi_temp_path $TMP/upstream/scgi;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
+        location = /api/v1/partnerships {
+            default_type application/json;
+            if (\$request_method = POST) {
+                return 201 '{"status":"created","message":"Partnership created successfully"}';
+            }
+            root $TMP/www;
+            try_files /partnerships.json =404;
+        }
+        location / {
+            default_type application/json;
+            return 404 '{"error":"Not found"}';
+        }
+    }
+}
+EOF
+}
+
+# The peer: nginx as a plain proxy (key injected, upstream keepalive) and as a proxy_cache.
+write_proxy_conf() {
+    local proxy_common="proxy_pass http://journeybee;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Authorization \"Bearer $UPSTREAM_KEY\";"
+    cat >"$TMP/proxy/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/proxy/nginx.pid;
+error_log $TMP/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $TMP/proxy/body;
+    proxy_temp_path $TMP/proxy/tmp;
+    fastcgi_temp_path $TMP/proxy/fastcgi;
+    uwsgi_temp_path $TMP/proxy/uwsgi;
+    scgi_temp_path $TMP/proxy/scgi;
+    upstream journeybee {
+        server 127.0.0.1:$UPSTREAM_PORT;
+        keepalive 64;
+        keepalive_requests 100000000;
+    }
+    proxy_cache_path $TMP/proxy/cache levels=1:2 keys_zone=jb_lists:10m max_size=64m inactive=10m use_temp_path=off;
+    server {
+        listen 127.0.0.1:$PLAIN_PORT backlog=4096;
+        location / {
+            $proxy_common
+        }
+    }
+    server {
+        listen 127.0.0.1:$CACHE_PORT backlog=4096;
+        location / {
+            $proxy_common
+            proxy_cache jb_lists;
+            proxy_cache_key \$request_uri;
+            proxy_cache_valid 200 30s;
+            proxy_cache_lock on;
+            add_header X-Cache \$upstream_cache_status always;
+        }
+    }
+}
+EOF
+}
+
+# The gateway config; $1 = true|false for [cache] enabled. Secrets are files next to it.
+write_gateway_conf() {
+    local cache=$1 out="$TMP/gateway-cache-$1.toml"
+    cat >"$out" <<EOF
+# Generated by bench/run.sh.
+[server]
+listen = "127.0.0.1:$GW_PORT"
+admin_listen = "127.0.0.1:$GW_ADMIN_PORT"
+shutdown_grace = "2s"
+
+[log]
+level = "warn"
+
+[upstream]
+base_url = "http://127.0.0.1:$UPSTREAM_PORT"
+
+[upstream.keys.write]
+secret_file = "journeybee-write.key"
+read = true
+write = true
+
+[auth]
+algorithms = ["HS256", "ES256"]
+issuer = "$ISSUER"
+audience = "$AUDIENCE"
+
+[[auth.keys]]
+hmac_secret_file = "jwt-hmac.secret"
+
+[[auth.keys]]
+public_key_file = "es256-public.pem"
+
+[[users]]
+subject = "$SUBJECT"
+name = "bench"
+upstream_key = "write"
+user_id = $USER_ID
+access = "write"
+
+[validation]
+own_domains = ["corp.test"]
+
+[cache]
+enabled = $cache
+EOF
+    echo "$out"
+}
+
+start_upstream() {
+    write_upstream_conf
+    pin "$SERVER_CPU" nginx -p "$TMP/upstream/" -c "$TMP/upstream/nginx.conf" \
+        -e "$TMP/upstream/error.log" >"$TMP/upstream/stdout.log" 2>&1 &
+    UPSTREAM_PID=$!
+    BENCH_PIDS+=("$UPSTREAM_PID")
+    wait_port "$UPSTREAM_PORT" "$UPSTREAM_PID" || {
+        cat "$TMP/upstream/stdout.log" "$TMP/upstream/error.log" >&2 2>/dev/null
+        die "upstream nginx did not start"
+    }
+}
+
+start_proxy() {
+    write_proxy_conf
+    pin "$SERVER_CPU" nginx -p "$TMP/proxy/" -c "$TMP/proxy/nginx.conf" \
+        -e "$TMP/proxy/error.log" >"$TMP/proxy/stdout.log" 2>&1 &
+    PROXY_PID=$!
+    BENCH_PIDS+=("$PROXY_PID")
+    wait_port "$PLAIN_PORT" "$PROXY_PID" && wait_port "$CACHE_PORT" "$PROXY_PID" || {
+        cat "$TMP/proxy/stdout.log" "$TMP/proxy/error.log" >&2 2>/dev/null
+        die "peer nginx did not start"
+    }
+}
+
+# $1 = true|false (cache). Sets GW_PID. One tokio worker thread (TOKIO_WORKER_THREADS), pinned.
+start_gateway() {
+    local conf
+    conf=$(write_gateway_conf "$1")
+    "$BIN" check-config "$conf" >/dev/null || die "generated config $conf refused"
+    env -u RUST_LOG TOKIO_WORKER_THREADS="${BENCH_GATEWAY_THREADS:-1}" \
+        nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN" serve --config "$conf" >>"$TMP/gateway.log" 2>&1 &
+    GW_PID=$!
+    BENCH_PIDS+=("$GW_PID")
+    wait_port "$GW_PORT" "$GW_PID" || { cat "$TMP/gateway.log" >&2; die "gateway did not start"; }
+    local i
+    for i in $(seq 1 50); do
+        "$BIN" healthcheck --url "http://127.0.0.1:$GW_ADMIN_PORT/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "gateway not ready"
+}
+
+# The create body: passes the gateway's validation (business domain, referral, inactive).
+CREATE_BODY='{"name":"Some Company Ltd","emails":[{"email":"jane.doe@some-company.com","firstName":"Jane","lastName":"Doe"}],"partnerType":"referral","tierId":2,"categoryId":3,"countryId":1,"tags":[10,11],"inactive":true}'
+
+# check <expected status> <method> <url> <token> [<expected X-Cache>]: one request with curl.
+check() {
+    local want=$1 method=$2 url=$3 token=$4 want_cache=${5:-} out status xcache
+    if [ "$method" = POST ]; then
+        out=$(curl -sS -o "$TMP/check.body" -D - -X POST -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/json' --data "$CREATE_BODY" "$url")
+    else
+        out=$(curl -sS -o "$TMP/check.body" -D - -H "Authorization: Bearer $token" "$url")
+    fi
+    status=$(printf '%s' "$out" | head -1 | awk '{print $2}')
+    xcache=$(printf '%s' "$out" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
+    if [ "$status" != "$want" ]; then
+        log "check failed: $method $url -> $status (want $want): $(head -c 300 "$TMP/check.body")"
+        return 1
+    fi
+    if [ -n "$want_cache" ] && [ "$xcache" != "$want_cache" ]; then
+        log "check failed: $method $url -> X-Cache '$xcache' (want $want_cache)"
+        return 1
+    fi
+    if [ "$method" = GET ] && ! cmp -s "$TMP/check.body" "$BENCH_DIR/partnerships.json"; then
+        log "check failed: $url body differs from the fixture"
+        return 1
+    fi
+}
+
+# Busy and steal ticks of one CPU from /proc/stat: "<busy> <steal>" (busy excludes idle, iowait).
+cpu_core_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $9 }' /proc/stat
+}
+
+# utime+stime of a process (all its threads), in clock ticks.
+cpu_ticks() {
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Turns one bench/run.sh work dir (measurements.tsv, meta.txt, raw wrk outputs) into the
+Markdown report: medians over rounds, every gateway figure as a ratio to nginx from the same
+run, and the targets with PASS/FAIL."""
+
+import csv
+import re
+import statistics
+import sys
+from pathlib import Path
+
+UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+# name -> (label, throughput/latency peer, direct baseline for added latency)
+ROWS = [
+    ("direct_get", "direct: upstream nginx alone, GET", None, None),
+    ("nginx_plain_get", "nginx proxy_pass, GET", None, "direct_get"),
+    ("nginx_cache_get", "nginx proxy_cache, GET (hit)", None, "direct_get"),
+    ("gw_miss_hs256", "gateway miss (cache off), GET, HS256", "nginx_plain_get", "direct_get"),
+    ("gw_miss_es256", "gateway miss (cache off), GET, ES256", "nginx_plain_get", "direct_get"),
+    ("gw_hit_hs256", "gateway hit (cache on), GET, HS256", "nginx_cache_get", "direct_get"),
+    ("gw_hit_es256", "gateway hit (cache on), GET, ES256", "nginx_cache_get", "direct_get"),
+    ("direct_post", "direct: upstream nginx alone, POST", None, None),
+    ("nginx_plain_post", "nginx proxy_pass, POST", None, "direct_post"),
+    ("gw_create_hs256", "gateway create, POST, HS256", "nginx_plain_post", "direct_post"),
+    ("gw_create_es256", "gateway create, POST, ES256", "nginx_plain_post", "direct_post"),
+]
+
+
+def to_us(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"latency {text!r}")
+    return float(m.group(1)) * UNITS_US[m.group(2)]
+
+
+def parse_wrk(path):
+    t = path.read_text()
+    out = {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", t).group(1))}
+    m = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m|h)", t)
+    out["requests"] = int(m.group(1))
+    out["elapsed_s"] = to_us(m.group(2) + m.group(3)) / 1e6
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", t, re.M)
+        out[f"p{pct}"] = to_us(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    out["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+    out["sockerr"] = sum(int(x) for x in m.groups()) if m else 0
+    return out
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt_us(us):
+    if us is None:
+        return "—"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def main():
+    work = Path(sys.argv[1])
+    meta = dict(
+        line.split("=", 1) for line in (work / "meta.txt").read_text().splitlines() if "=" in line
+    )
+    clk = float(meta.get("clk_tck", "100"))
+    conns = meta.get("conns", "64")
+    data = {}  # (scenario, conns) -> list of dicts
+    with open(work / "measurements.tsv") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            w = parse_wrk(work / row["file"])
+            req = max(w["requests"], 1)
+            w["server_us_per_req"] = int(row["server_ticks"]) * 1e6 / clk / req
+            w["upstream_us_per_req"] = int(row["upstream_ticks"]) * 1e6 / clk / req
+            ours = int(row["server_ticks"]) + (
+                0 if row["scenario"].startswith("direct") else int(row["upstream_ticks"])
+            )
+            wall = clk * w["elapsed_s"]
+            w["core_busy"] = ours / wall
+            w["server_other"] = max(int(row["score_busy"]) - ours, 0) / wall
+            w["server_steal"] = int(row["score_steal"]) / wall
+            w["client_busy"] = int(row["client_ticks"] or 0) / wall
+            w["client_other"] = max(int(row["ccore_busy"]) - int(row["client_ticks"] or 0), 0) / wall
+            w["hwm_kib"] = int(row["hwm_kib"]) if row["hwm_kib"] else None
+            w["threads"] = int(row["threads"]) if row["threads"] else None
+            data.setdefault((row["scenario"], row["conns"]), []).append(w)
+
+    def m(name, c, key):
+        return med([w[key] for w in data.get((name, c), [])])
+
+    rps = {n: m(n, conns, "rps") for n, *_ in ROWS}
+    p50_1 = {n: m(n, "1", "p50") for n, *_ in ROWS}
+
+    def added(name, base):
+        if base is None or p50_1.get(name) is None or p50_1.get(base) is None:
+            return None
+        return p50_1[name] - p50_1[base]
+
+    out = []
+    say = out.append
+    say("# journeybee-gateway benchmark")
+    say("")
+    say(f"Date: {meta.get('date')}  ")
+    say(
+        f"Machine: {meta.get('nproc')} CPUs (`nproc`), {meta.get('cpu')}, {meta.get('kernel')}  "
+    )
+    say(
+        f"Software: gateway `{meta.get('gateway')}` (release, {meta.get('gateway_threads')} tokio "
+        f"worker thread), {meta.get('nginx')} (upstream and peer, 1 process each), wrk {meta.get('wrk')}; "
+        f"servers and wrk at nice {meta.get('nice')}  "
+    )
+    say(
+        f"Setup: loopback; servers pinned to CPU {meta.get('server_cpu')} (upstream + the proxy "
+        f"under test share it), wrk `-t1` pinned to CPU {meta.get('client_cpu')}; throughput "
+        f"`-c{conns} -d{meta.get('duration')}`, latency `-c1`/`-c8 -d{meta.get('lat_duration')}`, "
+        f"warm-up {meta.get('warmup')}; medians of {meta.get('runs')} round(s), scenarios "
+        f"interleaved round-robin. Upstream answer: {meta.get('body_bytes')}-byte JSON list (GET), "
+        f"201 JSON (POST)."
+    )
+    say("")
+    say(
+        f"| scenario | req/s @{conns} | × nginx | p50 @1 | p99 @1 | p50 @8 | p99 @8 | added p50 @1 "
+        f"| × nginx added | proxy CPU µs/req | upstream CPU µs/req | CPU {meta.get('server_cpu')} busy | peak RSS | errors |"
+    )
+    say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for name, label, peer, base in ROWS:
+        if not data.get((name, conns)):
+            continue
+        lat_peer = peer
+        ratio = rps[name] / rps[peer] if peer and rps.get(peer) else None
+        add = added(name, base)
+        peer_add = added(lat_peer, base) if lat_peer else None
+        add_ratio = add / peer_add if (add is not None and peer_add and peer_add > 0) else None
+        if peer is None and not name.startswith("direct"):
+            ratio, add_ratio = 1.0, 1.0
+        direct = name.startswith("direct")
+        cpu_s = m(name, conns, "server_us_per_req")
+        cpu_u = None if direct else m(name, conns, "upstream_us_per_req")
+        busy = m(name, conns, "core_busy")
+        hwm = [w["hwm_kib"] for w in data[(name, conns)] if w["hwm_kib"]]
+        errors = sum(w["non2xx"] + w["sockerr"] for k, ws in data.items() if k[0] == name for w in ws)
+        say(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    f"{rps[name]:,.0f}",
+                    fmt_ratio(ratio),
+                    fmt_us(p50_1[name]),
+                    fmt_us(m(name, "1", "p99")),
+                    fmt_us(m(name, "8", "p50")),
+                    fmt_us(m(name, "8", "p99")),
+                    "—" if add is None else fmt_us(add),
+                    fmt_ratio(add_ratio),
+                    "—" if cpu_s is None else f"{cpu_s:.1f}",
+                    "—" if cpu_u is None else f"{cpu_u:.1f}",
+                    "—" if busy is None else f"{busy * 100:.0f}%",
+                    f"{max(hwm) / 1024:.1f} MiB" if hwm else "—",
+                    str(errors),
+                ]
+            )
+            + " |"
+        )
+    say("")
+    say(
+        "× nginx: throughput over nginx proxy_pass (miss, create: same method) or nginx "
+        "proxy_cache (hit), measured in the same run. Added p50 @1: p50 at one connection minus "
+        "the direct (upstream alone) p50 for the same method; × nginx added divides it by the "
+        "peer's added p50 (lower is better). CPU µs/req: utime+stime from /proc/<pid>/stat over "
+        f"the @{conns} run divided by requests completed (clock tick {1e3 / clk:.0f} ms). "
+        f"CPU busy: proxy + upstream CPU seconds per wall second on the server core (100% = the "
+        f"core is the bottleneck). Peak RSS: the gateway's VmHWM, reset before, read after the "
+        f"@{conns} run (max over rounds). Errors: non-2xx responses + socket errors, all runs."
+    )
+    say("")
+
+    say("## Targets")
+    say("")
+
+    def verdict(ok):
+        return "—" if ok is None else ("PASS" if ok else "FAIL")
+
+    def tratio(a, b):
+        return rps[a] / rps[b] if rps.get(a) and rps.get(b) else None
+
+    targets = []
+    r = tratio("gw_hit_es256", "nginx_cache_get")
+    targets.append(("hit path (ES256) throughput ≥ 1.0× nginx proxy_cache", fmt_ratio(r), verdict(r and r >= 1.0)))
+    r = tratio("gw_miss_es256", "nginx_plain_get")
+    targets.append(("miss path (ES256) throughput ≥ 1.0× nginx proxy_pass", fmt_ratio(r), verdict(r and r >= 1.0)))
+    for alg in ("es256", "hs256"):
+        r = tratio(f"gw_create_{alg}", "nginx_plain_post")
+        targets.append((f"create ({alg.upper()}) throughput ≥ 1.0× nginx proxy_pass, same POST", fmt_ratio(r), verdict(r and r >= 1.0)))
+    for name, base, peer, what in (
+        ("gw_miss_es256", "direct_get", "nginx_plain_get", "miss (ES256)"),
+        ("gw_create_es256", "direct_post", "nginx_plain_post", "create (ES256)"),
+        ("gw_hit_es256", "direct_get", "nginx_plain_get", "hit (ES256)"),
+    ):
+        a, p = added(name, base), added(peer, base)
+        ok = None if a is None or p is None else a <= p
+        targets.append(
+            (f"added p50 @1, {what} ≤ nginx proxy_pass's", f"{fmt_us(a)} vs {fmt_us(p)}", verdict(ok))
+        )
+    hwm = [w["hwm_kib"] for n in ("gw_hit_es256", "gw_hit_hs256") for w in data.get((n, conns), []) if w["hwm_kib"]]
+    peak = max(hwm) / 1024 if hwm else None
+    targets.append(
+        (f"peak RSS in the @{conns} hit run ≤ 64 MiB", "—" if peak is None else f"{peak:.1f} MiB", verdict(None if peak is None else peak <= 64))
+    )
+    say("| target | measured | |")
+    say("|---|--:|---|")
+    for t in targets:
+        say(f"| {t[0]} | {t[1]} | {t[2]} |")
+    say("")
+
+    say(f"## Throughput per round (req/s @{conns})")
+    say("")
+    say("| scenario | " + " | ".join(f"round {i + 1}" for i in range(int(meta.get("runs", 1)))) + " |")
+    say("|---|" + "--:|" * int(meta.get("runs", 1)))
+    for name, label, *_ in ROWS:
+        ws = data.get((name, conns), [])
+        if ws:
+            say(f"| {label} | " + " | ".join(f"{w['rps']:,.0f}" for w in ws) + " |")
+    say("")
+    say("## Diagnostics (medians of the throughput runs)")
+    say("")
+    say(
+        "If the server core is not near 100% busy, the figure is not a per-core capacity: either "
+        "wrk is the limit (client core near 100%) or other processes took the cores (other > a "
+        "few %: rerun on a quiet machine)."
+    )
+    say("")
+    say(f"| scenario | server core: ours | server core: other | steal | client core: wrk | client core: other |")
+    say("|---|--:|--:|--:|--:|--:|")
+    noisy = []
+    for name, label, *_ in ROWS:
+        ws = data.get((name, conns), [])
+        if not ws:
+            continue
+        pc = lambda k: f"{m(name, conns, k) * 100:.0f}%"
+        say(f"| {label} | {pc('core_busy')} | {pc('server_other')} | {pc('server_steal')} | {pc('client_busy')} | {pc('client_other')} |")
+    for (n, c), ws in sorted(data.items()):
+        for i, w in enumerate(ws):
+            if w["server_other"] > 0.10 or w["client_other"] > 0.10:
+                noisy.append(f"{n} @{c} round {i + 1} (other: server core {w['server_other'] * 100:.0f}%, client core {w['client_other'] * 100:.0f}%)")
+    say("")
+    if noisy:
+        say(f"**Warning:** other processes used more than 10% of a benchmark core in {len(noisy)} run(s): " + "; ".join(noisy[:12]) + (" …" if len(noisy) > 12 else ""))
+    else:
+        say("No run had more than 10% of either core taken by other processes.")
+    threads = sorted({w["threads"] for n, *_ in ROWS if n.startswith("gw_") for w in data.get((n, conns), []) if w["threads"]})
+    say("")
+    say(f"Gateway threads (from /proc/<pid>/status): {', '.join(map(str, threads)) or '—'}.")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

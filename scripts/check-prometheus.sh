@@ -1,0 +1,603 @@
+#!/usr/bin/env bash
+# Checks the gateway's metrics, the Grafana dashboard and the alert rules against a real
+# Prometheus:
+#
+#   1. promtool check rules / test rules on dashboards/alerts.yml and alerts_test.yml;
+#   2. static checks of dashboards/journeybee-gateway.json (datasource variable on every panel);
+#   3. starts `journeybee-gateway demo` (simulator + gateway on loopback) and drives traffic of
+#      every kind through it with curl (lists: miss, hit, bypass; creates: 201, 409; 400, 406,
+#      413, 415 validation rejections; 401 for missing, malformed, mis-signed, expired tokens;
+#      403 for a read user creating, a foreign userId, an unmapped user; 404, 405; upstream 429);
+#   4. `promtool check metrics` on the gateway's /metrics (any reported problem fails);
+#   5. starts its own Prometheus on a free loopback port (temporary storage, generated config,
+#      1s scrapes of the admin listener, alerts.yml loaded), drives more traffic between scrapes;
+#   6. evaluates every panel query of the dashboard (and every template-variable query) through
+#      Prometheus's HTTP API, failing on an error or an empty result, and fails if an expression
+#      of the dashboard or the alert rules names a metric the gateway does not export; checks
+#      that every alert rule evaluates without error against the live data.
+#
+# Usage: scripts/check-prometheus.sh [path/to/journeybee-gateway]
+#        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway)
+#
+# Installs Debian's `prometheus` package (and curl/python3 when missing) if promtool or
+# prometheus is not on PATH; that needs root. The package's own service is never used (its
+# start is suppressed during the install when possible). Everything listens on 127.0.0.1 only,
+# every wait is bounded, and every process started here is stopped on exit.
+# Set KEEP_WORK=1 to keep the temporary directory (logs, metrics, Prometheus config).
+set -euo pipefail
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'check-prometheus: FAIL: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ arguments and paths
+BIN=${1:-}
+if [ -z "$BIN" ]; then
+  here=$(cd "$(dirname "$0")/.." && pwd)
+  if [ -x "$here/target/release/journeybee-gateway" ]; then
+    BIN=$here/target/release/journeybee-gateway
+  elif [ -x "$here/target/debug/journeybee-gateway" ]; then
+    BIN=$here/target/debug/journeybee-gateway
+  else
+    die "no binary: build with 'cargo build --release' or pass its path as \$1"
+  fi
+fi
+[ -x "$BIN" ] || die "$BIN is not an executable file"
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DASHBOARD=$ROOT/dashboards/journeybee-gateway.json
+RULES=$ROOT/dashboards/alerts.yml
+RULE_TESTS=$ROOT/dashboards/alerts_test.yml
+for f in "$DASHBOARD" "$RULES" "$RULE_TESTS"; do
+  [ -f "$f" ] || die "missing $f"
+done
+
+# ------------------------------------------------------------------ cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-check-prometheus.XXXXXX")
+DEMO_PID=
+PROM_PID=
+POLICY_RC_CREATED=
+
+stop_pid() { # stop_pid PID NAME: SIGTERM, up to 10s to exit, then SIGKILL
+  local pid=$1 name=$2 i
+  [ -n "$pid" ] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    printf 'check-prometheus: %s (pid %s) ignored SIGTERM; killing it\n' "$name" "$pid" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  stop_pid "$PROM_PID" prometheus
+  stop_pid "$DEMO_PID" "journeybee-gateway demo"
+  if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ "$rc" -ne 0 ]; then
+    for f in demo.log prometheus.log; do
+      if [ -s "$WORK/$f" ]; then
+        printf '\n----- last lines of %s -----\n' "$f" >&2
+        tail -n 40 "$WORK/$f" >&2
+      fi
+    done
+  fi
+  if [ "${KEEP_WORK:-0}" = 1 ]; then
+    printf 'check-prometheus: work directory kept: %s\n' "$WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  if [ "$rc" -eq 0 ]; then
+    printf 'check-prometheus: OK\n'
+  else
+    printf 'check-prometheus: FAILED (exit %s)\n' "$rc" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2s until it succeeds.
+wait_until() {
+  local timeout=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ -n "$DEMO_PID" ] && ! kill -0 "$DEMO_PID" 2>/dev/null; then
+      die "the demo exited while waiting for: $what"
+    fi
+    if [ -n "$PROM_PID" ] && ! kill -0 "$PROM_PID" 2>/dev/null; then
+      die "prometheus exited while waiting for: $what"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${timeout}s waiting for: $what"
+    sleep 0.2
+  done
+}
+
+# ------------------------------------------------------------------ tools
+missing=()
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  missing+=(prometheus)
+fi
+command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$(id -u)" -eq 0 ] || die "need ${missing[*]}: run as root (apt-get) or install them first"
+  command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and there is no apt-get"
+  log "installing ${missing[*]} (Debian packages)"
+  # The package's service is not what this script uses: keep it from starting when nothing
+  # else already decides (policy-rc.d exit 101 = "action forbidden").
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  timeout 600 apt-get update -q
+  timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$POLICY_RC_CREATED" ]; then
+    rm -f /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=
+  fi
+fi
+for t in promtool prometheus curl python3; do
+  command -v "$t" >/dev/null 2>&1 || die "$t is still missing"
+done
+log "$(promtool --version 2>&1 | head -n 1)"
+
+CURL=(curl -sS --noproxy '*' --connect-timeout 5 --max-time 20)
+
+# ------------------------------------------------------------------ 1. rules
+log "promtool check rules dashboards/alerts.yml"
+promtool check rules "$RULES"
+log "promtool test rules dashboards/alerts_test.yml"
+promtool test rules "$RULE_TESTS"
+
+# ------------------------------------------------------------------ 2. dashboard, statically
+log "static checks of dashboards/journeybee-gateway.json"
+python3 - "$DASHBOARD" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    d = json.load(f)
+errors = []
+variables = {v.get("name"): v for v in d.get("templating", {}).get("list", [])}
+ds = variables.get("datasource")
+if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+    errors.append("no `datasource` template variable of type datasource with query prometheus")
+def uses_var(ref):
+    return isinstance(ref, dict) and ref.get("uid") in ("${datasource}", "$datasource")
+for name, v in variables.items():
+    if v.get("type") == "query" and not uses_var(v.get("datasource")):
+        errors.append(f"variable {name}: datasource is not ${{datasource}}")
+def walk(panels):
+    for p in panels:
+        yield p
+        yield from walk(p.get("panels", []))
+ids = set()
+n = 0
+for p in walk(d.get("panels", [])):
+    title = p.get("title", "?")
+    if p.get("id") in ids:
+        errors.append(f"panel {title}: duplicate id {p.get('id')}")
+    ids.add(p.get("id"))
+    if not uses_var(p.get("datasource")):
+        errors.append(f"panel {title}: datasource is not ${{datasource}}")
+    if p.get("type") == "row":
+        continue
+    n += 1
+    targets = p.get("targets") or []
+    if not targets:
+        errors.append(f"panel {title}: no queries")
+    for t in targets:
+        if not uses_var(t.get("datasource")):
+            errors.append(f"panel {title} [{t.get('refId')}]: datasource is not ${{datasource}}")
+        if not (t.get("expr") or "").strip():
+            errors.append(f"panel {title} [{t.get('refId')}]: empty expr")
+for e in errors:
+    print("  " + e, file=sys.stderr)
+if errors:
+    sys.exit(f"{len(errors)} problem(s) in {path}")
+print(f"  {n} panels, schemaVersion {d.get('schemaVersion')}, variables: {', '.join(variables)}")
+PY
+
+# ------------------------------------------------------------------ 3. the demo
+log "starting $BIN demo"
+"$BIN" demo --env-file "$WORK/demo.env" >"$WORK/demo.log" 2>&1 &
+DEMO_PID=$!
+wait_until 60 "the demo's env file" test -s "$WORK/demo.env"
+
+JBGW_URL= JBGW_ADMIN_URL= READ_TOKEN= WRITE_TOKEN= JBGW_CONFIG_FILE=
+while IFS='=' read -r key value; do
+  case $key in
+    JBGW_URL) JBGW_URL=$value ;;
+    JBGW_ADMIN_URL) JBGW_ADMIN_URL=$value ;;
+    READ_TOKEN) READ_TOKEN=$value ;;
+    WRITE_TOKEN) WRITE_TOKEN=$value ;;
+    JBGW_CONFIG_FILE) JBGW_CONFIG_FILE=$value ;;
+  esac
+done <"$WORK/demo.env"
+for v in JBGW_URL JBGW_ADMIN_URL READ_TOKEN WRITE_TOKEN; do
+  [ -n "${!v}" ] || die "the demo's env file has no $v"
+done
+for u in "$JBGW_URL" "$JBGW_ADMIN_URL"; do
+  case $u in
+    http://127.0.0.1:*) ;;
+    *) die "refusing a non-loopback address from the demo: $u" ;;
+  esac
+done
+ADMIN_HOSTPORT=${JBGW_ADMIN_URL#http://}
+ADMIN_HOSTPORT=${ADMIN_HOSTPORT%%/*}
+wait_until 30 "gateway readiness ($JBGW_ADMIN_URL/readyz)" "${CURL[@]}" -f "$JBGW_ADMIN_URL/readyz"
+log "gateway $JBGW_URL, admin $JBGW_ADMIN_URL"
+
+# Extra tokens signed with the demo's HMAC secret: expired, wrong issuer, unmapped subject.
+EXPIRED_TOKEN= WRONG_ISS_TOKEN= UNMAPPED_TOKEN=
+SECRET_FILE=
+[ -n "$JBGW_CONFIG_FILE" ] && SECRET_FILE=$(dirname "$JBGW_CONFIG_FILE")/jwt.secret
+if [ -n "$SECRET_FILE" ] && [ -r "$SECRET_FILE" ]; then
+  read -r EXPIRED_TOKEN WRONG_ISS_TOKEN UNMAPPED_TOKEN < <(python3 - "$SECRET_FILE" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+secret = open(sys.argv[1], "rb").read()
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def mint(claims):
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+now = int(time.time())
+base = {"iss": "journeybee-gateway-demo", "aud": "journeybee-gateway", "iat": now - 60}
+print(
+    mint({**base, "sub": "alice@example.com", "iat": now - 7200, "exp": now - 3600}),
+    mint({**base, "sub": "alice@example.com", "iss": "https://evil.example", "exp": now + 600}),
+    mint({**base, "sub": "mallory@example.com", "exp": now + 600}),
+)
+PY
+  )
+else
+  log "note: no jwt.secret next to the demo config; skipping expired/wrong-issuer/unmapped tokens"
+fi
+# The write token with its signature's first character changed: a bad signature.
+sig=${WRITE_TOKEN##*.}
+if [ "${sig:0:1}" = A ]; then first=B; else first=A; fi
+BAD_SIG_TOKEN=${WRITE_TOKEN%.*}.$first${sig:1}
+
+# ------------------------------------------------------------------ traffic
+# expect STATUS DESCRIPTION CURL-ARGS...: one request, which must answer STATUS.
+LAST_HEADERS=$WORK/last.headers
+LAST_BODY=$WORK/last.body
+REQUESTS=0
+expect() {
+  local want=$1 what=$2 got
+  shift 2
+  got=$("${CURL[@]}" -o "$LAST_BODY" -D "$LAST_HEADERS" -w '%{http_code}' "$@") || got="(curl failed)"
+  REQUESTS=$((REQUESTS + 1))
+  if [ "$got" != "$want" ]; then
+    printf '  %s: expected %s, got %s; body: %s\n' "$what" "$want" "$got" \
+      "$(head -c 400 "$LAST_BODY" 2>/dev/null)" >&2
+    die "unexpected status for: $what"
+  fi
+}
+# expect_cache VALUE: the last response's X-Cache header.
+expect_cache() {
+  local got
+  got=$(tr -d '\r' <"$LAST_HEADERS" | awk -F': *' 'tolower($1) == "x-cache" { print toupper($2) }')
+  [ "$got" = "$1" ] || die "expected X-Cache: $1, got '${got:-none}'"
+}
+
+API=$JBGW_URL/api/v1/partnerships
+READ=(-H "Authorization: Bearer $READ_TOKEN")
+WRITE=(-H "Authorization: Bearer $WRITE_TOKEN")
+JSON=(-H "Content-Type: application/json")
+RUN_TAG=$$-$(date +%s)
+BIG_BODY=$WORK/big.json
+python3 -c 'import json; print(json.dumps({"name": "x" * 70000, "emails": [{"email": "a@big-body.example.com"}]}))' >"$BIG_BODY"
+
+# drive ROUND: one round of every kind of request (about 6 upstream calls per round: the
+# simulator allows 100 per minute per API key).
+drive() {
+  local r=$1 domain
+  domain="jbgw-check-$RUN_TAG-$r.com"
+  # Lists: a miss, then a hit for the same query; a bypass; another user's list.
+  expect 200 "list (miss)" "${READ[@]}" "$API?view=all&search=round$r"
+  expect_cache MISS
+  expect 200 "list (hit)" "${READ[@]}" "$API?search=round$r&view=all"
+  expect_cache HIT
+  expect 200 "list (no-store)" "${READ[@]}" -H "Cache-Control: no-store" "$API?view=all"
+  expect_cache BYPASS
+  expect 200 "list as the write user" "${WRITE[@]}" "$API?view=referral"
+  # Creates: accepted, then the same domain again (upstream 409).
+  local body
+  body=$(printf '{"name":"Check Partner %s","emails":[{"email":"ops@%s","firstName":"Ops"}],"partnerType":"referral","inactive":true}' "$r" "$domain")
+  expect 201 "create" "${WRITE[@]}" "${JSON[@]}" -X POST -d "$body" "$API"
+  expect 409 "create, domain already partnered (upstream 409)" "${WRITE[@]}" "${JSON[@]}" -X POST -d "$body" "$API"
+  # Authorization: a read user creating, a foreign userId, an unmapped user.
+  expect 403 "create as the read user" "${READ[@]}" "${JSON[@]}" -X POST -d "$body" "$API"
+  expect 403 "list with another user's userId" "${READ[@]}" "$API?userId=987654321"
+  if [ -n "$UNMAPPED_TOKEN" ]; then
+    expect 403 "unmapped user" -H "Authorization: Bearer $UNMAPPED_TOKEN" "$API"
+  fi
+  # Authentication.
+  expect 401 "no token" "$API"
+  expect 401 "malformed token" -H "Authorization: Bearer not-a-jwt" "$API"
+  expect 401 "bad signature" -H "Authorization: Bearer $BAD_SIG_TOKEN" "$API"
+  if [ -n "$EXPIRED_TOKEN" ]; then
+    expect 401 "expired token" -H "Authorization: Bearer $EXPIRED_TOKEN" "$API"
+    expect 401 "wrong issuer" -H "Authorization: Bearer $WRONG_ISS_TOKEN" "$API"
+  fi
+  # Routing.
+  expect 404 "unknown path" "${READ[@]}" "$JBGW_URL/api/v1/tags"
+  expect 405 "unserved method" "${WRITE[@]}" -X DELETE "$API"
+  # Validation: bodies and queries refused before any upstream call.
+  expect 400 "bad JSON" "${WRITE[@]}" "${JSON[@]}" -X POST -d '{"name": "Broken' "$API"
+  expect 400 "not an object" "${WRITE[@]}" "${JSON[@]}" -X POST -d '[]' "$API"
+  expect 400 "schema (no name, no emails)" "${WRITE[@]}" "${JSON[@]}" -X POST -d '{}' "$API"
+  expect 406 "free-mail domain" "${WRITE[@]}" "${JSON[@]}" -X POST \
+    -d '{"name":"Free Mail","emails":[{"email":"someone@gmail.com"}],"partnerType":"referral","inactive":true}' "$API"
+  expect 415 "wrong content type" "${WRITE[@]}" -H "Content-Type: text/plain" -X POST -d 'hello' "$API"
+  expect 413 "body too large" "${WRITE[@]}" "${JSON[@]}" -X POST --data-binary "@$BIG_BODY" "$API"
+  expect 400 "unknown query parameter" "${READ[@]}" "$API?bogus=1"
+  expect 400 "bad view" "${READ[@]}" "$API?view=everything"
+  # The company-scoped create route (the simulator's company id is 123): a validation
+  # rejection, so it is counted without spending a create.
+  expect 400 "company create, bad JSON" "${WRITE[@]}" "${JSON[@]}" -X POST -d '{' \
+    "$JBGW_URL/api/v1/companies/123/partnerships"
+}
+
+log "driving traffic (round 1)"
+drive 1
+
+# ------------------------------------------------------------------ 4. /metrics
+METRICS=$WORK/metrics.txt
+"${CURL[@]}" -f -o "$METRICS" "$JBGW_ADMIN_URL/metrics" || die "cannot fetch $JBGW_ADMIN_URL/metrics"
+log "promtool check metrics ($(wc -l <"$METRICS") lines)"
+lint_rc=0
+promtool check metrics <"$METRICS" >"$WORK/lint.txt" 2>&1 || lint_rc=$?
+if [ "$lint_rc" -ne 0 ] || [ -s "$WORK/lint.txt" ]; then
+  sed 's/^/  /' "$WORK/lint.txt" >&2
+  die "promtool check metrics reported problems (exit $lint_rc)"
+fi
+# The families the dashboard and the rules are built on must all be there.
+for family in requests_total request_duration_seconds requests_in_flight upstream_requests_total \
+  upstream_duration_seconds upstream_errors_total auth_failures_total authz_denials_total \
+  validation_rejections_total cache_lookups_total cache_entries cache_bytes \
+  cache_evictions_total cache_invalidations_total build_info; do
+  grep -q "^# TYPE jbgw_$family " "$METRICS" || die "/metrics has no jbgw_$family"
+done
+grep -q '^# TYPE process_cpu_seconds_total ' "$METRICS" || die "/metrics has no process_* metrics"
+
+# ------------------------------------------------------------------ 5. Prometheus
+PROM_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+PROM_URL=http://127.0.0.1:$PROM_PORT
+cat >"$WORK/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $RULES
+scrape_configs:
+  - job_name: journeybee-gateway
+    metrics_path: /metrics
+    static_configs:
+      - targets: ["$ADMIN_HOSTPORT"]
+EOF
+promtool check config "$WORK/prometheus.yml" >/dev/null || die "generated prometheus.yml is invalid"
+log "starting prometheus on $PROM_URL (scraping $ADMIN_HOSTPORT every 1s)"
+prometheus \
+  --config.file="$WORK/prometheus.yml" \
+  --storage.tsdb.path="$WORK/tsdb" \
+  --storage.tsdb.retention.time=1h \
+  --web.listen-address="127.0.0.1:$PROM_PORT" \
+  --log.level=warn >"$WORK/prometheus.log" 2>&1 &
+PROM_PID=$!
+wait_until 60 "prometheus ready ($PROM_URL/-/ready)" "${CURL[@]}" -f "$PROM_URL/-/ready"
+
+# prom_value QUERY: the first sample's value of an instant query (empty when none).
+prom_value() {
+  "${CURL[@]}" -f -G "$PROM_URL/api/v1/query" --data-urlencode "query=$1" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+print(r[0]["value"][1] if r else "")'
+}
+scraped_up() { [ "$(prom_value 'up{job="journeybee-gateway"}')" = 1 ]; }
+scrapes_at_least() {
+  local n
+  n=$(prom_value 'count_over_time(up{job="journeybee-gateway"}[10m])')
+  [ -n "$n" ] && [ "${n%.*}" -ge "$1" ]
+}
+wait_until 60 "a successful scrape of the gateway" scraped_up
+
+# More traffic between scrapes, so that every rate() has at least two samples to work on.
+for r in 2 3 4; do
+  log "driving traffic (round $r)"
+  drive "$r"
+  sleep 1.5
+done
+
+# The upstream rate limit (429): the simulator allows 100 calls a minute per API key. Distinct
+# list queries as the read user (each a cache miss) until JourneyBee says 429; the gateway
+# passes it on. This feeds the JourneyBeeUpstreamRateLimited proxy (list-route upstream 4xx).
+log "exhausting the read key's upstream budget (expecting a 429)"
+got429=
+for i in $(seq 1 250); do
+  code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "${READ[@]}" "$API?view=all&search=ratelimit$i") || code=000
+  REQUESTS=$((REQUESTS + 1))
+  if [ "$code" = 429 ]; then got429=$i; break; fi
+  [ "$code" = 200 ] || die "list $i answered $code while exhausting the rate limit"
+done
+[ -n "$got429" ] || die "no 429 after 250 uncached lists (is the demo's upstream rate limit off?)"
+log "  429 after $got429 lists"
+upstream_list_4xx=$("${CURL[@]}" -f "$JBGW_ADMIN_URL/metrics" |
+  awk '/^jbgw_upstream_requests_total\{/ && /route="list"/ && /status_class="4xx"/ { print $2 }')
+[ "${upstream_list_4xx:-0}" != 0 ] ||
+  die "an upstream 429 did not show in jbgw_upstream_requests_total{route=\"list\",status_class=\"4xx\"}"
+
+wait_until 60 "at least 10 scrapes" scrapes_at_least 10
+sleep 2.5 # two more scrapes and rule evaluations after the last request
+log "$REQUESTS requests sent; $(prom_value 'count_over_time(up{job="journeybee-gateway"}[10m])') scrapes"
+
+# Fresh copy of /metrics for the name check (the per-user counter appears on first use).
+"${CURL[@]}" -f -o "$METRICS" "$JBGW_ADMIN_URL/metrics" || die "cannot fetch $JBGW_ADMIN_URL/metrics"
+
+# ------------------------------------------------------------------ 6. every query, for real
+log "evaluating every dashboard query and checking the alert rules against $PROM_URL"
+python3 - "$DASHBOARD" "$RULES" "$METRICS" "$PROM_URL" <<'PY'
+import json, re, sys, urllib.parse, urllib.request
+
+dashboard_path, rules_path, metrics_path, prom = sys.argv[1:5]
+with open(dashboard_path) as f:
+    dashboard = json.load(f)
+
+# Metric names the gateway exports (sample lines of the exposition format).
+exported = set()
+with open(metrics_path) as f:
+    for line in f:
+        if line.strip() and not line.startswith("#"):
+            exported.add(re.split(r"[{\s]", line, maxsplit=1)[0])
+
+KEYWORDS = {
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
+    "topk", "quantile", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "and", "or", "unless", "offset", "inf", "nan", "atan2",
+}
+
+def metric_names(expr):
+    """Metric names referenced by a PromQL expression (a small tokenizer, not a parser)."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    s = re.sub(r"\{[^}]*\}", "{}", s)
+    s = re.sub(r"\[[^\]]*\]", "[]", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", s):
+        if s[m.end():].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if m.group(0).lower() in KEYWORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+variables = [v["name"] for v in dashboard.get("templating", {}).get("list", [])]
+
+def substitute(expr):
+    out = (expr.replace("$__rate_interval", "1m").replace("${__rate_interval}", "1m")
+               .replace("$__range", "5m").replace("${__range}", "5m")
+               .replace("$__interval", "15s").replace("${__interval}", "15s"))
+    for name in variables:
+        for form in ("${%s}" % name, "[[%s]]" % name):
+            out = out.replace(form, ".*")
+        out = re.sub(r"\$%s\b" % re.escape(name), ".*", out)
+    if "$" in out:
+        raise ValueError(f"unsubstituted variable in: {out}")
+    return out
+
+def query(expr):
+    url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as e:
+        body = json.load(e)
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    data = body["data"]
+    if data["resultType"] in ("scalar", "string"):
+        return [data["result"]]
+    return data["result"]
+
+failures = 0
+def fail(msg):
+    global failures
+    failures += 1
+    print(f"  FAIL  {msg}")
+
+def walk(panels):
+    for p in panels:
+        yield p
+        yield from walk(p.get("panels", []))
+
+# Template variables: label_values(metric{...}, label) must find at least one value.
+for v in dashboard.get("templating", {}).get("list", []):
+    if v.get("type") != "query":
+        continue
+    q = v.get("query")
+    q = q.get("query", "") if isinstance(q, dict) else (q or "")
+    m = re.fullmatch(r"\s*label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*", q)
+    if not m:
+        fail(f"variable {v['name']}: cannot check query {q!r}")
+        continue
+    missing = metric_names(m.group(1)) - exported
+    if missing:
+        fail(f"variable {v['name']}: metric(s) not exported by the gateway: {', '.join(sorted(missing))}")
+        continue
+    try:
+        res = query(f"count by ({m.group(2)}) ({substitute(m.group(1))})")
+        values = sorted(r["metric"].get(m.group(2), "") for r in res)
+        if not values:
+            fail(f"variable {v['name']}: no values")
+        else:
+            print(f"  ok    variable {v['name']}: {', '.join(values)}")
+    except ValueError as e:
+        fail(f"variable {v['name']}: {e}")
+
+# Every panel query.
+panels_checked = 0
+for p in walk(dashboard.get("panels", [])):
+    if p.get("type") == "row":
+        continue
+    panels_checked += 1
+    title = p.get("title", "?")
+    problems, series, nan = [], 0, 0
+    for t in p.get("targets", []):
+        ref, raw = t.get("refId", "?"), t.get("expr", "")
+        missing = metric_names(raw) - exported
+        if missing:
+            problems.append(f"[{ref}] metric(s) not exported by the gateway: {', '.join(sorted(missing))}")
+        try:
+            res = query(substitute(raw))
+        except ValueError as e:
+            problems.append(f"[{ref}] {e}")
+            continue
+        if not res:
+            problems.append(f"[{ref}] empty result: {substitute(raw)}")
+        series += len(res)
+        nan += sum(1 for r in res if isinstance(r, dict) and r.get("value", [0, ""])[1] == "NaN")
+    if problems:
+        fail(f"{title}: " + "; ".join(problems))
+    else:
+        extra = f", {nan} NaN (no traffic on that series)" if nan else ""
+        print(f"  ok    {title} ({len(p.get('targets', []))} queries, {series} series{extra})")
+
+# Alert rules: metric names exported (plus Prometheus's own `up`), and each rule evaluated by
+# the live Prometheus without error.
+with urllib.request.urlopen(f"{prom}/api/v1/rules", timeout=20) as resp:
+    groups = json.load(resp)["data"]["groups"]
+rules = [r for g in groups if g["name"] == "journeybee-gateway" for r in g["rules"]]
+if not rules:
+    fail("Prometheus did not load the journeybee-gateway rule group")
+for r in rules:
+    missing = metric_names(r["query"]) - exported - {"up"}
+    state = r.get("state", "")
+    if missing:
+        fail(f"alert {r['name']}: metric(s) not exported by the gateway: {', '.join(sorted(missing))}")
+    elif r.get("health") != "ok":
+        fail(f"alert {r['name']}: health {r.get('health')!r}: {r.get('lastError')}")
+    elif r["name"] == "JourneyBeeGatewayDown" and state != "inactive":
+        fail(f"alert {r['name']} is {state} while the gateway is scraped (job name mismatch?)")
+    elif r["name"] == "JourneyBeeUpstreamRateLimited" and state == "inactive":
+        # The script provoked an upstream 429 above: the proxy expression must have seen it.
+        fail(f"alert {r['name']} is inactive after an upstream 429")
+    else:
+        print(f"  ok    alert {r['name']} (evaluates cleanly, {state})")
+
+print(f"  {panels_checked} panels, {len(rules)} alert rules checked; {failures} failure(s)")
+sys.exit(1 if failures else 0)
+PY

@@ -1,0 +1,78 @@
+//! Live reload: on SIGHUP, and when the config file changes, load and fully validate the new
+//! config and swap it in; an invalid one is refused with every problem logged, and the old
+//! config keeps serving.
+
+use crate::config;
+use crate::server::Gateway;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// What identifies a version of the file without reading it.
+fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Loads `path` and swaps it in. Returns whether the new config is now serving.
+pub fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool {
+    let metrics = gateway.state().metrics.clone();
+    let outcome = config::load(path).map_err(|e| {
+        e.problems
+            .iter()
+            .map(|(p, m)| format!("{p}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let result = outcome.and_then(|settings| gateway.reload(settings));
+    match result {
+        Ok(()) => {
+            metrics.config_reload(true);
+            tracing::info!(trigger, path = %path.display(), "configuration reloaded");
+            true
+        }
+        Err(problems) => {
+            metrics.config_reload(false);
+            tracing::error!(
+                trigger,
+                path = %path.display(),
+                %problems,
+                "configuration refused; the previous one keeps serving"
+            );
+            false
+        }
+    }
+}
+
+/// Watches for SIGHUP and for changes of `path` (polled every `poll`), reloading on each.
+/// Runs until dropped.
+pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = fingerprint(path);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        tokio::select! {
+            _ = hangup => {
+                last = fingerprint(path);
+                reload_from(gateway, path, "SIGHUP");
+            }
+            _ = tokio::time::sleep(poll) => {
+                let now = fingerprint(path);
+                if now != last {
+                    last = now;
+                    reload_from(gateway, path, "file change");
+                }
+            }
+        }
+    }
+}
