@@ -58,11 +58,26 @@ bench_check_cpus() {
     fi
 }
 
-# pin <cpu> <command...>: the command pinned to one CPU, at the benchmark's nice level.
+# "${PRIO[@]}" <nice> <cpu> <command...>: execs the command in its own session, pinned to <cpu>,
+# at nice <nice>. The own session matters: with autogroup scheduling (the default on many
+# kernels) nice only ranks processes within one session's group, so the group's own nice is set
+# too (/proc/self/autogroup); a build running in another terminal then cannot take the cores.
+# setsid does not fork here (the caller is never a process-group leader), so $! is the pid.
+# shellcheck disable=SC2016
+PRIO=(setsid bash -c 'n=$1 c=$2; shift 2; [ "$n" = 0 ] || echo "$n" >/proc/self/autogroup 2>/dev/null; exec nice -n "$n" taskset -c "$c" "$@"' prio)
+
+# pin <cpu> <command...>: runs the command (in the foreground) like PRIO.
 pin() {
     local cpu=$1
     shift
-    nice -n "$NICE" taskset -c "$cpu" "$@"
+    "${PRIO[@]}" "$NICE" "$cpu" "$@"
+}
+
+# Fails unless pid $1 is running the executable named $2 (guards against a forked wrapper).
+check_exe() {
+    local exe
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null || true)
+    [ "$(basename "$exe")" = "$2" ] || die "pid $1 runs '$exe', not $2"
 }
 
 bench_build() {
@@ -143,6 +158,10 @@ bench_prepare() {
         --sub "$SUBJECT" --iss "$ISSUER" --aud "$AUDIENCE")
     TOKEN_ES256=$(python3 "$BENCH_DIR/mint_jwt.py" --alg ES256 --key "$TMP/es256-private.pem" \
         --sub "$SUBJECT" --iss "$ISSUER" --aud "$AUDIENCE")
+    # A private copy: a rebuild during the run (someone else's cargo build) cannot swap it.
+    cp "$BIN" "$TMP/journeybee-gateway"
+    BIN="$TMP/journeybee-gateway"
+    GATEWAY_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+uncommitted')"
     UPSTREAM_PORT=$(free_port)
     PLAIN_PORT=$(free_port)
     CACHE_PORT=$(free_port)
@@ -293,7 +312,7 @@ EOF
 
 start_upstream() {
     write_upstream_conf
-    pin "$SERVER_CPU" nginx -p "$TMP/upstream/" -c "$TMP/upstream/nginx.conf" \
+    "${PRIO[@]}" "$NICE" "$SERVER_CPU" nginx -p "$TMP/upstream/" -c "$TMP/upstream/nginx.conf" \
         -e "$TMP/upstream/error.log" >"$TMP/upstream/stdout.log" 2>&1 &
     UPSTREAM_PID=$!
     BENCH_PIDS+=("$UPSTREAM_PID")
@@ -301,11 +320,12 @@ start_upstream() {
         cat "$TMP/upstream/stdout.log" "$TMP/upstream/error.log" >&2 2>/dev/null
         die "upstream nginx did not start"
     }
+    check_exe "$UPSTREAM_PID" nginx
 }
 
 start_proxy() {
     write_proxy_conf
-    pin "$SERVER_CPU" nginx -p "$TMP/proxy/" -c "$TMP/proxy/nginx.conf" \
+    "${PRIO[@]}" "$NICE" "$SERVER_CPU" nginx -p "$TMP/proxy/" -c "$TMP/proxy/nginx.conf" \
         -e "$TMP/proxy/error.log" >"$TMP/proxy/stdout.log" 2>&1 &
     PROXY_PID=$!
     BENCH_PIDS+=("$PROXY_PID")
@@ -313,6 +333,7 @@ start_proxy() {
         cat "$TMP/proxy/stdout.log" "$TMP/proxy/error.log" >&2 2>/dev/null
         die "peer nginx did not start"
     }
+    check_exe "$PROXY_PID" nginx
 }
 
 # $1 = true|false (cache). Sets GW_PID. One tokio worker thread (TOKIO_WORKER_THREADS), pinned.
@@ -321,10 +342,11 @@ start_gateway() {
     conf=$(write_gateway_conf "$1")
     "$BIN" check-config "$conf" >/dev/null || die "generated config $conf refused"
     env -u RUST_LOG TOKIO_WORKER_THREADS="${BENCH_GATEWAY_THREADS:-1}" \
-        nice -n "$NICE" taskset -c "$SERVER_CPU" "$BIN" serve --config "$conf" >>"$TMP/gateway.log" 2>&1 &
+        "${PRIO[@]}" "$NICE" "$SERVER_CPU" "$BIN" serve --config "$conf" >>"$TMP/gateway.log" 2>&1 &
     GW_PID=$!
     BENCH_PIDS+=("$GW_PID")
     wait_port "$GW_PORT" "$GW_PID" || { cat "$TMP/gateway.log" >&2; die "gateway did not start"; }
+    check_exe "$GW_PID" "$(basename "$BIN")"
     local i
     for i in $(seq 1 50); do
         "$BIN" healthcheck --url "http://127.0.0.1:$GW_ADMIN_PORT/readyz" >/dev/null 2>&1 && return 0

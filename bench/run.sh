@@ -175,7 +175,7 @@ done
     echo "kernel=$(uname -sr)"
     echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-    echo "gateway=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+uncommitted')"
+    echo "gateway=$GATEWAY_REV"
     echo "clk_tck=$CLK_TCK"
     echo "duration=$DURATION"
     echo "lat_duration=$LAT_DURATION"
@@ -186,6 +186,7 @@ done
     echo "client_cpu=$CLIENT_CPU"
     echo "gateway_threads=${BENCH_GATEWAY_THREADS:-1}"
     echo "nice=$NICE"
+    echo "autogroup=$(cat "/proc/$UPSTREAM_PID/autogroup" 2>/dev/null || echo none)"
     echo "body_bytes=$(wc -c <"$BENCH_DIR/partnerships.json")"
 } >"$WORK/meta.txt"
 

@@ -180,6 +180,33 @@ pub enum GatewayError {
         /// The configured limit.
         limit: usize,
     },
+    /// A local budget refused the request before it was sent (per-key upstream budget, the
+    /// key paused by an upstream 429, or the user's fair share).
+    #[error("throttled ({reason})")]
+    Throttled {
+        /// `upstream_budget`, `upstream_paused` or `user_share`.
+        reason: &'static str,
+        /// Retry-After and the IETF RateLimit fields.
+        headers: crate::resilience::RateLimitHeaders,
+    },
+    /// The circuit breaker is open: upstream failed repeatedly and is given time to recover.
+    #[error("circuit open")]
+    CircuitOpen {
+        /// When the next probe may go through.
+        retry_after: std::time::Duration,
+    },
+    /// The upstream connection bound is exhausted and no slot freed in time.
+    #[error("upstream connections exhausted")]
+    UpstreamBusy,
+    /// `Idempotency-Key` is not 1–255 visible ASCII characters.
+    #[error("invalid Idempotency-Key")]
+    InvalidIdempotencyKey,
+    /// The same `Idempotency-Key` was used with a different body.
+    #[error("Idempotency-Key reused with a different body")]
+    IdempotencyMismatch,
+    /// A request with this `Idempotency-Key` is still in flight.
+    #[error("Idempotency-Key in flight")]
+    IdempotencyInFlight,
     /// The request body did not arrive within `server.body_read_timeout`.
     #[error("request body not received in time")]
     BodyTimeout,
@@ -241,6 +268,12 @@ impl GatewayError {
             GatewayError::UriTooLong { .. } => ("limits", "uri_too_long"),
             GatewayError::HeadersTooLarge { .. } => ("limits", "headers_too_large"),
             GatewayError::BodyTimeout => ("validation", "body_timeout"),
+            GatewayError::Throttled { reason, .. } => ("throttled", *reason),
+            GatewayError::CircuitOpen { .. } => ("throttled", "circuit_open"),
+            GatewayError::UpstreamBusy => ("throttled", "upstream_connections"),
+            GatewayError::InvalidIdempotencyKey => ("idempotency", "invalid_key"),
+            GatewayError::IdempotencyMismatch => ("idempotency", "mismatch"),
+            GatewayError::IdempotencyInFlight => ("idempotency", "in_flight"),
             GatewayError::Internal(_) => ("internal", "internal"),
         };
         Rejection { kind, reason }
@@ -347,6 +380,57 @@ impl GatewayError {
                 &format!("Request headers exceed the limit of {limit} bytes"),
                 &[],
             ),
+            GatewayError::Throttled { reason, headers } => {
+                let msg = match *reason {
+                    "user_share" => "Rate limit exceeded for this user, retry later",
+                    _ => "JourneyBee rate limit reached, retry later",
+                };
+                let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, msg, &[]);
+                headers.apply(r.headers_mut());
+                r
+            }
+            GatewayError::CircuitOpen { retry_after } => {
+                let mut r = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "JourneyBee API is failing; requests are paused briefly",
+                    &[],
+                );
+                r.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(crate::resilience::bucket::retry_after_secs(*retry_after)),
+                );
+                r
+            }
+            GatewayError::UpstreamBusy => {
+                let mut r = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many requests in progress to JourneyBee, retry later",
+                    &[],
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            GatewayError::InvalidIdempotencyKey => json_error(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                &[],
+            ),
+            GatewayError::IdempotencyMismatch => json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key was already used with a different request body",
+                &[],
+            ),
+            GatewayError::IdempotencyInFlight => {
+                let mut r = json_error(
+                    StatusCode::CONFLICT,
+                    "A request with this Idempotency-Key is still in progress, retry later",
+                    &[],
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
             GatewayError::BodyTimeout => json_error(
                 StatusCode::REQUEST_TIMEOUT,
                 "Request body was not received in time",

@@ -77,6 +77,38 @@ impl CacheResult {
     }
 }
 
+/// Why a request was throttled locally (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// The user's fair share is used up.
+    UserShare,
+    /// The upstream key's budget is used up (or paused after an upstream 429).
+    UpstreamBudget,
+    /// The circuit breaker is open.
+    CircuitOpen,
+    /// No upstream connection slot freed in time.
+    UpstreamConnections,
+}
+
+impl Throttle {
+    const ALL: [Throttle; 4] = [
+        Throttle::UserShare,
+        Throttle::UpstreamBudget,
+        Throttle::CircuitOpen,
+        Throttle::UpstreamConnections,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Throttle::UserShare => "user_share",
+            Throttle::UpstreamBudget => "upstream_budget",
+            Throttle::CircuitOpen => "circuit_open",
+            Throttle::UpstreamConnections => "upstream_connections",
+        }
+    }
+}
+
 /// What caused a cache invalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidationCause {
@@ -117,6 +149,11 @@ pub struct Metrics {
     cache_invalidations: [IntCounter; 2],
     user_vec: IntCounterVec,
     config_reloads: [IntCounter; 2],
+    throttled: Vec<IntCounter>,
+    retries: Vec<IntCounter>,
+    idempotent_replays: IntCounter,
+    breaker_state: IntGauge,
+    budget_remaining: IntGaugeVec,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
 }
 
@@ -259,6 +296,43 @@ impl Metrics {
             &["result"],
         );
         let config_reloads = ["success", "failure"].map(|r| reload_vec.with_label_values(&[r]));
+        let throttle_vec = counter_vec(
+            "throttled_total",
+            "Requests refused locally to protect the upstream, by reason (user_share, upstream_budget, circuit_open, upstream_connections).",
+            &["reason"],
+        );
+        let throttled = Throttle::ALL
+            .iter()
+            .map(|t| throttle_vec.with_label_values(&[t.as_str()]))
+            .collect();
+        let retry_vec = counter_vec(
+            "upstream_retries_total",
+            "Upstream retries (lists only), by route template.",
+            &["route"],
+        );
+        let retries = Route::ALL
+            .iter()
+            .map(|r| retry_vec.with_label_values(&[r.label()]))
+            .collect();
+        let idempotent_replays = IntCounter::new(
+            name("idempotent_replays_total"),
+            "Creates answered from a stored outcome for a repeated Idempotency-Key.",
+        )
+        .expect("valid metric");
+        reg(Box::new(idempotent_replays.clone()));
+        let budget_remaining = IntGaugeVec::new(
+            Opts::new(
+                name("upstream_budget_remaining"),
+                "Requests left in the local mirror of each upstream key's rate budget.",
+            ),
+            &["upstream_key"],
+        )
+        .expect("valid metric");
+        reg(Box::new(budget_remaining.clone()));
+        let breaker_state = gauge(
+            "circuit_breaker_state",
+            "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
+        );
         let user_vec = counter_vec(
             "user_requests_total",
             "Authenticated requests per mapped user (config name); only when metrics.per_user is on.",
@@ -300,6 +374,11 @@ impl Metrics {
             cache_invalidations,
             user_vec,
             config_reloads,
+            throttled,
+            retries,
+            idempotent_replays,
+            breaker_state,
+            budget_remaining,
             per_user: std::sync::RwLock::new(Vec::new()),
         })
     }
@@ -364,6 +443,34 @@ impl Metrics {
             .map(|u| self.user_vec.with_label_values(&[&*u.name]))
             .collect();
         *self.per_user.write().expect("per-user lock") = handles;
+    }
+
+    /// Counts a local throttle.
+    pub fn throttle(&self, reason: Throttle) {
+        self.throttled[reason as usize].inc();
+    }
+
+    /// Counts a retry.
+    pub fn upstream_retry(&self, route: Route) {
+        self.retries[route.index()].inc();
+    }
+
+    /// Counts an idempotent replay.
+    pub fn idempotent_replay(&self) {
+        self.idempotent_replays.inc();
+    }
+
+    /// Sets the breaker gauge (called before each scrape).
+    pub fn set_breaker_state(&self, state: i64) {
+        self.breaker_state.set(state);
+    }
+
+    /// Sets a key's remaining budget (called before each scrape; the label set is bounded by
+    /// the configured keys).
+    pub fn set_budget_remaining(&self, key: &str, remaining: u32) {
+        self.budget_remaining
+            .with_label_values(&[key])
+            .set(i64::from(remaining));
     }
 
     /// Counts a config reload.

@@ -5,7 +5,9 @@ use crate::auth::{AuthLayer, Verifier};
 use crate::cache::{CacheLayer, ListCache};
 use crate::config::Settings;
 use crate::error::{json_error, Response};
+use crate::guard::{GuardLayer, GuardState};
 use crate::identity::IdentityLayer;
+use crate::replay::ReplayLayer;
 use crate::limits::{Limits, LimitsLayer};
 use crate::metrics::Metrics;
 use crate::observe::ObserveLayer;
@@ -58,6 +60,10 @@ pub struct AppState {
     pub cache: Arc<ListCache>,
     /// The pooled upstream client.
     pub client: crate::upstream::HttpClient,
+    /// Budgets, breaker and retry state in front of upstream.
+    pub guard: Arc<GuardState>,
+    /// Stored create outcomes for Idempotency-Key.
+    pub replay: ReplayLayer,
     /// State that outlives this generation.
     pub shared: Arc<Shared>,
 }
@@ -80,7 +86,11 @@ impl AppState {
             body_read_timeout: settings.server.body_read_timeout,
         });
         let cache = ListCache::new(&settings.cache, &settings.upstream.keys, metrics.clone());
+        let guard = GuardState::new(&settings, metrics.clone());
+        let replay = ReplayLayer::new(&settings.idempotency, metrics.clone());
         Ok(Arc::new(AppState {
+            guard,
+            replay,
             settings: Arc::new(settings),
             metrics,
             verifier,
@@ -139,10 +149,14 @@ where
             state.validation.clone(),
             state.metrics.clone(),
         ))
+        // Idempotency-Key: a repeated create gets the stored outcome, never a second send.
+        .layer(state.replay.clone())
         // Audit: one event per create sent upstream, with its outcome.
         .layer(AuditLayer)
         // List cache: keyed by (upstream key, userId, canonical query); creates invalidate.
         .layer(CacheLayer::new(state.cache.clone()))
+        // Guard: fair share, circuit breaker, key budget, connection bound, list retries.
+        .layer(GuardLayer::new(state.guard.clone()))
         // Upstream forward: the only place a request leaves the gateway.
         .service(Upstream::new(
             state.client.clone(),
@@ -430,6 +444,7 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
         }
         (&Method::GET, "/metrics") => {
             state.cache.refresh_gauges().await;
+            state.guard.refresh_gauges();
             let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

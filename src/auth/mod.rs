@@ -1,5 +1,6 @@
 //! Authentication: every proxied request carries exactly one `Authorization: Bearer <JWT>`.
 
+pub mod jwks;
 pub mod verify;
 
 use crate::error::{AuthFailure, GatewayError, Response};

@@ -70,6 +70,8 @@ pub struct UpstreamKey {
     pub read: bool,
     /// The key has write access upstream.
     pub write: bool,
+    /// JourneyBee's per-key limit, mirrored by a local token bucket.
+    pub requests_per_minute: u32,
 }
 
 /// A mapped user: who the verified token belongs to, as far as JourneyBee is concerned.
@@ -85,6 +87,8 @@ pub struct Identity {
     pub access: Access,
     /// The upstream key the user's requests use.
     pub key: Arc<UpstreamKey>,
+    /// The user's fair share of upstream requests per minute (None: no per-user limit).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// `[server]`, validated.
@@ -146,6 +150,31 @@ pub struct UpstreamSettings {
     pub pool_max_idle_per_host: usize,
     /// The API keys, by position.
     pub keys: Vec<Arc<UpstreamKey>>,
+    /// Upstream requests in progress at once (connection bound).
+    pub max_connections: usize,
+    /// Retries of a list on connect errors, resets and 502/503/504 (creates never retry).
+    pub retries: u32,
+    /// Base of the exponential backoff between retries (full jitter).
+    pub retry_backoff: Duration,
+    /// Cap of the backoff.
+    pub retry_backoff_max: Duration,
+    /// Retries allowed as a share of recent requests.
+    pub retry_budget_ratio: f64,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before letting a probe through.
+    pub breaker_cooldown: Duration,
+}
+
+/// `[idempotency]`, validated.
+#[derive(Debug, Clone)]
+pub struct IdempotencySettings {
+    /// How long an outcome is remembered.
+    pub ttl: Duration,
+    /// Bytes the remembered outcomes may hold.
+    pub capacity: u64,
+    /// How long a repeat waits for the first request still in flight (then 409).
+    pub wait: Duration,
 }
 
 /// One configured JWT verification key with the algorithms it may verify.
@@ -223,6 +252,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Count requests per mapped user (label bounded by the user table).
     pub per_user_metrics: bool,
+    /// Idempotency-Key handling.
+    pub idempotency: IdempotencySettings,
 }
 
 /// Collects problems with their paths while validating.
@@ -318,10 +349,19 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
         &raw.users,
         upstream.as_ref().map(|u| u.keys.as_slice()).unwrap_or(&[]),
         upstream.is_some(),
+        raw.rate_limit.per_user_requests_per_minute,
         &mut p,
     );
     let body_rules = validate_body_rules(&raw.validation, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
+    let idempotency = IdempotencySettings {
+        ttl: p.duration("idempotency.ttl", raw.idempotency.ttl.as_deref(), Duration::from_secs(86_400)),
+        capacity: p.size("idempotency.capacity", raw.idempotency.capacity.as_deref(), 16 << 20),
+        wait: p.duration("idempotency.wait", raw.idempotency.wait.as_deref(), Duration::from_secs(10)),
+    };
+    if idempotency.ttl.is_zero() || idempotency.capacity == 0 {
+        p.push("idempotency", "ttl and capacity must be greater than zero");
+    }
     match (upstream, auth) {
         (Some(upstream), Some(auth)) if p.0.is_empty() => Ok(Settings {
             server,
@@ -333,6 +373,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             query_limits: QueryLimits::default(),
             cache,
             per_user_metrics: raw.metrics.per_user.unwrap_or(false),
+            idempotency,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -550,6 +591,52 @@ fn validate_upstream(raw: RawUpstream, base: &Path, p: &mut Problems) -> Option<
             Duration::from_secs(90),
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(64),
+        max_connections: match raw.max_connections {
+            Some(0) => {
+                p.push("upstream.max_connections", "must be greater than zero");
+                1
+            }
+            Some(n) => n,
+            None => 64,
+        },
+        retries: raw.retries.unwrap_or(2),
+        retry_backoff: p.duration(
+            "upstream.retry_backoff",
+            raw.retry_backoff.as_deref(),
+            Duration::from_millis(50),
+        ),
+        retry_backoff_max: p.duration(
+            "upstream.retry_backoff_max",
+            raw.retry_backoff_max.as_deref(),
+            Duration::from_secs(1),
+        ),
+        retry_budget_ratio: match raw.retry_budget_ratio {
+            Some(r) if !(0.0..=1.0).contains(&r) || !r.is_finite() => {
+                p.push("upstream.retry_budget_ratio", "must be between 0 and 1");
+                0.2
+            }
+            Some(r) => r,
+            None => 0.2,
+        },
+        breaker_failures: match raw.breaker_failures {
+            Some(0) => {
+                p.push("upstream.breaker_failures", "must be greater than zero");
+                1
+            }
+            Some(n) => n,
+            None => 5,
+        },
+        breaker_cooldown: {
+            let d = p.duration(
+                "upstream.breaker_cooldown",
+                raw.breaker_cooldown.as_deref(),
+                Duration::from_secs(10),
+            );
+            if d.is_zero() {
+                p.push("upstream.breaker_cooldown", "must be greater than zero");
+            }
+            d.max(Duration::from_millis(1))
+        },
         keys,
     })
 }
@@ -597,12 +684,17 @@ fn validate_keys(
                 continue;
             }
         };
+        let requests_per_minute = k.requests_per_minute.unwrap_or(100);
+        if requests_per_minute == 0 {
+            p.push(format!("{path}.requests_per_minute"), "must be greater than zero");
+        }
         keys.push(Arc::new(UpstreamKey {
             name: Arc::from(name.as_str()),
             index: keys.len(),
             authorization,
             read,
             write,
+            requests_per_minute: requests_per_minute.max(1),
         }));
     }
     keys
@@ -785,8 +877,12 @@ fn validate_users(
     raw: &[RawUser],
     keys: &[Arc<UpstreamKey>],
     keys_known: bool,
+    default_rpm: Option<u32>,
     p: &mut Problems,
 ) -> HashMap<String, Arc<Identity>> {
+    if default_rpm == Some(0) {
+        p.push("rate_limit.per_user_requests_per_minute", "must be greater than zero");
+    }
     let mut users = HashMap::new();
     let mut names = HashSet::new();
     for (i, u) in raw.iter().enumerate() {
@@ -862,6 +958,13 @@ fn validate_users(
             user_id,
             access,
             key: key.clone(),
+            requests_per_minute: match u.requests_per_minute.or(default_rpm) {
+                Some(0) => {
+                    p.push(format!("{path}.requests_per_minute"), "must be greater than zero");
+                    None
+                }
+                other => other,
+            },
         });
         if users.insert(subject.clone(), identity).is_some() {
             p.push(

@@ -24,6 +24,26 @@ pub struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    #[serde(default)]
+    pub idempotency: RawIdempotency,
+}
+
+/// `[rate_limit]`: per-user fair share of the upstream budget.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_user_requests_per_minute: Option<u32>,
+}
+
+/// `[idempotency]`: remembered create outcomes for `Idempotency-Key`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    pub ttl: Option<String>,
+    pub capacity: Option<String>,
+    pub wait: Option<String>,
 }
 
 /// `[server]`: listeners and request-level limits.
@@ -63,6 +83,13 @@ pub struct RawUpstream {
     pub max_response_size: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_host: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub retries: Option<u32>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+    pub retry_budget_ratio: Option<f64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown: Option<String>,
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, RawUpstreamKey>,
 }
@@ -75,6 +102,7 @@ pub struct RawUpstreamKey {
     pub secret_file: Option<PathBuf>,
     pub read: Option<bool>,
     pub write: Option<bool>,
+    pub requests_per_minute: Option<u32>,
 }
 
 /// `[auth]`: how client JWTs are verified.
@@ -129,6 +157,7 @@ pub struct RawUser {
     pub upstream_key: Option<String>,
     pub user_id: Option<i64>,
     pub access: Option<String>,
+    pub requests_per_minute: Option<u32>,
 }
 
 /// `[validation]`: create-body and list-query rules.
