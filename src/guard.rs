@@ -1,5 +1,6 @@
 //! The upstream guard, just above the forward: the user's fair share, the circuit breaker,
-//! the per-key budget mirroring JourneyBee's limit, the connection bound, and safe retries.
+//! the per-key budget mirroring JourneyBee's limit (a sliding window: never more than the
+//! limit in any minute), the connection bound, and safe retries.
 //!
 //! Everything it refuses is refused before a byte leaves, so a refused create certainly was
 //! not sent. Only lists are retried (connect errors, resets before a response, 502/503/504),
@@ -9,7 +10,7 @@ use crate::config::{Identity, Settings};
 use crate::error::{GatewayError, Rejection, Response};
 use crate::metrics::{Metrics, Throttle};
 use crate::resilience::{
-    backoff, CircuitBreaker, RateLimitHeaders, RetryBudget, TokenBucket,
+    backoff, CircuitBreaker, RateLimitHeaders, RetryBudget, SlidingWindow, TokenBucket,
 };
 use crate::route::Route;
 use crate::upstream::UpstreamMeta;
@@ -32,7 +33,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
 /// The guard's state for one config generation.
 pub struct GuardState {
-    key_buckets: Vec<TokenBucket>,
+    key_windows: Vec<SlidingWindow>,
     user_buckets: Vec<Option<TokenBucket>>,
     breaker: CircuitBreaker,
     budget: RetryBudget,
@@ -58,10 +59,10 @@ impl GuardState {
             }
         }
         Arc::new(GuardState {
-            key_buckets: up
+            key_windows: up
                 .keys
                 .iter()
-                .map(|k| TokenBucket::new(k.requests_per_minute, MINUTE, now))
+                .map(|k| SlidingWindow::new(k.requests_per_minute, MINUTE))
                 .collect(),
             user_buckets,
             breaker: CircuitBreaker::new(up.breaker_failures, up.breaker_cooldown),
@@ -79,16 +80,16 @@ impl GuardState {
     /// Publishes budget and breaker gauges (called before each scrape).
     pub fn refresh_gauges(&self) {
         let now = Instant::now();
-        for (name, bucket) in self.key_names.iter().zip(&self.key_buckets) {
-            self.metrics.set_budget_remaining(name, bucket.remaining(now));
+        for (name, window) in self.key_names.iter().zip(&self.key_windows) {
+            self.metrics
+                .set_budget_remaining(name, window.remaining(now));
         }
         self.metrics
             .set_breaker_state(self.breaker.state_at(now).as_gauge());
     }
 
-    fn throttled(&self, reason: Throttle, bucket: &TokenBucket, wait: Duration) -> Response {
+    fn throttled(&self, reason: Throttle, headers: RateLimitHeaders) -> Response {
         self.metrics.throttle(reason);
-        let headers = RateLimitHeaders::from_bucket(bucket, Instant::now()).with_retry_after(wait);
         GatewayError::Throttled {
             reason: reason.as_str(),
             headers,
@@ -141,7 +142,11 @@ enum Verdict {
 }
 
 fn judge(resp: &Response) -> Verdict {
-    match resp.extensions().get::<UpstreamMeta>().and_then(|m| m.status) {
+    match resp
+        .extensions()
+        .get::<UpstreamMeta>()
+        .and_then(|m| m.status)
+    {
         Some(429) => Verdict::Limited,
         Some(502..=504) => Verdict::Retryable,
         Some(s) if s >= 500 => Verdict::Failed,
@@ -194,14 +199,16 @@ where
         Box::pin(async move {
             let route = req.extensions().get::<Route>().copied();
             let Some(identity) = req.extensions().get::<Arc<Identity>>().cloned() else {
-                return Ok(GatewayError::Internal("guard reached without identity".into())
-                    .into_response());
+                return Ok(
+                    GatewayError::Internal("guard reached without identity".into()).into_response(),
+                );
             };
             let now = Instant::now();
             // The user's fair share first: it is about this user, not about upstream.
             if let Some(Some(bucket)) = state.user_buckets.get(identity.index) {
                 if let Err(wait) = bucket.try_acquire(now) {
-                    return Ok(state.throttled(Throttle::UserShare, bucket, wait));
+                    let headers = RateLimitHeaders::from_bucket(bucket, now).with_retry_after(wait);
+                    return Ok(state.throttled(Throttle::UserShare, headers));
                 }
             }
             let permit = match state.breaker.try_acquire(now) {
@@ -214,12 +221,13 @@ where
                     .into_response());
                 }
             };
-            let key_bucket = &state.key_buckets[identity.key.index];
-            if let Err(wait) = key_bucket.try_acquire(now) {
+            let key_window = &state.key_windows[identity.key.index];
+            if let Err(wait) = key_window.try_acquire(now) {
                 // Not sent: says nothing about upstream health, so the permit is dropped
                 // without a verdict.
                 drop(permit);
-                return Ok(state.throttled(Throttle::UpstreamBudget, key_bucket, wait));
+                let headers = key_window.headers(now, wait);
+                return Ok(state.throttled(Throttle::UpstreamBudget, headers));
             }
             state.budget.record_request(now);
             let retryable_route = route == Some(Route::List);
@@ -247,7 +255,7 @@ where
                 let verdict = judge(&resp);
                 if verdict == Verdict::Limited {
                     let pause = pause_for(&resp);
-                    key_bucket.pause_until(Instant::now() + pause);
+                    key_window.pause_until(Instant::now() + pause);
                     tracing::warn!(
                         upstream_key = &*identity.key.name,
                         pause_secs = pause.as_secs(),
@@ -259,7 +267,7 @@ where
                     && verdict == Verdict::Retryable
                     && attempt < state.retries
                     && state.budget.try_retry(now)
-                    && key_bucket.try_acquire(now).is_ok()
+                    && key_window.try_acquire(now).is_ok()
                 {
                     let wait = backoff(attempt, state.backoff_base, state.backoff_max);
                     attempt += 1;

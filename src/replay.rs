@@ -7,7 +7,7 @@
 //! 408/425/429. An unknown outcome (timeout, reset, 5xx) or a local refusal stores nothing,
 //! so the client's retry is a real retry.
 
-use crate::config::{Identity, IdempotencySettings};
+use crate::config::{IdempotencySettings, Identity};
 use crate::error::{GatewayError, Response};
 use crate::metrics::Metrics;
 use crate::resilience::idempotency::{Begin, IdempotencyStore, StoredOutcome};
@@ -65,13 +65,13 @@ pub struct Replay<S> {
 
 /// Whether an upstream answer is final for this request, so a repeat must get it again.
 fn definitive(status: u16) -> bool {
-    (200..300).contains(&status) || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
+    (200..300).contains(&status)
+        || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
 }
 
 fn replayed(out: &StoredOutcome) -> Response {
     let mut resp = http::Response::new(Full::new(out.body.clone()));
-    *resp.status_mut() =
-        http::StatusCode::from_u16(out.status).unwrap_or(http::StatusCode::OK);
+    *resp.status_mut() = http::StatusCode::from_u16(out.status).unwrap_or(http::StatusCode::OK);
     for (name, value) in &out.headers {
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
@@ -99,7 +99,10 @@ where
     }
 
     fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
-        let create = req.extensions().get::<Route>().is_some_and(|r| r.is_create());
+        let create = req
+            .extensions()
+            .get::<Route>()
+            .is_some_and(|r| r.is_create());
         let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
         let (true, Some(key)) = (create, key) else {
             return Box::pin(self.inner.call(req));
@@ -111,10 +114,15 @@ where
                 Ok(k) if valid_key(k) => k.to_string(),
                 _ => return Ok(GatewayError::InvalidIdempotencyKey.into_response()),
             };
-            let Some(user) = req.extensions().get::<Arc<Identity>>().map(|i| i.name.clone())
+            let Some(user) = req
+                .extensions()
+                .get::<Arc<Identity>>()
+                .map(|i| i.name.clone())
             else {
-                return Ok(GatewayError::Internal("replay reached without identity".into())
-                    .into_response());
+                return Ok(
+                    GatewayError::Internal("replay reached without identity".into())
+                        .into_response(),
+                );
             };
             // The path is part of what was asked: the same body to another company's route
             // is a different request.
@@ -144,7 +152,10 @@ where
                             Ok(r) => r,
                             Err(never) => match never {},
                         };
-                        let upstream = resp.extensions().get::<UpstreamMeta>().and_then(|m| m.status);
+                        let upstream = resp
+                            .extensions()
+                            .get::<UpstreamMeta>()
+                            .and_then(|m| m.status);
                         match upstream {
                             Some(status) if definitive(status) => {
                                 let (parts, body) = resp.into_parts();

@@ -638,3 +638,154 @@ async fn shutdown_fails_requests_on_kept_alive_connections() {
     assert!(r.is_err(), "upstream is down");
     assert_eq!(sim.request_count(), 1);
 }
+
+#[tokio::test]
+async fn control_endpoint_switches_faults_and_reports_stats() {
+    let sim = start(SimConfig {
+        partnerships: 10,
+        rate_limit_per_minute: Some(1),
+        control: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client();
+    let list = "/api/v1/partnerships?userId=456";
+    let put = |body: &'static str| {
+        let (c, sim) = (c.clone(), sim.clone());
+        async move {
+            send(&c, &sim, Method::PUT, "/__sim/fault", None, Some(body))
+                .await
+                .expect("control request succeeds")
+        }
+    };
+
+    // No API key needed; 204 with an empty body.
+    let r = put(r#"{"mode":"status","status":503}"#).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.json, Value::Null);
+    assert_eq!(sim.fault(), Fault::Status(503));
+    assert_eq!(
+        get(&c, &sim, list).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Control requests bypass faults, even a black hole, and the rate limit.
+    for (body, fault) in [
+        (
+            r#"{"mode":"slow","ms":300}"#,
+            Fault::Slow(Duration::from_millis(300)),
+        ),
+        (
+            r#"{"mode":"rate_limited","retry_after_secs":2}"#,
+            Fault::RateLimited {
+                retry_after_secs: 2,
+            },
+        ),
+        (r#"{"mode":"reset"}"#, Fault::ResetMidResponse),
+        (r#"{"mode":"black_hole"}"#, Fault::BlackHole),
+    ] {
+        let t = Instant::now();
+        assert_eq!(put(body).await.status, StatusCode::NO_CONTENT, "{body}");
+        assert!(t.elapsed() < Duration::from_millis(250), "{body}");
+        assert_eq!(sim.fault(), fault);
+        let r = send(&c, &sim, Method::GET, "/__sim/fault", None, None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json, serde_json::from_str::<Value>(body).unwrap());
+    }
+    assert_eq!(
+        put(r#"{"mode":"none"}"#).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(sim.fault(), Fault::None);
+
+    // Bad bodies are refused with a JSON error and change nothing.
+    for body in [
+        r#"{"mode":"explode"}"#,
+        r#"{"mode":"slow"}"#,
+        r#"{"mode":"status","status":42}"#,
+        "not json",
+    ] {
+        let r = put(body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(!error_of(&r).is_empty());
+    }
+    assert_eq!(sim.fault(), Fault::None);
+    let r = send(&c, &sim, Method::DELETE, "/__sim/fault", None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "GET, PUT");
+    let r = send(&c, &sim, Method::GET, "/__sim/nope", None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Stats count API requests only (one so far, the 503); control requests are not recorded.
+    let r = send(&c, &sim, Method::GET, "/__sim/stats", None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, json!({"requests": 1, "partnerships": 10}));
+    assert_eq!(sim.request_count(), 1);
+    assert!(sim.requests().iter().all(|r| !r.path.starts_with("/__sim")));
+    let body =
+        r#"{"name":"Ctl","emails":[{"email":"a@control-corp.com"}],"partnerType":"referral"}"#;
+    let r = send(
+        &c,
+        &sim,
+        Method::POST,
+        "/api/v1/partnerships",
+        Some(SIM_WRITE_KEY),
+        Some(body),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = send(&c, &sim, Method::GET, "/__sim/stats", None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.json, json!({"requests": 2, "partnerships": 11}));
+}
+
+#[tokio::test]
+async fn control_endpoint_is_off_by_default() {
+    let sim = start(SimConfig {
+        partnerships: 5,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client();
+    sim.set_fault(Fault::Status(503));
+    // Without `control`, /__sim/ is an ordinary API path: auth, faults, recorder.
+    let r = send(
+        &c,
+        &sim,
+        Method::PUT,
+        "/__sim/fault",
+        None,
+        Some(r#"{"mode":"none"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(sim.fault(), Fault::Status(503));
+    sim.set_fault(Fault::None);
+    let r = send(&c, &sim, Method::GET, "/__sim/stats", None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = send(
+        &c,
+        &sim,
+        Method::GET,
+        "/__sim/stats",
+        Some(SIM_READ_KEY),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(sim.request_count(), 3);
+}

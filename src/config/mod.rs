@@ -355,9 +355,21 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     let body_rules = validate_body_rules(&raw.validation, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
     let idempotency = IdempotencySettings {
-        ttl: p.duration("idempotency.ttl", raw.idempotency.ttl.as_deref(), Duration::from_secs(86_400)),
-        capacity: p.size("idempotency.capacity", raw.idempotency.capacity.as_deref(), 16 << 20),
-        wait: p.duration("idempotency.wait", raw.idempotency.wait.as_deref(), Duration::from_secs(10)),
+        ttl: p.duration(
+            "idempotency.ttl",
+            raw.idempotency.ttl.as_deref(),
+            Duration::from_secs(86_400),
+        ),
+        capacity: p.size(
+            "idempotency.capacity",
+            raw.idempotency.capacity.as_deref(),
+            16 << 20,
+        ),
+        wait: p.duration(
+            "idempotency.wait",
+            raw.idempotency.wait.as_deref(),
+            Duration::from_secs(10),
+        ),
     };
     if idempotency.ttl.is_zero() || idempotency.capacity == 0 {
         p.push("idempotency", "ttl and capacity must be greater than zero");
@@ -686,7 +698,10 @@ fn validate_keys(
         };
         let requests_per_minute = k.requests_per_minute.unwrap_or(100);
         if requests_per_minute == 0 {
-            p.push(format!("{path}.requests_per_minute"), "must be greater than zero");
+            p.push(
+                format!("{path}.requests_per_minute"),
+                "must be greater than zero",
+            );
         }
         keys.push(Arc::new(UpstreamKey {
             name: Arc::from(name.as_str()),
@@ -881,7 +896,10 @@ fn validate_users(
     p: &mut Problems,
 ) -> HashMap<String, Arc<Identity>> {
     if default_rpm == Some(0) {
-        p.push("rate_limit.per_user_requests_per_minute", "must be greater than zero");
+        p.push(
+            "rate_limit.per_user_requests_per_minute",
+            "must be greater than zero",
+        );
     }
     let mut users = HashMap::new();
     let mut names = HashSet::new();
@@ -960,7 +978,10 @@ fn validate_users(
             key: key.clone(),
             requests_per_minute: match u.requests_per_minute.or(default_rpm) {
                 Some(0) => {
-                    p.push(format!("{path}.requests_per_minute"), "must be greater than zero");
+                    p.push(
+                        format!("{path}.requests_per_minute"),
+                        "must be greater than zero",
+                    );
                     None
                 }
                 other => other,

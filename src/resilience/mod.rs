@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod bucket;
 pub mod budget;
 pub mod idempotency;
+pub mod window;
 
 pub use breaker::{BreakerState, CircuitBreaker, Open, Permit};
 pub use bucket::{KeyedBuckets, RateLimitHeaders, TokenBucket};
@@ -22,6 +23,7 @@ pub use budget::{backoff, RetryBudget};
 pub use idempotency::{
     valid_key, Begin, Fingerprint, Guard, IdempotencyStore, StoredOutcome, Waiter,
 };
+pub use window::SlidingWindow;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod control;
 mod data;
 mod filter;
 mod server;
@@ -102,6 +103,18 @@ pub struct SimConfig {
     pub page_size: usize,
     /// Per-key limit in a fixed one-minute window; `None` = unlimited.
     pub rate_limit_per_minute: Option<u32>,
+    /// Serves the control endpoints under `/__sim/` on the simulator's own
+    /// listener, so that a script can switch faults from outside the
+    /// process: `PUT /__sim/fault` with `{"mode":"none"}`,
+    /// `{"mode":"slow","ms":300}`, `{"mode":"status","status":503}`,
+    /// `{"mode":"rate_limited","retry_after_secs":2}`, `{"mode":"reset"}` or
+    /// `{"mode":"black_hole"}` (→ 204), `GET /__sim/fault` (the current mode
+    /// in the same JSON form) and `GET /__sim/stats` (→
+    /// `{"requests":N,"partnerships":M}`). Control requests need no API key,
+    /// are never subject to faults or the rate limit and are not recorded.
+    /// Off by default: without it, `/__sim/` paths are ordinary (unknown) API
+    /// paths.
+    pub control: bool,
 }
 
 impl Default for SimConfig {
@@ -121,6 +134,7 @@ impl Default for SimConfig {
             seed: 42,
             page_size: 25,
             rate_limit_per_minute: None,
+            control: false,
         }
     }
 }
@@ -217,8 +231,9 @@ impl SimHandle {
         format!("http://{addr}")
     }
 
-    /// Every request received, in order. Recorded before fault handling, so
-    /// slowed, failed and black-holed requests are included.
+    /// Every API request received, in order. Recorded before fault handling,
+    /// so slowed, failed and black-holed requests are included; control
+    /// requests (see [`SimConfig::control`]) are not.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
         server::lock(&self.shared.recorded).clone()

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Sleep;
 
+use super::control;
 use super::data::{Dataset, GenParams};
 use super::filter::{list, parse_list_query, QueryError};
 use super::validate::{validate_create, CreateError, DomainRules};
@@ -230,6 +231,15 @@ async fn handle(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    if shared.config.control && control::is_control_path(parts.uri.path()) {
+        // Before auth, faults and the recorder: this is how faults are switched off.
+        return control_response(control::handle(
+            &shared,
+            &parts.method,
+            parts.uri.path(),
+            &body,
+        ));
+    }
     let api_key = bearer(&parts.headers);
     let recorded = RecordedRequest {
         method: parts.method.clone(),
@@ -263,6 +273,23 @@ async fn handle(
         }
     }
     route(&shared, &recorded).into_response(None)
+}
+
+fn control_response(reply: control::ControlReply) -> Response<SimBody> {
+    let body = reply
+        .body
+        .map(|v| Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
+    let mut resp = Response::new(SimBody::full(body.clone().unwrap_or_default()));
+    *resp.status_mut() = reply.status;
+    let h = resp.headers_mut();
+    if let Some(body) = body {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    if let Some(allow) = reply.allow {
+        h.insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    resp
 }
 
 /// Counts a request against the key's fixed window; `Err(retry_after_secs)`

@@ -74,6 +74,8 @@ pub struct Opts {
     pub algorithms: Option<&'static str>,
     /// More `[[auth.keys]]` blocks.
     pub extra_keys: String,
+    /// Lines inserted in [upstream.keys.read].
+    pub read_key: String,
     pub sim: SimConfig,
 }
 
@@ -87,6 +89,7 @@ impl Default for Opts {
             tail: String::new(),
             algorithms: None,
             extra_keys: String::new(),
+            read_key: String::new(),
             sim: SimConfig::default(),
         }
     }
@@ -139,6 +142,7 @@ response_timeout = "2s"
 secret_file = "read.key"
 read = true
 write = false
+{read_key}
 
 [upstream.keys.write]
 secret_file = "write.key"
@@ -182,6 +186,7 @@ access = "write"
         upstream = opts.upstream,
         auth_extra = opts.auth_extra,
         extra_keys = opts.extra_keys,
+        read_key = opts.read_key,
         algs = opts.algorithms.unwrap_or(algs),
         tail = opts.tail,
         a = ids.0,
