@@ -46,6 +46,11 @@ load() {
         wrk -t1 -c64 -d"$dur" --timeout 5s "${args[@]}" "$url"
 }
 
+# perf report lines: samples only, without the padding and the empty trailing columns.
+tidy() {
+    grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' | cut -c1-170
+}
+
 # profile <name> <pid> <method> <url>: perf samples of pid during a wrk run.
 profile() {
     local name=$1 pid=$2 method=$3 url=$4 secs
@@ -60,11 +65,18 @@ profile() {
     load "$DUR" "$method" "$url" >"$WORK/$name.wrk.txt"
     wait "$perf_pid" || true
     perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
-        --percent-limit 0.7 -g none 2>/dev/null | grep -E '^ +[0-9]' | head -"$TOP" >"$WORK/$name.self.txt" || true
+        --percent-limit 0.7 -g none 2>/dev/null | tidy | head -"$TOP" >"$WORK/$name.self.txt" || true
     perf report -i "$WORK/$name.perf.data" --children --sort symbol --stdio \
-        --percent-limit 3 -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40 >"$WORK/$name.children.txt" || true
+        --percent-limit 3 -g none 2>/dev/null | tidy | grep -v '(inlined)' | head -40 >"$WORK/$name.children.txt" || true
     perf report -i "$WORK/$name.perf.data" --no-children --sort dso --stdio -g none \
-        2>/dev/null | grep -E '^ +[0-9]' | head -12 >"$WORK/$name.dso.txt" || true
+        2>/dev/null | tidy | head -12 >"$WORK/$name.dso.txt" || true
+    perf report -i "$WORK/$name.perf.data" --no-children --sort dso,symbol --stdio -g none \
+        --percent-limit 0 2>/dev/null | tidy >"$WORK/$name.all.txt" || true
+    # Who pays the kernel's top symbol (on loopback: waking the peer after a send, mostly).
+    perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
+        --symbols _raw_spin_unlock_irqrestore -g caller,0.5,callee,function,percent --percent-limit 2 \
+        2>/dev/null | grep -E -- '--[0-9.]+%--' | sed -E 's/^[ |]*//; s/[[:space:]]+$//' | head -8 \
+        >"$WORK/$name.irqrestore.txt" || true
 }
 
 # syscalls <name> <pid> <method> <url>: strace -c of pid over a short run; per request.
@@ -105,6 +117,34 @@ python3 - "$WORK" "$DUR" >"$OUT" <<'EOF'
 import re, sys
 from pathlib import Path
 work, dur = Path(sys.argv[1]), sys.argv[2]
+AREAS = [
+    ("kernel: scheduler, context switches", lambda d, k, s: k == "k" and re.search(r"sched|task_switch|__switch_to|pick_next|enqueue|dequeue|update_curr|_raw_spin_unlock_irq$", s)),
+    ("kernel: wake-ups (sock_def_readable path, irq-restore)", lambda d, k, s: k == "k" and re.search(r"irqrestore|try_to_wake|ttwu|wake_up", s)),
+    ("kernel: TCP/IP, loopback, syscalls, epoll", lambda d, k, s: k == "k"),
+    ("allocator (malloc/free/realloc)", lambda d, k, s: re.search(r"malloc|free|realloc|unlink_chunk|consolidate|tcache|__libc_calloc", s) and "libc" in d),
+    ("memcpy/memmove/memcmp", lambda d, k, s: re.search(r"mem(move|cpy|cmp|set)|__memcmp", s)),
+    ("other libc / vdso (clock_gettime, syscall wrappers)", lambda d, k, s: "libc" in d or "vdso" in d or "libm" in d),
+    ("JWT (jsonwebtoken, aws-lc, base64)", lambda d, k, s: re.search(r"jsonwebtoken|aws_lc|base64|ecdsa|hmac|sha2|EVP_|ec_|bn_", s)),
+    ("JSON (serde_json)", lambda d, k, s: re.search(r"serde_json|serde::", s)),
+    ("metrics (prometheus)", lambda d, k, s: re.search(r"prometheus", s)),
+    ("logging (tracing)", lambda d, k, s: re.search(r"tracing", s)),
+    ("cache (moka)", lambda d, k, s: re.search(r"moka|crossbeam|quanta", s)),
+    ("hyper client (pool, send_request, Client clone)", lambda d, k, s: re.search(r"hyper_util::client|hyper::client|role::Client|pool::", s)),
+    ("hyper server / h1 parse+encode", lambda d, k, s: re.search(r"hyper|httparse", s)),
+    ("http types (Uri, HeaderMap, PathAndQuery)", lambda d, k, s: re.search(r"^<?http::|http::header|http::uri|HeaderMap|HeaderValue", s)),
+    ("tokio runtime / mio", lambda d, k, s: re.search(r"tokio|mio::", s)),
+    ("gateway code (journeybee_gateway::*)", lambda d, k, s: re.search(r"journeybee_gateway", s)),
+    ("other (bytes, fmt, std, drop glue, ...)", lambda d, k, s: True),
+]
+
+
+def categorize(dso, kind, sym):
+    for name, test in AREAS:
+        if test(dso, kind, sym):
+            return name
+    return "other"
+
+
 out = []
 say = out.append
 say("# journeybee-gateway profile")
@@ -123,7 +163,24 @@ for name, title in (("miss", "Miss path (cache off, GET)"), ("hit", "Hit path (c
         if m:
             say("")
             say(f"Throughput while sampled: {float(m.group(1)):,.0f} req/s.")
-    for kind, head in (("dso", "By object"), ("self", "Top symbols, self time"), ("children", "Top symbols, with callees")):
+    allf = work / f"{name}.all.txt"
+    if allf.exists():
+        cats = {}
+        for line in allf.read_text().splitlines():
+            mm = re.match(r"\s*([0-9.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
+            if not mm:
+                continue
+            pct, dso, kind, sym = float(mm.group(1)), mm.group(2), mm.group(3), mm.group(4)
+            cats[categorize(dso, kind, sym)] = cats.get(categorize(dso, kind, sym), 0.0) + pct
+        say("")
+        say("### Self time by area")
+        say("")
+        say("| area | share |")
+        say("|---|--:|")
+        for c, v in sorted(cats.items(), key=lambda kv: -kv[1]):
+            if v >= 0.5:
+                say(f"| {c} | {v:.1f}% |")
+    for kind, head in (("dso", "By object"), ("self", "Top symbols, self time"), ("children", "Top symbols, with callees (inlined frames left out)"), ("irqrestore", "Callers of _raw_spin_unlock_irqrestore")):
         f = work / f"{name}.{kind}.txt"
         say("")
         say(f"### {head}")

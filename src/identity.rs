@@ -2,15 +2,67 @@
 //! access level) from the config's user table.
 
 use crate::auth::VerifiedToken;
-use crate::config::{Identity, Settings};
+use crate::config::{Access, ClaimRules, Identity, Settings};
 use crate::error::{Denial, GatewayError, Response};
 use crate::metrics::Metrics;
 use crate::BoxFuture;
 use http::Request;
+use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
+
+/// Values of a claim that may be a string (space-separated, as OAuth `scope`) or an array.
+fn claim_values<'a>(claims: &'a Map<String, Value>, name: &str) -> Vec<&'a str> {
+    match claims.get(name) {
+        Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Maps a token by its issuer's claim rules; None when it matches nothing (→ 403).
+pub fn map_by_rules(rules: &ClaimRules, token: &VerifiedToken) -> Option<Identity> {
+    let claims = &token.claims;
+    let user_id = if let Some(claim) = &rules.user_id_claim {
+        match claims.get(claim)? {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse::<u64>().ok(),
+            _ => None,
+        }
+    } else {
+        let claim = rules.user_id_lookup_claim.as_ref()?;
+        let value = claims.get(claim)?.as_str()?;
+        rules.user_ids.get(value).copied()
+    }
+    .filter(|id| *id > 0)?;
+    let scopes = [claim_values(claims, "scope"), claim_values(claims, "scp")].concat();
+    let writes = scopes
+        .iter()
+        .any(|s| rules.write_scopes.iter().any(|w| w == s))
+        || claim_values(claims, &rules.groups_claim)
+            .iter()
+            .any(|g| rules.write_groups.iter().any(|w| w == g))
+        || claim_values(claims, &rules.roles_claim)
+            .iter()
+            .any(|r| rules.write_roles.iter().any(|w| w == r));
+    let (access, key) = match (&rules.write_key, &rules.read_key) {
+        (Some(w), _) if writes => (Access::Write, w.clone()),
+        (_, Some(r)) => (Access::Read, r.clone()),
+        (Some(w), None) => (Access::Read, w.clone()),
+        (None, None) => return None,
+    };
+    Some(Identity {
+        name: Arc::from(token.subject.as_str()),
+        // Rule-mapped users are not in the table: no per-user counter slot.
+        index: usize::MAX,
+        user_id,
+        access,
+        key,
+        requests_per_minute: None,
+    })
+}
 
 /// The mapped user's config name, attached to the response for the access log.
 #[derive(Debug, Clone)]
@@ -65,11 +117,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> BoxFuture {
-        let identity: Option<Arc<Identity>> = req
-            .extensions()
-            .get::<Arc<VerifiedToken>>()
-            .and_then(|t| self.settings.users.get(&t.subject))
-            .cloned();
+        // The explicit table wins; an issuer's claim rules map everyone else.
+        let identity: Option<Arc<Identity>> =
+            req.extensions().get::<Arc<VerifiedToken>>().and_then(|t| {
+                self.settings.users.get(&t.subject).cloned().or_else(|| {
+                    let rules = self.settings.auth.issuers.get(t.issuer)?.rules.as_ref()?;
+                    map_by_rules(rules, t).map(Arc::new)
+                })
+            });
         let Some(identity) = identity else {
             self.metrics.denial(Denial::UnmappedUser);
             let resp = GatewayError::Forbidden(Denial::UnmappedUser).into_response();

@@ -102,11 +102,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(s) => {
                 println!(
-                    "{}: ok ({} upstream key(s), {} user(s), {} verification key(s))",
+                    "{}: ok ({} upstream key(s), {} user(s), {} token issuer(s))",
                     file.display(),
                     s.upstream.keys.len(),
                     s.users.len(),
-                    s.auth.keys.len()
+                    s.auth.issuers.len()
                 );
                 ExitCode::SUCCESS
             }

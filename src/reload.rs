@@ -14,7 +14,7 @@ fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 /// Loads `path` and swaps it in. Returns whether the new config is now serving.
-pub fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool {
+pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool {
     let metrics = gateway.state().metrics.clone();
     let outcome = config::load(path).map_err(|e| {
         e.problems
@@ -23,7 +23,10 @@ pub fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool {
             .collect::<Vec<_>>()
             .join("; ")
     });
-    let result = outcome.and_then(|settings| gateway.reload(settings));
+    let result = match outcome {
+        Ok(settings) => gateway.reload(settings).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(()) => {
             metrics.config_reload(true);
@@ -64,13 +67,13 @@ pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration) {
         tokio::select! {
             _ = hangup => {
                 last = fingerprint(path);
-                reload_from(gateway, path, "SIGHUP");
+                reload_from(gateway, path, "SIGHUP").await;
             }
             _ = tokio::time::sleep(poll) => {
                 let now = fingerprint(path);
                 if now != last {
                     last = now;
-                    reload_from(gateway, path, "file change");
+                    reload_from(gateway, path, "file change").await;
                 }
             }
         }

@@ -70,7 +70,7 @@ pub struct AppState {
 
 impl AppState {
     /// Builds a generation's state (upstream client, verifier, cache) from `settings`.
-    pub fn new(settings: Settings, shared: Arc<Shared>) -> Result<Arc<AppState>, String> {
+    pub async fn new(settings: Settings, shared: Arc<Shared>) -> Result<Arc<AppState>, String> {
         let metrics = shared.metrics.clone();
         if settings.per_user_metrics {
             metrics.set_users(&settings.users.values().cloned().collect::<Vec<_>>());
@@ -78,7 +78,11 @@ impl AppState {
             metrics.set_users(&[]);
         }
         let client = build_client(&settings.upstream)?;
-        let verifier = Arc::new(Verifier::new(&settings.auth));
+        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::new(
+            client.clone(),
+            settings.upstream.connect_timeout + settings.upstream.response_timeout,
+        ));
+        let verifier = Arc::new(Verifier::build(&settings.auth, fetcher).await);
         let validation = Arc::new(ValidationSettings {
             body: settings.body_rules.clone(),
             query: settings.query_limits,
@@ -235,7 +239,7 @@ impl Gateway {
             in_flight: Arc::new(AtomicUsize::new(0)),
             ready: AtomicBool::new(false),
         });
-        let state = AppState::new(settings, shared.clone())?;
+        let state = AppState::new(settings, shared.clone()).await?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -274,7 +278,7 @@ impl Gateway {
     /// Swaps in a new validated config: a new generation of state and stack. Requests in
     /// flight finish on the old one; nothing is dropped. Listener addresses and connection
     /// limits are bound at start and need a restart (logged when they differ).
-    pub fn reload(&self, settings: Settings) -> Result<(), String> {
+    pub async fn reload(&self, settings: Settings) -> Result<(), String> {
         let old = self.current.get();
         let (o, n) = (&old.state.settings.server, &settings.server);
         if o.listen != n.listen || o.admin_listen != n.admin_listen {
@@ -282,7 +286,7 @@ impl Gateway {
                 "listen addresses changed in the config; they take effect after a restart"
             );
         }
-        let state = AppState::new(settings, self.shared.clone())?;
+        let state = AppState::new(settings, self.shared.clone()).await?;
         *self.current.0.write().expect("generation lock") = generation(state);
         Ok(())
     }
@@ -433,7 +437,8 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
     match (req.method(), path) {
         (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            if state.shared.ready.load(Ordering::Acquire) {
+            // Ready once listening and every issuer can verify (static keys or a loaded JWKS).
+            if state.shared.ready.load(Ordering::Acquire) && state.verifier.is_ready() {
                 json_ok(StatusCode::OK, serde_json::json!({"status": "ready"}))
             } else {
                 json_ok(

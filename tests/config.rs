@@ -25,7 +25,7 @@ fn the_base_config_and_the_example_are_valid() {
     let text = base(&dir);
     let s = config::from_toml(&text, &dir.0).unwrap();
     assert_eq!(s.users.len(), 3);
-    assert_eq!(s.auth.leeway.as_secs(), 30, "default leeway");
+    assert_eq!(s.auth.issuers[0].leeway.as_secs(), 30, "default leeway");
     assert_eq!(s.server.max_body_size, 64 * 1024);
     assert_eq!(s.cache.ttl.as_secs(), 30);
 }

@@ -59,7 +59,7 @@ async fn a_valid_change_takes_effect_without_dropping_in_flight_requests() {
 
     rewrite(&h, promote_bob);
     let gw = h.gw.as_ref().unwrap();
-    assert!(reload::reload_from(gw, &config_path(&h), "test"));
+    assert!(reload::reload_from(gw, &config_path(&h), "test").await);
     assert_eq!(pending.await.unwrap().expect("not dropped"), 200);
     h.sim.set_fault(Fault::None);
 
@@ -87,9 +87,9 @@ async fn an_invalid_change_is_refused_and_the_old_config_keeps_serving() {
         t.replacen("access = \"read\"", "access = \"write\"", 1)
     });
     let gw = h.gw.as_ref().unwrap();
-    assert!(!reload::reload_from(gw, &config_path(&h), "test"));
+    assert!(!reload::reload_from(gw, &config_path(&h), "test").await);
     rewrite(&h, |t| t.replace("[server]", "[server]\nbogus_option = 1"));
-    assert!(!reload::reload_from(gw, &config_path(&h), "test"));
+    assert!(!reload::reload_from(gw, &config_path(&h), "test").await);
     assert_eq!(h.get("/api/v1/partnerships", Some(&bob)).await.status, 200);
     let r = h
         .post_json(

@@ -1,5 +1,6 @@
 //! Authentication: every proxied request carries exactly one `Authorization: Bearer <JWT>`.
 
+pub mod fetch;
 pub mod jwks;
 pub mod verify;
 
@@ -94,18 +95,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> BoxFuture {
-        let verified = bearer_token(&req).and_then(|t| self.verifier.verify_cached(t));
-        match verified {
-            Ok(token) => {
-                req.extensions_mut().insert(token);
-                let mut inner = self.inner.clone();
-                Box::pin(async move { inner.call(req).await })
+        let token = bearer_token(&req).map(str::to_owned);
+        let verifier = self.verifier.clone();
+        let metrics = self.metrics.clone();
+        let mut inner = self.inner.clone();
+        Box::pin(async move {
+            let verified = match token {
+                Ok(t) => verifier.verify_cached(&t).await,
+                Err(e) => Err(e),
+            };
+            match verified {
+                Ok(token) => {
+                    req.extensions_mut().insert(token);
+                    inner.call(req).await
+                }
+                Err(failure) => {
+                    metrics.auth_failure(failure);
+                    Ok(GatewayError::Unauthenticated(failure).into_response())
+                }
             }
-            Err(failure) => {
-                self.metrics.auth_failure(failure);
-                let resp = GatewayError::Unauthenticated(failure).into_response();
-                Box::pin(async move { Ok(resp) })
-            }
-        }
+        })
     }
 }

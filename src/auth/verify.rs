@@ -1,7 +1,13 @@
-//! Bearer-token verification: the token's header is read only to find `alg` and `kid`; the key
-//! and the algorithms it may be used with come from config, so `alg` never picks the key type.
+//! Bearer-token verification across the trusted issuers.
+//!
+//! The token's header is read only for `alg` and `kid`, and its payload (unverified) only for
+//! `iss`, to pick which issuer's keys to try; the verification itself then checks `iss` again.
+//! The key, and the algorithms it may be used with, come from config or from the issuer's
+//! published JWKS, so `alg` never picks the key type. A token's `jku`, `x5u` and `jwk` headers
+//! are never read: a token never tells the gateway where to find its key.
 
-use crate::config::AuthSettings;
+use super::jwks::{Fetcher, JwksOptions, JwksSource, KeySet, RefreshTask};
+use crate::config::{AuthSettings, IssuerSettings};
 use crate::error::AuthFailure;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
@@ -22,16 +28,16 @@ fn unix_now() -> u64 {
 /// The claims of a verified token.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    /// The value of the configured subject claim.
+    /// The value of the issuer's subject claim.
     pub subject: String,
-    /// All claims, for rules that look beyond the subject.
+    /// All claims, for claim rules.
     pub claims: Map<String, Value>,
     /// `exp`, seconds since the epoch.
     pub expires_at: u64,
+    /// Position of the issuer in `auth.issuers` that verified it.
+    pub issuer: usize,
 }
 
-/// The part of a JOSE header the gateway looks at. `jku`, `x5u` and `jwk` are deliberately not
-/// read: a token never tells the gateway where to fetch or find its key.
 #[derive(Deserialize)]
 struct PeekHeader {
     alg: String,
@@ -39,93 +45,179 @@ struct PeekHeader {
     kid: Option<String>,
 }
 
-struct KeyEntry {
-    kid: Option<String>,
-    key: DecodingKey,
-    validation: Validation,
+#[derive(Deserialize)]
+struct PeekPayload {
+    #[serde(default)]
+    iss: Option<Value>,
 }
 
-/// How many verified tokens are remembered. A busy gateway sees far fewer distinct live tokens
-/// (one per app instance and user); past this the expired ones are dropped, then all.
+struct StaticKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+}
+
+/// One issuer's verification material.
+struct IssuerVerifier {
+    name: String,
+    iss: Option<Vec<String>>,
+    /// Allowed algorithms by name, each with its prebuilt `Validation`.
+    validations: Vec<(String, Algorithm, Validation)>,
+    keys: Vec<StaticKey>,
+    jwks: Option<Arc<JwksSource>>,
+    subject_claim: String,
+    leeway: u64,
+}
+
+/// How many verified tokens are remembered. Far more than the distinct live tokens of a
+/// company's apps; past this the expired ones are dropped, then all.
 const TOKEN_CACHE_CAPACITY: usize = 10_000;
 
-/// Verifies tokens against the configured keys.
+/// Verifies tokens against the configured issuers.
 pub struct Verifier {
-    allowed: Vec<(String, Algorithm)>,
-    keys: Vec<KeyEntry>,
-    subject_claim: String,
+    issuers: Vec<IssuerVerifier>,
     max_token_size: usize,
-    leeway: u64,
     /// Tokens already verified, keyed by their exact bytes, so an RS256 or ES256 signature is
     /// checked once per token rather than once per request. Only successes are kept, and each
     /// only until its `exp` (plus the leeway the verifier itself allows).
     verified: RwLock<HashMap<Box<str>, Arc<VerifiedToken>>>,
+    /// Background JWKS refreshes; they stop when the verifier (its config generation) goes.
+    _refresh: Vec<RefreshTask>,
+}
+
+fn validation(iss: &IssuerSettings, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = iss.leeway.as_secs();
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    match &iss.issuer {
+        Some(list) => {
+            v.set_issuer(list);
+            required.push("iss");
+        }
+        None => v.iss = None,
+    }
+    match &iss.audience {
+        Some(aud) => {
+            v.set_audience(aud);
+            required.push("aud");
+        }
+        // jsonwebtoken refuses any `aud` when none is configured; an audience we were not
+        // told to check is not a reason to refuse.
+        None => v.validate_aud = false,
+    }
+    v.set_required_spec_claims(&required);
+    v
 }
 
 impl Verifier {
-    /// Builds one `Validation` per key up front so the request path allocates none.
-    pub fn new(settings: &AuthSettings) -> Verifier {
-        let keys = settings
-            .keys
-            .iter()
-            .map(|k| {
-                let mut v =
-                    Validation::new(k.algorithms.first().copied().unwrap_or(Algorithm::HS256));
-                v.algorithms = k.algorithms.clone();
-                v.leeway = settings.leeway.as_secs();
-                v.validate_exp = true;
-                v.validate_nbf = true;
-                let mut required = vec!["exp"];
-                match &settings.issuer {
-                    Some(iss) => {
-                        v.set_issuer(iss);
-                        required.push("iss");
-                    }
-                    None => v.iss = None,
+    /// Builds the verifier. Issuers with a JWKS get a source (discovered from the issuer's
+    /// OIDC configuration when asked), a first fetch, and a background refresh; a failed first
+    /// fetch is logged and retried in the background (readiness says so), never fatal.
+    pub async fn build(settings: &AuthSettings, fetcher: Arc<dyn Fetcher>) -> Verifier {
+        let mut issuers = Vec::new();
+        let mut refresh = Vec::new();
+        for iss in &settings.issuers {
+            let jwks = match &iss.jwks {
+                None => None,
+                Some(j) => {
+                    let url = match &j.url {
+                        Some(u) => Some(u.clone()),
+                        None => {
+                            let issuer = iss.issuer.as_ref().and_then(|v| v.first()).cloned();
+                            match issuer {
+                                Some(issuer) => {
+                                    match super::jwks::discover_jwks_uri(&issuer, &*fetcher).await {
+                                        Ok(u) => Some(u),
+                                        Err(e) => {
+                                            tracing::error!(issuer = %iss.name, error = %e, "OIDC discovery failed; this issuer's tokens are refused until a restart or reload");
+                                            None
+                                        }
+                                    }
+                                }
+                                None => None,
+                            }
+                        }
+                    };
+                    url.map(|url| {
+                        let source = JwksSource::new(
+                            url,
+                            fetcher.clone(),
+                            JwksOptions {
+                                refresh_interval: j.refresh,
+                                unknown_kid_cooldown: j.cooldown,
+                                allowed: iss.algorithms.clone(),
+                                ..JwksOptions::default()
+                            },
+                        );
+                        source
+                    })
                 }
-                match &settings.audience {
-                    Some(aud) => {
-                        v.set_audience(aud);
-                        required.push("aud");
-                    }
-                    // jsonwebtoken refuses any `aud` when none is configured; an audience we
-                    // were not told to check is not a reason to refuse.
-                    None => v.validate_aud = false,
+            };
+            if let Some(source) = &jwks {
+                if let Err(e) = source.refresh().await {
+                    tracing::warn!(issuer = %iss.name, error = %e, "first JWKS fetch failed; retrying in the background");
                 }
-                v.set_required_spec_claims(&required);
-                KeyEntry {
-                    kid: k.kid.clone(),
-                    key: k.key.clone(),
-                    validation: v,
-                }
-            })
-            .collect();
+                refresh.push(source.spawn_refresh());
+            }
+            issuers.push(IssuerVerifier {
+                name: iss.name.clone(),
+                iss: iss.issuer.clone(),
+                validations: iss
+                    .algorithms
+                    .iter()
+                    .map(|a| (format!("{a:?}"), *a, validation(iss, *a)))
+                    .collect(),
+                keys: iss
+                    .keys
+                    .iter()
+                    .map(|k| StaticKey {
+                        kid: k.kid.clone(),
+                        key: k.key.clone(),
+                        algorithms: k.algorithms.clone(),
+                    })
+                    .collect(),
+                jwks,
+                subject_claim: iss.subject_claim.clone(),
+                leeway: iss.leeway.as_secs(),
+            });
+        }
         Verifier {
-            allowed: settings
-                .algorithms
-                .iter()
-                .map(|a| (format!("{a:?}"), *a))
-                .collect(),
-            keys,
-            subject_claim: settings.subject_claim.clone(),
+            issuers,
             max_token_size: settings.max_token_size,
-            leeway: settings.leeway.as_secs(),
             verified: RwLock::new(HashMap::new()),
+            _refresh: refresh,
         }
     }
 
+    /// Ready when every issuer can verify: it has static keys or a loaded JWKS.
+    pub fn is_ready(&self) -> bool {
+        self.issuers
+            .iter()
+            .all(|i| !i.keys.is_empty() || i.jwks.as_ref().is_some_and(|j| j.is_ready()))
+    }
+
+    /// The JWKS sources, by issuer name (for metrics).
+    pub fn jwks_sources(&self) -> impl Iterator<Item = (&str, &Arc<JwksSource>)> {
+        self.issuers
+            .iter()
+            .filter_map(|i| i.jwks.as_ref().map(|j| (i.name.as_str(), j)))
+    }
+
     /// Verifies `token`, answering from the verified-token cache when it can.
-    pub fn verify_cached(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthFailure> {
+    pub async fn verify_cached(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthFailure> {
         let now = unix_now();
         if let Some(hit) = self.verified.read().expect("token cache lock").get(token) {
-            if now <= hit.expires_at.saturating_add(self.leeway) {
+            let leeway = self.issuers.get(hit.issuer).map_or(0, |i| i.leeway);
+            if now <= hit.expires_at.saturating_add(leeway) {
                 return Ok(hit.clone());
             }
         }
-        let verified = Arc::new(self.verify(token)?);
+        let verified = Arc::new(self.verify(token).await?);
         let mut cache = self.verified.write().expect("token cache lock");
         if cache.len() >= TOKEN_CACHE_CAPACITY {
-            cache.retain(|_, t| now <= t.expires_at.saturating_add(self.leeway));
+            cache.retain(|_, t| now <= t.expires_at);
             if cache.len() >= TOKEN_CACHE_CAPACITY {
                 cache.clear();
             }
@@ -134,13 +226,32 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// Picks the issuer by the (unverified) `iss`; verification checks it again.
+    fn select_issuer(&self, payload_b64: &str) -> Result<usize, AuthFailure> {
+        if self.issuers.len() == 1 && self.issuers[0].iss.is_none() {
+            return Ok(0);
+        }
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| AuthFailure::Malformed)?;
+        let peek: PeekPayload =
+            serde_json::from_slice(&json).map_err(|_| AuthFailure::Malformed)?;
+        let Some(Value::String(iss)) = peek.iss else {
+            return Err(AuthFailure::MissingClaim);
+        };
+        self.issuers
+            .iter()
+            .position(|i| i.iss.as_ref().is_some_and(|list| list.contains(&iss)))
+            .ok_or(AuthFailure::WrongIssuer)
+    }
+
     /// Verifies a compact JWS and returns its claims, or the precise reason it was refused.
-    pub fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, AuthFailure> {
         if token.len() > self.max_token_size {
             return Err(AuthFailure::TooLarge);
         }
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(_), Some(_), None) =
+        let (Some(header_b64), Some(payload_b64), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthFailure::Malformed);
@@ -150,20 +261,61 @@ impl Verifier {
             .map_err(|_| AuthFailure::Malformed)?;
         let header: PeekHeader =
             serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
-        // `none`, unknown names and algorithms not configured all stop here.
-        let Some(&(_, alg)) = self.allowed.iter().find(|(name, _)| *name == header.alg) else {
+        let index = self.select_issuer(payload_b64)?;
+        let issuer = &self.issuers[index];
+        // `none`, unknown names and algorithms not configured for this issuer all stop here.
+        let Some((_, alg, validation)) = issuer
+            .validations
+            .iter()
+            .find(|(name, _, _)| *name == header.alg)
+        else {
             return Err(AuthFailure::AlgorithmNotAllowed);
         };
-        let mut last = AuthFailure::UnknownKey;
-        for entry in self.keys.iter().filter(|k| {
-            k.validation.algorithms.contains(&alg)
-                && match (&header.kid, &k.kid) {
+        let kid = header.kid.as_deref();
+        let set = issuer.jwks.as_ref().and_then(|j| j.current());
+        match self.try_keys(issuer, *alg, kid, validation, token, set.as_deref()) {
+            Err(AuthFailure::UnknownKey) | Err(AuthFailure::BadSignature) => {}
+            done => {
+                return done
+                    .map(|claims| self.finish(index, claims))
+                    .and_then(|r| r)
+            }
+        }
+        // A kid the current key set does not know may be a rotation: refetch (at most once
+        // per cooldown, shared by everyone asking) and try again.
+        if let (Some(source), Some(kid)) = (&issuer.jwks, kid) {
+            if !set.as_ref().is_some_and(|s| s.contains_kid(kid)) {
+                let fresh = source.refresh_for_unknown_kid().await;
+                return self
+                    .try_keys(issuer, *alg, Some(kid), validation, token, fresh.as_deref())
+                    .and_then(|claims| self.finish(index, claims));
+            }
+        }
+        self.try_keys(issuer, *alg, kid, validation, token, set.as_deref())
+            .and_then(|claims| self.finish(index, claims))
+    }
+
+    fn try_keys(
+        &self,
+        issuer: &IssuerVerifier,
+        alg: Algorithm,
+        kid: Option<&str>,
+        validation: &Validation,
+        token: &str,
+        set: Option<&KeySet>,
+    ) -> Result<Map<String, Value>, AuthFailure> {
+        let statics = issuer.keys.iter().filter(|k| {
+            k.algorithms.contains(&alg)
+                && match (kid, &k.kid) {
                     (Some(want), Some(have)) => want == have,
                     _ => true,
                 }
-        }) {
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &entry.key, &entry.validation) {
-                Ok(data) => return self.finish(data.claims),
+        });
+        let published = set.into_iter().flat_map(|s| s.candidates(alg, kid));
+        let mut last = AuthFailure::UnknownKey;
+        for key in statics.map(|k| &k.key).chain(published) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+                Ok(data) => return Ok(data.claims),
                 Err(e) => {
                     last = classify(e.kind());
                     // A signature that does not verify may verify with the next key; any
@@ -177,8 +329,12 @@ impl Verifier {
         Err(last)
     }
 
-    fn finish(&self, claims: Map<String, Value>) -> Result<VerifiedToken, AuthFailure> {
-        let subject = match claims.get(&self.subject_claim) {
+    fn finish(
+        &self,
+        issuer: usize,
+        claims: Map<String, Value>,
+    ) -> Result<VerifiedToken, AuthFailure> {
+        let subject = match claims.get(&self.issuers[issuer].subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err(AuthFailure::MissingClaim),
@@ -188,7 +344,13 @@ impl Verifier {
             subject,
             claims,
             expires_at,
+            issuer,
         })
+    }
+
+    /// The issuer's name, for logs.
+    pub fn issuer_name(&self, index: usize) -> &str {
+        self.issuers.get(index).map_or("-", |i| i.name.as_str())
     }
 }
 

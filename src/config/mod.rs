@@ -1,13 +1,15 @@
 //! Configuration in two steps: [`raw`] mirrors the TOML file strictly, then [`validate`] turns it
 //! into typed [`Settings`], reporting every problem at once with its path.
 
+pub mod auth;
 pub mod raw;
 pub mod units;
+
+pub use auth::{AuthSettings, ClaimRules, IssuerSettings, JwksSettings, VerifyKey};
 
 use crate::validate::body::{default_free_mail_domains, BodyRules};
 use crate::validate::query::QueryLimits;
 use http::HeaderValue;
-use jsonwebtoken::{Algorithm, DecodingKey};
 use raw::*;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -177,45 +179,6 @@ pub struct IdempotencySettings {
     pub wait: Duration,
 }
 
-/// One configured JWT verification key with the algorithms it may verify.
-pub struct VerifyKey {
-    /// Matched against the token's `kid` when both are present.
-    pub kid: Option<String>,
-    /// The key material.
-    pub key: DecodingKey,
-    /// Allowed algorithms of this key's family (never chosen by the token).
-    pub algorithms: Vec<Algorithm>,
-}
-
-impl fmt::Debug for VerifyKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyKey")
-            .field("kid", &self.kid)
-            .field("family", &self.key.family())
-            .field("algorithms", &self.algorithms)
-            .finish()
-    }
-}
-
-/// `[auth]`, validated.
-#[derive(Debug)]
-pub struct AuthSettings {
-    /// Algorithms a token may use.
-    pub algorithms: Vec<Algorithm>,
-    /// Accepted issuers (`iss` required and checked when set).
-    pub issuer: Option<Vec<String>>,
-    /// Accepted audiences (`aud` required and checked when set).
-    pub audience: Option<Vec<String>>,
-    /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Duration,
-    /// The claim that names the user in the identity table.
-    pub subject_claim: String,
-    /// Longest accepted token, in bytes.
-    pub max_token_size: usize,
-    /// Verification keys.
-    pub keys: Vec<VerifyKey>,
-}
-
 /// `[cache]`, validated.
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
@@ -258,14 +221,19 @@ pub struct Settings {
 
 /// Collects problems with their paths while validating.
 #[derive(Default)]
-struct Problems(Vec<(String, String)>);
+pub(crate) struct Problems(Vec<(String, String)>);
 
 impl Problems {
-    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.0.push((path.into(), msg.into()));
     }
 
-    fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
+    pub(crate) fn duration(
+        &mut self,
+        path: &str,
+        raw: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         match raw.map(units::parse_duration) {
             None => default,
             Some(Ok(d)) => d,
@@ -276,7 +244,7 @@ impl Problems {
         }
     }
 
-    fn size(&mut self, path: &str, raw: Option<&str>, default: u64) -> u64 {
+    pub(crate) fn size(&mut self, path: &str, raw: Option<&str>, default: u64) -> u64 {
         match raw.map(units::parse_size) {
             None => default,
             Some(Ok(n)) => n,
@@ -339,7 +307,12 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
         }
     };
     let auth = match raw.auth {
-        Some(a) => validate_auth(a, base, &mut p),
+        Some(a) => auth::validate_auth(
+            a,
+            upstream.as_ref().map(|u| u.keys.as_slice()).unwrap_or(&[]),
+            base,
+            &mut p,
+        ),
         None => {
             p.push("auth", "missing section (algorithms and keys)");
             None
@@ -484,7 +457,7 @@ fn validate_log(raw: &RawLog, p: &mut Problems) -> LogSettings {
 }
 
 /// Reads a secret from exactly one of an environment variable or a file.
-fn read_secret(
+pub(crate) fn read_secret(
     path: &str,
     env: Option<&str>,
     file: Option<&Path>,
@@ -721,171 +694,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@')
-}
-
-const ALLOWED_ALGORITHMS: &[&str] = &[
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-    "ES384", "EdDSA",
-];
-
-/// Minimum HMAC secret length in bytes: RFC 7518 §3.2 requires a key at least as long as the
-/// hash output; 32 bytes is the floor for HS256.
-const MIN_HMAC_SECRET: usize = 32;
-
-fn validate_auth(raw: RawAuth, base: &Path, p: &mut Problems) -> Option<AuthSettings> {
-    let mut algorithms = Vec::new();
-    match &raw.algorithms {
-        None => p.push(
-            "auth.algorithms",
-            "missing: list the algorithms tokens may use",
-        ),
-        Some(list) if list.is_empty() => p.push("auth.algorithms", "must not be empty"),
-        Some(list) => {
-            for (i, name) in list.iter().enumerate() {
-                match name.parse::<Algorithm>() {
-                    Ok(a) if ALLOWED_ALGORITHMS.contains(&name.as_str()) => {
-                        if !algorithms.contains(&a) {
-                            algorithms.push(a)
-                        }
-                    }
-                    _ => p.push(
-                        format!("auth.algorithms[{i}]"),
-                        format!("{name:?} is not one of {}", ALLOWED_ALGORITHMS.join(", ")),
-                    ),
-                }
-            }
-        }
-    }
-    let non_empty = |v: Option<StringOrList>, path: &str, p: &mut Problems| {
-        let v = v?.into_vec();
-        if v.is_empty() || v.iter().any(|s| s.is_empty()) {
-            p.push(
-                path,
-                "must be a non-empty string or list of non-empty strings",
-            );
-        }
-        Some(v)
-    };
-    let issuer = non_empty(raw.issuer, "auth.issuer", p);
-    let audience = non_empty(raw.audience, "auth.audience", p);
-    let leeway = p.duration(
-        "auth.leeway",
-        raw.leeway.as_deref(),
-        Duration::from_secs(30),
-    );
-    let max_token_size = p.size(
-        "auth.max_token_size",
-        raw.max_token_size.as_deref(),
-        8 << 10,
-    );
-    let subject_claim = raw.subject_claim.unwrap_or_else(|| "sub".into());
-    if subject_claim.is_empty() {
-        p.push("auth.subject_claim", "must not be empty");
-    }
-    if raw.keys.is_empty() {
-        p.push(
-            "auth.keys",
-            "declare at least one verification key ([[auth.keys]])",
-        );
-    }
-    let mut keys = Vec::new();
-    for (i, k) in raw.keys.iter().enumerate() {
-        let path = format!("auth.keys[{i}]");
-        let hmac = k.hmac_secret_env.is_some() || k.hmac_secret_file.is_some();
-        let public = k.public_key_env.is_some() || k.public_key_file.is_some();
-        let key = match (hmac, public) {
-            (true, true) => {
-                p.push(&path, "set either an HMAC secret or a public key, not both");
-                continue;
-            }
-            (false, false) => {
-                p.push(
-                    &path,
-                    "set hmac_secret_env/hmac_secret_file or public_key_env/public_key_file",
-                );
-                continue;
-            }
-            (true, false) => {
-                let Some(secret) = read_secret(
-                    &path,
-                    k.hmac_secret_env.as_deref(),
-                    k.hmac_secret_file.as_deref(),
-                    base,
-                    "hmac secret",
-                    p,
-                ) else {
-                    continue;
-                };
-                if secret.len() < MIN_HMAC_SECRET {
-                    p.push(
-                        &path,
-                        format!("HMAC secret must be at least {MIN_HMAC_SECRET} bytes"),
-                    );
-                }
-                DecodingKey::from_secret(secret.as_bytes())
-            }
-            (false, true) => {
-                let Some(pem) = read_secret(
-                    &path,
-                    k.public_key_env.as_deref(),
-                    k.public_key_file.as_deref(),
-                    base,
-                    "public key",
-                    p,
-                ) else {
-                    continue;
-                };
-                match parse_public_key(pem.as_bytes()) {
-                    Some(key) => key,
-                    None => {
-                        p.push(&path, "not a PEM RSA, EC or Ed25519 public key");
-                        continue;
-                    }
-                }
-            }
-        };
-        let own: Vec<Algorithm> = algorithms
-            .iter()
-            .copied()
-            .filter(|a| a.family() == key.family())
-            .collect();
-        if own.is_empty() && !algorithms.is_empty() {
-            p.push(
-                &path,
-                format!("no allowed algorithm fits this {:?} key", key.family()),
-            );
-        }
-        keys.push(VerifyKey {
-            kid: k.kid.clone(),
-            key,
-            algorithms: own,
-        });
-    }
-    for a in &algorithms {
-        if !keys.is_empty() && !keys.iter().any(|k| k.algorithms.contains(a)) {
-            p.push(
-                "auth.algorithms",
-                format!("{a:?} is allowed but no key can verify it"),
-            );
-        }
-    }
-    Some(AuthSettings {
-        algorithms,
-        issuer,
-        audience,
-        leeway,
-        subject_claim,
-        max_token_size: usize::try_from(max_token_size).unwrap_or(usize::MAX),
-        keys,
-    })
-}
-
-/// Tries each public-key kind in turn; the key's own encoding decides its family, never a token.
-fn parse_public_key(pem: &[u8]) -> Option<DecodingKey> {
-    DecodingKey::from_rsa_pem(pem)
-        .or_else(|_| DecodingKey::from_ec_pem(pem))
-        .or_else(|_| DecodingKey::from_ed_pem(pem))
-        .ok()
 }
 
 fn validate_users(

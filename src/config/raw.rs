@@ -105,7 +105,8 @@ pub struct RawUpstreamKey {
     pub requests_per_minute: Option<u32>,
 }
 
-/// `[auth]`: how client JWTs are verified.
+/// `[auth]`: how client JWTs are verified. Its own issuer fields describe the default issuer
+/// (the common single-IdP setup); `[[auth.issuers]]` adds more.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
@@ -117,6 +118,51 @@ pub struct RawAuth {
     pub max_token_size: Option<String>,
     #[serde(default)]
     pub keys: Vec<RawVerifyKey>,
+    pub jwks_url: Option<String>,
+    pub discovery: Option<bool>,
+    pub jwks_refresh: Option<String>,
+    pub jwks_cooldown: Option<String>,
+    pub rules: Option<RawRules>,
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
+}
+
+/// `[[auth.issuers]]`: one more trusted token issuer, with its own keys, audience and rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub issuer: Option<StringOrList>,
+    pub audience: Option<StringOrList>,
+    pub leeway: Option<String>,
+    pub subject_claim: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawVerifyKey>,
+    pub jwks_url: Option<String>,
+    pub discovery: Option<bool>,
+    pub jwks_refresh: Option<String>,
+    pub jwks_cooldown: Option<String>,
+    pub rules: Option<RawRules>,
+}
+
+/// `[auth.rules]` / `[auth.issuers.rules]`: map users by claims instead of listing them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub user_id_claim: Option<String>,
+    pub user_id_lookup_claim: Option<String>,
+    pub user_ids: Option<std::collections::BTreeMap<String, i64>>,
+    pub read_key: Option<String>,
+    pub write_key: Option<String>,
+    #[serde(default)]
+    pub write_scopes: Vec<String>,
+    #[serde(default)]
+    pub write_groups: Vec<String>,
+    pub groups_claim: Option<String>,
+    #[serde(default)]
+    pub write_roles: Vec<String>,
+    pub roles_claim: Option<String>,
 }
 
 /// A string or a list of strings (`audience = "a"` or `audience = ["a", "b"]`).

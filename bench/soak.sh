@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# A bounded soak of journeybee-gateway: the demo (simulator + gateway, loopback only) under mixed
+# traffic for a few minutes while the simulator's faults are switched on and off.
+#
+#   bench/soak.sh                    # 180 s of traffic (about 3.5 minutes in all)
+#   SOAK_DURATION=30 bench/soak.sh   # quick mode
+#
+# Builds nothing unless target/release/journeybee-gateway is missing (then
+# `cargo build --release --locked`). Starts `journeybee-gateway demo --env-file <tmp>` and runs
+# bench/soak/soak.py (python3 stdlib) against it:
+#   - traffic: a handful of workers (one keep-alive connection each) at a bounded total rate:
+#     lists with varied queries (cache hits and misses), creates with unique e-mail domains
+#     (some with Idempotency-Key, some repeated: replays, 409s), invalid bodies (400), own-domain
+#     creates (406), read-user creates (403), foreign userId lists (403), bad queries (400),
+#     missing/bad tokens (401), unknown paths (404), wrong methods (405);
+#   - faults: every SOAK_FAULT_PERIOD s the simulator's fault is switched through its control
+#     endpoint (PUT /__sim/fault; needs `control: true` in the demo's SimConfig): status 500,
+#     reset mid-response, rate_limited, status 503, slow 300 ms, with "none" in between;
+#   - every response is classified by status and X-Cache; unexpected: a connection error to the
+#     gateway, a body that is not JSON of the expected shape (every non-2xx {"error": "..."}),
+#     a status the request kind never gets (e.g. a read-user create that is not 403), a 5xx
+#     other than 502/503/504 during a fault, any 5xx with no fault on (grace SOAK_GRACE s after a
+#     fault), a response slower than SOAK_MAX_LATENCY s, and creates reaching the simulator more
+#     often than the gateway's answers allow;
+#   - the demo process (gateway and simulator share it) is sampled for VmRSS, VmHWM and open fds
+#     at start (after warm-up and idle) and at the end (after idle).
+# The report goes to bench/results/soak.md (SOAK_REPORT). Exit status: 0 pass, 1 unexpected
+# outcomes or an fd leak, 2 a harness problem. Every process started is killed on exit.
+#
+# Environment: SOAK_DURATION (180), SOAK_WORKERS (6), SOAK_RPS (20, total), SOAK_FAULT_PERIOD
+# (15), SOAK_GRACE (12), SOAK_MAX_LATENCY (35), SOAK_FD_MARGIN (2 × workers + 4), SOAK_IDLE (5),
+# SOAK_REPORT (bench/results/soak.md), SOAK_BIN (target/release/journeybee-gateway),
+# SOAK_KEEP_TMP (0: the temp dir with the demo log is removed on exit unless the soak failed).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+BIN=${SOAK_BIN:-$ROOT/target/release/journeybee-gateway}
+DURATION=${SOAK_DURATION:-180}
+WORKERS=${SOAK_WORKERS:-6}
+RPS=${SOAK_RPS:-20}
+PERIOD=${SOAK_FAULT_PERIOD:-15}
+GRACE=${SOAK_GRACE:-12}
+MAX_LATENCY=${SOAK_MAX_LATENCY:-35}
+FD_MARGIN=${SOAK_FD_MARGIN:--1}
+IDLE=${SOAK_IDLE:-5}
+REPORT=${SOAK_REPORT:-$ROOT/bench/results/soak.md}
+KEEP_TMP=${SOAK_KEEP_TMP:-0}
+
+log() { printf '[soak %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 2
+}
+
+case ${1:-} in
+-h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+"") ;;
+*) die "no arguments expected (try --help)" ;;
+esac
+
+for v in DURATION WORKERS RPS PERIOD GRACE MAX_LATENCY IDLE; do
+    [[ ${!v} =~ ^[0-9]+([.][0-9]+)?$ ]] || die "SOAK_$v must be a number, not '${!v}'"
+done
+command -v python3 >/dev/null || die "python3 is required"
+
+DEMO_PID=""
+PY_PID=""
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-soak.XXXXXX")
+
+# shellcheck disable=SC2317 # (called from the EXIT trap)
+stop_pid() { # stop_pid PID NAME: SIGTERM, up to 10 s to exit, then SIGKILL
+    local pid=$1 name=$2
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) ignored SIGTERM; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    stop_pid "$PY_PID" "soak driver"
+    stop_pid "$DEMO_PID" "journeybee-gateway demo"
+    if [ "$rc" -ne 0 ] && [ -s "$TMP/demo.log" ]; then
+        printf '\n----- last lines of the demo log -----\n' >&2
+        tail -n 20 "$TMP/demo.log" >&2
+    fi
+    if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then
+        log "temp dir kept (demo.log, unexpected.jsonl): $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ binary
+if [ ! -x "$BIN" ]; then
+    [ -z "${SOAK_BIN:-}" ] || die "SOAK_BIN=$BIN is not an executable"
+    log "no release binary: cargo build --release --locked"
+    (cd "$ROOT" && cargo build --release --locked) || die "the release build failed"
+fi
+
+# ------------------------------------------------------------------ the demo
+log "starting $BIN demo"
+"$BIN" demo --env-file "$TMP/demo.env" >"$TMP/demo.log" 2>&1 &
+DEMO_PID=$!
+deadline=$((SECONDS + 60))
+until [ -s "$TMP/demo.env" ]; do
+    kill -0 "$DEMO_PID" 2>/dev/null || die "the demo exited before serving"
+    [ "$SECONDS" -lt "$deadline" ] || die "the demo wrote no env file within 60 s"
+    sleep 0.2
+done
+[ "$(basename "$(readlink "/proc/$DEMO_PID/exe" 2>/dev/null)")" = journeybee-gateway ] ||
+    die "pid $DEMO_PID is not the gateway binary"
+ADMIN=$(sed -n 's/^JBGW_ADMIN_URL=//p' "$TMP/demo.env")
+case $ADMIN in http://127.0.0.1:*) ;; *) die "refusing a non-loopback admin address '$ADMIN'" ;; esac
+deadline=$((SECONDS + 30))
+until python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$ADMIN/readyz" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || die "the gateway was not ready within 30 s ($ADMIN/readyz)"
+    sleep 0.2
+done
+log "demo pid $DEMO_PID, $(sed -n 's/^JBGW_URL=//p' "$TMP/demo.env") (admin $ADMIN)"
+
+# ------------------------------------------------------------------ the soak
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+MACHINE="$(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, $mem RAM, $(uname -sr)"
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    rev="$rev+uncommitted"
+fi
+SOFTWARE="gateway \`$rev\` ($BIN, release), $(python3 --version) load generator"
+
+mkdir -p "$(dirname "$REPORT")"
+rc=0
+python3 "$BENCH_DIR/soak/soak.py" --env "$TMP/demo.env" --pid "$DEMO_PID" \
+    --duration "$DURATION" --workers "$WORKERS" --rps "$RPS" --period "$PERIOD" \
+    --grace "$GRACE" --max-latency "$MAX_LATENCY" --fd-margin "$FD_MARGIN" --idle "$IDLE" \
+    --report "$REPORT" --machine "$MACHINE" --software "$SOFTWARE" \
+    --unexpected-log "$TMP/unexpected.jsonl" &
+PY_PID=$!
+wait "$PY_PID" || rc=$?
+PY_PID=""
+kill -0 "$DEMO_PID" 2>/dev/null || { log "the demo died during the soak"; rc=2; }
+[ "$rc" -eq 2 ] || log "report: $REPORT"
+[ ! -s "$TMP/unexpected.jsonl" ] || log "every unexpected outcome: $TMP/unexpected.jsonl"
+exit "$rc"
