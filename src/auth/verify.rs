@@ -141,7 +141,7 @@ impl Verifier {
                         }
                     };
                     url.map(|url| {
-                        let source = JwksSource::new(
+                        JwksSource::new(
                             url,
                             fetcher.clone(),
                             JwksOptions {
@@ -150,8 +150,7 @@ impl Verifier {
                                 allowed: iss.algorithms.clone(),
                                 ..JwksOptions::default()
                             },
-                        );
-                        source
+                        )
                     })
                 }
             };
