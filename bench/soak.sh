@@ -29,7 +29,8 @@
 #
 # Environment: SOAK_DURATION (180), SOAK_WORKERS (6), SOAK_RPS (20, total), SOAK_FAULT_PERIOD
 # (15), SOAK_GRACE (12), SOAK_MAX_LATENCY (35), SOAK_FD_MARGIN (2 × workers + 4), SOAK_IDLE (5),
-# SOAK_REPORT (bench/results/soak.md), SOAK_BIN (target/release/journeybee-gateway),
+# SOAK_REPORT (bench/results/soak.md), SOAK_BIN (target/release/journeybee-gateway), SOAK_NOTE
+# (a line added to the report),
 # SOAK_KEEP_TMP (0: the temp dir with the demo log is removed on exit unless the soak failed).
 set -euo pipefail
 
@@ -98,7 +99,7 @@ cleanup() {
     stop_pid "$DEMO_PID" "journeybee-gateway demo"
     if [ "$rc" -ne 0 ] && [ -s "$TMP/demo.log" ]; then
         printf '\n----- last lines of the demo log -----\n' >&2
-        tail -n 20 "$TMP/demo.log" >&2
+        tail -n 5 "$TMP/demo.log" >&2
     fi
     if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then
         log "temp dir kept (demo.log, unexpected.jsonl): $TMP"
@@ -152,11 +153,11 @@ SOFTWARE="gateway \`$rev\` ($BIN, release), $(python3 --version) load generator"
 
 mkdir -p "$(dirname "$REPORT")"
 rc=0
-python3 "$BENCH_DIR/soak/soak.py" --env "$TMP/demo.env" --pid "$DEMO_PID" \
+python3 -B "$BENCH_DIR/soak/soak.py" --env "$TMP/demo.env" --pid "$DEMO_PID" \
     --duration "$DURATION" --workers "$WORKERS" --rps "$RPS" --period "$PERIOD" \
     --grace "$GRACE" --max-latency "$MAX_LATENCY" --fd-margin "$FD_MARGIN" --idle "$IDLE" \
     --report "$REPORT" --machine "$MACHINE" --software "$SOFTWARE" \
-    --unexpected-log "$TMP/unexpected.jsonl" &
+    --unexpected-log "$TMP/unexpected.jsonl" --note "${SOAK_NOTE:-}" &
 PY_PID=$!
 wait "$PY_PID" || rc=$?
 PY_PID=""

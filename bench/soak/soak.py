@@ -136,9 +136,9 @@ class Traffic:
         "view=all",
         "view=all&search=tech",
         "view=referral",
-        "view=reseller&sort=tier",
+        "view=reseller&sort=%5B%7B%22type%22%3A%22tier%22%2C%22asc%22%3Atrue%7D%5D",
         "search=global",
-        "view=all&sort=stage",
+        "view=all&assigned=1",
         "view=referral&search=data",
         "",
     ]
@@ -195,7 +195,8 @@ class Traffic:
         if rng.random() < 0.5:
             q["view"] = rng.choice(["all", "assigned", "referral", "reseller"])
         if rng.random() < 0.3:
-            q["sort"] = rng.choice(["stage", "category", "tier"])
+            q["sort"] = json.dumps([{"type": rng.choice(["stage", "category", "tier"]),
+                                     "asc": rng.random() < 0.5}], separators=(",", ":"))
         return urllib.parse.urlencode(q)
 
     def make(self, rng):
@@ -213,7 +214,7 @@ class Traffic:
             return kind, "GET", f"{lp}?userId={self.foreign}", dict(auth_r), None
         if kind == "list_bad_query":
             q = rng.choice(["view=everything", "sort=price", "bogus=1", "assigned=1&unassigned=1",
-                            "stages=a,b"])
+                            "stages=a,b", "sort=%5B%7B%22type%22%3A%22price%22%7D%5D"])
             return kind, "GET", f"{lp}?{q}", dict(auth_r), None
         if kind == "create":
             body = self.create_body()
@@ -281,8 +282,12 @@ class Worker(threading.Thread):
         self.records = records
         self.timeout = timeout
         self.rng = random.Random(idx * 7919 + int(time.time()))
+        self.idx = idx
         self.conn = None
         self.reused = False
+        self.conn_no = 0  # connections opened by this worker
+        self.on_conn = 0  # requests sent on the current connection
+        self.prev = None  # (kind, method, path, status, t1) of the previous exchange on it
 
     def close(self):
         if self.conn is not None:
@@ -309,7 +314,13 @@ class Worker(threading.Thread):
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self.reused = False
+            self.conn_no += 1
+            self.on_conn = 0
+            self.prev = None
+        self.on_conn += 1
         rec["reused"] = self.reused
+        rec["conn"] = f"worker {self.idx} connection {self.conn_no} request {self.on_conn}"
+        rec["prev"] = self.prev
         try:
             self.conn.request(method, path, body=body, headers=headers)
             r = self.conn.getresponse()
@@ -318,6 +329,8 @@ class Worker(threading.Thread):
             rec["headers"] = {k.lower(): v for k, v in r.getheaders()}
             rec["body"] = data
             self.reused = True
+            self.prev = (kind, method, path, r.status, rec["headers"].get("connection"),
+                         time.monotonic())
             if r.will_close:
                 self.close()
         except Exception as e:  # noqa: BLE001 - every failure is recorded
@@ -442,8 +455,12 @@ def classify(rec, wins, max_latency):
     if t1 - t0 > max_latency:
         reasons.append(f"took {t1 - t0:.1f} s (> {max_latency:g} s)")
     if "error" in rec:
-        reasons.append(f"connection error to the gateway: {rec['error']}"
-                       + (" (on a reused keep-alive connection)" if rec["reused"] else ""))
+        prev = rec.get("prev")
+        if rec["reused"] and prev:
+            reasons.append(f"connection error to the gateway on a reused keep-alive connection "
+                           f"after {prev[1]} → {prev[3]} on it: {rec['error']}")
+        else:
+            reasons.append(f"connection error to the gateway: {rec['error']}")
         rec["unexpected"] = reasons
         return
     st = rec["status"]
@@ -525,6 +542,7 @@ def main():
     ap.add_argument("--machine", default="")
     ap.add_argument("--software", default="")
     ap.add_argument("--unexpected-log", default="")
+    ap.add_argument("--note", default="")
     a = ap.parse_args()
     fd_margin = a.fd_margin if a.fd_margin >= 0 else 2 * a.workers + 4
 
@@ -663,6 +681,8 @@ def main():
     w(f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ")
     w(f"Machine: {a.machine}  ")
     w(f"Software: {a.software}  ")
+    if a.note:
+        w(f"Note: {a.note}  ")
     w(f"Setup: `journeybee-gateway demo` (simulator + gateway in one process, loopback; "
       f"simulator 100 req/min per key, mirrored by the gateway; list cache 30 s); "
       f"{a.duration:g} s of traffic after a {a.warmup:g} s warm-up, {a.workers} workers "
@@ -712,7 +732,7 @@ def main():
 
     w(f"## Unexpected outcomes: {len(unexpected)}\n")
     if unexpected:
-        reasons = collections.Counter(x.split(" (")[0] for r in unexpected
+        reasons = collections.Counter(re.sub(r"\s*\([^)]*\)", "", x) for r in unexpected
                                       for x in r["unexpected"])
         for reason, n in reasons.most_common():
             w(f"- {n} × {reason}")
@@ -721,6 +741,11 @@ def main():
             w("```")
             w(f"t={r['t0'] - t_start:+.2f}s phase={r.get('phase')} kind={r['kind']} "
               f"took={r['t1'] - r['t0']:.3f}s")
+            if r.get("conn"):
+                w(r["conn"] + ("" if not r.get("prev") else
+                               "; previous exchange on it: {} {} -> {} (Connection: {}) {:.3f}s "
+                               "before".format(r["prev"][1], r["prev"][2], r["prev"][3],
+                                               r["prev"][4], r["t0"] - r["prev"][5])))
             w(f"{r['method']} {r['path']}")
             for k, v in r["req_headers"].items():
                 w(f"{k}: {'Bearer <token>' if k == 'Authorization' else v}")

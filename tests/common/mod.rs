@@ -2,6 +2,8 @@
 //! temp dir (secrets in files, as in production), and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod idp;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -76,6 +78,8 @@ pub struct Opts {
     pub extra_keys: String,
     /// Lines inserted in [upstream.keys.read].
     pub read_key: String,
+    /// Leave out the static `[[auth.keys]]` (for JWKS-only setups).
+    pub no_static_key: bool,
     pub sim: SimConfig,
 }
 
@@ -90,6 +94,7 @@ impl Default for Opts {
             algorithms: None,
             extra_keys: String::new(),
             read_key: String::new(),
+            no_static_key: false,
             sim: SimConfig::default(),
         }
     }
@@ -155,7 +160,6 @@ issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 {auth_extra}
 
-[[auth.keys]]
 {key}
 {extra_keys}
 
@@ -188,6 +192,11 @@ access = "write"
         extra_keys = opts.extra_keys,
         read_key = opts.read_key,
         algs = opts.algorithms.unwrap_or(algs),
+        key = if opts.no_static_key {
+            String::new()
+        } else {
+            format!("[[auth.keys]]\n{key}")
+        },
         tail = opts.tail,
         a = ids.0,
         b = ids.1,

@@ -45,7 +45,7 @@ pub struct JwksSource {
     /// Completed fetches; read before queuing on `flight` to tell whether a fetch finished
     /// while this caller waited, in which case it takes that outcome instead of fetching.
     completed: AtomicU64,
-    /// Start of the last fetch (or on-demand claim): the unknown-kid cooldown runs from here.
+    /// Start of the last fetch caused by an unknown kid: the cooldown runs from here.
     last_attempt: Mutex<Option<Instant>>,
     fetch_ok: AtomicU64,
     fetch_failed: AtomicU64,
@@ -131,7 +131,8 @@ impl JwksSource {
         }
         // If this future is dropped mid-fetch the guard is released without bumping
         // `completed`, so the next waiter fetches itself instead of taking a stale outcome.
-        *lock(&self.last_attempt) = Some(Instant::now());
+        // Scheduled and start-up fetches do not start the unknown-kid cooldown: a key rotated
+        // just after one of them must still be picked up by the first token that names it.
         let outcome = self.fetch_once().await;
         flight.last = outcome.clone();
         self.completed.fetch_add(1, Ordering::Release);
