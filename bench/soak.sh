@@ -156,12 +156,18 @@ rc=0
 python3 -B "$BENCH_DIR/soak/soak.py" --env "$TMP/demo.env" --pid "$DEMO_PID" \
     --duration "$DURATION" --workers "$WORKERS" --rps "$RPS" --period "$PERIOD" \
     --grace "$GRACE" --max-latency "$MAX_LATENCY" --fd-margin "$FD_MARGIN" --idle "$IDLE" \
-    --report "$REPORT" --machine "$MACHINE" --software "$SOFTWARE" \
+    --report "$TMP/report.md" --machine "$MACHINE" --software "$SOFTWARE" \
     --unexpected-log "$TMP/unexpected.jsonl" --note "${SOAK_NOTE:-}" &
 PY_PID=$!
 wait "$PY_PID" || rc=$?
 PY_PID=""
 kill -0 "$DEMO_PID" 2>/dev/null || { log "the demo died during the soak"; rc=2; }
-[ "$rc" -eq 2 ] || log "report: $REPORT"
+if [ "$rc" -le 1 ] && [ -s "$TMP/report.md" ]; then
+    cp "$TMP/report.md" "$REPORT"
+    log "report: $REPORT"
+else
+    log "no report written (harness problem, exit $rc)"
+    rc=2
+fi
 [ ! -s "$TMP/unexpected.jsonl" ] || log "every unexpected outcome: $TMP/unexpected.jsonl"
 exit "$rc"

@@ -154,6 +154,9 @@ pub struct Metrics {
     idempotent_replays: IntCounter,
     breaker_state: IntGauge,
     budget_remaining: IntGaugeVec,
+    jwks_fetches: IntCounterVec,
+    jwks_age: prometheus::GaugeVec,
+    jwks_seen: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
 }
 
@@ -333,6 +336,20 @@ impl Metrics {
             "circuit_breaker_state",
             "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
         );
+        let jwks_fetches = counter_vec(
+            "jwks_fetches_total",
+            "JWKS fetches from identity providers, by issuer and result (success, failure).",
+            &["issuer", "result"],
+        );
+        let jwks_age = prometheus::GaugeVec::new(
+            Opts::new(
+                name("jwks_key_set_age_seconds"),
+                "Age of the key set in use, by issuer (grows while the IdP is unreachable).",
+            ),
+            &["issuer"],
+        )
+        .expect("valid metric");
+        reg(Box::new(jwks_age.clone()));
         let user_vec = counter_vec(
             "user_requests_total",
             "Authenticated requests per mapped user (config name); only when metrics.per_user is on.",
@@ -379,6 +396,9 @@ impl Metrics {
             idempotent_replays,
             breaker_state,
             budget_remaining,
+            jwks_fetches,
+            jwks_age,
+            jwks_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
             per_user: std::sync::RwLock::new(Vec::new()),
         })
     }
@@ -471,6 +491,30 @@ impl Metrics {
         self.budget_remaining
             .with_label_values(&[key])
             .set(i64::from(remaining));
+    }
+
+    /// Publishes an issuer's JWKS statistics (called before each scrape): the fetch counters
+    /// advance by what happened since the last scrape, so they stay counters across reloads.
+    pub fn set_jwks(&self, issuer: &str, ok: u64, failed: u64, age: Option<Duration>) {
+        let mut seen = self.jwks_seen.lock().expect("jwks lock");
+        let last = seen.entry(issuer.to_string()).or_insert((0, 0));
+        // A reload builds a new source whose counts restart from zero.
+        let (d_ok, d_failed) = (
+            ok.checked_sub(last.0).unwrap_or(ok),
+            failed.checked_sub(last.1).unwrap_or(failed),
+        );
+        *last = (ok, failed);
+        self.jwks_fetches
+            .with_label_values(&[issuer, "success"])
+            .inc_by(d_ok);
+        self.jwks_fetches
+            .with_label_values(&[issuer, "failure"])
+            .inc_by(d_failed);
+        if let Some(age) = age {
+            self.jwks_age
+                .with_label_values(&[issuer])
+                .set(age.as_secs_f64());
+        }
     }
 
     /// Counts a config reload.

@@ -450,6 +450,13 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
         (&Method::GET, "/metrics") => {
             state.cache.refresh_gauges().await;
             state.guard.refresh_gauges();
+            for (issuer, source) in state.verifier.jwks_sources() {
+                let stats = source.stats();
+                let age = source.current().map(|set| set.age());
+                state
+                    .metrics
+                    .set_jwks(issuer, stats.fetch_ok, stats.fetch_failed, age);
+            }
             let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -404,3 +404,27 @@ fn rules_naming_an_unknown_key_are_a_config_error() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn jwks_fetches_and_key_age_are_exported() {
+    let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "k1")])).await;
+    let h = jwks_gateway(&idp, "").await;
+    idp.serve(500, "down");
+    let t = sign_kid(
+        &rsa_key(),
+        Algorithm::RS256,
+        Some("unknown"),
+        &idp_claims("bob@corp.test"),
+    );
+    h.get("/api/v1/partnerships", Some(&t)).await;
+    let m = h.admin_get("/metrics").await.text();
+    assert!(
+        m.contains("jbgw_jwks_fetches_total{issuer=\"default\",result=\"success\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("jbgw_jwks_fetches_total{issuer=\"default\",result=\"failure\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("jbgw_jwks_key_set_age_seconds{issuer=\"default\"}"));
+}

@@ -795,7 +795,7 @@ def main():
     w("")
     w("## Simulator\n")
     if sim1:
-        w(f"API requests received: {sim1['requests'] - sim0['requests']} during the run "
+        w(f"API requests received: {sim1['requests'] - sim0['requests']} during warm-up and soak "
           f"({sim1['requests']} in all); partnerships {sim0['partnerships']} → "
           f"{sim1['partnerships']}.")
     if accounting:
