@@ -101,6 +101,8 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {
             rate_limit_per_minute: Some(100),
+            // Lets scripts (the soak, the Prometheus check) switch upstream faults.
+            control: true,
             ..SimConfig::default()
         },
     )

@@ -60,11 +60,17 @@ enum Command {
     },
 }
 
+/// The runtime. With one worker thread requested (`TOKIO_WORKER_THREADS=1`, as when the
+/// gateway is pinned to one core), a current-thread runtime does the same work without the
+/// cross-thread wake-ups of a one-worker multi-thread scheduler.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let mut builder = if one {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().expect("tokio runtime")
 }
 
 fn main() -> ExitCode {
