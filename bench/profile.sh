@@ -9,6 +9,8 @@
 #
 # Environment: BENCH_PROFILE_DURATION (10s), BENCH_SKIP_BUILD, BENCH_SERVER_CPU, BENCH_CLIENT_CPU,
 # BENCH_NICE, BENCH_PROFILE_OUT (bench/results/profile.md).
+# `bench/profile.sh --report-only bench/work/profile-<timestamp>` rewrites the report from
+# existing perf data without measuring again.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -21,22 +23,10 @@ TOP=${BENCH_PROFILE_TOP:-25}
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-bench_install_deps
-command -v perf >/dev/null || die "perf not found (Debian: apt-get install linux-perf)"
-command -v strace >/dev/null || die "strace not found (apt-get install strace)"
-perf stat -e task-clock true >/dev/null 2>&1 || die "perf cannot sample here (perf_event_paranoid?)"
-bench_check_cpus
-bench_build
-bench_prepare
-
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-WORK="$BENCH_DIR/work/profile-$STAMP"
-mkdir -p "$WORK"
-start_upstream
-start_proxy
-UP="http://127.0.0.1:$UPSTREAM_PORT"
-GW="http://127.0.0.1:$GW_PORT"
-PLAIN="http://127.0.0.1:$PLAIN_PORT"
+REPORT_ONLY=""
+if [ "${1:-}" = --report-only ]; then
+    REPORT_ONLY=${2:?usage: profile.sh --report-only bench/work/profile-<timestamp>}
+fi
 
 # load <seconds-string> <method> <url>: wrk -c64 against url with the ES256 token.
 load() {
@@ -49,6 +39,29 @@ load() {
 # perf report lines: samples only, without the padding and the empty trailing columns.
 tidy() {
     grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' | cut -c1-170
+}
+
+# perf_texts <name>: the text summaries of $WORK/<name>.perf.data.
+perf_texts() {
+    local name=$1
+    perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
+        --percent-limit 0.7 -g none 2>/dev/null | tidy | head -"$TOP" >"$WORK/$name.self.txt" || true
+    # Callee-inclusive view, limited to named (not inlined, not generic-wrapper) frames of the
+    # gateway, hyper and the libraries it calls.
+    perf report -i "$WORK/$name.perf.data" --children --sort symbol --stdio \
+        --percent-limit 2 -g none 2>/dev/null | tidy | grep -v '(inlined)' \
+        | grep -vE '\[.\] [a-z_0-9]+(<|\{|$)' \
+        | grep -E 'journeybee_gateway|hyper|jsonwebtoken|serde_json|moka|prometheus|tracing' \
+        | head -40 >"$WORK/$name.children.txt" || true
+    perf report -i "$WORK/$name.perf.data" --no-children --sort dso --stdio -g none \
+        2>/dev/null | tidy | head -12 >"$WORK/$name.dso.txt" || true
+    perf report -i "$WORK/$name.perf.data" --no-children --sort dso,symbol --stdio -g none \
+        --percent-limit 0 2>/dev/null | tidy >"$WORK/$name.all.txt" || true
+    # Who pays the kernel's top symbol (on loopback: waking the peer after a send, mostly).
+    perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
+        --symbols _raw_spin_unlock_irqrestore -g caller,0.5,callee,function,percent --percent-limit 2 \
+        2>/dev/null | grep -E -- '--[0-9.]+%--' | sed -E 's/^[ |]*//; s/[[:space:]]+$//' | head -8 \
+        >"$WORK/$name.irqrestore.txt" || true
 }
 
 # profile <name> <pid> <method> <url>: perf samples of pid during a wrk run.
@@ -64,19 +77,7 @@ profile() {
     sleep 0.5
     load "$DUR" "$method" "$url" >"$WORK/$name.wrk.txt"
     wait "$perf_pid" || true
-    perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
-        --percent-limit 0.7 -g none 2>/dev/null | tidy | head -"$TOP" >"$WORK/$name.self.txt" || true
-    perf report -i "$WORK/$name.perf.data" --children --sort symbol --stdio \
-        --percent-limit 3 -g none 2>/dev/null | tidy | grep -v '(inlined)' | head -40 >"$WORK/$name.children.txt" || true
-    perf report -i "$WORK/$name.perf.data" --no-children --sort dso --stdio -g none \
-        2>/dev/null | tidy | head -12 >"$WORK/$name.dso.txt" || true
-    perf report -i "$WORK/$name.perf.data" --no-children --sort dso,symbol --stdio -g none \
-        --percent-limit 0 2>/dev/null | tidy >"$WORK/$name.all.txt" || true
-    # Who pays the kernel's top symbol (on loopback: waking the peer after a send, mostly).
-    perf report -i "$WORK/$name.perf.data" --no-children --sort symbol --stdio \
-        --symbols _raw_spin_unlock_irqrestore -g caller,0.5,callee,function,percent --percent-limit 2 \
-        2>/dev/null | grep -E -- '--[0-9.]+%--' | sed -E 's/^[ |]*//; s/[[:space:]]+$//' | head -8 \
-        >"$WORK/$name.irqrestore.txt" || true
+    perf_texts "$name"
 }
 
 # syscalls <name> <pid> <method> <url>: strace -c of pid over a short run; per request.
@@ -95,23 +96,47 @@ syscalls() {
     echo "$reqs" >"$WORK/$name.strace-reqs.txt"
 }
 
-start_gateway false
-check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
-profile miss "$GW_PID" GET "$GW$LIST_PATH"
-syscalls miss "$GW_PID" GET "$GW$LIST_PATH"
-stop_pid "$GW_PID"
+if [ -z "$REPORT_ONLY" ]; then
+    bench_install_deps
+    command -v perf >/dev/null || die "perf not found (Debian: apt-get install linux-perf)"
+    command -v strace >/dev/null || die "strace not found (apt-get install strace)"
+    perf stat -e task-clock true >/dev/null 2>&1 || die "perf cannot sample here (perf_event_paranoid?)"
+    bench_check_cpus
+    bench_build
+    bench_prepare
 
-start_gateway true
-check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
-profile hit "$GW_PID" GET "$GW$LIST_PATH"
-syscalls hit "$GW_PID" GET "$GW$LIST_PATH"
-profile create "$GW_PID" POST "$GW/api/v1/partnerships"
-syscalls create "$GW_PID" POST "$GW/api/v1/partnerships"
-stop_pid "$GW_PID"
+    STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+    WORK="$BENCH_DIR/work/profile-$STAMP"
+    mkdir -p "$WORK"
+    start_upstream
+    start_proxy
+    UP="http://127.0.0.1:$UPSTREAM_PORT"
+    GW="http://127.0.0.1:$GW_PORT"
+    PLAIN="http://127.0.0.1:$PLAIN_PORT"
 
-syscalls nginx_plain "$PROXY_PID" GET "$PLAIN$LIST_PATH"
-syscalls nginx_cache "$PROXY_PID" GET "http://127.0.0.1:$CACHE_PORT$LIST_PATH"
-syscalls upstream "$UPSTREAM_PID" GET "$UP$LIST_PATH"
+    start_gateway false
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+    profile miss "$GW_PID" GET "$GW$LIST_PATH"
+    syscalls miss "$GW_PID" GET "$GW$LIST_PATH"
+    stop_pid "$GW_PID"
+
+    start_gateway true
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+    profile hit "$GW_PID" GET "$GW$LIST_PATH"
+    syscalls hit "$GW_PID" GET "$GW$LIST_PATH"
+    profile create "$GW_PID" POST "$GW/api/v1/partnerships"
+    syscalls create "$GW_PID" POST "$GW/api/v1/partnerships"
+    stop_pid "$GW_PID"
+
+    syscalls nginx_plain "$PROXY_PID" GET "$PLAIN$LIST_PATH"
+    syscalls nginx_cache "$PROXY_PID" GET "http://127.0.0.1:$CACHE_PORT$LIST_PATH"
+    syscalls upstream "$UPSTREAM_PID" GET "$UP$LIST_PATH"
+else
+    WORK=$(cd "$REPORT_ONLY" && pwd)
+    for name in miss hit create; do
+        [ -f "$WORK/$name.perf.data" ] && perf_texts "$name"
+    done
+fi
 
 python3 - "$WORK" "$DUR" >"$OUT" <<'EOF'
 import re, sys
@@ -180,7 +205,7 @@ for name, title in (("miss", "Miss path (cache off, GET)"), ("hit", "Hit path (c
         for c, v in sorted(cats.items(), key=lambda kv: -kv[1]):
             if v >= 0.5:
                 say(f"| {c} | {v:.1f}% |")
-    for kind, head in (("dso", "By object"), ("self", "Top symbols, self time"), ("children", "Top symbols, with callees (inlined frames left out)"), ("irqrestore", "Callers of _raw_spin_unlock_irqrestore")):
+    for kind, head in (("dso", "By object"), ("self", "Top symbols, self time"), ("children", "Gateway, hyper and library frames, with callees (async: layers overlap)"), ("irqrestore", "Callers of _raw_spin_unlock_irqrestore")):
         f = work / f"{name}.{kind}.txt"
         say("")
         say(f"### {head}")

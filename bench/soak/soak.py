@@ -736,8 +736,15 @@ def main():
                                       for x in r["unexpected"])
         for reason, n in reasons.most_common():
             w(f"- {n} × {reason}")
-        w("\nFirst examples (exact request and response):\n")
-        for r in unexpected[:12]:
+        w("\nExamples, the first three of each kind (exact request and response):\n")
+        seen = collections.Counter()
+        examples = []
+        for r in unexpected:
+            key = re.sub(r"\s*\([^)]*\)", "", r["unexpected"][0])
+            seen[key] += 1
+            if seen[key] <= 3:
+                examples.append(r)
+        for r in examples[:15]:
             w("```")
             w(f"t={r['t0'] - t_start:+.2f}s phase={r.get('phase')} kind={r['kind']} "
               f"took={r['t1'] - r['t0']:.3f}s")
