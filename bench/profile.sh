@@ -50,7 +50,7 @@ perf_texts() {
     # gateway, hyper and the libraries it calls.
     perf report -i "$WORK/$name.perf.data" --children --sort symbol --stdio \
         --percent-limit 2 -g none 2>/dev/null | tidy | grep -v '(inlined)' \
-        | grep -vE '\[.\] [a-z_0-9]+(<|\{|$)' \
+        | grep -vE '\[.\] [a-z_0-9]+(<|\{|$)' | grep -v '{async_block' \
         | grep -E 'journeybee_gateway|hyper|jsonwebtoken|serde_json|moka|prometheus|tracing' \
         | head -40 >"$WORK/$name.children.txt" || true
     perf report -i "$WORK/$name.perf.data" --no-children --sort dso --stdio -g none \

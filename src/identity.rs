@@ -106,7 +106,8 @@ impl<S, B> Service<Request<B>> for IdentityMap<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -128,14 +129,14 @@ where
         let Some(identity) = identity else {
             self.metrics.denial(Denial::UnmappedUser);
             let resp = GatewayError::Forbidden(Denial::UnmappedUser).into_response();
-            return Box::pin(async move { Ok(resp) });
+            return crate::drain::reject(req, resp);
         };
         self.metrics.user_request(&identity);
         let user = MappedUser(identity.name.clone());
         req.extensions_mut().insert(identity);
-        let mut inner = self.inner.clone();
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut resp = inner.call(req).await?;
+            let mut resp = fut.await?;
             resp.extensions_mut().insert(user);
             Ok(resp)
         })

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod error;
 pub mod guard;
 pub mod identity;

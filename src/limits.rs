@@ -77,7 +77,8 @@ impl<S, B> Service<Request<B>> for Limited<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -105,7 +106,7 @@ where
         };
         if let Some(e) = refused {
             let resp = e.into_response();
-            return Box::pin(async move { Ok(resp) });
+            return crate::drain::reject(req, resp);
         }
         let slot = Slot(self.in_flight.clone());
         let fut = self.inner.call(req);

@@ -64,7 +64,8 @@ impl<S, B> Service<Request<B>> for Policy<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -90,9 +91,8 @@ where
         if let Err(denial) = decision {
             self.metrics.denial(denial);
             let resp = GatewayError::Forbidden(denial).into_response();
-            return Box::pin(async move { Ok(resp) });
+            return crate::drain::reject(req, resp);
         }
-        let mut inner = self.inner.clone();
-        Box::pin(async move { inner.call(req).await })
+        Box::pin(self.inner.call(req))
     }
 }

@@ -98,7 +98,8 @@ impl<S, B> Service<Request<B>> for Router<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -114,13 +115,14 @@ where
             Err(e) => {
                 let mut resp = e.into_response();
                 resp.extensions_mut().insert(Route::Unmatched);
-                return Box::pin(async move { Ok(resp) });
+                return crate::drain::reject(req, resp);
             }
         };
         req.extensions_mut().insert(route);
-        let mut inner = self.inner.clone();
+        // Called now rather than inside the future: no clone of the rest of the stack.
+        let fut = self.inner.call(req);
         Box::pin(async move {
-            let mut resp = inner.call(req).await?;
+            let mut resp = fut.await?;
             resp.extensions_mut().insert(route);
             Ok(resp)
         })

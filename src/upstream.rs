@@ -176,7 +176,9 @@ struct Target {
 /// The forwarding service.
 #[derive(Clone)]
 pub struct Upstream {
-    client: HttpClient,
+    /// Behind an `Arc`: cloning the service per request then costs one increment, not the
+    /// client's several.
+    client: Arc<HttpClient>,
     target: Arc<Target>,
     metrics: Arc<Metrics>,
 }
@@ -187,7 +189,7 @@ impl Upstream {
         let user_agent =
             HeaderValue::from_static(concat!("journeybee-gateway/", env!("CARGO_PKG_VERSION")));
         Upstream {
-            client,
+            client: Arc::new(client),
             target: Arc::new(Target {
                 scheme: settings.scheme.clone(),
                 authority: settings.authority.clone(),

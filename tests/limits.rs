@@ -160,3 +160,73 @@ async fn requests_over_the_in_flight_limit_are_shed_at_once() {
         assert_eq!(task.await.unwrap(), 200);
     }
 }
+
+/// Reads one HTTP/1.1 response (headers and a Content-Length body) from `s`.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_early_refusal_of_a_post_keeps_the_connection_usable() {
+    let h = Harness::start().await;
+    let bob = h.token("bob@corp.test");
+    let addr = h.gw.as_ref().unwrap().addr();
+    let body = create_body("early-gw.com");
+    for token in [Some(bob.as_str()), None] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST /api/v1/partnerships HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        // Headers and body in separate packets, as many clients send them.
+        s.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.write_all(body.as_bytes()).await.unwrap();
+        let first = read_response(&mut s).await;
+        assert!(
+            first.starts_with("HTTP/1.1 403") || first.starts_with("HTTP/1.1 401"),
+            "{first}"
+        );
+        assert!(
+            !first.to_ascii_lowercase().contains("connection: close"),
+            "{first}"
+        );
+        let get = format!(
+            "GET /api/v1/partnerships HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bob}\r\n\r\n"
+        );
+        s.write_all(get.as_bytes()).await.unwrap();
+        let second = read_response(&mut s).await;
+        assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    }
+    assert_eq!(h.upstream_count(), 1, "only the GET reached upstream");
+}

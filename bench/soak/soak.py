@@ -34,7 +34,9 @@ FAULTS = [  # the schedule cycles through these, with "none" between two faults
     ("slow 300 ms", {"mode": "slow", "ms": 300}),
 ]
 NONE = ("none", {"mode": "none"})
-ERROR_5XX_OK_DURING_FAULT = {502, 503, 504}
+# Upstream error responses are passed through with their status (JourneyBee's own 500 stays
+# a 500, as the gateway's contract says); the gateway's own are 502, 503 and 504.
+ERROR_5XX_OK_DURING_FAULT = {500, 502, 503, 504}
 RUN = f"{int(time.time()) % 100000:05d}{random.randrange(1000):03d}"
 
 # kind -> statuses accepted below 500 (5xx are judged by the fault timeline)

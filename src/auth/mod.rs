@@ -84,7 +84,8 @@ impl<S, B> Service<Request<B>> for Auth<S>
 where
     S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -95,6 +96,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+        // Fast path: a token verified before (and not expired) is answered from the verified-
+        // token cache without awaiting anything, so the rest of the stack is called directly.
+        let cached = bearer_token(&req).map(|t| self.verifier.cached(t));
+        if let Ok(Some(token)) = cached {
+            req.extensions_mut().insert(token);
+            return Box::pin(self.inner.call(req));
+        }
         let token = bearer_token(&req).map(str::to_owned);
         let verifier = self.verifier.clone();
         let metrics = self.metrics.clone();
@@ -111,7 +119,11 @@ where
                 }
                 Err(failure) => {
                     metrics.auth_failure(failure);
-                    Ok(GatewayError::Unauthenticated(failure).into_response())
+                    crate::drain::reject(
+                        req,
+                        GatewayError::Unauthenticated(failure).into_response(),
+                    )
+                    .await
                 }
             }
         })

@@ -204,15 +204,24 @@ impl Verifier {
             .filter_map(|i| i.jwks.as_ref().map(|j| (i.name.as_str(), j)))
     }
 
+    /// The cached verification of `token`, if it was verified before and has not expired.
+    pub fn cached(&self, token: &str) -> Option<Arc<VerifiedToken>> {
+        let hit = self
+            .verified
+            .read()
+            .expect("token cache lock")
+            .get(token)?
+            .clone();
+        let leeway = self.issuers.get(hit.issuer).map_or(0, |i| i.leeway);
+        (unix_now() <= hit.expires_at.saturating_add(leeway)).then_some(hit)
+    }
+
     /// Verifies `token`, answering from the verified-token cache when it can.
     pub async fn verify_cached(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthFailure> {
-        let now = unix_now();
-        if let Some(hit) = self.verified.read().expect("token cache lock").get(token) {
-            let leeway = self.issuers.get(hit.issuer).map_or(0, |i| i.leeway);
-            if now <= hit.expires_at.saturating_add(leeway) {
-                return Ok(hit.clone());
-            }
+        if let Some(hit) = self.cached(token) {
+            return Ok(hit);
         }
+        let now = unix_now();
         let verified = Arc::new(self.verify(token).await?);
         let mut cache = self.verified.write().expect("token cache lock");
         if cache.len() >= TOKEN_CACHE_CAPACITY {

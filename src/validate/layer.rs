@@ -105,6 +105,19 @@ where
     }
 }
 
+/// The list path: synchronous (a GET's body is never read).
+fn check_list<B>(
+    req: Request<B>,
+    settings: &ValidationSettings,
+) -> Result<Request<Bytes>, GatewayError> {
+    let (mut parts, _body) = req.into_parts();
+    let query =
+        parse_list_query(parts.uri.query(), &settings.query).map_err(GatewayError::InvalidQuery)?;
+    parts.extensions.insert(Arc::new(query));
+    // A GET body has no meaning upstream; it is dropped rather than forwarded.
+    Ok(Request::from_parts(parts, Bytes::new()))
+}
+
 async fn check<B>(
     req: Request<B>,
     settings: &ValidationSettings,
@@ -116,15 +129,11 @@ where
     let route = req.extensions().get::<Route>().copied();
     let (mut parts, body) = req.into_parts();
     match route {
-        Some(Route::List) => {
-            let query = parse_list_query(parts.uri.query(), &settings.query)
-                .map_err(GatewayError::InvalidQuery)?;
-            parts.extensions.insert(Arc::new(query));
-            // A GET body has no meaning upstream; it is dropped rather than forwarded.
-            Ok(Request::from_parts(parts, Bytes::new()))
-        }
+        Some(Route::List) => check_list(Request::from_parts(parts, body), settings),
         Some(Route::Create | Route::CreateForCompany) => {
             if !is_json_content_type(&parts.headers) {
+                // Not read as JSON, but drained so the connection stays usable.
+                crate::drain::drain(body).await;
                 return Err(GatewayError::UnsupportedMediaType);
             }
             // A client trickling its body holds a slot; it gets 408 once its time is up.
@@ -168,12 +177,26 @@ where
             .get::<Route>()
             .copied()
             .unwrap_or(Route::Unmatched);
+        if route == Route::List {
+            // Nothing to await: call the rest of the stack directly, without cloning it.
+            return match check_list(req, &settings) {
+                Ok(req) => Box::pin(self.inner.call(req)),
+                Err(e) => {
+                    metrics.validation_rejection(route, "query");
+                    let resp = e.into_response();
+                    Box::pin(async move { Ok(resp) })
+                }
+            };
+        }
         let mut inner = self.inner.clone();
         Box::pin(async move {
             match check(req, &settings).await {
                 Ok(req) => inner.call(req).await,
                 Err(e) => {
-                    let resp = e.into_response();
+                    // A body refused for its size was not read to its end: the connection
+                    // cannot be reused.
+                    let too_large = matches!(e, GatewayError::PayloadTooLarge { .. });
+                    let resp = crate::drain::finish(!too_large, e.into_response());
                     if let Some(r) = resp.extensions().get::<crate::error::Rejection>() {
                         metrics.validation_rejection(route, r.reason);
                     }

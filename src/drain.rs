@@ -1,0 +1,63 @@
+//! Early answers to requests whose body was never read.
+//!
+//! When a create is refused before its body is read (401, 403, 404, 405, 414, 415, 431, 503),
+//! HTTP/1.1 cannot reuse the connection until the body has been consumed: hyper would close
+//! it, and closing a socket with unread data makes the kernel send a reset that can destroy
+//! the answer in flight and break the client's next request on that keep-alive connection.
+//! So a small body is read and discarded first (what nginx's lingering close does); a large
+//! or slow one gets `Connection: close` instead of being read.
+
+use crate::error::Response;
+use crate::{BoxError, BoxFuture};
+use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION};
+use http::Request;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use std::time::Duration;
+
+/// At most this much of an unread body is read to keep the connection.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// ... and for at most this long.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards `body` (bounded); true when it was consumed to its end.
+pub async fn drain<B>(body: B) -> bool
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    if body.is_end_stream() {
+        return true;
+    }
+    if body.size_hint().lower().gt(&(DRAIN_LIMIT as u64)) {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_LIMIT).collect()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Answers `resp` to `req` after draining its body, or with `Connection: close` when the body
+/// cannot be drained cheaply.
+pub fn reject<B>(req: Request<B>, resp: Response) -> BoxFuture
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body = req.into_body();
+    if body.is_end_stream() {
+        return Box::pin(async move { Ok(resp) });
+    }
+    Box::pin(async move { Ok(finish(drain(body).await, resp)) })
+}
+
+/// Marks `resp` as closing the connection unless the request body was consumed.
+pub fn finish(consumed: bool, mut resp: Response) -> Response {
+    if !consumed {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
