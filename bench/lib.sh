@@ -240,7 +240,7 @@ http {
         keepalive 64;
         keepalive_requests 100000000;
     }
-    proxy_cache_path $TMP/proxy/cache levels=1:2 keys_zone=jb_lists:10m max_size=64m inactive=10m use_temp_path=off;
+    proxy_cache_path ${BENCH_NGINX_CACHE_DIR:-$TMP/proxy/cache} levels=1:2 keys_zone=jb_lists:10m max_size=64m inactive=10m use_temp_path=off;
     server {
         listen 127.0.0.1:$PLAIN_PORT backlog=4096;
         location / {

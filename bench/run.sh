@@ -22,6 +22,7 @@
 # BENCH_WARMUP (2s), BENCH_RUNS (3), BENCH_CONNECTIONS (64), BENCH_SERVER_CPU (0),
 # BENCH_CLIENT_CPU (1), BENCH_GATEWAY_THREADS (1), BENCH_SKIP_BUILD (0), BENCH_QUICK (0),
 # BENCH_KEEP_TMP (0: the temp dir with configs and keys is removed on exit),
+# BENCH_NGINX_CACHE_DIR (nginx proxy_cache files; default in the temp dir, e.g. /dev/shm/x),
 # BENCH_RESULTS (bench/results/latest.md).
 set -euo pipefail
 
