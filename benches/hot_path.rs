@@ -2,12 +2,13 @@
 //! verified-token cache), list-query normalization (the cache key), and validation of a
 //! realistic create body. `cargo bench --bench hot_path`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use criterion::{criterion_group, criterion_main, Criterion};
 use journeybee_gateway::auth::Verifier;
 use journeybee_gateway::config;
 use journeybee_gateway::validate::body::{validate_create, BodyRules};
 use journeybee_gateway::validate::query::{parse_list_query, QueryLimits};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,7 +49,10 @@ public_key_file = "ec.pem"
 }
 
 fn token(alg: Algorithm, key: &EncodingKey) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = serde_json::json!({
         "sub": "crm-sync@corp.example", "iss": "https://idp.bench",
         "aud": "journeybee-gateway", "iat": now, "exp": now + 3600,
@@ -57,14 +61,21 @@ fn token(alg: Algorithm, key: &EncodingKey) -> String {
 }
 
 fn tokens(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let v = verifier(&rt);
     let ec = EncodingKey::from_ec_pem(
-        std::fs::read_to_string(format!("{FIXTURES}/ec_private.pem")).unwrap().as_bytes(),
+        std::fs::read_to_string(format!("{FIXTURES}/ec_private.pem"))
+            .unwrap()
+            .as_bytes(),
     )
     .unwrap();
     let es = token(Algorithm::ES256, &ec);
-    let hs = token(Algorithm::HS256, &EncodingKey::from_secret(SECRET.as_bytes()));
+    let hs = token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    );
     c.bench_function("verify ES256 cold", |b| {
         b.iter(|| rt.block_on(v.verify(black_box(&es))).unwrap())
     });
