@@ -244,6 +244,23 @@ impl Problems {
         }
     }
 
+    /// A count that must be at least one (the default stands in when it is not).
+    pub(crate) fn positive<T: Copy + PartialEq + From<u8>>(
+        &mut self,
+        path: &str,
+        raw: Option<T>,
+        default: T,
+    ) -> T {
+        match raw {
+            Some(v) if v == T::from(0) => {
+                self.push(path, "must be greater than zero");
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+
     pub(crate) fn size(&mut self, path: &str, raw: Option<&str>, default: u64) -> u64 {
         match raw.map(units::parse_size) {
             None => default,
@@ -423,14 +440,7 @@ fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
             raw.idle_timeout.as_deref(),
             Duration::from_secs(60),
         ),
-        max_in_flight: match raw.max_in_flight {
-            Some(0) => {
-                p.push("server.max_in_flight", "must be greater than zero");
-                1
-            }
-            Some(n) => n,
-            None => 1024,
-        },
+        max_in_flight: p.positive("server.max_in_flight", raw.max_in_flight, 1024),
     }
 }
 
@@ -576,14 +586,7 @@ fn validate_upstream(raw: RawUpstream, base: &Path, p: &mut Problems) -> Option<
             Duration::from_secs(90),
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(64),
-        max_connections: match raw.max_connections {
-            Some(0) => {
-                p.push("upstream.max_connections", "must be greater than zero");
-                1
-            }
-            Some(n) => n,
-            None => 64,
-        },
+        max_connections: p.positive("upstream.max_connections", raw.max_connections, 64),
         retries: raw.retries.unwrap_or(2),
         retry_backoff: p.duration(
             "upstream.retry_backoff",
@@ -603,14 +606,7 @@ fn validate_upstream(raw: RawUpstream, base: &Path, p: &mut Problems) -> Option<
             Some(r) => r,
             None => 0.2,
         },
-        breaker_failures: match raw.breaker_failures {
-            Some(0) => {
-                p.push("upstream.breaker_failures", "must be greater than zero");
-                1
-            }
-            Some(n) => n,
-            None => 5,
-        },
+        breaker_failures: p.positive("upstream.breaker_failures", raw.breaker_failures, 5),
         breaker_cooldown: {
             let d = p.duration(
                 "upstream.breaker_cooldown",
