@@ -10,7 +10,8 @@ use crate::config::{Identity, Settings};
 use crate::error::{GatewayError, Rejection, Response};
 use crate::metrics::{Metrics, Throttle};
 use crate::resilience::{
-    backoff, CircuitBreaker, RateLimitHeaders, RetryBudget, SlidingWindow, TokenBucket,
+    backoff, CircuitBreaker, KeyedBuckets, RateLimitHeaders, RetryBudget, SlidingWindow,
+    TokenBucket,
 };
 use crate::route::Route;
 use crate::upstream::UpstreamMeta;
@@ -35,6 +36,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(3600);
 pub struct GuardState {
     key_windows: Vec<SlidingWindow>,
     user_buckets: Vec<Option<TokenBucket>>,
+    /// Fair share of users mapped by claim rules (not in the table), by name, bounded.
+    rule_buckets: Option<KeyedBuckets<Arc<str>>>,
     breaker: CircuitBreaker,
     budget: RetryBudget,
     connections: Arc<Semaphore>,
@@ -65,6 +68,9 @@ impl GuardState {
                 .map(|k| SlidingWindow::new(k.requests_per_minute, MINUTE))
                 .collect(),
             user_buckets,
+            rule_buckets: settings
+                .default_user_rpm
+                .map(|rpm| KeyedBuckets::new(rpm, MINUTE, 10_000)),
             breaker: CircuitBreaker::new(up.breaker_failures, up.breaker_cooldown),
             budget: RetryBudget::new(Duration::from_secs(10), up.retry_budget_ratio, 3, now),
             connections: Arc::new(Semaphore::new(up.max_connections)),
@@ -95,6 +101,21 @@ impl GuardState {
             headers,
         }
         .into_response()
+    }
+}
+
+/// A user's fair-share bucket: a table user's own, or a rule-mapped user's by name.
+enum UserBucket<'a> {
+    Table(&'a TokenBucket),
+    Rule(Arc<TokenBucket>),
+}
+
+impl UserBucket<'_> {
+    fn get(&self) -> &TokenBucket {
+        match self {
+            UserBucket::Table(b) => b,
+            UserBucket::Rule(b) => b,
+        }
     }
 }
 
@@ -205,7 +226,17 @@ where
             };
             let now = Instant::now();
             // The user's fair share first: it is about this user, not about upstream.
-            if let Some(Some(bucket)) = state.user_buckets.get(identity.index) {
+            let bucket = match state.user_buckets.get(identity.index) {
+                Some(Some(b)) => Some(UserBucket::Table(b)),
+                Some(None) => None,
+                // Not in the table: mapped by claim rules, shared by name.
+                None => state
+                    .rule_buckets
+                    .as_ref()
+                    .map(|k| UserBucket::Rule(k.get(&identity.name, now))),
+            };
+            if let Some(bucket) = bucket {
+                let bucket = bucket.get();
                 if let Err(wait) = bucket.try_acquire(now) {
                     let headers = RateLimitHeaders::from_bucket(bucket, now).with_retry_after(wait);
                     return Ok(state.throttled(Throttle::UserShare, headers));

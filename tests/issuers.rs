@@ -428,3 +428,41 @@ async fn jwks_fetches_and_key_age_are_exported() {
     );
     assert!(m.contains("jbgw_jwks_key_set_age_seconds{issuer=\"default\"}"));
 }
+
+#[tokio::test]
+async fn users_mapped_by_rules_get_the_default_fair_share() {
+    let h = Harness::with(Opts {
+        tail: "[auth.rules]\nuser_id_claim = \"uid\"\nread_key = \"read\"\n\n[rate_limit]\nper_user_requests_per_minute = 2\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let erin = h.token_with("erin-sub", |c| c["uid"] = json!(470));
+    let frank = h.token_with("frank-sub", |c| c["uid"] = json!(471));
+    for i in 0..2 {
+        let r = h
+            .get(&format!("/api/v1/partnerships?search=r{i}"), Some(&erin))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = h.get("/api/v1/partnerships?search=r9", Some(&erin)).await;
+    assert_eq!(
+        r.assert_error(429),
+        "Rate limit exceeded for this user, retry later"
+    );
+    // Another rule-mapped user has a share of their own.
+    assert_eq!(
+        h.get("/api/v1/partnerships?search=r9", Some(&frank))
+            .await
+            .status,
+        200
+    );
+    assert!(h
+        .sim
+        .requests()
+        .last()
+        .unwrap()
+        .query
+        .as_ref()
+        .unwrap()
+        .contains("userId=471"));
+}

@@ -217,6 +217,8 @@ pub struct Settings {
     pub per_user_metrics: bool,
     /// Idempotency-Key handling.
     pub idempotency: IdempotencySettings,
+    /// Default fair share per user (also applied to users mapped by claim rules).
+    pub default_user_rpm: Option<u32>,
 }
 
 /// Collects problems with their paths while validating.
@@ -376,6 +378,10 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             cache,
             per_user_metrics: raw.metrics.per_user.unwrap_or(false),
             idempotency,
+            default_user_rpm: raw
+                .rate_limit
+                .per_user_requests_per_minute
+                .filter(|n| *n > 0),
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
