@@ -436,8 +436,8 @@ async fn users_mapped_by_rules_get_the_default_fair_share() {
         ..Opts::default()
     })
     .await;
-    let erin = h.token_with("erin-sub", |c| c["uid"] = json!(470));
-    let frank = h.token_with("frank-sub", |c| c["uid"] = json!(471));
+    let erin = h.token_with("erin-sub", |c| c["uid"] = json!(460));
+    let frank = h.token_with("frank-sub", |c| c["uid"] = json!(461));
     for i in 0..2 {
         let r = h
             .get(&format!("/api/v1/partnerships?search=r{i}"), Some(&erin))
@@ -464,5 +464,5 @@ async fn users_mapped_by_rules_get_the_default_fair_share() {
         .query
         .as_ref()
         .unwrap()
-        .contains("userId=471"));
+        .contains("userId=461"));
 }
