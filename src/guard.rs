@@ -61,6 +61,7 @@ impl GuardState {
                 user_buckets[identity.index] = Some(TokenBucket::new(rpm, MINUTE, now));
             }
         }
+        metrics.declare_upstream_keys(&up.keys.iter().map(|k| &*k.name).collect::<Vec<_>>());
         Arc::new(GuardState {
             key_windows: up
                 .keys
@@ -287,6 +288,7 @@ where
                 if verdict == Verdict::Limited {
                     let pause = pause_for(&resp);
                     key_window.pause_until(Instant::now() + pause);
+                    state.metrics.upstream_rate_limited(&identity.key.name);
                     tracing::warn!(
                         upstream_key = &*identity.key.name,
                         pause_secs = pause.as_secs(),

@@ -154,6 +154,7 @@ pub struct Metrics {
     idempotent_replays: IntCounter,
     breaker_state: IntGauge,
     budget_remaining: IntGaugeVec,
+    upstream_rate_limited: IntCounterVec,
     jwks_fetches: IntCounterVec,
     jwks_age: prometheus::GaugeVec,
     jwks_seen: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
@@ -336,6 +337,11 @@ impl Metrics {
             "circuit_breaker_state",
             "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
         );
+        let upstream_rate_limited = counter_vec(
+            "upstream_rate_limited_total",
+            "JourneyBee 429 answers, by upstream key (each pauses the key until its Retry-After).",
+            &["upstream_key"],
+        );
         let jwks_fetches = counter_vec(
             "jwks_fetches_total",
             "JWKS fetches from identity providers, by issuer and result (success, failure).",
@@ -396,6 +402,7 @@ impl Metrics {
             idempotent_replays,
             breaker_state,
             budget_remaining,
+            upstream_rate_limited,
             jwks_fetches,
             jwks_age,
             jwks_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -491,6 +498,18 @@ impl Metrics {
         self.budget_remaining
             .with_label_values(&[key])
             .set(i64::from(remaining));
+    }
+
+    /// Creates the per-key 429 series at zero, so rates and alerts see them from the start.
+    pub fn declare_upstream_keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.upstream_rate_limited.with_label_values(&[k]);
+        }
+    }
+
+    /// Counts an upstream 429 (rare: labels resolved here, off the hot path).
+    pub fn upstream_rate_limited(&self, key: &str) {
+        self.upstream_rate_limited.with_label_values(&[key]).inc();
     }
 
     /// Publishes an issuer's JWKS statistics (called before each scrape): the fetch counters
