@@ -281,17 +281,13 @@ impl Verifier {
         };
         let kid = header.kid.as_deref();
         let set = issuer.jwks.as_ref().and_then(|j| j.current());
-        match self.try_keys(issuer, *alg, kid, validation, token, set.as_deref()) {
-            Err(AuthFailure::UnknownKey) | Err(AuthFailure::BadSignature) => {}
-            done => {
-                return done
-                    .map(|claims| self.finish(index, claims))
-                    .and_then(|r| r)
-            }
-        }
+        let first = self.try_keys(issuer, *alg, kid, validation, token, set.as_deref());
         // A kid the current key set does not know may be a rotation: refetch (at most once
-        // per cooldown, shared by everyone asking) and try again.
-        if let (Some(source), Some(kid)) = (&issuer.jwks, kid) {
+        // per cooldown, shared by everyone asking) and try again. Any other outcome stands:
+        // the keys are not tried a second time.
+        if let (Err(AuthFailure::UnknownKey | AuthFailure::BadSignature), Some(source), Some(kid)) =
+            (&first, &issuer.jwks, kid)
+        {
             if !set.as_ref().is_some_and(|s| s.contains_kid(kid)) {
                 let fresh = source.refresh_for_unknown_kid().await;
                 return self
@@ -299,8 +295,7 @@ impl Verifier {
                     .and_then(|claims| self.finish(index, claims));
             }
         }
-        self.try_keys(issuer, *alg, kid, validation, token, set.as_deref())
-            .and_then(|claims| self.finish(index, claims))
+        first.and_then(|claims| self.finish(index, claims))
     }
 
     fn try_keys(
