@@ -97,6 +97,8 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
 /// tokens there as `KEY=value` lines once serving, for scripts (benchmarks, the Prometheus
 /// check) that drive the demo.
 pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
+    // Installed before anything listens, so an early Ctrl-C still cleans up.
+    let stop = crate::server::shutdown_signal();
     let sim = Simulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {
@@ -184,7 +186,7 @@ Ctrl-C to stop.
         std::fs::write(&tmp, env).map_err(|e| format!("{}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    crate::server::shutdown_signal().await;
+    stop.await;
     gateway.shutdown().await;
     sim.shutdown();
     let _ = std::fs::remove_dir_all(&dir);

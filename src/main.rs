@@ -86,11 +86,16 @@ fn main() -> ExitCode {
             };
             logging::init(&settings.log);
             runtime().block_on(async {
+                // Handlers first: a signal sent once "gateway listening" is logged must be
+                // caught, not take its default action.
+                let stop = server::shutdown_signal();
+                let hup = reload::Hangup::install();
                 match server::Gateway::start(settings).await {
                     Ok(gateway) => {
+                        let poll = std::time::Duration::from_secs(2);
                         tokio::select! {
-                            _ = server::shutdown_signal() => {}
-                            _ = reload::watch(&gateway, &config, std::time::Duration::from_secs(2)) => {}
+                            _ = stop => {}
+                            _ = reload::watch(&gateway, &config, poll, hup) => {}
                         }
                         tracing::info!("shutting down: draining in-flight requests");
                         gateway.shutdown().await;

@@ -46,26 +46,40 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
     }
 }
 
+/// The SIGHUP handler, installed when this is made. Install it before the listeners start:
+/// SIGHUP's default action ends the process, so one that arrives before the handler exists
+/// would kill the gateway instead of reloading it.
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Installs the handler (a no-op off Unix). Must run inside the Tokio runtime.
+    pub fn install() -> Self {
+        Hangup {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 /// Watches for SIGHUP and for changes of `path` (polled every `poll`), reloading on each.
 /// Runs until dropped.
-pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration) {
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration, mut hup: Hangup) {
     let mut last = fingerprint(path);
     loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<()>();
         tokio::select! {
-            _ = hangup => {
+            _ = hup.recv() => {
                 last = fingerprint(path);
                 reload_from(gateway, path, "SIGHUP").await;
             }

@@ -204,12 +204,17 @@ fn serve_exits_zero_on_sigterm() {
         }
         assert!(started.elapsed().as_secs() < 30, "gateway did not start");
     }
+    // Both signals at once, the moment the gateway says it listens: the handlers must already
+    // be installed (SIGHUP's and SIGTERM's default actions would kill the process), SIGHUP
+    // must reload rather than end it, and SIGTERM must drain and exit 0.
     let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    for sig in ["-HUP", "-TERM"] {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }

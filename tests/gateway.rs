@@ -335,8 +335,9 @@ async fn shutdown_drains_in_flight_requests() {
         .request(Method::GET, "/api/v1/partnerships", Some(&token))
         .body(Full::new(Bytes::new()))
         .unwrap();
+    let before = h.upstream_count();
     let pending = tokio::spawn(async move { client.request(req).await });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    h.wait_for_upstream(before + 1).await;
     let gw = h.gw.take().unwrap();
     let addr = gw.addr();
     gw.shutdown().await;

@@ -146,7 +146,7 @@ async fn requests_over_the_in_flight_limit_are_shed_at_once() {
             client.request(req).await.unwrap().status()
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.wait_for_upstream(2).await;
     // Answered while the two slow ones still hold their slots: shed, not queued.
     let r = h.get("/api/v1/partnerships?search=third", Some(&t)).await;
     assert_eq!(r.assert_error(503), "Gateway overloaded, retry later");

@@ -54,8 +54,9 @@ async fn a_valid_change_takes_effect_without_dropping_in_flight_requests() {
         )
         .body(Full::new(Bytes::new()))
         .unwrap();
+    let before = h.upstream_count();
     let pending = tokio::spawn(async move { client.request(req).await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.wait_for_upstream(before + 1).await;
 
     rewrite(&h, promote_bob);
     let gw = h.gw.as_ref().unwrap();
@@ -112,7 +113,12 @@ async fn a_file_change_is_picked_up_by_the_watcher() {
     let bob = h.token("bob@corp.test");
     let gw = h.gw.as_ref().unwrap();
     let path = config_path(&h);
-    let watcher = reload::watch(gw, &path, Duration::from_millis(50));
+    let watcher = reload::watch(
+        gw,
+        &path,
+        Duration::from_millis(50),
+        reload::Hangup::install(),
+    );
     tokio::pin!(watcher);
     // Let the watcher take its first fingerprint, then change the file.
     tokio::select! {

@@ -316,6 +316,20 @@ impl Harness {
         self.sim.request_count()
     }
 
+    /// Waits (up to ten seconds) until the simulator has received `n` requests: how a test
+    /// knows a request is in flight upstream, rather than sleeping and hoping.
+    pub async fn wait_for_upstream(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.upstream_count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "upstream saw {} request(s), expected {n}",
+                self.upstream_count()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(gw) = self.gw.take() {
             gw.shutdown().await;
