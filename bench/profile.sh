@@ -146,7 +146,8 @@ AREAS = [
     ("kernel: scheduler, context switches", lambda d, k, s: k == "k" and re.search(r"sched|task_switch|__switch_to|pick_next|enqueue|dequeue|update_curr|_raw_spin_unlock_irq$", s)),
     ("kernel: wake-ups (sock_def_readable path, irq-restore)", lambda d, k, s: k == "k" and re.search(r"irqrestore|try_to_wake|ttwu|wake_up", s)),
     ("kernel: TCP/IP, loopback, syscalls, epoll", lambda d, k, s: k == "k"),
-    ("allocator (malloc/free/realloc)", lambda d, k, s: re.search(r"malloc|free|realloc|unlink_chunk|consolidate|tcache|__libc_calloc", s) and "libc" in d),
+    # glibc's and mimalloc's (linked into the binary, symbols mi_* / _mi_*) entry points.
+    ("allocator (malloc/free/realloc)", lambda d, k, s: (re.search(r"malloc|free|realloc|unlink_chunk|consolidate|tcache|__libc_calloc", s) and "libc" in d) or re.match(r"_?mi_|mimalloc", s)),
     ("memcpy/memmove/memcmp", lambda d, k, s: re.search(r"mem(move|cpy|cmp|set)|__memcmp", s)),
     ("other libc / vdso (clock_gettime, syscall wrappers)", lambda d, k, s: "libc" in d or "vdso" in d or "libm" in d),
     ("JWT (jsonwebtoken, aws-lc, base64)", lambda d, k, s: re.search(r"jsonwebtoken|aws_lc|base64|ecdsa|hmac|sha2|EVP_|ec_|bn_", s)),
