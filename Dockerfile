@@ -17,20 +17,22 @@
 
 # ------------------------------------------------------------------ build
 FROM rust:1-slim-bookworm AS builder
-# aws-lc-sys (rustls and jsonwebtoken crypto) and ring compile their C code with the `cc`
-# crate on x86_64/aarch64 linux-gnu: only gcc and libc6-dev are needed, and rust:*-slim ships
+# aws-lc-sys (rustls and jsonwebtoken crypto), ring and libmimalloc-sys compile their C code
+# with the `cc` crate on x86_64/aarch64 linux-gnu: only gcc and libc6-dev are needed, and rust:*-slim ships
 # both. No cmake, perl, go, nasm, pkg-config or OpenSSL headers (no OpenSSL is linked).
 WORKDIR /src
 
 # Dependencies first, against stub sources: this layer is reused as long as Cargo.toml and
-# Cargo.lock do not change. (If the manifest ever names explicit [[bin]]/[[bench]]/[[test]]
-# paths or a build script, create stubs for them here too.)
+# Cargo.lock do not change. Every target the manifest declares needs a stub, or cargo refuses
+# to parse it: the `[[bench]] hot_path` too (a new [[bin]]/[[bench]]/[[test]] or a build script
+# needs one here as well; `tests/dockerfile.rs` catches a missing one).
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+RUN mkdir src benches \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
+ && echo 'fn main() {}' > benches/hot_path.rs \
  && cargo build --release --locked \
- && rm -rf src
+ && rm -rf src benches
 
 # The real sources. `touch` makes sure cargo rebuilds the crate over the stub's artifacts even
 # when the copied files carry older modification times.
