@@ -105,6 +105,8 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
             rate_limit_per_minute: Some(100),
             // Lets scripts (the soak, the Prometheus check) switch upstream faults.
             control: true,
+            // The demo may run for days: keep the count exact but only recent requests.
+            record_limit: Some(1_000),
             ..SimConfig::default()
         },
     )

@@ -789,3 +789,32 @@ async fn control_endpoint_is_off_by_default() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(sim.request_count(), 3);
 }
+
+#[tokio::test]
+async fn a_record_limit_keeps_recent_requests_and_an_exact_count() {
+    let sim = start(SimConfig {
+        record_limit: Some(3),
+        partnerships: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client();
+    for i in 0..5 {
+        let path = format!("/api/v1/partnerships?userId=456&search=q{i}");
+        assert_eq!(get(&c, &sim, &path).await.status, StatusCode::OK);
+    }
+    assert_eq!(sim.request_count(), 5, "the count is exact");
+    let kept: Vec<String> = sim
+        .requests()
+        .iter()
+        .map(|r| r.query.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(kept.len(), 3, "only the most recent are kept");
+    assert!(
+        kept[0].contains("search=q2") && kept[2].contains("search=q4"),
+        "{kept:?}"
+    );
+    sim.reset_recorded();
+    assert_eq!(sim.request_count(), 0);
+    assert!(sim.requests().is_empty());
+}

@@ -72,7 +72,7 @@ pub(super) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
         },
         Some("stats") => match *method {
             Method::GET => {
-                let requests = lock(&shared.recorded).len();
+                let requests = lock(&shared.recorded).total;
                 let partnerships = lock(&shared.data).partnerships.len();
                 ControlReply::json(
                     StatusCode::OK,

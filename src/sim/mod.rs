@@ -115,6 +115,10 @@ pub struct SimConfig {
     /// Off by default: without it, `/__sim/` paths are ordinary (unknown) API
     /// paths.
     pub control: bool,
+    /// Keep only the most recent this-many requests in the recorder (the count stays exact);
+    /// `None` keeps all, which tests want. A long-running simulator (the demo) sets a bound,
+    /// or every request it ever received would stay in memory.
+    pub record_limit: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -135,6 +139,7 @@ impl Default for SimConfig {
             page_size: 25,
             rate_limit_per_minute: None,
             control: false,
+            record_limit: None,
         }
     }
 }
@@ -231,23 +236,31 @@ impl SimHandle {
         format!("http://{addr}")
     }
 
-    /// Every API request received, in order. Recorded before fault handling,
-    /// so slowed, failed and black-holed requests are included; control
-    /// requests (see [`SimConfig::control`]) are not.
+    /// Every API request received, in order (the most recent
+    /// [`SimConfig::record_limit`] of them when that is set). Recorded before
+    /// fault handling, so slowed, failed and black-holed requests are
+    /// included; control requests (see [`SimConfig::control`]) are not.
     #[must_use]
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        server::lock(&self.shared.recorded).clone()
+        server::lock(&self.shared.recorded)
+            .kept
+            .iter()
+            .cloned()
+            .collect()
     }
 
-    /// Number of requests received (see [`SimHandle::requests`]).
+    /// Number of requests received (see [`SimHandle::requests`]); exact even
+    /// when the recorder keeps only the most recent ones.
     #[must_use]
     pub fn request_count(&self) -> usize {
-        server::lock(&self.shared.recorded).len()
+        server::lock(&self.shared.recorded).total
     }
 
-    /// Forgets the recorded requests.
+    /// Forgets the recorded requests and resets the count.
     pub fn reset_recorded(&self) {
-        server::lock(&self.shared.recorded).clear();
+        let mut r = server::lock(&self.shared.recorded);
+        r.kept.clear();
+        r.total = 0;
     }
 
     /// Switches the fault mode for requests that arrive afterwards.

@@ -1,6 +1,6 @@
 //! HTTP side of the simulator: accept loop, auth, faults, routing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,11 +53,40 @@ pub(crate) struct Shared {
     config: SimConfig,
     pub data: Mutex<Dataset>,
     pub fault: Mutex<Fault>,
-    pub recorded: Mutex<Vec<RecordedRequest>>,
+    pub recorded: Mutex<Recorder>,
     /// key → (window start, requests in window)
     pub rate: Mutex<HashMap<String, (Instant, u32)>>,
     pub shutdown: watch::Sender<bool>,
     pub stopped: watch::Sender<bool>,
+}
+
+/// What the simulator received: an exact count and the requests themselves, the oldest
+/// dropped past the limit.
+pub(crate) struct Recorder {
+    pub total: usize,
+    pub kept: VecDeque<RecordedRequest>,
+    limit: Option<usize>,
+}
+
+impl Recorder {
+    fn new(limit: Option<usize>) -> Self {
+        Recorder {
+            total: 0,
+            kept: VecDeque::new(),
+            limit,
+        }
+    }
+
+    fn push(&mut self, r: RecordedRequest) {
+        self.total += 1;
+        if self.limit == Some(0) {
+            return;
+        }
+        if self.limit.is_some_and(|l| self.kept.len() >= l) {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(r);
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not turn
@@ -78,12 +107,13 @@ pub(crate) async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Resul
         partnerships: config.partnerships,
         seed: config.seed,
     });
+    let record_limit = config.record_limit;
     let shared = Arc::new(Shared {
         addr,
         config,
         data: Mutex::new(data),
         fault: Mutex::new(Fault::None),
-        recorded: Mutex::new(Vec::new()),
+        recorded: Mutex::new(Recorder::new(record_limit)),
         rate: Mutex::new(HashMap::new()),
         shutdown: watch::channel(false).0,
         stopped: watch::channel(false).0,
