@@ -385,14 +385,33 @@ class FaultScheduler(threading.Thread):
 
 
 class Sampler(threading.Thread):
-    def __init__(self, pid, every, deadline, samples):
+    """Samples the process every `every` s and, every tenth sample, what holds memory by
+    design: the list cache (its weighed bytes and entries, from /metrics) and the simulator's
+    partnerships (it stores every create, like the real API). Growth of RSS beyond those is
+    what a leak would look like."""
+
+    def __init__(self, pid, every, deadline, samples, admin_url, sim_url):
         super().__init__(name="sampler", daemon=True)
         self.pid, self.every, self.deadline, self.samples = pid, every, deadline, samples
+        self.admin_url, self.sim_url = admin_url, sim_url
         self.stop = threading.Event()
 
     def run(self):
+        n = 0
         while not self.stop.is_set() and time.monotonic() < self.deadline:
-            self.samples.append(proc_sample(self.pid))
+            s = proc_sample(self.pid)
+            if n % 10 == 0:
+                try:
+                    m = read_metrics(self.admin_url) or {}
+                    s["cache_bytes"] = m.get("jbgw_cache_bytes")
+                    s["cache_entries"] = m.get("jbgw_cache_entries")
+                    st, _, body = one_shot(self.sim_url + "/__sim/stats", timeout=5)
+                    if st == 200:
+                        s["sim_partnerships"] = json.loads(body).get("partnerships")
+                except (OSError, ValueError):
+                    pass
+            self.samples.append(s)
+            n += 1
             self.stop.wait(self.every)
 
 
@@ -593,7 +612,8 @@ def main():
     timeline.append((t_start, "none"))
     sched = FaultScheduler(env["SIM_URL"], t_start, a.baseline, a.period, deadline, timeline,
                            harness)
-    sampler = Sampler(a.pid, 2.0, deadline + a.timeout + 30, samples)
+    sampler = Sampler(a.pid, 2.0, deadline + a.timeout + 30, samples, env["JBGW_ADMIN_URL"],
+                      env["SIM_URL"])
     ws = [Worker(i, gw, traffic, interval, deadline, records, a.timeout)
           for i in range(a.workers)]
     sched.start()
@@ -789,9 +809,23 @@ def main():
       f"leak when > {fd_margin} (each upstream connection is two sockets in this process) "
       f"or non-socket fds grow by > 2: **{'LEAK' if fd_leak else 'no leak'}**.\n")
     if samples:
-        w("RSS / fds over the run (every ~20 s): " + ", ".join(
-            f"{s['t'] - t_start:.0f}s {s.get('VmRSS', 0) / 1024:.1f}M/{s.get('fds')}"
-            for s in samples[::10]) + "\n")
+        w("Over the run, every ~20 s: RSS, open fds, the list cache's weighed size and entries "
+          "(capacity-bounded; entries live for the TTL plus the stale-if-error window), and "
+          "the simulator's partnerships (it keeps every create, as the real API does).\n")
+        w("| t | VmRSS | fds | cache | cache entries | sim partnerships |")
+        w("|--:|--:|--:|--:|--:|--:|")
+
+        def mib(v):
+            return "—" if v is None else f"{v / 1048576:.1f} MiB"
+
+        def count(v):
+            return "—" if v is None else f"{int(v):,}"
+
+        for s in samples[::10]:
+            w(f"| {s['t'] - t_start:.0f}s | {s.get('VmRSS', 0) / 1024:.1f} MiB | {s.get('fds')} "
+              f"| {mib(s.get('cache_bytes'))} | {count(s.get('cache_entries'))} "
+              f"| {count(s.get('sim_partnerships'))} |")
+        w("")
 
     w("## Gateway metrics at the end\n")
     if metrics is None:
