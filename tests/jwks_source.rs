@@ -442,9 +442,12 @@ async fn background_refresh_follows_rotation_and_stops() {
 
     // A blip: the set survives, the loop retries.
     idp.serve(500, "oops");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while source.stats().fetch_failed < 1 {
+        assert!(Instant::now() < deadline, "the refresh loop did not retry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(source.current().unwrap().contains_kid("rsa-1"));
-    assert!(source.stats().fetch_failed >= 1);
 
     // Rotation without any token asking for it.
     idp.serve(
