@@ -134,10 +134,21 @@ pub struct ListCache {
     settings: CacheSettings,
     store: moka::future::Cache<CacheKey, Arc<Entry>>,
     generations: Vec<AtomicU64>,
+    /// Per key: when (ms since `epoch`) the next background sweep of older generations may
+    /// be registered. See [`SWEEP_INTERVAL`].
+    next_sweep: Vec<AtomicU64>,
+    epoch: Instant,
     key_names: Vec<Arc<str>>,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
 }
+
+/// At most one background sweep per upstream key per interval. The generation bump already
+/// makes older entries unreachable; the sweep (a moka invalidation predicate, evaluated in
+/// moka's housekeeping, each with a random id that costs a `getrandom` call) only returns their
+/// memory sooner. One per create would be wasted work under a burst of creates; entries of
+/// generations no sweep covered expire with their TTL or are evicted by the capacity bound.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The client's cache directives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +228,8 @@ impl ListCache {
             settings: settings.clone(),
             store,
             generations: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            next_sweep: keys.iter().map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
             key_names: keys.iter().map(|k| k.name.clone()).collect(),
             inflight: Mutex::new(HashMap::new()),
             metrics,
@@ -239,11 +252,25 @@ impl ListCache {
             return;
         };
         let new = gen.fetch_add(1, Ordering::AcqRel) + 1;
-        let name = self.key_names[index].clone();
-        let _ = self
-            .store
-            .invalidate_entries_if(move |k, _| k.upstream_key == name && k.generation < new);
         self.metrics.cache_invalidation(cause);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let next = &self.next_sweep[index];
+        let due = next.load(Ordering::Acquire);
+        let claimed = now >= due
+            && next
+                .compare_exchange(
+                    due,
+                    now + SWEEP_INTERVAL.as_millis() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+        if claimed {
+            let name = self.key_names[index].clone();
+            let _ = self
+                .store
+                .invalidate_entries_if(move |k, _| k.upstream_key == name && k.generation < new);
+        }
     }
 
     /// Purges all entries, or those of the upstream key named `key`.
