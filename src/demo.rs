@@ -98,7 +98,7 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
 /// check) that drive the demo.
 pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
     // Installed before anything listens, so an early Ctrl-C still cleans up.
-    let stop = crate::server::shutdown_signal();
+    let stop = crate::signals::shutdown();
     let sim = Simulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {

@@ -26,6 +26,7 @@ pub mod replay;
 pub mod resilience;
 pub mod route;
 pub mod server;
+pub mod signals;
 pub mod sim;
 pub mod upstream;
 pub mod validate;

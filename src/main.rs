@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use journeybee_gateway::{config, demo, logging, reload, server};
+use journeybee_gateway::{config, demo, logging, reload, server, signals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,8 +93,8 @@ fn main() -> ExitCode {
             runtime().block_on(async {
                 // Handlers first: a signal sent once "gateway listening" is logged must be
                 // caught, not take its default action.
-                let stop = server::shutdown_signal();
-                let hup = reload::Hangup::install();
+                let stop = signals::shutdown();
+                let hup = signals::Handler::hangup();
                 match server::Gateway::start(settings).await {
                     Ok(gateway) => {
                         let poll = std::time::Duration::from_secs(2);

@@ -4,6 +4,7 @@
 
 use crate::config;
 use crate::server::Gateway;
+use crate::signals;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -46,36 +47,10 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
     }
 }
 
-/// The SIGHUP handler, installed when this is made. Install it before the listeners start:
-/// SIGHUP's default action ends the process, so one that arrives before the handler exists
-/// would kill the gateway instead of reloading it.
-pub struct Hangup {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    /// Installs the handler (a no-op off Unix). Must run inside the Tokio runtime.
-    pub fn install() -> Self {
-        Hangup {
-            #[cfg(unix)]
-            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(s) = self.signal.as_mut() {
-            s.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await
-    }
-}
-
 /// Watches for SIGHUP and for changes of `path` (polled every `poll`), reloading on each.
 /// Runs until dropped.
-pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration, mut hup: Hangup) {
+/// `hup` is made before the listeners start (see [`crate::signals`]).
+pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration, mut hup: signals::Handler) {
     let mut last = fingerprint(path);
     loop {
         tokio::select! {

@@ -494,37 +494,6 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
     }
 }
 
-/// Installs the SIGTERM and SIGINT handlers now and returns a future that resolves on the
-/// first of them. Installing is eager on purpose: a signal that arrives before anything polls
-/// the future (say, SIGTERM right after "gateway listening") would otherwise take the default
-/// action and kill the process without draining. Call it before starting the listeners.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let term = signal(SignalKind::terminate()).ok();
-        let int = signal(SignalKind::interrupt()).ok();
-        async move {
-            async fn recv(s: Option<tokio::signal::unix::Signal>) {
-                match s {
-                    Some(mut s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            }
-            tokio::select! {
-                _ = recv(term) => {},
-                _ = recv(int) => {},
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// GETs `url` (plain http) and succeeds on a 2xx within five seconds.
 pub async fn probe(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;

@@ -1,7 +1,10 @@
 //! `auth::jwks` against a JWKS server on loopback whose document and status the tests switch at
 //! run time and which counts requests; tokens are signed in the test with the fixture keys.
 
+mod common;
+
 use bytes::Bytes;
+use common::eventually;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
@@ -434,19 +437,17 @@ async fn background_refresh_follows_rotation_and_stops() {
     };
     let source = JwksSource::new(idp.url(), HttpFetcher::new(), opts);
     let task = source.spawn_refresh();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !source.is_ready() {
-        assert!(Instant::now() < deadline, "first fetch did not happen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the first fetch", Duration::from_secs(3), || {
+        source.is_ready()
+    })
+    .await;
 
     // A blip: the set survives, the loop retries.
     idp.serve(500, "oops");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while source.stats().fetch_failed < 1 {
-        assert!(Instant::now() < deadline, "the refresh loop did not retry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the refresh loop to retry", Duration::from_secs(10), || {
+        source.stats().fetch_failed >= 1
+    })
+    .await;
     assert!(source.current().unwrap().contains_kid("rsa-1"));
 
     // Rotation without any token asking for it.
@@ -454,11 +455,12 @@ async fn background_refresh_follows_rotation_and_stops() {
         200,
         set(vec![jwk(&ec_key(), Algorithm::ES256, "ec-1")]).to_string(),
     );
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while !source.current().unwrap().contains_kid("ec-1") {
-        assert!(Instant::now() < deadline, "rotation not picked up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the rotation to be picked up",
+        Duration::from_secs(4),
+        || source.current().unwrap().contains_kid("ec-1"),
+    )
+    .await;
 
     // Dropping the handle stops the loop.
     drop(task);

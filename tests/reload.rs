@@ -117,7 +117,7 @@ async fn a_file_change_is_picked_up_by_the_watcher() {
         gw,
         &path,
         Duration::from_millis(50),
-        reload::Hangup::install(),
+        journeybee_gateway::signals::Handler::hangup(),
     );
     tokio::pin!(watcher);
     // Let the watcher take its first fingerprint, then change the file.

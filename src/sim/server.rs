@@ -79,13 +79,10 @@ impl Recorder {
 
     fn push(&mut self, r: RecordedRequest) {
         self.total += 1;
-        if self.limit == Some(0) {
-            return;
-        }
-        if self.limit.is_some_and(|l| self.kept.len() >= l) {
+        self.kept.push_back(r);
+        if self.limit.is_some_and(|l| self.kept.len() > l) {
             self.kept.pop_front();
         }
-        self.kept.push_back(r);
     }
 }
 

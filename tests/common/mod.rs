@@ -51,6 +51,19 @@ impl Drop for TestDir {
     }
 }
 
+/// Polls `ready` every few milliseconds until it holds, failing the test with `what` once
+/// `within` has passed: for waiting on background work instead of sleeping "long enough".
+pub async fn eventually(what: &str, within: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// How the gateway verifies tokens in a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
@@ -319,15 +332,12 @@ impl Harness {
     /// Waits (up to ten seconds) until the simulator has received `n` requests: how a test
     /// knows a request is in flight upstream, rather than sleeping and hoping.
     pub async fn wait_for_upstream(&self, n: usize) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.upstream_count() < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "upstream saw {} request(s), expected {n}",
-                self.upstream_count()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        eventually(
+            &format!("upstream to see {n} request(s)"),
+            std::time::Duration::from_secs(10),
+            || self.upstream_count() >= n,
+        )
+        .await;
     }
 
     pub async fn shutdown(&mut self) {
