@@ -164,9 +164,14 @@ pub struct RedisSettings {
 
 /// The Redis-backed store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Replaced by a fresh one when a probe finds the server back: a manager whose
+    /// reconnection attempts ran out stays broken otherwise.
+    conn: Mutex<ConnectionManager>,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
     prefix: String,
     command_timeout: Duration,
+    connect_timeout: Duration,
     scripts: Scripts,
     /// Unique per process, so admissions from several replicas never share a log member.
     replica: String,
@@ -237,15 +242,18 @@ impl RedisStore {
             // Reconnect quickly once the server is back (the default backoff waits seconds).
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(500))
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| format!("state backend: {:?}", e.kind()))?;
         let mut id = [0u8; 8];
         fastrand::fill(&mut id);
         Ok(RedisStore {
-            conn,
+            conn: Mutex::new(conn),
+            client,
+            config,
             prefix: settings.key_prefix.clone(),
             command_timeout: settings.command_timeout,
+            connect_timeout: settings.connect_timeout,
             scripts: Scripts {
                 admit: Script::new(ADMIT),
                 remaining: Script::new(REMAINING),
@@ -266,15 +274,19 @@ impl RedisStore {
 
     /// Asks the server once (at start), so health reflects reality before the first request.
     pub async fn probe(&self) -> bool {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<Value>(&mut conn);
         let ok = matches!(
-            tokio::time::timeout(self.command_timeout * 4, ping).await,
+            tokio::time::timeout(self.connect_timeout + self.command_timeout, ping).await,
             Ok(Ok(_))
         );
         self.mark(ok);
         ok
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `prefix:{name}` with the key name as the hash tag (braces in a name would break the
@@ -306,23 +318,42 @@ impl RedisStore {
     }
 
     /// Runs one command under the breaker and the timeout.
-    async fn run<T, F>(&self, op: &'static str, fut: F) -> Result<T, StoreError>
+    async fn run<T, F, Fut>(&self, op: &'static str, command: F) -> Result<T, StoreError>
     where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        {
+        let probing = {
             let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(until) = *down {
-                if Instant::now() < until {
+            match *down {
+                Some(until) if Instant::now() < until => {
                     self.metrics.state().command(op, Duration::ZERO, false);
                     return Err(StoreError::Unavailable);
                 }
-                // Let this command probe; the others keep failing fast meanwhile.
-                *down = Some(Instant::now() + PROBE_INTERVAL);
+                Some(_) => {
+                    // Let this command probe; the others keep failing fast meanwhile.
+                    *down = Some(Instant::now() + PROBE_INTERVAL);
+                    true
+                }
+                None => false,
+            }
+        };
+        if probing {
+            // A fresh manager: it connects on this command, whatever the old one went through.
+            if let Ok(fresh) =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
             }
         }
         let start = Instant::now();
-        let out = tokio::time::timeout(self.command_timeout, fut).await;
+        // A probe connects first: it may take the connect timeout too.
+        let limit = if probing {
+            self.connect_timeout + self.command_timeout
+        } else {
+            self.command_timeout
+        };
+        let out = tokio::time::timeout(limit, command(self.conn())).await;
         let elapsed = start.elapsed();
         match out {
             Ok(Ok(v)) => {
@@ -385,7 +416,6 @@ impl Store for RedisStore {
                 Some((user, limit)) => (format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])), limit),
                 None => (format!("{tag}:u:-"), 0),
             };
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.admit.prepare_invoke();
             inv.key(format!("{tag}:log"))
                 .key(format!("{tag}:pause"))
@@ -394,7 +424,12 @@ impl Store for RedisStore {
                 .arg(ms(ask.window))
                 .arg(&member)
                 .arg(ulimit);
-            let v: Value = self.run("admit", inv.invoke_async(&mut conn)).await?;
+            let v: Value = self
+                .run(
+                    "admit",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             let a = array(v);
             let code = a.first().and_then(int).unwrap_or(-1);
             let n = a.get(1).and_then(int).unwrap_or(0).max(0) as u64;
@@ -424,18 +459,26 @@ impl Store for RedisStore {
                     .arg(format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])))
                     .arg(&member);
             }
-            let mut conn = self.conn.clone();
-            let _: Value = self.run("refund", pipe.query_async(&mut conn)).await?;
+            let _: Value = self
+                .run(
+                    "refund",
+                    |mut c| async move { pipe.query_async(&mut c).await },
+                )
+                .await?;
             Ok(())
         })
     }
 
     fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.pause.prepare_invoke();
             inv.key(format!("{}:pause", self.tag(key))).arg(ms(pause));
-            let _: Value = self.run("pause", inv.invoke_async(&mut conn)).await?;
+            let _: Value = self
+                .run(
+                    "pause",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             Ok(())
         })
     }
@@ -443,13 +486,16 @@ impl Store for RedisStore {
     fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32> {
         Box::pin(async move {
             let tag = self.tag(key);
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.remaining.prepare_invoke();
             inv.key(format!("{tag}:log"))
                 .key(format!("{tag}:pause"))
                 .arg(limit)
                 .arg(ms(window));
-            let v: Value = self.run("remaining", inv.invoke_async(&mut conn)).await?;
+            let v: Value = self
+                .run("remaining", |mut c| async move {
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
             Ok(int(&v).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
         })
     }
@@ -462,13 +508,17 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.claim.prepare_invoke();
             inv.key(self.idem_key(id))
                 .arg(fingerprint.hex())
                 .arg(ms(lease))
                 .arg(ms(ttl));
-            let v: Value = self.run("claim", inv.invoke_async(&mut conn)).await?;
+            let v: Value = self
+                .run(
+                    "claim",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             let a = array(v);
             let tag = a.first().and_then(bytes).unwrap_or_default();
             Ok(match tag.as_slice() {
@@ -496,7 +546,6 @@ impl Store for RedisStore {
 
     fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.settle.prepare_invoke();
             inv.key(self.idem_key(id));
             match &how {
@@ -514,28 +563,40 @@ impl Store for RedisStore {
                         .arg(o.body.as_ref());
                 }
             }
-            let _: Value = self.run("settle", inv.invoke_async(&mut conn)).await?;
+            let _: Value = self
+                .run(
+                    "settle",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             Ok(())
         })
     }
 
     fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut cmd = redis::cmd("GET");
             cmd.arg(format!("{}:gen", self.tag(key)));
-            let v: Value = self.run("generation", cmd.query_async(&mut conn)).await?;
+            let v: Value = self
+                .run("generation", |mut c| async move {
+                    cmd.query_async(&mut c).await
+                })
+                .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
         })
     }
 
     fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.bump.prepare_invoke();
             inv.key(format!("{}:gen", self.tag(key)))
                 .arg(GENERATION_TTL_MS);
-            let v: Value = self.run("bump", inv.invoke_async(&mut conn)).await?;
+            let v: Value = self
+                .run(
+                    "bump",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
         })
     }
@@ -548,13 +609,16 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, L2Lookup> {
         Box::pin(async move {
             let tag = self.tag(key);
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.l2_lookup.prepare_invoke();
             inv.key(format!("{tag}:l2:{entry}"))
                 .key(format!("{tag}:lock:{entry}"))
                 .arg(ms(lock))
                 .arg(&self.replica);
-            let v: Value = self.run("l2_lookup", inv.invoke_async(&mut conn)).await?;
+            let v: Value = self
+                .run("l2_lookup", |mut c| async move {
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
             let a = array(v);
             Ok(match a.first().and_then(int) {
                 Some(1) => L2Lookup::Hit {
@@ -578,7 +642,6 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let tag = self.tag(key);
-            let mut conn = self.conn.clone();
             let mut inv = self.scripts.l2_put.prepare_invoke();
             inv.key(format!("{tag}:l2:{entry}"))
                 .key(format!("{tag}:lock:{entry}"));
@@ -587,7 +650,12 @@ impl Store for RedisStore {
                 None => inv.arg("").arg(""),
             };
             inv.arg(&self.replica);
-            let _: Value = self.run("l2_put", inv.invoke_async(&mut conn)).await?;
+            let _: Value = self
+                .run(
+                    "l2_put",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
             Ok(())
         })
     }
