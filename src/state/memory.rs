@@ -317,7 +317,18 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut recs = lock(&self.records);
         match how {
-            Settle::Release => recs.remove(id),
+            // Only a record still in flight is freed: an unknown or completed one stays.
+            Settle::Release => {
+                if matches!(
+                    recs.map.get(id),
+                    Some(Record {
+                        state: RecState::InFlight { .. },
+                        ..
+                    })
+                ) {
+                    recs.remove(id);
+                }
+            }
             Settle::Unknown => {
                 if let Some(r) = recs.map.get_mut(id) {
                     r.state = RecState::Unknown;
