@@ -459,6 +459,9 @@ impl Metrics {
             )
             .expect("valid metric");
             reg(Box::new(command_duration.clone()));
+            for op in STATE_OPS {
+                command_duration.with_label_values(&[op]);
+            }
             let errors = counter_vec(
                 "state_errors_total",
                 "State backend commands that failed or timed out (or were skipped while it is down), by operation.",
