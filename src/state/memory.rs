@@ -145,11 +145,14 @@ impl Records {
     }
 }
 
+/// (upstream key, user) of a fair-share log.
+type UserKey = (Arc<str>, Arc<str>);
+
 /// The in-process store.
 #[derive(Debug)]
 pub struct MemoryStore {
     keys: Mutex<HashMap<Arc<str>, KeyState>>,
-    users: Mutex<HashMap<(Arc<str>, Arc<str>), Log>>,
+    users: Mutex<HashMap<UserKey, Log>>,
     records: Mutex<Records>,
     /// Bytes the idempotency records may hold.
     capacity: AtomicU64,
@@ -206,7 +209,7 @@ impl MemoryStore {
                     !log.sent.is_empty()
                 });
             }
-            let k: (Arc<str>, Arc<str>) = (Arc::from(ask.key), Arc::from(user));
+            let k: UserKey = (Arc::from(ask.key), Arc::from(user));
             let log = users.entry(k).or_default();
             log.prune(now, ask.window);
             if let Err(wait) = log.room(now, limit, ask.window) {
