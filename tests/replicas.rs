@@ -35,6 +35,55 @@ struct Cluster {
     dir: TestDir,
     replicas: Vec<Replica>,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The config every replica runs.
+    config: String,
+}
+
+/// A replica on its own thread and runtime. `kill` drops that runtime with every task where
+/// it stands: requests in flight are neither finished nor cleaned up, as when a process dies.
+struct Mortal {
+    base: String,
+    die: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Mortal {
+    fn start(config: PathBuf) -> Mortal {
+        let (base_tx, base_rx) = std::sync::mpsc::channel();
+        let (die, die_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let replica = rt.block_on(start_replica(config));
+            base_tx.send(replica.base.clone()).unwrap();
+            let _ = die_rx.recv();
+            // No graceful shutdown, no destructors of the gateway's state.
+            std::mem::forget(replica);
+            rt.shutdown_background();
+        });
+        let base = base_rx.recv().expect("the mortal replica started");
+        Mortal {
+            base,
+            die: Some(die),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(&mut self) {
+        drop(self.die.take());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Mortal {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// How a cluster is configured.
@@ -46,6 +95,8 @@ struct Setup {
     state: String,
     /// Lines for `[upstream]`.
     upstream: String,
+    /// Lines for `[server]`.
+    server: String,
     sim: SimConfig,
 }
 
@@ -56,6 +107,7 @@ impl Setup {
             read_rpm: None,
             state: String::new(),
             upstream: String::new(),
+            server: String::new(),
             sim: SimConfig::default(),
         }
     }
@@ -86,11 +138,17 @@ fn unique_prefix() -> String {
     format!("jbgw-test-{}-{:08x}", std::process::id(), fastrand::u32(..))
 }
 
-/// A `[state]` section for the Redis at `url`. The command timeout is generous: a debug build
-/// under a 300-request burst on two cores must not look like a slow Redis.
+/// A `[state]` section for the Redis at `url`, with `extra` lines. The command timeout is
+/// generous unless `extra` sets one: a debug build under a 300-request burst on two cores
+/// must not look like a slow Redis.
 fn state_section(url: &str, extra: &str) -> String {
+    let timeout = if extra.contains("command_timeout") {
+        ""
+    } else {
+        "command_timeout = \"500ms\"\n"
+    };
     format!(
-        "[state]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\nconnect_timeout = \"500ms\"\ncommand_timeout = \"500ms\"\n{extra}\n",
+        "[state]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\nconnect_timeout = \"500ms\"\n{timeout}{extra}\n",
         unique_prefix()
     )
 }
@@ -111,6 +169,7 @@ impl Cluster {
             dir,
             replicas: Vec::new(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            config: String::new(),
         };
         let opts = Opts {
             read_key: setup
@@ -119,14 +178,23 @@ impl Cluster {
                 .unwrap_or_default(),
             tail: setup.state.clone(),
             upstream: setup.upstream.clone(),
+            server: setup.server.clone(),
             ..Opts::default()
         };
+        cluster.config = config_text(&opts, &cluster.sim.base_url(), ids);
         for i in 0..setup.replicas {
-            let text = config_text(&opts, &cluster.sim.base_url(), ids);
-            let config = cluster.dir.write(&format!("gateway-{i}.toml"), &text);
+            let config = cluster
+                .dir
+                .write(&format!("gateway-{i}.toml"), &cluster.config);
             cluster.replicas.push(start_replica(config).await);
         }
         cluster
+    }
+
+    /// One more replica, on a runtime of its own so that it can die abruptly.
+    fn start_mortal(&self) -> Mortal {
+        let config = self.dir.write("gateway-mortal.toml", &self.config);
+        Mortal::start(config)
     }
 
     fn token(&self, subject: &str) -> String {
@@ -670,6 +738,162 @@ async fn the_memory_backend_reports_itself_in_readyz() {
         c.ready_state(0).await,
         serde_json::json!({"backend": "memory", "status": "up"})
     );
+    c.shutdown().await;
+}
+
+/// The sum of a counter's samples over all its label sets.
+fn counter_total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_at_most_the_command_timeout_and_is_not_asked_on_every_request() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(1).redis(
+        &redis.url(),
+        "command_timeout = \"100ms\"\ndegraded_max_age = \"30s\"",
+    ))
+    .await;
+    let bob = c.token("bob@corp.test");
+    let alice = c.token("alice@corp.test");
+    let warm = "/api/v1/partnerships?search=frozen-warm";
+    assert_eq!(c.get(0, warm, &bob).await.status, 200);
+    let r = c
+        .create(
+            0,
+            &alice,
+            &create_body(&fresh_domain("prefreeze")),
+            Some("pre-freeze"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    redis.freeze();
+    let slow = Duration::from_millis(100 + 400);
+    let started = Instant::now();
+    let r = c.get(0, warm, &bob).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        started.elapsed() < slow,
+        "a cached list took {:?}",
+        started.elapsed()
+    );
+    let lists_before = c.upstream_lists();
+    let started = Instant::now();
+    for i in 0..10 {
+        let one = Instant::now();
+        let r = c
+            .get(0, &format!("/api/v1/partnerships?search=frozen{i}"), &bob)
+            .await;
+        assert!(
+            matches!(r.status.as_u16(), 200 | 429),
+            "{} {}",
+            r.status,
+            r.text()
+        );
+        assert!(one.elapsed() < slow, "list {i} took {:?}", one.elapsed());
+    }
+    eprintln!("ten lists with Redis frozen: {:?}", started.elapsed());
+    // Ten requests, each asking a dead Redis for several things, would take seconds.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "ten lists took {:?} with Redis frozen: is a local breaker in front of it?",
+        started.elapsed()
+    );
+    assert!(
+        c.upstream_lists() > lists_before,
+        "lists are served within the private share"
+    );
+    let started = Instant::now();
+    let r = c
+        .create(
+            0,
+            &alice,
+            &create_body(&fresh_domain("frozen")),
+            Some("frozen-1"),
+        )
+        .await;
+    r.assert_error(503);
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        started.elapsed() < slow,
+        "the keyed create took {:?}",
+        started.elapsed()
+    );
+    c.wait_for_state("degraded", Duration::from_secs(5)).await;
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert!(counter_total(&m, "jbgw_state_errors_total") >= 1.0, "{m}");
+
+    redis.thaw();
+    c.wait_for_state("up", Duration::from_secs(10)).await;
+    let r = c
+        .create(
+            0,
+            &alice,
+            &create_body(&fresh_domain("thawed")),
+            Some("frozen-1"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_dies_mid_create_leaves_the_record_unknown_never_free() {
+    let redis = RedisServer::start().await;
+    let mut setup = Setup::new(1).redis(&redis.url(), "");
+    // The lease of an in-flight record is request_timeout + connect + response timeouts
+    // (3 + 1 + 2 s here).
+    setup.server = "request_timeout = \"3s\"".into();
+    setup.state.push_str("\n[idempotency]\nwait = \"300ms\"\n");
+    let c = Cluster::start(setup).await;
+    let mut a = c.start_mortal();
+    let alice = c.token("alice@corp.test");
+    let body = create_body(&fresh_domain("mortal"));
+
+    c.sim.set_fault(Fault::Slow(Duration::from_millis(1500)));
+    let client = c.client.clone();
+    let req = create_request(&a.base, &alice, &body, Some("mortal-1"));
+    let in_flight = tokio::spawn(async move { client.request(req).await.map(|r| r.status()) });
+    eventually(
+        "the create to reach upstream",
+        Duration::from_secs(10),
+        || c.upstream_creates() == 1,
+    )
+    .await;
+    a.kill();
+    c.sim.set_fault(Fault::None);
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the dead replica answered"
+    );
+
+    // The client retries on a live replica: never a second send. While the dead sender's
+    // lease runs, the record is in flight (409); then it is unknown (the "may have been
+    // created" error), and stays so.
+    let started = Instant::now();
+    let lease = Duration::from_secs(6);
+    loop {
+        let r = c.create(0, &alice, &body, Some("mortal-1")).await;
+        let error = r.assert_error(409);
+        assert_eq!(c.upstream_creates(), 1, "the create was sent twice");
+        if error.contains("may have been created") {
+            eprintln!("unknown after {:?} of retries", started.elapsed());
+            break;
+        }
+        assert!(
+            started.elapsed() < lease + Duration::from_secs(5),
+            "still {error:?} long after the dead sender's lease"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = c.create(0, &alice, &body, Some("mortal-1")).await;
+    assert!(again.assert_error(409).contains("may have been created"));
+    assert_eq!(c.upstream_creates(), 1);
     c.shutdown().await;
 }
 
