@@ -640,6 +640,13 @@ async fn redis_killed_mid_test_private_shares_fail_closed_creates_and_recovery()
         assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
     }
     assert_eq!(c.upstream_creates(), creates_before, "nothing sent");
+    // A create without a key is allowed within the private share (write key: 100/min, so
+    // floor(100 x 0.1) = 10 per replica).
+    let r = c
+        .create(2, &alice, &create_body(&fresh_domain("unkeyed")), None)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(c.upstream_creates(), creates_before + 1);
     c.wait_for_state("degraded", Duration::from_secs(5)).await;
     for i in 0..3 {
         assert_eq!(
@@ -737,6 +744,107 @@ async fn the_memory_backend_reports_itself_in_readyz() {
     assert_eq!(
         c.ready_state(0).await,
         serde_json::json!({"backend": "memory", "status": "up"})
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upstream_429_on_one_replica_pauses_the_key_on_all() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(3).redis(&redis.url(), "")).await;
+    let bob = c.token("bob@corp.test");
+    c.sim.set_fault(Fault::RateLimited {
+        retry_after_secs: 30,
+    });
+    c.get(0, "/api/v1/partnerships?search=p0", &bob)
+        .await
+        .assert_error(429);
+    c.sim.set_fault(Fault::None);
+    assert_eq!(c.upstream_lists(), 1);
+    for i in 1..3 {
+        let r = c
+            .get(i, &format!("/api/v1/partnerships?search=p{i}"), &bob)
+            .await;
+        assert_local_429(&r);
+        let secs: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!(secs > 20, "paused until the upstream's Retry-After: {secs}");
+    }
+    assert_eq!(c.upstream_lists(), 1, "no replica sends for a paused key");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_users_fair_share_is_shared_by_the_replicas() {
+    let redis = RedisServer::start().await;
+    let mut setup = Setup::new(3).redis(&redis.url(), "");
+    setup
+        .state
+        .push_str("\n[rate_limit]\nper_user_requests_per_minute = 3\n");
+    let c = Cluster::start(setup).await;
+    let bob = c.token("bob@corp.test");
+    let mut ok = 0;
+    for i in 0..9 {
+        let r = c
+            .get(
+                i % 3,
+                &format!("/api/v1/partnerships?search=share{i}"),
+                &bob,
+            )
+            .await;
+        if r.status == 200 {
+            ok += 1;
+        } else {
+            assert_local_429(&r);
+        }
+    }
+    assert_eq!(ok, 3, "3 per minute for bob, however many replicas");
+    assert_eq!(c.upstream_lists(), 3);
+    // Another user on the same key is unaffected.
+    let r = c
+        .get(
+            1,
+            "/api/v1/partnerships?search=share0",
+            &c.token("carol@corp.test"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_list_after_a_create_is_fresh_even_after_redis_restarted_empty() {
+    let mut redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(2).redis(&redis.url(), "")).await;
+    let alice = c.token("alice@corp.test");
+    let tag = format!("genreset{:08x}", fastrand::u32(..));
+    let list = format!("/api/v1/partnerships?view=all&search={tag}");
+    let d1 = format!("one-{tag}.com");
+    let d2 = format!("two-{tag}.com");
+
+    // B caches the list after one create (the key's generation has moved once).
+    assert_eq!(c.get(1, &list, &alice).await.status, 200);
+    assert_eq!(
+        c.create(0, &alice, &create_body(&d1), None).await.status,
+        201
+    );
+    let r = c.get(1, &list, &alice).await;
+    assert!(r.text().contains(&d1), "{}", r.text());
+    assert_eq!(c.get(1, &list, &alice).await.header("x-cache"), Some("HIT"));
+
+    // Redis comes back empty: whatever counted generations starts again.
+    redis.restart().await;
+    c.wait_for_state("up", Duration::from_secs(10)).await;
+
+    // One create on A after the restart; B's entry from before it must not be served.
+    let created = c.create(0, &alice, &create_body(&d2), None).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let r = c.get(1, &list, &alice).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains(&d2),
+        "B served a list from before A's create (x-cache {:?}): {}",
+        r.header("x-cache"),
+        r.text()
     );
     c.shutdown().await;
 }
