@@ -37,6 +37,7 @@ struct Cluster {
     client: Client<HttpConnector, Full<Bytes>>,
     /// The config every replica runs.
     config: String,
+    gate: Option<Gate>,
 }
 
 /// A replica on its own thread and runtime. `kill` drops that runtime with every task where
@@ -97,6 +98,8 @@ struct Setup {
     upstream: String,
     /// Lines for `[server]`.
     server: String,
+    /// The replicas reach the simulator through a [`Gate`].
+    gated: bool,
     sim: SimConfig,
 }
 
@@ -108,6 +111,7 @@ impl Setup {
             state: String::new(),
             upstream: String::new(),
             server: String::new(),
+            gated: false,
             sim: SimConfig::default(),
         }
     }
@@ -170,6 +174,14 @@ impl Cluster {
             replicas: Vec::new(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             config: String::new(),
+            gate: None,
+        };
+        if setup.gated {
+            cluster.gate = Some(Gate::start(cluster.sim.addr()).await);
+        }
+        let upstream_url = match &cluster.gate {
+            Some(g) => format!("http://{}", g.addr),
+            None => cluster.sim.base_url(),
         };
         let opts = Opts {
             read_key: setup
@@ -181,7 +193,7 @@ impl Cluster {
             server: setup.server.clone(),
             ..Opts::default()
         };
-        cluster.config = config_text(&opts, &cluster.sim.base_url(), ids);
+        cluster.config = config_text(&opts, &upstream_url, ids);
         for i in 0..setup.replicas {
             let config = cluster
                 .dir
@@ -847,6 +859,161 @@ async fn a_list_after_a_create_is_fresh_even_after_redis_restarted_empty() {
         r.text()
     );
     c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_that_lost_the_budget_log_does_not_reopen_the_window() {
+    let mut redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(&redis.url(), "max_replicas = 3\nprivate_share = 0.1")
+            .read_rpm(10)
+            .exact_upstream_limit(10),
+    )
+    .await;
+    let bob = c.token("bob@corp.test");
+    for i in 0..30 {
+        let r = c
+            .get(
+                i % 3,
+                &format!("/api/v1/partnerships?search=before{i}"),
+                &bob,
+            )
+            .await;
+        if r.status != 200 {
+            assert_local_429(&r);
+        }
+    }
+    assert_eq!(c.upstream_lists(), 10, "the window is full");
+
+    // Redis comes back without its data (no persistence, or a failover that lost it).
+    redis.restart().await;
+    c.wait_for_state("up", Duration::from_secs(10)).await;
+    for i in 0..30 {
+        let r = c
+            .get(
+                i % 3,
+                &format!("/api/v1/partnerships?search=after{i}"),
+                &bob,
+            )
+            .await;
+        if r.status != 200 {
+            r.assert_error(r.status.as_u16());
+        }
+    }
+    let arrivals = c.sim.arrivals(SIM_READ_KEY);
+    assert!(
+        max_in_any_window(&arrivals, WINDOW) <= 10 && c.sim.rate_limited_count() == 0,
+        "{} lists reached the upstream within 60 s on a 10/min key ({} answered 429): \
+         the shared log was lost with Redis' data and the window opened again",
+        max_in_any_window(&arrivals, WINDOW),
+        c.sim.rate_limited_count()
+    );
+    c.shutdown().await;
+}
+
+/// A TCP forwarder in front of the simulator that can refuse connections (its listener
+/// closed, every forwarded connection dropped) and accept again on the same port.
+struct Gate {
+    addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gate {
+    async fn start(target: std::net::SocketAddr) -> Gate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut gate = Gate {
+            addr: listener.local_addr().unwrap(),
+            target,
+            task: None,
+        };
+        gate.serve(listener);
+        gate
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with the task: aborts every forwarded connection.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// From now on connections are refused.
+    async fn close(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+        assert!(tokio::net::TcpStream::connect(self.addr).await.is_err());
+    }
+
+    async fn reopen(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+/// Admissions whose request never left (the upstream refused the connection) are given back,
+/// with either backend.
+async fn refunded_admissions(redis_url: Option<&str>) {
+    let mut setup = Setup::new(1).read_rpm(3);
+    if let Some(url) = redis_url {
+        setup = setup.redis(url, "");
+    }
+    // Keep the breaker out of it.
+    setup.upstream = "breaker_failures = 1000".into();
+    setup.gated = true;
+    let mut c = Cluster::start(setup).await;
+    let bob = c.token("bob@corp.test");
+    c.gate.as_mut().unwrap().close().await;
+    for i in 0..5 {
+        let r = c
+            .get(0, &format!("/api/v1/partnerships?search=refused{i}"), &bob)
+            .await;
+        assert!(
+            matches!(r.status.as_u16(), 502 | 503),
+            "{:?}: {} {}",
+            redis_url,
+            r.status,
+            r.text()
+        );
+    }
+    assert_eq!(c.upstream_lists(), 0);
+    c.gate.as_mut().unwrap().reopen().await;
+    // The whole minute's budget is still there.
+    for i in 0..3 {
+        let r = c
+            .get(0, &format!("/api/v1/partnerships?search=after{i}"), &bob)
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{:?}: admission {i} after refused connections: {}",
+            redis_url,
+            r.text()
+        );
+    }
+    c.get(0, "/api/v1/partnerships?search=after3", &bob)
+        .await
+        .assert_error(429);
+    assert_eq!(c.upstream_lists(), 3);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_admission_that_never_reached_upstream_is_refunded() {
+    refunded_admissions(None).await;
+    let redis = RedisServer::start().await;
+    refunded_admissions(Some(&redis.url())).await;
 }
 
 /// The sum of a counter's samples over all its label sets.
