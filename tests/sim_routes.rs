@@ -1378,4 +1378,21 @@ async fn reset_mid_response_still_applies_a_write() {
     }
     t.sim.set_fault(Fault::None);
     assert!(t.sim.tiers().iter().any(|x| x["label"] == "Cut"));
+
+    // A DELETE has no body to cut: the connection drops without an answer,
+    // after the delete happened.
+    t.sim.set_fault(Fault::ResetMidResponse);
+    let id = t.sim.partnership_ids()[0];
+    let req = Request::builder()
+        .method(Method::DELETE)
+        .uri(format!("{}/api/v1/partnerships/{id}", t.sim.base_url()))
+        .header("authorization", format!("Bearer {SIM_WRITE_KEY}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(5), t.c.request(req))
+        .await
+        .expect("the connection is dropped, not held");
+    assert!(answered.is_err(), "no answer: {answered:?}");
+    t.sim.set_fault(Fault::None);
+    assert!(!t.sim.partnership_ids().contains(&id));
 }

@@ -62,23 +62,15 @@ pub(crate) fn generate(ds: &mut Dataset) {
     let mut rng = std::mem::replace(&mut ds.extra_rng, fastrand::Rng::with_seed(0));
     let deal_tags = tag_ids(ds, Association::LeadDeal);
     let stage_ids: Vec<u64> = ds.deal_stages.iter().map(|s| s.id).collect();
-    let candidates: Vec<(u64, i64, Option<u64>, Vec<u64>, Option<String>)> = ds
+    let candidates: Vec<super::leads::Lead> = ds
         .leads
         .iter()
         .rev()
         .filter(|l| l.status == STATUSES[2] || l.status == STATUSES[3])
-        .map(|l| {
-            (
-                l.id,
-                l.created_at,
-                l.partnership_id,
-                l.assigned_users.clone(),
-                l.company_name.clone(),
-            )
-        })
+        .cloned()
         .collect();
     let mut deals = Vec::new();
-    for (lead_id, created_at, partnership_id, users, company) in candidates {
+    for lead in candidates {
         if rng.bool() && !deals.is_empty() {
             continue;
         }
@@ -90,19 +82,19 @@ pub(crate) fn generate(ds: &mut Dataset) {
                 value: CfValue::Number(Number::from(rng.u64(1..=10) * 10)),
             });
         }
-        let at = created_at + rng.i64(3600..=86_400);
+        let at = lead.created_at + rng.i64(3600..=86_400);
         deals.push(Deal {
             id: 8000 + deals.len() as u64,
             uuid: uuid(&mut rng),
             created_at: at,
             updated_at: at,
-            lead_id,
-            label: company.map(|c| format!("{c} - annual plan")),
+            lead_id: lead.id,
+            label: lead.company_name.map(|c| format!("{c} - annual plan")),
             deal_value: Some(Number::from(rng.u64(2..=120) * 1000)),
             stage_id: stage_ids[rng.usize(0..stage_ids.len())],
             payment_stage_uuid: None,
-            partnership_id,
-            assigned_users: users,
+            partnership_id: lead.partnership_id,
+            assigned_users: lead.assigned_users,
             tags: pick_some(&mut rng, &deal_tags, 2),
             custom_fields,
         });

@@ -114,7 +114,7 @@ pub(crate) fn enrich(ds: &mut Dataset) {
     }
     // Contact-card tags take ids 1-4 so that the docs' example
     // (`emails[].tags: [1, 2]`) names existing tags.
-    let extra_tags: &[(u64, &str, &str, &str, Association, Option<PartnerType>)] = &[
+    let extra_tags: &[TagSeed] = &[
         (
             1,
             "Decision Maker",
@@ -301,6 +301,16 @@ pub(crate) fn enrich(ds: &mut Dataset) {
     ds.next_contact_id = next_contact;
     ds.extra_rng = rng;
 }
+
+/// id, label, background, text colour, association, partner type.
+type TagSeed = (
+    u64,
+    &'static str,
+    &'static str,
+    &'static str,
+    Association,
+    Option<PartnerType>,
+);
 
 fn domain_of(email: &str) -> &str {
     email.split_once('@').map_or("", |(_, d)| d)

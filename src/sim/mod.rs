@@ -198,7 +198,9 @@ pub enum Fault {
     /// Process the request normally (a create **does** happen), send the
     /// status line, the headers (with the full `Content-Length`) and part of
     /// the body, then drop the connection. This is the "did my POST go
-    /// through?" case a gateway must not retry blindly.
+    /// through?" case a gateway must not retry blindly. A reply without a
+    /// body (the 204 of a DELETE) is not sent at all: the connection is
+    /// dropped after the delete happened.
     ResetMidResponse,
     /// Read the request and never answer; the connection is held until
     /// [`SimHandle::shutdown`].

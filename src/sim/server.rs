@@ -269,7 +269,14 @@ async fn handle(
             return into_response(Reply::too_many(retry_after_secs), None);
         }
         Fault::ResetMidResponse => {
-            return into_response(route(&shared, &recorded), Some(kill));
+            let reply = route(&shared, &recorded);
+            if reply.body.is_empty() {
+                // A 204 has no body to cut short: the write happened, the
+                // connection goes without an answer.
+                kill.notify_one();
+                return std::future::pending().await;
+            }
+            return into_response(reply, Some(kill));
         }
         Fault::BlackHole => {
             // Never answer, not even at shutdown: the connection task drops
