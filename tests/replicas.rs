@@ -1176,6 +1176,17 @@ async fn a_replica_that_dies_mid_create_leaves_the_record_unknown_never_free() {
     .await;
     a.kill();
     c.sim.set_fault(Fault::None);
+    // The orphaned in-flight record must not simply expire (its expiry would free the key
+    // for a second send): nothing this test stored in Redis expires within the lease.
+    let keys = redis.keys("*").await;
+    assert!(!keys.is_empty());
+    for k in &keys {
+        let ttl = redis.pttl(k).await;
+        assert!(
+            ttl > 6_000,
+            "{k} expires in {ttl} ms, before the dead sender's lease ends"
+        );
+    }
     assert!(
         in_flight.await.unwrap().is_err(),
         "the dead replica answered"
