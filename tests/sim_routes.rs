@@ -1251,6 +1251,7 @@ async fn lead_deals() {
         .await;
     assert_eq!(one.json["stage"]["phase"], "closed_won");
     assert_eq!(one.json["payment_stage_uuid"], "pay-1");
+    assert_eq!(t.sim.deal(deal_id).unwrap(), one.json);
     for bad in [
         json!({"stage_uuid": "nope"}),
         json!({"tags": [10]}),
@@ -1395,4 +1396,36 @@ async fn reset_mid_response_still_applies_a_write() {
     assert!(answered.is_err(), "no answer: {answered:?}");
     t.sim.set_fault(Fault::None);
     assert!(!t.sim.partnership_ids().contains(&id));
+}
+
+#[tokio::test]
+async fn a_tenant_without_partnerships_still_serves_every_lookup() {
+    let t = T::start(SimConfig {
+        partnerships: 0,
+        seed: 7,
+        ..SimConfig::default()
+    })
+    .await;
+    for path in [
+        "/api/v1/users",
+        "/api/v1/tags",
+        "/api/v1/tiers",
+        "/api/v1/categories",
+        "/api/v1/stages/partner-stages",
+        "/api/v1/stages/lead-deal-stages",
+        "/api/v1/custom-fields",
+        "/api/v1/contacts",
+        "/api/v1/leads?userId=456",
+        "/api/v1/lead-deals",
+    ] {
+        let r = t.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+    }
+    assert!(t.sim.partnership_ids().is_empty());
+    assert!(t.sim.contact_ids().is_empty());
+    assert!(!t.sim.lead_ids().is_empty());
+    // Leads need no partnership: none references one here.
+    for id in t.sim.lead_ids() {
+        assert!(t.sim.lead(id).unwrap()["partnership_id"].is_null());
+    }
 }

@@ -108,7 +108,7 @@ pub(crate) fn generate(ds: &mut Dataset) {
 
 /// A deal in the simulator's item shape (the docs give none).
 #[derive(Serialize)]
-struct DealOut<'a> {
+pub(crate) struct DealOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     total: Option<usize>,
     id: u64,
@@ -127,7 +127,7 @@ struct DealOut<'a> {
     custom_fields: Vec<CustomFieldOut<'a>>,
 }
 
-fn deal_out<'a>(ds: &'a Dataset, d: &'a Deal, total: Option<usize>) -> DealOut<'a> {
+pub(crate) fn deal_out<'a>(ds: &'a Dataset, d: &'a Deal, total: Option<usize>) -> DealOut<'a> {
     DealOut {
         total,
         id: d.id,

@@ -99,7 +99,8 @@ pub struct SimConfig {
     /// Accepted API keys.
     pub keys: Vec<SimKey>,
     /// The company id; the only valid `{id}` of
-    /// `/api/v1/companies/{id}/partnerships`.
+    /// `/api/v1/companies/{id}/partnerships` (and of the `companies/{id}`
+    /// lead and deal reads), and the lookups' `company_id`.
     pub company_id: u64,
     /// The company's own e-mail domains; partnering with one of them → 406.
     /// The first one is also used for the company users' e-mails.
@@ -499,6 +500,14 @@ impl SimHandle {
             .iter()
             .map(|d| d.id)
             .collect()
+    }
+
+    /// One deal as `GET /companies/{cid}/lead-deals/{id}` answers it.
+    #[must_use]
+    pub fn deal(&self, id: u64) -> Option<serde_json::Value> {
+        let data = server::lock(&self.shared.data);
+        let d = data.deal(id)?;
+        serde_json::to_value(deals::deal_out(&data, d, None)).ok()
     }
 
     /// Number of recorded requests with this method whose path is `path`

@@ -215,3 +215,108 @@ pub(crate) fn dispatch(
         Route::UpdateDeal(id) => deals::update(ds, id, body),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_route_matches_with_its_access() {
+        let cases: &[(Method, &str, Access)] = &[
+            (Method::GET, "/api/v1/partnerships", Access::Read),
+            (Method::POST, "/api/v1/partnerships", Access::Write),
+            (
+                Method::POST,
+                "/api/v1/companies/123/partnerships",
+                Access::Write,
+            ),
+            (Method::PATCH, "/api/v1/partnerships/1", Access::Write),
+            (Method::DELETE, "/api/v1/partnerships/1", Access::Write),
+            (Method::GET, "/api/v1/partnerships/1/users", Access::Read),
+            (Method::GET, "/api/v1/users", Access::Read),
+            (Method::GET, "/api/v1/tags", Access::Read),
+            (Method::POST, "/api/v1/tags", Access::Write),
+            (Method::GET, "/api/v1/tiers", Access::Read),
+            (Method::POST, "/api/v1/tiers", Access::Write),
+            (Method::GET, "/api/v1/categories", Access::Read),
+            (Method::POST, "/api/v1/categories", Access::Write),
+            (Method::PATCH, "/api/v1/categories", Access::Write),
+            (Method::GET, "/api/v1/stages/partner-stages", Access::Read),
+            (Method::POST, "/api/v1/stages/partner-stages", Access::Write),
+            (
+                Method::PATCH,
+                "/api/v1/stages/partner-stages",
+                Access::Write,
+            ),
+            (Method::GET, "/api/v1/stages/lead-deal-stages", Access::Read),
+            (
+                Method::POST,
+                "/api/v1/stages/lead-deal-stages",
+                Access::Write,
+            ),
+            (Method::GET, "/api/v1/custom-fields", Access::Read),
+            (Method::POST, "/api/v1/custom-fields", Access::Write),
+            (Method::GET, "/api/v1/contacts", Access::Read),
+            (Method::POST, "/api/v1/contacts", Access::Write),
+            (Method::PATCH, "/api/v1/contacts/5", Access::Write),
+            (Method::GET, "/api/v1/leads", Access::Read),
+            (Method::POST, "/api/v1/leads", Access::Write),
+            (
+                Method::GET,
+                "/api/v1/companies/123/leads/7000",
+                Access::Read,
+            ),
+            (Method::PATCH, "/api/v1/leads/7000", Access::Write),
+            (Method::DELETE, "/api/v1/leads/7000", Access::Write),
+            (Method::GET, "/api/v1/leads/7000/notes", Access::Read),
+            (Method::POST, "/api/v1/leads/7000/notes", Access::Write),
+            (Method::PATCH, "/api/v1/leads/7000/notes/1", Access::Write),
+            (Method::GET, "/api/v1/lead-deals", Access::Read),
+            (Method::POST, "/api/v1/lead-deals", Access::Write),
+            (
+                Method::GET,
+                "/api/v1/companies/123/lead-deals/8000",
+                Access::Read,
+            ),
+            (Method::PATCH, "/api/v1/lead-deals/8000", Access::Write),
+        ];
+        for (method, path, access) in cases {
+            let route = match_route(method, path).unwrap_or_else(|| panic!("{method} {path}"));
+            assert_eq!(route.access(), *access, "{method} {path}");
+            // Writes are exactly the non-GET methods.
+            assert_eq!(*access == Access::Read, *method == Method::GET);
+        }
+    }
+
+    #[test]
+    fn typed_ids_and_unknown_paths() {
+        assert_eq!(
+            match_route(&Method::PATCH, "/api/v1/leads/7/notes/9"),
+            Some(Route::UpdateLeadNote { lead: 7, note: 9 })
+        );
+        assert_eq!(
+            match_route(&Method::POST, "/api/v1/companies/x/partnerships"),
+            Some(Route::CreatePartnershipForCompany(None))
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/api/v1/companies/x/leads/1"),
+            Some(Route::Lead {
+                company: None,
+                id: 1
+            })
+        );
+        for (method, path) in [
+            (Method::PATCH, "/api/v1/partnerships/+1"),
+            (Method::PATCH, "/api/v1/partnerships/"),
+            (Method::DELETE, "/api/v1/leads/1.0"),
+            (Method::GET, "/api/v1/partnerships/1"),
+            (Method::PUT, "/api/v1/tags"),
+            (Method::GET, "/api/v1/tags/"),
+            (Method::GET, "/api/v1"),
+            (Method::GET, "/api/v1/stages"),
+            (Method::GET, "/api/v1/companies/123/leads"),
+        ] {
+            assert_eq!(match_route(&method, path), None, "{method} {path}");
+        }
+    }
+}
