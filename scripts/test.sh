@@ -8,4 +8,5 @@ cargo test --locked --all-targets
 if [ -x scripts/check-prometheus.sh ]; then
   cargo build --locked --release
   scripts/check-prometheus.sh target/release/journeybee-gateway
+  scripts/check-openapi.sh target/release/journeybee-gateway
 fi
