@@ -535,7 +535,7 @@ fn colours(map: &Obj, e: &mut Errors) {
 fn series(map: &Obj, base: &str, e: &mut Errors) {
     let path = join(base, "series");
     if let Some(v) = optional(map, "series", &path, "a non-negative integer", e) {
-        if !v.as_i64().is_some_and(|n| n >= 0) {
+        if v.as_i64().is_none_or(|n| n < 0) {
             e.push(&path, "must be a non-negative integer");
         }
     }
