@@ -277,7 +277,8 @@ def main():
         f"Machine: {meta.get('nproc')} CPUs (`nproc`), {meta.get('cpu')}, {meta.get('kernel')}  "
     )
     say(
-        f"Software: gateway `{meta.get('gateway')}` (release, {meta.get('gateway_threads')} tokio "
+        f"Software: gateway `{meta.get('gateway')}` (binary built "
+        f"{meta.get('gateway_built', '?')}; release, {meta.get('gateway_threads')} tokio "
         f"worker thread), {meta.get('nginx')} (upstream and peer, 1 process each), wrk {meta.get('wrk')}; "
         f"servers and wrk at nice {meta.get('nice')}, each in its own session (autogroup: `{meta.get('autogroup')}`)  "
     )

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The journeybee-gateway benchmark: the gateway against nginx on the same machine, same run.
 #
-#   bench/run.sh            # full run (about 12 minutes)
-#   bench/run.sh --quick    # smoke run (about 2 minutes): 1 round, short durations
+#   bench/run.sh            # full run (about 20 minutes)
+#   bench/run.sh --quick    # smoke run (about 2.5 minutes): 1 round, short durations
 #
 # Installs wrk, nginx-light (and util-linux, openssl, python3, curl) with apt-get when missing,
 # builds the release binary, then on loopback only:
@@ -247,7 +247,8 @@ stop_pid "$GW_PID"
     echo "kernel=$(uname -sr)"
     echo "nginx=$(nginx -v 2>&1 | sed 's/^nginx version: //')"
     echo "wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-    echo "gateway=$GATEWAY_REV"
+    echo "gateway=$GATEWAY_REV (the worktree at run time)"
+    echo "gateway_built=$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
     echo "clk_tck=$CLK_TCK"
     echo "duration=$DURATION"
     echo "lat_duration=$LAT_DURATION"
