@@ -290,7 +290,7 @@ fn query_param(name: &str, kind: Kind) -> Value {
             )
         }
         Kind::Ids => (
-            json!({"type": "string", "pattern": "^[0-9]*[1-9][0-9]*(,[0-9]*[1-9][0-9]*)*$"}),
+            json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17})*$"}),
             "Comma-separated positive integer ids such as `1,2,3` (at most 100; a set: order \
              and repeats do not matter)."
                 .into(),
@@ -305,14 +305,44 @@ fn query_param(name: &str, kind: Kind) -> Value {
             "Forwarded as given (any value).".into(),
         ),
         Kind::CustomFields => (
-            json!({"type": "string", "contentMediaType": "application/json"}),
+            json!({
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "value"],
+                        "properties": {
+                            "id": id_schema(),
+                            "value": {"type": "object", "minProperties": 1, "maxProperties": 1},
+                        },
+                        "additionalProperties": false,
+                    },
+                },
+            }),
             "JSON: an array of custom field filters such as \
              `[{\"id\":5,\"value\":{\"number\":100}}]`; each value is an object with exactly one \
              of text, number, date, boolean, select, multi_select."
                 .into(),
         ),
         Kind::Sort(types) => (
-            json!({"type": "string", "contentMediaType": "application/json"}),
+            json!({
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "asc"],
+                        "properties": {
+                            "type": {"type": "string", "enum": types},
+                            "asc": {"type": "boolean"},
+                        },
+                        "additionalProperties": false,
+                    },
+                },
+            }),
             format!(
                 "JSON: an array of sort keys such as `[{{\"type\":\"{}\",\"asc\":true}}]`, \
                  type one of {}.",
@@ -476,7 +506,12 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "stageUuid": uuid(),
                 "inactive": {"type": "boolean", "description": "Create inactive (no invitations)."},
                 "countryId": id_schema(),
-                "emailDomain": {"type": "string", "description": "A domain name such as example.com."},
+                "emailDomain": {
+                    "type": "string",
+                    "maxLength": 253,
+                    "pattern": "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,63}$",
+                    "description": "A domain name such as example.com.",
+                },
                 "reseller": {"type": "string", "enum": ["company", "partner"],
                              "description": "Who resells (reseller partnerships)."},
                 "assignedUsers": ids(),
@@ -488,6 +523,10 @@ fn body_schemas(s: &mut Map<String, Value>) {
              `[validation] allow_unknown_fields` is on.",
         ),
     );
+    // `reseller` says who resells: only for reseller partnerships.
+    s["PartnershipCreate"]["dependentSchemas"] = json!({
+        "reseller": {"required": ["partnerType"], "properties": {"partnerType": {"const": "reseller"}}},
+    });
     s.insert(
         "PartnershipUpdate".into(),
         object(
@@ -1332,6 +1371,11 @@ mod tests {
         assert_eq!(
             c["schemas"]["PartnershipCreate"]["required"],
             json!(["name", "emails", "partnerType"])
+        );
+        assert_eq!(
+            c["schemas"]["PartnershipCreate"]["dependentSchemas"]["reseller"]["properties"]
+                ["partnerType"]["const"],
+            "reseller"
         );
         assert!(doc["paths"]["/api/v1/partnerships"]["get"]["responses"]["406"].is_null());
         let delete = &doc["paths"]["/api/v1/partnerships/{partnershipId}"]["delete"];
