@@ -113,8 +113,13 @@ def cmdstats(r):
 ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
-def classify(args):
-    """The store operation behind one top-level command (see src/state/redis.rs)."""
+def is_gen(key):
+    return key.endswith(":gen") or ":gen:" in key
+
+
+def classify(args, inner):
+    """The store operation behind one top-level command (see src/state/redis.rs), from its
+    first key and, for a script, the commands it ran (`inner`, upper case)."""
     name = args[0].lower()
     if name in ("evalsha", "eval"):
         nkeys = int(args[2]) if len(args) > 2 else 0
@@ -122,17 +127,17 @@ def classify(args):
         argv = args[3 + nkeys :]
         k0 = keys[0] if keys else ""
         if k0.endswith(":log"):
-            return "admit (EVALSHA)" if nkeys == 3 else "remaining (EVALSHA)"
+            return "admit (EVALSHA)" if nkeys >= 3 else "remaining (EVALSHA)"
         if k0.endswith(":pause"):
             return "pause (EVALSHA)"
         if ":idem:" in k0:
             return "settle (EVALSHA)" if argv and argv[0] in ("done", "unknown", "release") else "claim (EVALSHA)"
-        if k0.endswith(":gen"):
-            return "bump generation (EVALSHA)"
+        if is_gen(k0):
+            return "bump generation (EVALSHA)" if "INCR" in inner else "generation (EVALSHA)"
         if ":l2:" in k0:
             return "L2 lookup + lock (EVALSHA)" if len(argv) == 2 else "L2 put + unlock (EVALSHA)"
         return f"{name} (other script)"
-    if name == "get" and len(args) > 1 and args[1].endswith(":gen"):
+    if name == "get" and len(args) > 1 and is_gen(args[1]):
         return "generation (GET)"
     if name == "zrem":
         return "refund (ZREM, pipelined)"
@@ -253,6 +258,7 @@ def main():
 
     inside = False
     top, lua = Counter(), Counter()
+    sent = []  # (args, commands its script ran) per top-level command
     for line in lines:
         if start_marker in line:
             inside = True
@@ -269,11 +275,16 @@ def main():
         if not args:
             continue
         if who == "lua":
+            # A script is atomic: its commands follow its EVALSHA line.
             lua[args[0].upper()] += 1
+            if sent:
+                sent[-1][1].add(args[0].upper())
             continue
         if args[0].lower() in ("info", "echo"):
             continue  # this script's own
-        top[classify(args)] += 1
+        sent.append((args, set()))
+    for args, inner in sent:
+        top[classify(args, inner)] += 1
 
     total = int(s1["total_commands_processed"]) - int(s0["total_commands_processed"]) - ours
     stats = {
