@@ -1,5 +1,6 @@
-//! The audit trail: one event per create sent upstream (who, which upstream key, the partner's
-//! name and e-mail domain, the upstream status, the request id), on the `audit` log target.
+//! The audit trail: one event per write sent upstream (who, which upstream key, which route,
+//! for a partnership create the partner's name and e-mail domain, the upstream status, the
+//! request id), on the `audit` log target.
 
 use crate::config::Identity;
 use crate::error::Response;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// Emits an audit event for every create that leaves validation.
+/// Emits an audit event for every write that leaves validation.
 #[derive(Debug, Clone, Default)]
 pub struct AuditLayer;
 
@@ -32,6 +33,12 @@ pub struct Audit<S> {
     inner: S,
 }
 
+/// The last numeric segment of a write's path (the partnership, lead, deal... it changes), for
+/// the audit record. Ids are not secrets; tokens and keys never appear in a path.
+fn route_path_id(path: &str) -> Option<u64> {
+    path.rsplit('/').find_map(|s| s.parse().ok())
+}
+
 impl<S> Service<Request<Bytes>> for Audit<S>
 where
     S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -46,9 +53,11 @@ where
     }
 
     fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
+        let path = req.uri().path().to_string();
         let ext = req.extensions();
         let record = match ext.get::<Route>() {
-            Some(r) if r.is_create() => Some((
+            Some(r) if r.is_write() => Some((
+                *r,
                 ext.get::<Arc<Identity>>().cloned(),
                 ext.get::<Arc<CreateSummary>>().cloned(),
                 ext.get::<RequestId>().cloned(),
@@ -58,11 +67,12 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
-            if let Some((identity, summary, id)) = record {
+            if let Some((route, identity, summary, id)) = record {
                 let upstream = resp.extensions().get::<UpstreamMeta>();
                 let status = resp.status();
                 let outcome = match upstream.and_then(|u| u.status) {
-                    Some(_) if status.is_success() => "created",
+                    Some(_) if status.is_success() && route.is_create() => "created",
+                    Some(_) if status.is_success() => "applied",
                     Some(_) => "refused_upstream",
                     // No upstream status: either never sent, or sent with the outcome unknown.
                     None if status == http::StatusCode::GATEWAY_TIMEOUT => "outcome_unknown",
@@ -74,6 +84,8 @@ where
                     user = identity.as_ref().map(|i| &*i.name),
                     user_id = identity.as_ref().map(|i| i.user_id),
                     upstream_key = identity.as_ref().map(|i| &*i.key.name),
+                    route = route.label(),
+                    path_id = route_path_id(&path),
                     partner_name = summary.as_ref().map(|s| s.name.as_str()),
                     email_domain = summary.as_ref().map(|s| s.email_domain.as_str()),
                     partner_type = summary.as_ref().map(|s| s.partner_type.as_str()),
@@ -81,7 +93,7 @@ where
                     status = status.as_u16(),
                     upstream_status = upstream.and_then(|u| u.status),
                     outcome,
-                    "partnership create"
+                    "write"
                 );
             }
             Ok(resp)

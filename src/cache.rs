@@ -10,7 +10,7 @@
 use crate::config::{CacheSettings, Identity};
 use crate::error::{ErrorDetail, Rejection, Response};
 use crate::metrics::{CacheResult, InvalidationCause, Metrics};
-use crate::route::Route;
+use crate::route::{Caching, Group, Route, RouteSpec};
 use crate::state::{L2Lookup, SharedStore};
 use crate::upstream::UpstreamMeta;
 use crate::validate::query::ListQuery;
@@ -29,24 +29,44 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-/// What a cached list is stored under. Two requests share a key only if upstream must answer
-/// them identically: same upstream key (and its generation), same JourneyBee user, same
-/// canonical query.
+/// What a cached read is stored under. Two requests share a key only if upstream must answer
+/// them identically: same upstream key (and its generation of the route's data), same
+/// forwarded path and canonical query (which carries the mapped `userId` on routes that take
+/// one, never the client's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     /// The upstream key's name.
     pub upstream_key: Arc<str>,
-    /// Bumped by every accepted create on that key, which orphans all older entries at once.
+    /// The family of data the read returns (its generation is per group).
+    pub group: Group,
+    /// Bumped by every accepted write to the route's data on that key, which orphans all
+    /// older entries at once.
     pub generation: u64,
-    /// The mapped JourneyBee userId (never the client's).
-    pub user_id: u64,
-    /// The canonical query, which is also exactly what is forwarded.
-    pub query: Arc<ListQuery>,
+    /// The path and canonical query, exactly as forwarded.
+    pub target: Arc<str>,
 }
 
 impl CacheKey {
+    /// The key of a read of `path` with `query`, forcing `user_id` where the route takes one.
+    pub fn new(
+        upstream_key: Arc<str>,
+        group: Group,
+        generation: u64,
+        path: &str,
+        query: &ListQuery,
+        user_id: Option<u64>,
+    ) -> CacheKey {
+        let q = query.forward_query(user_id);
+        CacheKey {
+            upstream_key,
+            group,
+            generation,
+            target: Arc::from(format!("{path}?{q}")),
+        }
+    }
+
     fn weight(&self) -> usize {
-        self.upstream_key.len() + self.query.canonical().len() + 64
+        self.upstream_key.len() + self.target.len() + 64
     }
 }
 
@@ -112,11 +132,13 @@ impl Snapshot {
     }
 }
 
-/// A stored list response.
+/// A stored read response.
 #[derive(Debug)]
 struct Entry {
     snapshot: Snapshot,
     stored_at: Instant,
+    /// How long it is fresh (the route's TTL).
+    ttl: Duration,
 }
 
 /// The outcome of one upstream fetch, shared with everyone who waited for it.
@@ -134,12 +156,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The L2 name of a cached list: its generation and a digest of (userId, canonical query),
-/// so the user's id and the query never appear in the store in clear.
+/// The L2 name of a cached read: its generation and a digest of the forwarded target, so the
+/// user's id and the query never appear in the store in clear.
 fn l2_id(key: &CacheKey) -> String {
-    let mut material = key.user_id.to_be_bytes().to_vec();
-    material.extend_from_slice(key.query.canonical().as_bytes());
-    let fp = crate::state::Fingerprint::of(&material);
+    let fp = crate::state::Fingerprint::of(key.target.as_bytes());
     format!("{}:{}", key.generation, &fp.hex()[..32])
 }
 
@@ -203,18 +223,32 @@ pub struct ListCache {
     state: SharedStore,
     /// While the state store is down, local entries are served only this young.
     degraded_max_age: Duration,
-    /// Per key: the last generation the store gave, used (with `degraded_max_age`) while it
-    /// cannot be asked.
-    last_generation: Mutex<HashMap<Arc<str>, u64>>,
-    /// Keys whose generation must be bumped once the store answers again (a create was
-    /// accepted while it was down).
-    pending_bumps: Mutex<HashSet<Arc<str>>>,
+    /// Per key and group: the last generation the store gave, used (with
+    /// `degraded_max_age`) while it cannot be asked.
+    last_generation: Mutex<HashMap<(Arc<str>, Group), u64>>,
+    /// Generations to bump once the store answers again (a write was accepted while it was
+    /// down).
+    pending_bumps: Mutex<HashSet<(Arc<str>, Group)>>,
     /// Per key: when the next background sweep of older generations may be registered. See
     /// [`SWEEP_INTERVAL`].
-    next_sweep: Mutex<HashMap<Arc<str>, Instant>>,
+    next_sweep: Mutex<HashMap<(Arc<str>, Group), Instant>>,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
 }
+
+const ALL_GROUPS: &[Group] = &[
+    Group::Partnerships,
+    Group::Users,
+    Group::Tags,
+    Group::Tiers,
+    Group::Categories,
+    Group::PartnerStages,
+    Group::DealStages,
+    Group::CustomFields,
+    Group::Contacts,
+    Group::Leads,
+    Group::Deals,
+];
 
 /// How long a replica waits for another one's fetch of the same list (shared L2) before
 /// fetching itself; the fetch lock expires after twice that.
@@ -296,7 +330,7 @@ impl ListCache {
                 u32::try_from(k.weight() + v.snapshot.weight()).unwrap_or(u32::MAX)
             })
             // Entries outlive their freshness by the stale window, for stale-if-error.
-            .time_to_live(settings.ttl + settings.stale_if_error)
+            .time_to_live(settings.ttl.max(settings.lookup_ttl) + settings.stale_if_error)
             .support_invalidation_closures()
             .eviction_listener(move |_k, _v, cause| {
                 if cause == RemovalCause::Size {
@@ -326,21 +360,22 @@ impl ListCache {
 
     /// The key's current generation, and whether it came from the store (false: the store
     /// is down and this is the last one seen).
-    async fn generation(&self, name: &Arc<str>) -> (u64, bool) {
-        let pending = lock(&self.pending_bumps).contains(name);
-        if pending && self.state.bump(name).await.is_ok() {
-            lock(&self.pending_bumps).remove(name);
+    async fn generation(&self, name: &Arc<str>, group: Group) -> (u64, bool) {
+        let slot = (name.clone(), group);
+        let pending = lock(&self.pending_bumps).contains(&slot);
+        if pending && self.state.bump(name, group.as_str()).await.is_ok() {
+            lock(&self.pending_bumps).remove(&slot);
         }
-        match self.state.generation(name).await {
+        match self.state.generation(name, group.as_str()).await {
             Ok(g) => {
                 let mut last = lock(&self.last_generation);
-                if last.get(name) != Some(&g) {
-                    last.insert(name.clone(), g);
+                if last.get(&slot) != Some(&g) {
+                    last.insert(slot, g);
                 }
                 (g, true)
             }
             Err(_) => (
-                lock(&self.last_generation).get(name).copied().unwrap_or(0),
+                lock(&self.last_generation).get(&slot).copied().unwrap_or(0),
                 false,
             ),
         }
@@ -349,38 +384,47 @@ impl ListCache {
     /// Makes every cached list of the key `name` unusable, on every replica sharing the
     /// state, before returning (O(1): a generation bump; the memory is reclaimed in the
     /// background).
-    pub async fn invalidate(&self, name: &Arc<str>, cause: InvalidationCause) {
+    pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
-        match self.state.bump(name).await {
+        for group in groups {
+            self.bump(name, *group).await;
+        }
+    }
+
+    async fn bump(&self, name: &Arc<str>, group: Group) {
+        match self.state.bump(name, group.as_str()).await {
             Ok(new) => {
-                lock(&self.last_generation).insert(name.clone(), new);
-                self.sweep(name.clone(), Some(new));
+                lock(&self.last_generation).insert((name.clone(), group), new);
+                self.sweep(name.clone(), group, new);
             }
             Err(_) => {
                 // The shared counter cannot be bumped now: drop this replica's entries at
                 // once, and bump it as soon as the store answers again.
-                lock(&self.pending_bumps).insert(name.clone());
+                lock(&self.pending_bumps).insert((name.clone(), group));
                 let n = name.clone();
                 let _ = self
                     .store
-                    .invalidate_entries_if(move |k, _| k.upstream_key == n);
+                    .invalidate_entries_if(move |k, _| k.upstream_key == n && k.group == group);
             }
         }
     }
 
-    /// Registers a background sweep of the key's older generations, at most once per
-    /// [`SWEEP_INTERVAL`].
-    fn sweep(&self, name: Arc<str>, below: Option<u64>) {
+    /// Registers a background sweep of the key's older generations of `group`, at most once
+    /// per [`SWEEP_INTERVAL`].
+    fn sweep(&self, name: Arc<str>, group: Group, below: u64) {
         let now = Instant::now();
         {
             let mut next = lock(&self.next_sweep);
-            if next.get(&name).is_some_and(|due| now < *due) {
+            if next
+                .get(&(name.clone(), group))
+                .is_some_and(|due| now < *due)
+            {
                 return;
             }
-            next.insert(name.clone(), now + SWEEP_INTERVAL);
+            next.insert((name.clone(), group), now + SWEEP_INTERVAL);
         }
         let _ = self.store.invalidate_entries_if(move |k, _| {
-            k.upstream_key == name && below.is_none_or(|b| k.generation < b)
+            k.upstream_key == name && k.group == group && k.generation < below
         });
     }
 
@@ -390,8 +434,10 @@ impl ListCache {
         match key {
             None => {
                 for n in names {
-                    if self.state.bump(n).await.is_err() {
-                        lock(&self.pending_bumps).insert(n.clone());
+                    for group in ALL_GROUPS {
+                        if self.state.bump(n, group.as_str()).await.is_err() {
+                            lock(&self.pending_bumps).insert((n.clone(), *group));
+                        }
                     }
                 }
                 self.store.invalidate_all();
@@ -403,7 +449,8 @@ impl ListCache {
                     .iter()
                     .find(|n| &***n == name)
                     .ok_or_else(|| format!("No upstream key named {name:?}"))?;
-                self.invalidate(n, InvalidationCause::Admin).await;
+                self.invalidate(n, ALL_GROUPS, InvalidationCause::Admin)
+                    .await;
                 Ok(())
             }
         }
@@ -423,7 +470,7 @@ impl ListCache {
     }
 
     /// Turns an upstream answer into what is shared and maybe stored.
-    async fn settle(&self, key: &CacheKey, resp: Response) -> Fetched {
+    async fn settle(&self, key: &CacheKey, resp: Response, ttl: Duration) -> Fetched {
         let snap = Snapshot::from_response(resp).await;
         let storable = snap.status == StatusCode::OK
             && snap.upstream.is_some()
@@ -440,6 +487,7 @@ impl ListCache {
         let entry = Arc::new(Entry {
             snapshot: snap,
             stored_at: Instant::now(),
+            ttl,
         });
         self.store.insert(key.clone(), entry.clone()).await;
         Fetched::Stored(entry)
@@ -448,14 +496,14 @@ impl ListCache {
     fn usable_stale(&self, entry: &Entry, now: Instant) -> bool {
         !self.settings.stale_if_error.is_zero()
             && now.saturating_duration_since(entry.stored_at)
-                < self.settings.ttl + self.settings.stale_if_error
+                < entry.ttl + self.settings.stale_if_error
     }
 
     fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Response {
         let age = now.saturating_duration_since(entry.stored_at);
         let mut resp = entry.snapshot.to_response();
         // Rounded up, so a response fetched just now says the full TTL.
-        let remaining = self.settings.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
+        let remaining = entry.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
         let h = resp.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(result.as_str()));
         h.insert(
@@ -477,8 +525,13 @@ impl ListCache {
         resp
     }
 
-    /// Serves a list request from the cache or through `inner`.
-    async fn serve<S>(self: Arc<Self>, req: Request<Bytes>, mut inner: S) -> Response
+    /// Serves a read from the cache or through `inner`.
+    async fn serve<S>(
+        self: Arc<Self>,
+        req: Request<Bytes>,
+        mut inner: S,
+        spec: &'static RouteSpec,
+    ) -> Response
     where
         S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
     {
@@ -496,19 +549,25 @@ impl ListCache {
             let resp = call(&mut inner, req).await;
             return self.passed(&Snapshot::from_response(resp).await, CacheResult::Bypass);
         }
-        let (generation, coherent) = self.generation(&identity.key.name).await;
-        let key = CacheKey {
-            upstream_key: identity.key.name.clone(),
-            generation,
-            user_id: identity.user_id,
-            query,
+        let ttl = match spec.caching {
+            Caching::Lookup => self.settings.lookup_ttl,
+            Caching::Read | Caching::None => self.settings.ttl,
         };
-        // Without the store, a local entry may be older than a create on another replica:
+        let (generation, coherent) = self.generation(&identity.key.name, spec.group).await;
+        let key = CacheKey::new(
+            identity.key.name.clone(),
+            spec.group,
+            generation,
+            req.uri().path(),
+            &query,
+            spec.query.takes_user_id().then_some(identity.user_id),
+        );
+        // Without the store, a local entry may be older than a write on another replica:
         // only young ones are served.
         let max_age = if coherent {
-            self.settings.ttl
+            ttl
         } else {
-            self.settings.ttl.min(self.degraded_max_age)
+            ttl.min(self.degraded_max_age)
         };
         let mut req = Some(req);
         loop {
@@ -537,7 +596,7 @@ impl ListCache {
                             .into_response();
                     };
                     let shared = coherent && directive == Directive::Normal;
-                    let fetched = Arc::new(self.fetch(&key, r, &mut inner, shared).await);
+                    let fetched = Arc::new(self.fetch(&key, r, &mut inner, shared, ttl).await);
                     flight.complete(fetched.clone());
                     fetched
                 }
@@ -574,6 +633,7 @@ impl ListCache {
         req: Request<Bytes>,
         inner: &mut S,
         shared: bool,
+        ttl: Duration,
     ) -> Fetched
     where
         S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
@@ -590,8 +650,9 @@ impl ListCache {
                 {
                     Ok(L2Lookup::Hit { value, ttl_left }) => {
                         if let Some(snapshot) = decode(&value) {
-                            let age = self.settings.ttl.saturating_sub(ttl_left);
+                            let age = ttl.saturating_sub(ttl_left);
                             let entry = Arc::new(Entry {
+                                ttl,
                                 snapshot,
                                 stored_at: Instant::now()
                                     .checked_sub(age)
@@ -616,7 +677,7 @@ impl ListCache {
             }
         }
         let resp = call(inner, req).await;
-        let fetched = self.settle(key, resp).await;
+        let fetched = self.settle(key, resp, ttl).await;
         if lead {
             let value = match &fetched {
                 Fetched::Stored(e) => Some(encode(&e.snapshot)),
@@ -624,7 +685,7 @@ impl ListCache {
             };
             let _ = self
                 .state
-                .l2_put(&key.upstream_key, &entry_id, value, self.settings.ttl)
+                .l2_put(&key.upstream_key, &entry_id, value, ttl)
                 .await;
         }
         fetched
@@ -729,26 +790,31 @@ where
     fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
         let inner = self.inner.clone();
         let cache = self.cache.clone();
-        let route = req.extensions().get::<Route>().copied();
+        let spec = req.extensions().get::<Route>().and_then(|r| r.spec());
         let key_name = req
             .extensions()
             .get::<Arc<Identity>>()
             .map(|i| i.key.name.clone());
         Box::pin(async move {
-            match route {
-                Some(Route::List) => Ok(cache.serve(req, inner).await),
+            match spec {
+                Some(spec) if spec.caching != Caching::None => {
+                    Ok(cache.serve(req, inner, spec).await)
+                }
                 _ => {
                     let mut inner = inner;
                     let resp = call(&mut inner, req).await;
-                    // Only a create upstream accepted changes what lists return.
+                    // Only a write upstream accepted changes what reads return.
                     let accepted = resp.status().is_success()
                         && resp.extensions().get::<UpstreamMeta>().is_some();
-                    if accepted {
-                        if let Some(name) = &key_name {
-                            // Before the 201 is returned: no replica serves an older list
-                            // once the client has seen it.
-                            cache.invalidate(name, InvalidationCause::Create).await;
-                        }
+                    if let (true, Some(spec), Some(name)) = (accepted, spec, &key_name) {
+                        // Before the answer is returned: no replica serves an older read
+                        // once the client has seen it.
+                        let cause = if spec.route.is_create() {
+                            InvalidationCause::Create
+                        } else {
+                            InvalidationCause::Write
+                        };
+                        cache.invalidate(name, spec.invalidates, cause).await;
                     }
                     Ok(resp)
                 }

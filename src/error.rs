@@ -91,14 +91,17 @@ pub enum Denial {
     WriteRequired,
     /// A list call named a `userId` other than the mapped one.
     ForeignUserId,
+    /// The user's config restricts it to other routes.
+    RouteNotAllowed,
 }
 
 impl Denial {
     /// Every reason, for pre-resolving metric label sets.
-    pub const ALL: [Denial; 3] = [
+    pub const ALL: [Denial; 4] = [
         Denial::UnmappedUser,
         Denial::WriteRequired,
         Denial::ForeignUserId,
+        Denial::RouteNotAllowed,
     ];
 
     /// The metric label and log field.
@@ -107,6 +110,7 @@ impl Denial {
             Denial::UnmappedUser => "unmapped_user",
             Denial::WriteRequired => "write_required",
             Denial::ForeignUserId => "foreign_user_id",
+            Denial::RouteNotAllowed => "route_not_allowed",
         }
     }
 }
@@ -121,7 +125,13 @@ pub enum GatewayError {
     #[error("method not allowed (allow: {allow})")]
     MethodNotAllowed {
         /// The `Allow` header value.
-        allow: &'static str,
+        allow: String,
+    },
+    /// A path id (`{partnershipId}`, ...) is not a positive integer.
+    #[error("invalid path parameter {name}")]
+    InvalidPathId {
+        /// The template's name for the id.
+        name: &'static str,
     },
     /// The bearer token was missing or refused.
     #[error("authentication failed: {}", .0.as_str())]
@@ -144,6 +154,10 @@ pub enum GatewayError {
     /// The create body failed validation.
     #[error("invalid create body ({})", .0.reason())]
     InvalidBody(BodyRejection),
+    /// A partnership create or update names tiers, stages, tags, users or custom fields the
+    /// company does not have.
+    #[error("unknown references ({} problem(s))", .0.len())]
+    UnknownReferences(Vec<FieldError>),
     /// The list query failed validation.
     #[error("invalid list query ({} problem(s))", .0.len())]
     InvalidQuery(Vec<FieldError>),
@@ -263,6 +277,7 @@ impl GatewayError {
         let (kind, reason) = match self {
             GatewayError::NotFound => ("routing", "not_found"),
             GatewayError::MethodNotAllowed { .. } => ("routing", "method_not_allowed"),
+            GatewayError::InvalidPathId { .. } => ("validation", "path_id"),
             GatewayError::Unauthenticated(f) => ("auth", f.as_str()),
             GatewayError::Forbidden(d) => ("denied", d.as_str()),
             GatewayError::UnsupportedMediaType => ("validation", "unsupported_media_type"),
@@ -270,6 +285,7 @@ impl GatewayError {
             GatewayError::BodyRead(_) => ("validation", "body_read"),
             GatewayError::InvalidBody(r) => ("validation", r.reason()),
             GatewayError::InvalidQuery(_) => ("validation", "query"),
+            GatewayError::UnknownReferences(_) => ("validation", "references"),
             GatewayError::UpstreamUnreachable(_) => ("upstream", "unreachable"),
             GatewayError::UpstreamTimeout => ("upstream", "timeout"),
             GatewayError::CreateOutcomeUnknown(_) => ("upstream", "outcome_unknown"),
@@ -300,10 +316,16 @@ impl GatewayError {
             GatewayError::NotFound => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
             GatewayError::MethodNotAllowed { allow } => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &[]);
-                r.headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allow));
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    r.headers_mut().insert(ALLOW, v);
+                }
                 r
             }
+            GatewayError::InvalidPathId { name } => json_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid path parameter",
+                &[FieldError::new(*name, "must be a positive integer")],
+            ),
             GatewayError::Unauthenticated(failure) => {
                 // RFC 6750 §3.1: no error code when the request carried no credential at all.
                 let (msg, challenge) = match failure {
@@ -320,6 +342,7 @@ impl GatewayError {
                     Denial::UnmappedUser => "User is not authorized to use this API",
                     Denial::WriteRequired => "Write access required for this operation",
                     Denial::ForeignUserId => "userId does not match the authenticated user",
+                    Denial::RouteNotAllowed => "This operation is not allowed for this user",
                 };
                 json_error(StatusCode::FORBIDDEN, msg, &[])
             }
@@ -345,6 +368,12 @@ impl GatewayError {
                 };
                 json_error(status, rejection.summary(), rejection.details())
             }
+            // JourneyBee's own text for this case (PATCH /partnerships/{id}).
+            GatewayError::UnknownReferences(details) => json_error(
+                StatusCode::BAD_REQUEST,
+                "Invalid field values or stage UUID not found",
+                details,
+            ),
             GatewayError::InvalidQuery(details) => {
                 json_error(StatusCode::BAD_REQUEST, "Invalid query parameters", details)
             }
@@ -360,7 +389,7 @@ impl GatewayError {
             ),
             GatewayError::CreateOutcomeUnknown(_) => json_error(
                 StatusCode::GATEWAY_TIMEOUT,
-                "JourneyBee API did not confirm the create: the partnership may have been created; list partnerships before retrying",
+                "JourneyBee API did not confirm the write: it may have been applied (for a create: the partnership may have been created); check before retrying",
                 &[],
             ),
             GatewayError::UpstreamTooLarge { .. } => json_error(

@@ -377,20 +377,13 @@ where
                     .into_response());
                 }
             };
-            // The user's share and the key's budget, in one step.
-            let mut granted = match state.admit(&identity).await {
-                Ok(g) => g,
-                Err(refused) => {
-                    // Not sent: says nothing about upstream health, so the permit is dropped
-                    // without a verdict.
-                    drop(permit);
-                    return Ok(refused);
-                }
-            };
-            resilience.budget.record_request(Instant::now());
-            let retryable_route = route == Some(Route::List);
+            let retryable_route = route.is_some_and(Route::is_read);
             let mut attempt = 0u32;
+            let mut previous: Option<Response> = None;
             loop {
+                // The connection slot first, then the budget: an admission is counted only
+                // when the request can leave at once, so the upstream counts it within the
+                // budget margin of when the gateway did.
                 let slot = match tokio::time::timeout(
                     state.connection_wait,
                     state.connections.clone().acquire_owned(),
@@ -400,12 +393,28 @@ where
                     Ok(Ok(slot)) => slot,
                     _ => {
                         drop(permit);
-                        state.refund(granted).await;
                         state.metrics.throttle(Throttle::UpstreamConnections);
-                        return Ok(GatewayError::UpstreamBusy.into_response());
+                        return Ok(
+                            previous.unwrap_or_else(|| GatewayError::UpstreamBusy.into_response())
+                        );
                     }
                 };
-                // Only a list ever comes back round this loop; a create leaves after one call.
+                // The user's share and the key's budget, in one step.
+                let granted = match state.admit(&identity).await {
+                    Ok(g) => g,
+                    Err(refused) => {
+                        // Not sent: says nothing about upstream health, so the permit is
+                        // dropped without a verdict (a retry without budget answers with the
+                        // failure it would have retried).
+                        drop(permit);
+                        return Ok(previous.unwrap_or(refused));
+                    }
+                };
+                if attempt == 0 {
+                    // An original request earns retry budget; a retry never does.
+                    resilience.budget.record_request(Instant::now());
+                }
+                // Only a read ever comes back round this loop; a write leaves after one call.
                 let resp = match inner.call(clone_request(&req)).await {
                     Ok(r) => r,
                     Err(never) => match never {},
@@ -426,32 +435,21 @@ where
                     .extensions()
                     .get::<UpstreamMeta>()
                     .is_some_and(|m| !m.maybe_sent);
+                if never_sent {
+                    state.refund(granted).await;
+                }
                 let retry = retryable_route
                     && verdict == Verdict::Retryable
                     && attempt < state.retries
                     && resilience.budget.try_retry(Instant::now());
                 if retry {
-                    if never_sent {
-                        state.refund(granted).await;
-                    } else {
-                        drop(granted);
-                    }
-                    if let Ok(g) = state.admit(&identity).await {
-                        granted = g;
-                        let wait = backoff(attempt, state.backoff_base, state.backoff_max);
-                        attempt += 1;
-                        state.metrics.upstream_retry(Route::List);
-                        tracing::debug!(
-                            attempt,
-                            wait_ms = wait.as_millis() as u64,
-                            "retrying list"
-                        );
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    // No budget left for a retry: the failure is the answer.
-                } else if never_sent {
-                    state.refund(granted).await;
+                    let wait = backoff(attempt, state.backoff_base, state.backoff_max);
+                    attempt += 1;
+                    state.metrics.upstream_retry(route.unwrap_or(Route::List));
+                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying read");
+                    previous = Some(resp);
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
                 match verdict {
                     Verdict::Healthy | Verdict::Limited => permit.success(),

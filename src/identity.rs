@@ -61,6 +61,7 @@ pub fn map_by_rules(rules: &ClaimRules, token: &VerifiedToken) -> Option<Identit
         access,
         key,
         requests_per_minute: None,
+        routes: rules.routes,
     })
 }
 

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod policy;
 pub mod reload;
 pub mod replay;

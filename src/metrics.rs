@@ -116,6 +116,8 @@ pub enum InvalidationCause {
     Create,
     /// The admin purge endpoint.
     Admin,
+    /// Another write (update, delete, a lookup created) succeeded upstream.
+    Write,
 }
 
 fn class_index(status: u16) -> usize {
@@ -146,7 +148,7 @@ pub struct Metrics {
     cache_entries: IntGauge,
     cache_bytes: IntGauge,
     cache_evictions: IntCounter,
-    cache_invalidations: [IntCounter; 2],
+    cache_invalidations: [IntCounter; 3],
     user_vec: IntCounterVec,
     config_reloads: [IntCounter; 3],
     throttled: Vec<IntCounter>,
@@ -160,6 +162,18 @@ pub struct Metrics {
     jwks_seen: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
     state: StateMetrics,
+    reference_checks: [IntCounter; 3],
+}
+
+/// How a write's reference check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceCheck {
+    /// Every reference exists.
+    Passed = 0,
+    /// An unknown reference: refused with 400, nothing sent.
+    Refused = 1,
+    /// A lookup could not be read: checked by the schema alone and forwarded.
+    Skipped = 2,
 }
 
 /// How a config reload ended.
@@ -353,7 +367,8 @@ impl Metrics {
             "List-cache invalidations, by cause (create, admin).",
             &["cause"],
         );
-        let cache_invalidations = ["create", "admin"].map(|c| inval_vec.with_label_values(&[c]));
+        let cache_invalidations =
+            ["create", "admin", "write"].map(|c| inval_vec.with_label_values(&[c]));
         let cache_evictions = IntCounter::new(
             name("cache_evictions_total"),
             "List-cache entries evicted to stay within capacity.",
@@ -443,6 +458,13 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
 
+        let refs_vec = counter_vec(
+            "reference_checks_total",
+            "Partnership creates and updates checked against the company's lookups, by result (passed, refused, skipped: a lookup could not be read, so the schema alone was checked).",
+            &["result"],
+        );
+        let reference_checks =
+            ["passed", "refused", "skipped"].map(|r| refs_vec.with_label_values(&[r]));
         let state = {
             let up = gauge(
                 "state_backend_up",
@@ -507,6 +529,7 @@ impl Metrics {
             user_vec,
             config_reloads,
             state,
+            reference_checks,
             throttled,
             retries,
             idempotent_replays,
@@ -649,6 +672,11 @@ impl Metrics {
     /// Counts a config reload.
     pub fn config_reload(&self, result: ReloadResult) {
         self.config_reloads[result as usize].inc();
+    }
+
+    /// Counts a reference check.
+    pub fn reference_check(&self, result: ReferenceCheck) {
+        self.reference_checks[result as usize].inc();
     }
 
     /// The state backend's metrics.

@@ -110,8 +110,8 @@ where
             let mut resp = match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(never)) => match never {},
-                // Only creates are POSTed; a create cut short may still have been delivered.
-                Err(_) if method == Method::POST => {
+                // A write cut short may still have been delivered.
+                Err(_) if method != Method::GET && method != Method::HEAD => {
                     GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
                         .into_response()
                 }

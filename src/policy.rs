@@ -1,4 +1,5 @@
-//! Local enforcement: write permission and the list `userId`, decided before anything is sent.
+//! Local enforcement, decided before anything is sent: write permission on every write route,
+//! the user's own route restrictions, and `userId` on every route that takes one.
 
 use crate::config::{Access, Identity};
 use crate::error::{Denial, GatewayError, Response};
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// Refuses a create by a `read` user, and a list naming another user's `userId`, with 403.
+/// Refuses a write by a `read` user, a route outside the user's list, and a read naming
+/// another user's `userId`, with 403.
 #[derive(Clone)]
 pub struct PolicyLayer {
     metrics: Arc<Metrics>,
@@ -43,10 +45,17 @@ pub struct Policy<S> {
 
 /// The decision for one request.
 pub fn decide(route: Route, identity: &Identity, query: Option<&str>) -> Result<(), Denial> {
-    if route.is_create() && identity.access != Access::Write {
+    let Some(spec) = route.spec() else {
+        // Unmatched requests never get past the router.
+        return Err(Denial::RouteNotAllowed);
+    };
+    if spec.is_write() && identity.access != Access::Write {
         return Err(Denial::WriteRequired);
     }
-    if route == Route::List {
+    if !identity.routes.contains(route) {
+        return Err(Denial::RouteNotAllowed);
+    }
+    if spec.query.takes_user_id() {
         // Nobody reads as another user. A numeric userId that differs is a denial; one that is
         // not a number is left to query validation (400), which also refuses repeats.
         let foreign = query

@@ -149,7 +149,7 @@ where
         let create = req
             .extensions()
             .get::<Route>()
-            .is_some_and(|r| r.is_create());
+            .is_some_and(|r| r.is_write());
         let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
         let (true, Some(key)) = (create, key) else {
             return Box::pin(self.inner.call(req));

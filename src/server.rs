@@ -289,6 +289,24 @@ where
     B::Error: Into<crate::BoxError>,
 {
     let s = &state.settings;
+    // The read pipeline the validation layer fetches the company's lookups through: the same
+    // cache, budget and upstream as every request, so a lookup is fetched once per TTL per
+    // key and spends budget like any other call.
+    let lookups = s.check_references.then(|| {
+        crate::validate::references::Lookups::new(
+            BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    .layer(CacheLayer::new(state.cache.clone()))
+                    .layer(GuardLayer::new(state.guard.clone()))
+                    .service(Upstream::new(
+                        state.client.clone(),
+                        &s.upstream,
+                        state.metrics.clone(),
+                    )),
+            ),
+            state.metrics.clone(),
+        )
+    });
     ServiceBuilder::new()
         // Request id, in-flight, whole-request timeout, request metrics, access log: outermost
         // so that every answer, rejections included, is counted and logged.
@@ -306,7 +324,7 @@ where
             state.shared.in_flight.clone(),
         ))
         // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
-        .layer(RouteLayer)
+        .layer(RouteLayer::new(s.routes))
         // Authentication: exactly one valid bearer JWT, else 401.
         .layer(AuthLayer::new(
             state.verifier.clone(),
@@ -317,20 +335,25 @@ where
             state.settings.clone(),
             state.metrics.clone(),
         ))
-        // Write policy: read users cannot create, nobody lists as another user (403).
+        // Write policy: read users cannot write, users keep to their routes, nobody reads as
+        // another user (403).
         .layer(PolicyLayer::new(state.metrics.clone()))
-        // Validation: list query canonicalised, create body read (bounded) and checked.
+        // Validation: read queries canonicalised against the route's documented parameters,
+        // write bodies read (bounded) and checked; a partnership's references checked
+        // against the company's cached lookups.
         .layer(ValidateLayer::new(
             state.validation.clone(),
+            lookups,
             state.metrics.clone(),
         ))
-        // Idempotency-Key: a repeated create gets the stored outcome, never a second send.
+        // Idempotency-Key: a repeated write gets the stored outcome, never a second send.
         .layer(state.replay.clone())
-        // Audit: one event per create sent upstream, with its outcome.
+        // Audit: one event per write sent upstream, with its outcome.
         .layer(AuditLayer)
-        // List cache: keyed by (upstream key, userId, canonical query); creates invalidate.
+        // Read cache: keyed by (upstream key, group generation, forwarded path and query);
+        // accepted writes invalidate the groups they change.
         .layer(CacheLayer::new(state.cache.clone()))
-        // Guard: fair share, circuit breaker, key budget, connection bound, list retries.
+        // Guard: fair share, circuit breaker, key budget, connection bound, read retries.
         .layer(GuardLayer::new(state.guard.clone()))
         // Upstream forward: the only place a request leaves the gateway.
         .service(Upstream::new(

@@ -217,19 +217,21 @@ impl Upstream {
         };
         let t = &self.target;
         // The path was matched exactly by the router, so it is safe to forward as is.
-        let path_and_query = match route {
-            Route::List => {
-                // The normalized query is what is forwarded, so what the cache keys on is
-                // exactly what upstream was asked.
-                let query = parts.extensions.get::<Arc<ListQuery>>().ok_or_else(|| {
-                    GatewayError::Internal("list reached upstream without a query".into())
-                })?;
-                format!(
-                    "{}{}?{}",
-                    t.path_prefix,
-                    parts.uri.path(),
-                    query.upstream_query(identity.user_id)
-                )
+        let path_and_query = match parts.extensions.get::<Arc<ListQuery>>() {
+            // A read: the normalized query (with the forced userId where the route takes one)
+            // is what is forwarded, so what the cache keys on is exactly what upstream was
+            // asked.
+            Some(query) if route.is_read() => {
+                let forced = route
+                    .spec()
+                    .is_some_and(|s| s.query.takes_user_id())
+                    .then_some(identity.user_id);
+                let q = query.forward_query(forced);
+                if q.is_empty() {
+                    format!("{}{}", t.path_prefix, parts.uri.path())
+                } else {
+                    format!("{}{}?{}", t.path_prefix, parts.uri.path(), q)
+                }
             }
             _ => format!("{}{}", t.path_prefix, parts.uri.path()),
         };
@@ -245,10 +247,10 @@ impl Upstream {
             .body(Full::new(body))
             .map_err(|e| GatewayError::Internal(format!("upstream request: {e}")))?;
         let headers = out.headers_mut();
-        if route.is_create() {
+        if route.is_write() {
             filter_request_headers(&parts.headers, headers);
         }
-        // A list forwards no client header: every input that reaches upstream is part of the
+        // A read forwards no client header: every input that reaches upstream is part of the
         // cache key, and headers are not.
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(header::AUTHORIZATION, identity.key.authorization.clone());
@@ -297,7 +299,8 @@ impl Service<Request<Bytes>> for Upstream {
             };
             let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
             let duration = started.elapsed();
-            let create = route.is_create();
+            // Any write may have been applied once sent: its outcome is unknown, never retried.
+            let create = route.is_write();
             let mut maybe_sent = true;
             let result = match outcome {
                 Ok(Ok((mut parts, bytes))) => {

@@ -2,17 +2,20 @@
 //! differently (an id, search, cursor, view, sort order, the user, the upstream key) does not.
 
 use journeybee_gateway::cache::CacheKey;
+use journeybee_gateway::route::Group;
 use journeybee_gateway::validate::query::{parse_list_query, QueryLimits};
 use proptest::prelude::*;
 use std::sync::Arc;
 
 fn key(query: &str, user: u64, upstream: &str) -> CacheKey {
-    CacheKey {
-        upstream_key: Arc::from(upstream),
-        generation: 0,
-        user_id: user,
-        query: Arc::new(parse_list_query(Some(query), &QueryLimits::default()).unwrap()),
-    }
+    CacheKey::new(
+        Arc::from(upstream),
+        Group::Partnerships,
+        0,
+        "/api/v1/partnerships",
+        &parse_list_query(Some(query), &QueryLimits::default()).unwrap(),
+        Some(user),
+    )
 }
 
 fn render(params: &[(String, String)]) -> String {

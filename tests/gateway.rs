@@ -192,10 +192,9 @@ async fn unknown_paths_are_404_and_wrong_methods_405_without_reaching_upstream()
     let token = h.token("alice@corp.test");
     for path in [
         "/",
-        "/api/v1/tags",
+        "/api/v1/countries",
+        "/api/v1/tags/1",
         "/api/v1/partnerships/",
-        "/api/v1/partnerships/12",
-        "/api/v1/companies/abc/partnerships",
         "/api/v1/companies/1/partnerships/extra",
         "/api/v1/../v1/partnerships",
         "/API/V1/PARTNERSHIPS",
@@ -203,11 +202,22 @@ async fn unknown_paths_are_404_and_wrong_methods_405_without_reaching_upstream()
         let r = h.get(path, Some(&token)).await;
         assert_eq!(r.assert_error(404), "Not found", "{path}");
     }
+    // A documented route with an id that is not a positive integer: 400, naming the id.
+    for path in [
+        "/api/v1/companies/abc/partnerships",
+        "/api/v1/companies/0/partnerships",
+    ] {
+        let r = h.post_json(path, Some(&token), "{}").await;
+        assert_eq!(r.assert_error(400), "Invalid path parameter", "{path}");
+        assert_eq!(r.json()["details"][0]["field"], "companyId");
+    }
     for (method, path, allow) in [
         (Method::DELETE, "/api/v1/partnerships", "GET, POST"),
         (Method::PUT, "/api/v1/partnerships", "GET, POST"),
         (Method::PATCH, "/api/v1/partnerships", "GET, POST"),
         (Method::GET, "/api/v1/companies/123/partnerships", "POST"),
+        (Method::GET, "/api/v1/partnerships/12", "PATCH, DELETE"),
+        (Method::DELETE, "/api/v1/tags", "GET, POST"),
     ] {
         let r = h
             .send(

@@ -158,7 +158,7 @@ async fn malformed_bodies_are_400_with_every_problem_listed() {
 #[tokio::test]
 async fn domain_rules_are_406_like_upstream() {
     let h = Harness::with(Opts {
-        tail: "[validation]\nown_domains = [\"corp.test\"]\n".into(),
+        validation: "own_domains = [\"corp.test\"]\n".into(),
         ..Opts::default()
     })
     .await;
@@ -201,7 +201,7 @@ async fn domain_rules_are_406_like_upstream() {
 #[tokio::test]
 async fn unknown_fields_can_be_allowed_by_config() {
     let h = Harness::with(Opts {
-        tail: "[validation]\nallow_unknown_fields = true\n".into(),
+        validation: "allow_unknown_fields = true\n".into(),
         ..Opts::default()
     })
     .await;

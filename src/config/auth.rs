@@ -63,6 +63,8 @@ pub struct ClaimRules {
     pub write_roles: Vec<String>,
     /// The claim holding roles.
     pub roles_claim: String,
+    /// The routes the mapped users may call (within their access level).
+    pub routes: crate::route::RouteSet,
 }
 
 /// One trusted issuer, validated.
@@ -485,5 +487,6 @@ fn validate_rules(
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
         write_roles: raw.write_roles,
         roles_claim: raw.roles_claim.unwrap_or_else(|| "roles".into()),
+        routes: super::route_set(&format!("{path}.routes"), raw.routes.as_deref(), p),
     }
 }

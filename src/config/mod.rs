@@ -93,6 +93,8 @@ pub struct Identity {
     pub key: Arc<UpstreamKey>,
     /// The user's fair share of upstream requests per minute (None: no per-user limit).
     pub requests_per_minute: Option<u32>,
+    /// The routes the user may call (within its access level).
+    pub routes: crate::route::RouteSet,
 }
 
 /// `[server]`, validated.
@@ -194,6 +196,8 @@ pub struct CacheSettings {
     pub max_entry_size: usize,
     /// How long past its TTL an entry may be served when upstream fails; zero disables.
     pub stale_if_error: Duration,
+    /// How long a company-wide lookup (tiers, tags, stages, ...) is fresh.
+    pub lookup_ttl: Duration,
 }
 
 /// The whole validated configuration.
@@ -226,6 +230,10 @@ pub struct Settings {
     pub budget_margin: Duration,
     /// Where budgets, idempotency records and cache coherence live.
     pub state: StateSettings,
+    /// The routes served (the table minus `[routes] disabled`).
+    pub routes: crate::route::RouteSet,
+    /// Whether creates and updates are checked against the company's cached lookups.
+    pub check_references: bool,
     /// SHA-256 of the config text and of every secret it loaded: equal digests mean a reload
     /// would change nothing.
     pub digest: [u8; 32],
@@ -417,6 +425,20 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
         p.push("rate_limit.budget_margin", "must be at most 60s");
     }
     let state = state::validate_state(&raw.state, base, &mut p);
+    let routes = match crate::route::RouteSet::parse(&raw.routes.disabled) {
+        Ok(disabled) => crate::route::TABLE
+            .iter()
+            .filter(|s| disabled.contains(s.route))
+            .fold(crate::route::RouteSet::ALL, |set, s| set.without(s.route)),
+        Err(unknown) => {
+            p.push(
+                "routes.disabled",
+                format!("not served routes: {}", unknown.join(", ")),
+            );
+            crate::route::RouteSet::ALL
+        }
+    };
+    let check_references = raw.validation.check_references.unwrap_or(true);
     let digest = sha256(&[&p.1]);
     match (upstream, auth) {
         (Some(upstream), Some(auth)) if p.0.is_empty() => Ok(Settings {
@@ -436,6 +458,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
                 .filter(|n| *n > 0),
             budget_margin,
             state,
+            routes,
+            check_references,
             digest,
         }),
         _ => Err(ConfigError { problems: p.0 }),
@@ -857,6 +881,7 @@ fn validate_users(
                 }
                 other => other,
             },
+            routes: route_set(&format!("{path}.routes"), u.routes.as_deref(), p),
         });
         if users.insert(subject.clone(), identity).is_some() {
             p.push(
@@ -950,5 +975,31 @@ fn validate_cache(raw: &RawCache, p: &mut Problems) -> CacheSettings {
             raw.stale_if_error.as_deref(),
             Duration::from_secs(300),
         ),
+        lookup_ttl: p.duration(
+            "cache.lookup_ttl",
+            raw.lookup_ttl.as_deref(),
+            Duration::from_secs(300),
+        ),
+    }
+}
+
+/// A config list of route names (`"GET /api/v1/tiers"`) as a set; `None` is every route.
+pub(crate) fn route_set(
+    path: &str,
+    names: Option<&[String]>,
+    p: &mut Problems,
+) -> crate::route::RouteSet {
+    match names {
+        None => crate::route::RouteSet::ALL,
+        Some(names) => crate::route::RouteSet::parse(names).unwrap_or_else(|unknown| {
+            p.push(
+                path,
+                format!(
+                    "not served routes: {} (names look like \"GET /api/v1/tiers\"; see GET /openapi.json)",
+                    unknown.join(", ")
+                ),
+            );
+            crate::route::RouteSet::ALL
+        }),
     }
 }

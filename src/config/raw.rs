@@ -30,6 +30,17 @@ pub struct RawConfig {
     pub idempotency: RawIdempotency,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub routes: RawRoutes,
+}
+
+/// `[routes]`: which of the built-in routes this gateway serves.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoutes {
+    /// Routes answered 404 (`"DELETE /api/v1/partnerships/{partnershipId}"`).
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// `[state]`: the store shared by replicas (or kept in memory across reloads).
@@ -182,6 +193,8 @@ pub struct RawRules {
     #[serde(default)]
     pub write_roles: Vec<String>,
     pub roles_claim: Option<String>,
+    /// Restricts the users these rules map to these routes.
+    pub routes: Option<Vec<String>>,
 }
 
 /// A string or a list of strings (`audience = "a"` or `audience = ["a", "b"]`).
@@ -223,6 +236,8 @@ pub struct RawUser {
     pub user_id: Option<i64>,
     pub access: Option<String>,
     pub requests_per_minute: Option<u32>,
+    /// Restricts the user to these routes (`"GET /api/v1/tiers"`); default all its access allows.
+    pub routes: Option<Vec<String>>,
 }
 
 /// `[validation]`: create-body and list-query rules.
@@ -235,6 +250,7 @@ pub struct RawValidation {
     pub own_domains: Option<Vec<String>>,
     pub max_name_length: Option<usize>,
     pub max_emails: Option<usize>,
+    pub check_references: Option<bool>,
 }
 
 /// `[cache]`: the list-response cache.
@@ -246,6 +262,7 @@ pub struct RawCache {
     pub capacity: Option<String>,
     pub max_entry_size: Option<String>,
     pub stale_if_error: Option<String>,
+    pub lookup_ttl: Option<String>,
 }
 
 /// `[metrics]`.

@@ -1,4 +1,9 @@
-//! The three routes the gateway serves; everything else is answered locally and never forwarded.
+//! Routing: the request's method and path are matched against the route table ([`table`]);
+//! everything not in it (or disabled by config) is answered locally and never forwarded.
+
+pub mod table;
+
+pub use table::{BodyKind, Caching, Group, Route, RouteSpec, Verb, TABLE};
 
 use crate::error::{GatewayError, Response};
 use crate::BoxFuture;
@@ -7,84 +12,154 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// A matched route. Its label is the bounded value used in metrics and logs (never the raw path).
+/// A set of routes, as a bit mask over [`Route::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// `GET /api/v1/partnerships`
-    List,
-    /// `POST /api/v1/partnerships`
-    Create,
-    /// `POST /api/v1/companies/{id}/partnerships`
-    CreateForCompany,
-    /// Anything else (answered 404/405 locally).
-    Unmatched,
-}
+pub struct RouteSet(u64);
 
-impl Route {
-    /// Every route, for pre-resolving metric label sets; `index()` is the position here.
-    pub const ALL: [Route; 4] = [
-        Route::List,
-        Route::Create,
-        Route::CreateForCompany,
-        Route::Unmatched,
-    ];
+impl RouteSet {
+    /// Every route in the table.
+    pub const ALL: RouteSet = RouteSet((1u64 << TABLE.len()) - 1);
+    /// No route.
+    pub const NONE: RouteSet = RouteSet(0);
 
-    /// The route template label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::List => "list",
-            Route::Create => "create",
-            Route::CreateForCompany => "create_company",
-            Route::Unmatched => "unmatched",
+    /// Whether `route` is in the set.
+    pub fn contains(self, route: Route) -> bool {
+        route != Route::Unmatched && self.0 & (1 << route.index()) != 0
+    }
+
+    /// The set with `route` added.
+    pub fn with(self, route: Route) -> RouteSet {
+        RouteSet(self.0 | (1 << route.index()))
+    }
+
+    /// The set without `route`.
+    pub fn without(self, route: Route) -> RouteSet {
+        RouteSet(self.0 & !(1 << route.index()))
+    }
+
+    /// The routes of a config list such as `["GET /api/v1/tiers", "PATCH /api/v1/partnerships/{partnershipId}"]`;
+    /// `Err` names the entries that are not in the table.
+    pub fn parse(names: &[String]) -> Result<RouteSet, Vec<String>> {
+        let mut set = RouteSet::NONE;
+        let mut unknown = Vec::new();
+        for name in names {
+            let normalized = name.split_whitespace().collect::<Vec<_>>().join(" ");
+            match TABLE.iter().find(|s| s.name() == normalized) {
+                Some(spec) => set = set.with(spec.route),
+                None => unknown.push(name.clone()),
+            }
+        }
+        if unknown.is_empty() {
+            Ok(set)
+        } else {
+            Err(unknown)
         }
     }
-
-    /// Position in [`Route::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether this route creates a partnership (needs write access, sends invitations).
-    pub fn is_create(self) -> bool {
-        matches!(self, Route::Create | Route::CreateForCompany)
-    }
 }
 
-/// Matches a method and path against the routes. The path must match exactly (no trailing
-/// slash, no percent-encoded separators): the same path is forwarded upstream, so anything
-/// looser would forward paths nobody reviewed.
-pub fn match_route(method: &Method, path: &str) -> Result<Route, GatewayError> {
-    if path == "/api/v1/partnerships" {
-        return match *method {
-            Method::GET => Ok(Route::List),
-            Method::POST => Ok(Route::Create),
-            _ => Err(GatewayError::MethodNotAllowed { allow: "GET, POST" }),
-        };
-    }
-    if let Some(id) = path
-        .strip_prefix("/api/v1/companies/")
-        .and_then(|rest| rest.strip_suffix("/partnerships"))
-    {
-        // A company id is a positive integer of sane length.
-        if !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit()) {
-            return match *method {
-                Method::POST => Ok(Route::CreateForCompany),
-                _ => Err(GatewayError::MethodNotAllowed { allow: "POST" }),
-            };
+/// How a path compares with a template.
+enum Shape {
+    Match,
+    /// The same shape, but an id segment is not a positive integer.
+    BadId(&'static str),
+    NoMatch,
+}
+
+/// A positive integer of sane length, plain ASCII digits.
+fn is_id(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= 19
+        && segment.bytes().all(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b != b'0')
+}
+
+fn shape(template: &'static str, path: &str) -> Shape {
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    let mut bad = None;
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return bad.map_or(Shape::Match, Shape::BadId),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                    if !is_id(ps) && bad.is_none() {
+                        // An empty segment (`//`) is no id of any kind: not this route.
+                        if ps.is_empty() {
+                            return Shape::NoMatch;
+                        }
+                        bad = Some(name);
+                    }
+                } else if ts != ps {
+                    return Shape::NoMatch;
+                }
+            }
+            _ => return Shape::NoMatch,
         }
     }
-    Err(GatewayError::NotFound)
 }
 
-/// Routes requests: unknown paths get 404, unserved methods 405 with `Allow`; a matched
-/// [`Route`] is put in the request's extensions (and copied to the response's, for the log).
-#[derive(Debug, Clone, Default)]
-pub struct RouteLayer;
+/// Matches a method and path against the enabled routes. The path must match a template
+/// exactly (no trailing slash, no percent-encoded separators; ids are positive integers): the
+/// same path is forwarded upstream, so anything looser would forward paths nobody reviewed.
+pub fn match_route(method: &Method, path: &str, enabled: RouteSet) -> Result<Route, GatewayError> {
+    let verb = Verb::of(method);
+    let mut allow: Vec<&'static str> = Vec::new();
+    let mut bad_id = None;
+    for spec in TABLE.iter().filter(|s| enabled.contains(s.route)) {
+        match shape(spec.template, path) {
+            Shape::Match if Some(spec.verb) == verb => return Ok(spec.route),
+            Shape::Match => {
+                if !allow.contains(&spec.verb.as_str()) {
+                    allow.push(spec.verb.as_str());
+                }
+            }
+            Shape::BadId(name) => bad_id = bad_id.or(Some(name)),
+            Shape::NoMatch => {}
+        }
+    }
+    if !allow.is_empty() {
+        return Err(GatewayError::MethodNotAllowed {
+            allow: allow.join(", "),
+        });
+    }
+    match bad_id {
+        Some(name) => Err(GatewayError::InvalidPathId { name }),
+        None => Err(GatewayError::NotFound),
+    }
+}
+
+/// Routes requests: unknown (or disabled) paths get 404, unserved methods 405 with `Allow`, a
+/// non-numeric id 400; a matched [`Route`] is put in the request's extensions (and copied to
+/// the response's, for the log).
+#[derive(Debug, Clone)]
+pub struct RouteLayer {
+    enabled: RouteSet,
+    openapi: bytes::Bytes,
+}
+
+impl RouteLayer {
+    /// A router serving the `enabled` routes (and their OpenAPI document at
+    /// [`OPENAPI_PATH`], unauthenticated: it describes the gateway, and holds no secret).
+    pub fn new(enabled: RouteSet) -> Self {
+        let doc = crate::openapi::document(enabled);
+        RouteLayer {
+            enabled,
+            openapi: bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+        }
+    }
+}
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
 
 impl<S> Layer<S> for RouteLayer {
     type Service = Router<S>;
     fn layer(&self, inner: S) -> Router<S> {
-        Router { inner }
+        Router {
+            inner,
+            enabled: self.enabled,
+            openapi: self.openapi.clone(),
+        }
     }
 }
 
@@ -92,6 +167,8 @@ impl<S> Layer<S> for RouteLayer {
 #[derive(Debug, Clone)]
 pub struct Router<S> {
     inner: S,
+    enabled: RouteSet,
+    openapi: bytes::Bytes,
 }
 
 impl<S, B> Service<Request<B>> for Router<S>
@@ -110,7 +187,24 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> BoxFuture {
-        let route = match match_route(req.method(), req.uri().path()) {
+        if req.uri().path() == OPENAPI_PATH {
+            let mut resp = if req.method() == Method::GET {
+                let mut r = http::Response::new(http_body_util::Full::new(self.openapi.clone()));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                r
+            } else {
+                GatewayError::MethodNotAllowed {
+                    allow: "GET".into(),
+                }
+                .into_response()
+            };
+            resp.extensions_mut().insert(Route::Unmatched);
+            return crate::drain::reject(req, resp);
+        }
+        let route = match match_route(req.method(), req.uri().path(), self.enabled) {
             Ok(route) => route,
             Err(e) => {
                 let mut resp = e.into_response();
@@ -133,41 +227,99 @@ where
 mod tests {
     use super::*;
 
+    fn m(method: Method, path: &str) -> Result<Route, GatewayError> {
+        match_route(&method, path, RouteSet::ALL)
+    }
+
     #[test]
     fn routes() {
+        assert_eq!(m(Method::GET, "/api/v1/partnerships").unwrap(), Route::List);
         assert_eq!(
-            match_route(&Method::GET, "/api/v1/partnerships").unwrap(),
-            Route::List
-        );
-        assert_eq!(
-            match_route(&Method::POST, "/api/v1/partnerships").unwrap(),
+            m(Method::POST, "/api/v1/partnerships").unwrap(),
             Route::Create
         );
         assert_eq!(
-            match_route(&Method::POST, "/api/v1/companies/123/partnerships").unwrap(),
+            m(Method::POST, "/api/v1/companies/123/partnerships").unwrap(),
             Route::CreateForCompany
         );
-        assert!(matches!(
-            match_route(&Method::DELETE, "/api/v1/partnerships"),
-            Err(GatewayError::MethodNotAllowed { allow: "GET, POST" })
-        ));
-        assert!(matches!(
-            match_route(&Method::GET, "/api/v1/companies/123/partnerships"),
-            Err(GatewayError::MethodNotAllowed { allow: "POST" })
-        ));
+        assert_eq!(
+            m(Method::PATCH, "/api/v1/partnerships/7").unwrap(),
+            Route::UpdatePartnership
+        );
+        assert_eq!(m(Method::GET, "/api/v1/tiers").unwrap(), Route::Tiers);
+        assert_eq!(
+            m(Method::PATCH, "/api/v1/leads/3/notes/4").unwrap(),
+            Route::UpdateLeadNote
+        );
+        match m(Method::DELETE, "/api/v1/partnerships") {
+            Err(GatewayError::MethodNotAllowed { allow }) => assert_eq!(allow, "GET, POST"),
+            other => panic!("{other:?}"),
+        }
+        match m(Method::GET, "/api/v1/companies/123/partnerships") {
+            Err(GatewayError::MethodNotAllowed { allow }) => assert_eq!(allow, "POST"),
+            other => panic!("{other:?}"),
+        }
         for p in [
-            "/api/v1/partnerships/",
             "/api/v1/companies/abc/partnerships",
-            "/api/v1/companies//partnerships",
-            "/api/v1/companies/1%2F2/partnerships",
             "/api/v1/companies/-1/partnerships",
-            "/api/v1/tags",
-            "/",
+            "/api/v1/companies/1%2F2/partnerships",
+            "/api/v1/companies/0/partnerships",
         ] {
             assert!(
-                matches!(match_route(&Method::POST, p), Err(GatewayError::NotFound)),
+                matches!(
+                    m(Method::POST, p),
+                    Err(GatewayError::InvalidPathId { name: "companyId" })
+                ),
                 "{p}"
             );
         }
+        assert!(matches!(
+            m(Method::PATCH, "/api/v1/partnerships/abc"),
+            Err(GatewayError::InvalidPathId {
+                name: "partnershipId"
+            })
+        ));
+        for p in [
+            "/api/v1/partnerships/",
+            "/api/v1/companies//partnerships",
+            "/api/v1/countries",
+            "/api/v1/tags/1",
+            "/",
+        ] {
+            assert!(
+                matches!(m(Method::POST, p), Err(GatewayError::NotFound)),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_routes_are_not_served() {
+        let set = RouteSet::ALL.without(Route::DeletePartnership);
+        assert!(matches!(
+            match_route(&Method::DELETE, "/api/v1/partnerships/1", set),
+            Err(GatewayError::MethodNotAllowed { .. })
+        ));
+        let set = set.without(Route::UpdatePartnership);
+        assert!(matches!(
+            match_route(&Method::DELETE, "/api/v1/partnerships/1", set),
+            Err(GatewayError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn route_names_parse() {
+        let set = RouteSet::parse(&[
+            "GET /api/v1/tiers".into(),
+            "DELETE  /api/v1/partnerships/{partnershipId}".into(),
+        ])
+        .unwrap();
+        assert!(set.contains(Route::Tiers));
+        assert!(set.contains(Route::DeletePartnership));
+        assert!(!set.contains(Route::List));
+        assert_eq!(
+            RouteSet::parse(&["GET /api/v1/countries".into()]),
+            Err(vec!["GET /api/v1/countries".to_string()])
+        );
     }
 }

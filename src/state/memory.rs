@@ -66,7 +66,8 @@ impl Log {
 struct KeyState {
     log: Log,
     paused_until: Option<Instant>,
-    generation: u64,
+    /// Per scope (`partnerships`, `tags`, ...).
+    generations: HashMap<&'static str, u64>,
 }
 
 #[derive(Debug)]
@@ -352,16 +353,29 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
-        let g = lock(&self.keys).get(key).map_or(0, |s| s.generation);
+    fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
+        let g = lock(&self.keys)
+            .get(key)
+            .and_then(|s| s.generations.get(scope).copied())
+            .unwrap_or(0);
         Box::pin(async move { Ok(g) })
     }
 
-    fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
         let mut keys = lock(&self.keys);
         let state = keys.entry(Arc::from(key)).or_default();
-        state.generation += 1;
-        let g = state.generation;
+        // Scopes are a small fixed set of names: leaked once each, never per request.
+        let g = match state.generations.get_mut(scope) {
+            Some(g) => {
+                *g += 1;
+                *g
+            }
+            None => {
+                let name: &'static str = Box::leak(scope.to_string().into_boxed_str());
+                state.generations.insert(name, 1);
+                1
+            }
+        };
         Box::pin(async move { Ok(g) })
     }
 

@@ -233,12 +233,13 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a record this replica claimed.
     fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()>;
 
-    /// The key's list generation: bumped by every accepted write, so a list cached under an
-    /// older one is never served.
-    fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64>;
+    /// The key's generation of one family of data (`scope`: partnerships, tags, ...):
+    /// bumped by every accepted write to it, so a read cached under an older one is never
+    /// served.
+    fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
 
-    /// Bumps the key's generation (after an accepted create, before its answer is returned).
-    fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64>;
+    /// Bumps a generation (after an accepted write, before its answer is returned).
+    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
 
     /// Looks a list up in the shared L2, taking the fetch lock (for `lock`) when it is absent.
     fn l2_lookup<'a>(

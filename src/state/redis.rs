@@ -26,40 +26,58 @@ use tokio::time::Instant;
 
 /// How long a failed backend is left alone before one command probes it again.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-/// A generation counter lives this long after its last bump. Cached lists live minutes, so a
-/// counter that expired and restarted at zero can never make an old entry current again.
+/// A generation counter lives this long after its last bump (it restarts from the clock).
 const GENERATION_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A key's budget epoch lives this long after its last admission.
+const EPOCH_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Prune, count, check the pause and the user's share, add: one atomic step on the server's
-/// clock. Returns {0, remaining} admitted, {1, wait_ms} key full, {2, wait_ms} paused,
-/// {3, wait_ms} user's share full.
+/// clock. Returns {code, n, epoch}: code 0 admitted (n = remaining), 1 key full, 2 paused,
+/// 3 user's share full (n = wait in ms).
+///
+/// The key's *epoch* (KEYS[4]) tells a replica whether the history it saw is still there: a
+/// server restarted without persistence has lost the log, and the upstream may still count up
+/// to N admissions of the last window. A replica that saw another epoch (ARGV[5]) closes the
+/// shared pool for one window (KEYS[5]); the private shares still serve meanwhile.
 const ADMIT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local ulimit = tonumber(ARGV[4])
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  epoch = t[1] .. t[2] .. ':' .. ARGV[3]
+  redis.call('SET', KEYS[4], epoch, 'PX', ARGV[6])
+else
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+end
+if ARGV[5] ~= '' and ARGV[5] ~= epoch then
+  if redis.call('PTTL', KEYS[5]) < 0 then redis.call('SET', KEYS[5], '1', 'PX', window) end
+end
+local c = redis.call('PTTL', KEYS[5])
+if c > 0 then return {1, c, epoch} end
 local p = redis.call('PTTL', KEYS[2])
-if p > 0 then return {2, p} end
+if p > 0 then return {2, p, epoch} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 if n >= limit then
   local e = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  return {1, math.max(1, tonumber(e[2]) + window - now)}
+  return {1, math.max(1, tonumber(e[2]) + window - now), epoch}
 end
 if ulimit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
   local un = redis.call('ZCARD', KEYS[3])
   if un >= ulimit then
     local e = redis.call('ZRANGE', KEYS[3], un - ulimit, un - ulimit, 'WITHSCORES')
-    return {3, math.max(1, tonumber(e[2]) + window - now)}
+    return {3, math.max(1, tonumber(e[2]) + window - now), epoch}
   end
   redis.call('ZADD', KEYS[3], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[3], window)
 end
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], window)
-return {0, limit - n - 1}
+return {0, limit - n - 1, epoch}
 ";
 
 /// Remaining admissions: {remaining}.
@@ -132,10 +150,25 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
+/// A generation that does not exist (first use, expiry, or a server that lost its data)
+/// starts from the server's clock in microseconds, so it is never a value any replica cached
+/// a read under before.
 const BUMP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]))
+end
 local g = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return g
+";
+
+const GENERATION: &str = r"
+local g = redis.call('GET', KEYS[1])
+if g then return g end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]), 'NX', 'PX', ARGV[1])
+return redis.call('GET', KEYS[1])
 ";
 
 struct Scripts {
@@ -147,6 +180,7 @@ struct Scripts {
     l2_lookup: Script,
     l2_put: Script,
     bump: Script,
+    generation: Script,
 }
 
 /// How to reach the server.
@@ -179,6 +213,8 @@ pub struct RedisStore {
     /// Closed breaker: commands go through. Open: refused until `down_until`.
     down_until: Mutex<Option<Instant>>,
     up: AtomicBool,
+    /// Per key: the budget epoch this replica last saw (see [`ADMIT`]).
+    epochs: Mutex<std::collections::HashMap<String, String>>,
     metrics: Arc<Metrics>,
 }
 
@@ -263,7 +299,9 @@ impl RedisStore {
                 l2_lookup: Script::new(L2_LOOKUP),
                 l2_put: Script::new(L2_PUT),
                 bump: Script::new(BUMP),
+                generation: Script::new(GENERATION),
             },
+            epochs: Mutex::new(std::collections::HashMap::new()),
             replica: hex(&id),
             next_id: AtomicU64::new(1),
             down_until: Mutex::new(None),
@@ -416,14 +454,25 @@ impl Store for RedisStore {
                 Some((user, limit)) => (format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])), limit),
                 None => (format!("{tag}:u:-"), 0),
             };
+            let seen = self
+                .epochs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(ask.key)
+                .cloned()
+                .unwrap_or_default();
             let mut inv = self.scripts.admit.prepare_invoke();
             inv.key(format!("{tag}:log"))
                 .key(format!("{tag}:pause"))
                 .key(&user_key)
+                .key(format!("{tag}:epoch"))
+                .key(format!("{tag}:closed"))
                 .arg(ask.limit)
                 .arg(ms(ask.window))
                 .arg(&member)
-                .arg(ulimit);
+                .arg(ulimit)
+                .arg(&seen)
+                .arg(EPOCH_TTL_MS);
             let v: Value = self
                 .run(
                     "admit",
@@ -431,6 +480,22 @@ impl Store for RedisStore {
                 )
                 .await?;
             let a = array(v);
+            let epoch = a
+                .get(2)
+                .and_then(bytes)
+                .and_then(|b| String::from_utf8(b).ok());
+            if let Some(epoch) = epoch.filter(|e| *e != seen) {
+                if !seen.is_empty() {
+                    tracing::warn!(
+                        upstream_key = ask.key,
+                        "the state backend lost this key's budget history (restarted without persistence?): the shared budget stays closed for one window"
+                    );
+                }
+                self.epochs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(ask.key.to_string(), epoch);
+            }
             let code = a.first().and_then(int).unwrap_or(-1);
             let n = a.get(1).and_then(int).unwrap_or(0).max(0) as u64;
             let wait = Duration::from_millis(n.max(1));
@@ -573,23 +638,24 @@ impl Store for RedisStore {
         })
     }
 
-    fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+    fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("GET");
-            cmd.arg(format!("{}:gen", self.tag(key)));
+            let mut inv = self.scripts.generation.prepare_invoke();
+            inv.key(format!("{}:gen:{scope}", self.tag(key)))
+                .arg(GENERATION_TTL_MS);
             let v: Value = self
                 .run("generation", |mut c| async move {
-                    cmd.query_async(&mut c).await
+                    inv.invoke_async(&mut c).await
                 })
                 .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
         })
     }
 
-    fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let mut inv = self.scripts.bump.prepare_invoke();
-            inv.key(format!("{}:gen", self.tag(key)))
+            inv.key(format!("{}:gen:{scope}", self.tag(key)))
                 .arg(GENERATION_TTL_MS);
             let v: Value = self
                 .run(

@@ -1,12 +1,17 @@
-//! The validation layer: list queries are parsed into their canonical form, create bodies are
-//! read (bounded) and checked in full. What passes continues as `Request<Bytes>`, the exact
-//! bytes the client sent, so the forward is byte-for-byte.
+//! The validation layer: read queries are parsed into their canonical form (against the
+//! route's documented parameters), write bodies are read (bounded) and checked in full against
+//! the route's body rules. What passes continues as `Request<Bytes>`, the exact bytes the
+//! client sent, so the forward is byte-for-byte.
 
 use super::body::{validate_create, BodyRules};
-use super::query::{parse_list_query, QueryLimits};
+use super::query::{parse_query, QueryLimits};
+use super::references::Lookups;
+use super::writes::validate_write;
+use crate::config::Identity;
 use crate::error::{GatewayError, Response};
 use crate::metrics::Metrics;
 use crate::route::Route;
+use crate::route::{BodyKind, RouteSpec, Verb};
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -31,17 +36,28 @@ pub struct ValidationSettings {
     pub body_read_timeout: std::time::Duration,
 }
 
-/// Validates list queries and create bodies; refuses with 400/406/413/415.
+/// Validates read queries and write bodies (and a partnership's references, with `lookups`);
+/// refuses with 400/406/413/415.
 #[derive(Clone)]
 pub struct ValidateLayer {
     settings: Arc<ValidationSettings>,
+    lookups: Option<Lookups>,
     metrics: Arc<Metrics>,
 }
 
 impl ValidateLayer {
-    /// A layer applying `settings`, counting rejections in `metrics`.
-    pub fn new(settings: Arc<ValidationSettings>, metrics: Arc<Metrics>) -> Self {
-        Self { settings, metrics }
+    /// A layer applying `settings`, checking references against `lookups` when given,
+    /// counting rejections in `metrics`.
+    pub fn new(
+        settings: Arc<ValidationSettings>,
+        lookups: Option<Lookups>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            settings,
+            lookups,
+            metrics,
+        }
     }
 }
 
@@ -51,6 +67,7 @@ impl<S> Layer<S> for ValidateLayer {
         Validate {
             inner,
             settings: self.settings.clone(),
+            lookups: self.lookups.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -61,6 +78,7 @@ impl<S> Layer<S> for ValidateLayer {
 pub struct Validate<S> {
     inner: S,
     settings: Arc<ValidationSettings>,
+    lookups: Option<Lookups>,
     metrics: Arc<Metrics>,
 }
 
@@ -105,14 +123,15 @@ where
     }
 }
 
-/// The list path: synchronous (a GET's body is never read).
+/// The read path: synchronous (a GET's body is never read).
 fn check_list<B>(
     req: Request<B>,
+    spec: &RouteSpec,
     settings: &ValidationSettings,
 ) -> Result<Request<Bytes>, GatewayError> {
     let (mut parts, _body) = req.into_parts();
-    let query =
-        parse_list_query(parts.uri.query(), &settings.query).map_err(GatewayError::InvalidQuery)?;
+    let query = parse_query(parts.uri.query(), &spec.query, &settings.query)
+        .map_err(GatewayError::InvalidQuery)?;
     parts.extensions.insert(Arc::new(query));
     // A GET body has no meaning upstream; it is dropped rather than forwarded.
     Ok(Request::from_parts(parts, Bytes::new()))
@@ -120,38 +139,62 @@ fn check_list<B>(
 
 async fn check<B>(
     req: Request<B>,
+    spec: &RouteSpec,
     settings: &ValidationSettings,
+    lookups: Option<&Lookups>,
 ) -> Result<Request<Bytes>, GatewayError>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<crate::BoxError>,
 {
-    let route = req.extensions().get::<Route>().copied();
     let (mut parts, body) = req.into_parts();
-    match route {
-        Some(Route::List) => check_list(Request::from_parts(parts, body), settings),
-        Some(Route::Create | Route::CreateForCompany) => {
-            if !is_json_content_type(&parts.headers) {
-                // Not read as JSON, but drained so the connection stays usable.
-                crate::drain::drain(body).await;
-                return Err(GatewayError::UnsupportedMediaType);
-            }
-            // A client trickling its body holds a slot; it gets 408 once its time is up.
-            let bytes = tokio::time::timeout(
-                settings.body_read_timeout,
-                read_body(&parts.headers, body, settings.max_body_size),
-            )
-            .await
-            .map_err(|_| GatewayError::BodyTimeout)??;
+    if spec.verb == Verb::Get {
+        return check_list(Request::from_parts(parts, body), spec, settings);
+    }
+    if spec.body == BodyKind::None {
+        // A DELETE's body has no documented meaning: drained, never forwarded.
+        crate::drain::drain(body).await;
+        return Ok(Request::from_parts(parts, Bytes::new()));
+    }
+    if !is_json_content_type(&parts.headers) {
+        // Not read as JSON, but drained so the connection stays usable.
+        crate::drain::drain(body).await;
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    // A client trickling its body holds a slot; it gets 408 once its time is up.
+    let bytes = tokio::time::timeout(
+        settings.body_read_timeout,
+        read_body(&parts.headers, body, settings.max_body_size),
+    )
+    .await
+    .map_err(|_| GatewayError::BodyTimeout)??;
+    let references = match spec.body {
+        BodyKind::PartnershipCreate => {
             let summary =
                 validate_create(&bytes, &settings.body).map_err(GatewayError::InvalidBody)?;
             parts.extensions.insert(Arc::new(summary));
-            Ok(Request::from_parts(parts, bytes))
+            // Valid JSON: validate_create parsed it.
+            serde_json::from_slice(&bytes).ok().map(|v| (v, true))
         }
-        Some(Route::Unmatched) | None => Err(GatewayError::Internal(
-            "validation reached without a route".into(),
-        )),
+        BodyKind::PartnershipUpdate => {
+            let value = validate_write(BodyKind::PartnershipUpdate, &bytes)
+                .map_err(GatewayError::InvalidBody)?;
+            Some((value, false))
+        }
+        kind => {
+            validate_write(kind, &bytes).map_err(GatewayError::InvalidBody)?;
+            None
+        }
+    };
+    if let (Some(lookups), Some((value, create))) = (lookups, references) {
+        if let Some(identity) = parts.extensions.get::<Arc<Identity>>() {
+            lookups
+                .check(identity, &value, create)
+                .await
+                .map_err(GatewayError::UnknownReferences)?;
+        }
     }
+    Ok(Request::from_parts(parts, bytes))
 }
 
 impl<S, B> Service<Request<B>> for Validate<S>
@@ -171,15 +214,21 @@ where
 
     fn call(&mut self, req: Request<B>) -> BoxFuture {
         let settings = self.settings.clone();
+        let lookups = self.lookups.clone();
         let metrics = self.metrics.clone();
         let route = req
             .extensions()
             .get::<Route>()
             .copied()
             .unwrap_or(Route::Unmatched);
-        if route == Route::List {
+        let Some(spec) = route.spec() else {
+            let resp =
+                GatewayError::Internal("validation reached without a route".into()).into_response();
+            return Box::pin(async move { Ok(resp) });
+        };
+        if spec.verb == Verb::Get {
             // Nothing to await: call the rest of the stack directly, without cloning it.
-            return match check_list(req, &settings) {
+            return match check_list(req, spec, &settings) {
                 Ok(req) => Box::pin(self.inner.call(req)),
                 Err(e) => {
                     metrics.validation_rejection(route, "query");
@@ -190,7 +239,7 @@ where
         }
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            match check(req, &settings).await {
+            match check(req, spec, &settings, lookups.as_ref()).await {
                 Ok(req) => inner.call(req).await,
                 Err(e) => {
                     // A body refused for its size was not read to its end: the connection

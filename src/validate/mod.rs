@@ -1,6 +1,8 @@
 //! Request validation: create bodies and list queries are checked before they spend upstream budget.
 pub mod body;
 pub mod query;
+pub mod references;
+pub mod writes;
 
 /// One problem found in a request, addressed by a JSON-path-like field name (`emails[1].email`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

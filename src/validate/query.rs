@@ -1,4 +1,5 @@
-//! List-query validation and normalization for `GET /api/v1/partnerships`.
+//! Query validation and normalization for every read route (`GET /api/v1/partnerships`, leads,
+//! deals, the lookups), each described by a [`QuerySpec`] in the route table.
 //!
 //! The normalized form is both the cache key and what is forwarded upstream, so two queries
 //! normalize to the same form only when JourneyBee must answer them identically:
@@ -56,7 +57,7 @@ impl Default for QueryLimits {
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     /// Normalized parameters, ordered by name; never contains `userId`.
-    params: Vec<(&'static str, String)>,
+    params: Vec<(std::borrow::Cow<'static, str>, String)>,
     /// `params` encoded.
     canonical: String,
     client_user_id: Option<u64>,
@@ -92,53 +93,187 @@ impl ListQuery {
     /// The query string to send upstream: the canonical parameters plus `userId=<user_id>`,
     /// all ordered by name.
     pub fn upstream_query(&self, user_id: u64) -> String {
+        self.forward_query(Some(user_id))
+    }
+
+    /// The query string to send upstream: the canonical parameters, plus the forced `userId`
+    /// on routes that take one, all ordered by name.
+    pub fn forward_query(&self, user_id: Option<u64>) -> String {
+        let Some(user_id) = user_id else {
+            return self.canonical.clone();
+        };
         let user = user_id.to_string();
-        let mut all: Vec<(&str, &str)> =
-            self.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut all: Vec<(&str, &str)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (&**k, v.as_str()))
+            .collect();
         all.push(("userId", &user));
         all.sort_by(|a, b| a.0.cmp(b.0));
         encode(all)
     }
 }
 
-/// What a known parameter holds.
-#[derive(Clone, Copy)]
-enum Kind {
+/// What a documented parameter holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// The caller's JourneyBee user id: checked against the mapped one, never forwarded as given.
     UserId,
+    /// A non-empty opaque string (`cursor`).
     Opaque,
+    /// Free text, bounded (`search`).
     Search,
-    View,
+    /// One of the listed values.
+    Enum(&'static [&'static str]),
+    /// A comma-separated set of the listed values (sorted, de-duplicated).
+    EnumSet(&'static [&'static str]),
+    /// A set of positive integer ids.
     Ids,
+    /// One positive integer id.
+    Id,
+    /// Present with the value `1`.
     Flag,
+    /// Any value, kept as given (`indirect`: "any value").
+    Any,
+    /// The JSON custom-field filter list.
     CustomFields,
-    Sort,
+    /// The JSON sort list, with the sort types the route accepts.
+    Sort(&'static [&'static str]),
 }
 
-/// The documented parameters (exact, case-sensitive names).
-const KNOWN: &[(&str, Kind)] = &[
-    ("userId", Kind::UserId),
-    ("cursor", Kind::Opaque),
-    ("search", Kind::Search),
-    ("view", Kind::View),
-    ("stages", Kind::Ids),
-    ("tags", Kind::Ids),
-    ("categories", Kind::Ids),
-    ("tiers", Kind::Ids),
-    ("users", Kind::Ids),
-    ("assigned", Kind::Flag),
-    ("unassigned", Kind::Flag),
-    ("customFields", Kind::CustomFields),
-    ("sort", Kind::Sort),
-];
+/// The documented query of one route.
+#[derive(Debug, Clone, Copy)]
+pub struct QuerySpec {
+    /// The documented parameters (exact, case-sensitive names).
+    pub params: &'static [(&'static str, Kind)],
+    /// Whether the route's query is only partly documented: undocumented parameters are then
+    /// forwarded as given instead of refused.
+    pub open: bool,
+}
 
-const VIEWS: &[&str] = &["all", "assigned", "referral", "reseller"];
-const SORT_TYPES: &[&str] = &["stage", "category", "tier"];
+impl QuerySpec {
+    /// Whether the route takes a `userId` (forced to the caller's mapped id).
+    pub fn takes_user_id(&self) -> bool {
+        self.params.iter().any(|(_, k)| matches!(k, Kind::UserId))
+    }
+}
+
+/// `GET /api/v1/partnerships`.
+pub const PARTNERSHIPS: QuerySpec = QuerySpec {
+    params: &[
+        ("userId", Kind::UserId),
+        ("cursor", Kind::Opaque),
+        ("search", Kind::Search),
+        (
+            "view",
+            Kind::Enum(&["all", "assigned", "referral", "reseller"]),
+        ),
+        ("stages", Kind::Ids),
+        ("tags", Kind::Ids),
+        ("categories", Kind::Ids),
+        ("tiers", Kind::Ids),
+        ("users", Kind::Ids),
+        ("assigned", Kind::Flag),
+        ("unassigned", Kind::Flag),
+        ("customFields", Kind::CustomFields),
+        ("sort", Kind::Sort(&["stage", "category", "tier"])),
+    ],
+    open: false,
+};
+
+/// `GET /api/v1/leads`.
+pub const LEADS: QuerySpec = QuerySpec {
+    params: &[
+        ("userId", Kind::UserId),
+        ("cursor", Kind::Opaque),
+        ("search", Kind::Search),
+        (
+            "view",
+            Kind::Enum(&["received", "sent", "reseller", "campaigns"]),
+        ),
+        ("assigned", Kind::Flag),
+        ("unassigned", Kind::Flag),
+        (
+            "status",
+            Kind::EnumSet(&["new", "contacted", "qualified", "converted", "lost"]),
+        ),
+        ("tags", Kind::Ids),
+        ("users", Kind::Ids),
+        ("customFields", Kind::CustomFields),
+        ("sort", Kind::Sort(&["status"])),
+    ],
+    open: false,
+};
+
+/// `GET /api/v1/lead-deals`: only partly documented, so other parameters are forwarded.
+pub const LEAD_DEALS: QuerySpec = QuerySpec {
+    params: &[
+        ("view", Kind::Opaque),
+        ("cursor", Kind::Opaque),
+        ("search", Kind::Search),
+        ("assigned", Kind::Flag),
+        ("unassigned", Kind::Flag),
+        ("showPartnersStages", Kind::Any),
+        ("stages", Kind::Ids),
+        ("phases", Kind::Any),
+        ("tags", Kind::Ids),
+    ],
+    open: true,
+};
+
+/// `GET /api/v1/users`.
+pub const USERS: QuerySpec = QuerySpec {
+    params: &[("indirect", Kind::Any)],
+    open: false,
+};
+
+/// `GET /api/v1/tags`.
+pub const TAGS: QuerySpec = QuerySpec {
+    params: &[
+        (
+            "association",
+            Kind::Enum(&["lead", "lead_deal", "partner", "card"]),
+        ),
+        ("partner_type", Kind::Enum(&["referral", "reseller"])),
+    ],
+    open: false,
+};
+
+/// `GET /api/v1/custom-fields`.
+pub const CUSTOM_FIELDS: QuerySpec = QuerySpec {
+    params: &[
+        ("category", Kind::Enum(&["lead", "lead_deal", "partner"])),
+        ("partner_type", Kind::Enum(&["referral", "reseller"])),
+    ],
+    open: false,
+};
+
+/// `GET /api/v1/contacts`.
+pub const CONTACTS: QuerySpec = QuerySpec {
+    params: &[("partnership_id", Kind::Id)],
+    open: false,
+};
+
+/// A route with no documented query parameter.
+pub const NONE: QuerySpec = QuerySpec {
+    params: &[],
+    open: false,
+};
 
 /// Validates and normalizes a raw query string (without the leading `?`). Every problem is
 /// reported, with `field` naming the parameter (or a path inside a JSON parameter, such as
 /// `customFields[0].value`). `None` and `""` are the empty query.
 pub fn parse_list_query(
     raw: Option<&str>,
+    limits: &QueryLimits,
+) -> Result<ListQuery, Vec<FieldError>> {
+    parse_query(raw, &PARTNERSHIPS, limits)
+}
+
+/// Validates and normalizes a raw query string against a route's [`QuerySpec`].
+pub fn parse_query(
+    raw: Option<&str>,
+    spec: &QuerySpec,
     limits: &QueryLimits,
 ) -> Result<ListQuery, Vec<FieldError>> {
     let raw = raw.unwrap_or("");
@@ -153,7 +288,7 @@ pub fn parse_list_query(
     let mut seen: HashSet<&'static str> = HashSet::new();
     let mut repeated: HashSet<&'static str> = HashSet::new();
     let mut unknown: HashSet<String> = HashSet::new();
-    let mut params: Vec<(&'static str, String)> = Vec::new();
+    let mut params: Vec<(std::borrow::Cow<'static, str>, String)> = Vec::new();
     let mut client_user_id = None;
 
     // Empty segments (`a=1&&b=2`) are skipped, as form_urlencoded::parse does.
@@ -166,7 +301,23 @@ pub fn parse_list_query(
             ));
             continue;
         };
-        let Some(&(name, kind)) = KNOWN.iter().find(|(k, _)| *k == name) else {
+        let Some(&(name, kind)) = spec.params.iter().find(|(k, _)| *k == name) else {
+            if spec.open {
+                // Undocumented here: forwarded as given (and part of the cache key).
+                match decode(raw_value) {
+                    Some(v) if v.len() <= limits.max_value_len => {
+                        params.push((std::borrow::Cow::Owned(name), v));
+                    }
+                    _ => errors.push(FieldError::new(
+                        shorten(&name, 64),
+                        format!(
+                            "must be valid UTF-8 and at most {} bytes",
+                            limits.max_value_len
+                        ),
+                    )),
+                }
+                continue;
+            }
             if unknown.insert(name.clone()) {
                 errors.push(FieldError::new(
                     shorten(&name, 64),
@@ -221,17 +372,43 @@ pub fn parse_list_query(
                     Some(v)
                 }
             }),
-            Kind::View => {
-                if VIEWS.contains(&value.as_str()) {
+            Kind::Enum(allowed) => {
+                if allowed.contains(&value.as_str()) {
                     Some(value)
                 } else {
                     errors.push(FieldError::new(
                         name,
-                        "must be one of all, assigned, referral, reseller",
+                        format!("must be one of {}", allowed.join(", ")),
                     ));
                     None
                 }
             }
+            Kind::EnumSet(allowed) => {
+                let mut items: Vec<&str> = value.split(',').map(str::trim).collect();
+                if let Some(bad) = items.iter().find(|i| !allowed.contains(i)) {
+                    errors.push(FieldError::new(
+                        name,
+                        format!(
+                            "{:?} is not one of {} (a comma-separated list)",
+                            shorten(bad, 32),
+                            allowed.join(", ")
+                        ),
+                    ));
+                    None
+                } else {
+                    items.sort_unstable();
+                    items.dedup();
+                    Some(items.join(","))
+                }
+            }
+            Kind::Id => match parse_id(&value) {
+                Some(id) => Some(id.to_string()),
+                None => {
+                    errors.push(FieldError::new(name, "must be a positive integer"));
+                    None
+                }
+            },
+            Kind::Any => Some(value),
             Kind::Ids => id_list(name, &value, limits.max_ids, &mut errors),
             Kind::Flag => {
                 if value == "1" {
@@ -242,10 +419,10 @@ pub fn parse_list_query(
                 }
             }
             Kind::CustomFields => custom_field_filters(&value, &mut errors),
-            Kind::Sort => sort_list(&value, &mut errors),
+            Kind::Sort(types) => sort_list(&value, types, &mut errors),
         };
         if let Some(v) = normalized {
-            params.push((name, v));
+            params.push((std::borrow::Cow::Borrowed(name), v));
         }
     }
     if seen.contains("assigned") && seen.contains("unassigned") {
@@ -257,8 +434,8 @@ pub fn parse_list_query(
     if !errors.is_empty() {
         return Err(errors);
     }
-    params.sort_by(|a, b| a.0.cmp(b.0));
-    let canonical = encode(params.iter().map(|(k, v)| (*k, v.as_str())));
+    params.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let canonical = encode(params.iter().map(|(k, v)| (&**k, v.as_str())));
     Ok(ListQuery {
         params,
         canonical,
@@ -542,7 +719,7 @@ fn filter_value(v: &Value, path: &str, errors: &mut Vec<FieldError>) -> Option<S
 }
 
 /// `[{"type": "stage", "asc": true}, ...]` → compact, fixed key order, array order kept.
-fn sort_list(value: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+fn sort_list(value: &str, sort_types: &[&str], errors: &mut Vec<FieldError>) -> Option<String> {
     const NAME: &str = "sort";
     let items = json_array(NAME, value, r#"[{"type":"stage","asc":true}]"#, errors)?;
     let before = errors.len();
@@ -556,7 +733,7 @@ fn sort_list(value: &str, errors: &mut Vec<FieldError>) -> Option<String> {
         };
         unknown_keys(obj, &path, &["type", "asc"], errors);
         let ty = match obj.get("type").and_then(Value::as_str) {
-            Some(t) if SORT_TYPES.contains(&t) => {
+            Some(t) if sort_types.contains(&t) => {
                 if seen.insert(t) {
                     Some(t)
                 } else {
@@ -570,7 +747,7 @@ fn sort_list(value: &str, errors: &mut Vec<FieldError>) -> Option<String> {
             _ => {
                 errors.push(FieldError::new(
                     format!("{path}.type"),
-                    "must be one of stage, category, tier",
+                    format!("must be one of {}", sort_types.join(", ")),
                 ));
                 None
             }

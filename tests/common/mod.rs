@@ -84,8 +84,13 @@ pub struct Opts {
     pub upstream: String,
     /// Lines inserted in [auth].
     pub auth_extra: String,
-    /// Whole sections appended at the end ([validation], [cache], [metrics]).
+    /// Whole sections appended at the end ([cache], [metrics], ...; not [validation]).
     pub tail: String,
+    /// Lines inserted in [validation].
+    pub validation: String,
+    /// `[validation] check_references`: off unless a test is about it, so that upstream
+    /// counts elsewhere count only the requests under test, not the lookups a create reads.
+    pub check_references: bool,
     /// Overrides the algorithm list (TOML array contents).
     pub algorithms: Option<&'static str>,
     /// More `[[auth.keys]]` blocks.
@@ -105,6 +110,8 @@ impl Default for Opts {
             upstream: String::new(),
             auth_extra: String::new(),
             tail: String::new(),
+            validation: String::new(),
+            check_references: false,
             algorithms: None,
             extra_keys: String::new(),
             read_key: String::new(),
@@ -198,6 +205,10 @@ upstream_key = "write"
 user_id = {c}
 access = "write"
 
+[validation]
+check_references = {check_references}
+{validation}
+
 {tail}
 "#,
         server = opts.server,
@@ -212,6 +223,8 @@ access = "write"
             format!("[[auth.keys]]\n{key}")
         },
         tail = opts.tail,
+        validation = opts.validation,
+        check_references = opts.check_references,
         a = ids.0,
         b = ids.1,
         c = ids.2,

@@ -1,0 +1,333 @@
+//! Reference checks: a partnership create or update names tiers, categories, stages, tags,
+//! users and custom fields by id. Before it is sent, each is checked against the company's
+//! lookups (fetched through the gateway's own cache, budget and upstream layers, so a lookup
+//! is fetched once per `[cache] lookup_ttl` per upstream key and shared by all its users).
+//!
+//! An unknown reference is a 400 listing every problem, and costs no upstream call. A lookup
+//! the gateway cannot read (budget spent, upstream down) is never a reason to refuse: the
+//! references it would have checked are left to JourneyBee, and the skip is counted.
+
+use super::FieldError;
+use crate::config::Identity;
+use crate::error::Response;
+use crate::metrics::{Metrics, ReferenceCheck};
+use crate::route::Route;
+use crate::validate::query::{parse_query, QueryLimits};
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+
+/// The read pipeline (cache → guard → upstream) lookups are fetched through.
+pub type Fetch = BoxCloneSyncService<Request<Bytes>, Response, Infallible>;
+
+/// Fetches the company's lookups and checks a body's references against them.
+#[derive(Clone)]
+pub struct Lookups {
+    fetch: Fetch,
+    metrics: Arc<Metrics>,
+}
+
+/// A custom field definition, as far as a value's check needs it.
+#[derive(Debug)]
+struct FieldDef {
+    ty: String,
+    category: String,
+    required: bool,
+    label: String,
+    options: HashSet<u64>,
+}
+
+fn ids(items: &[Value], field: &str) -> HashSet<u64> {
+    items
+        .iter()
+        .filter_map(|i| i.get(field).and_then(Value::as_u64))
+        .collect()
+}
+
+impl Lookups {
+    /// Lookups fetched through `fetch`.
+    pub fn new(fetch: Fetch, metrics: Arc<Metrics>) -> Self {
+        Self { fetch, metrics }
+    }
+
+    /// One lookup's items, or None when it cannot be read now.
+    async fn get(&self, route: Route, identity: &Arc<Identity>) -> Option<Vec<Value>> {
+        let spec = route.spec()?;
+        let query = parse_query(None, &spec.query, &QueryLimits::default()).ok()?;
+        let mut req = Request::get(spec.template).body(Bytes::new()).ok()?;
+        req.extensions_mut().insert(route);
+        req.extensions_mut().insert(identity.clone());
+        req.extensions_mut().insert(Arc::new(query));
+        let resp = self.fetch.clone().oneshot(req).await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let body = match resp.into_body().collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(never) => match never {},
+        };
+        match serde_json::from_slice::<Value>(&body).ok()? {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// Checks the references of a partnership create (`create`) or update body. Every
+    /// problem is listed; lookups that could not be read are skipped (and counted).
+    pub async fn check(
+        &self,
+        identity: &Arc<Identity>,
+        body: &Value,
+        create: bool,
+    ) -> Result<(), Vec<FieldError>> {
+        let Some(obj) = body.as_object() else {
+            return Ok(());
+        };
+        let has = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
+        let email_tags = obj
+            .get("emails")
+            .and_then(Value::as_array)
+            .is_some_and(|e| e.iter().any(|m| m.get("tags").is_some()));
+        // Only what the body names is fetched (a create always needs the custom fields: the
+        // company's required ones must be present).
+        let (tiers, categories, stages, tags, users, fields) = tokio::join!(
+            self.maybe(has("tierId"), Route::Tiers, identity),
+            self.maybe(has("categoryId"), Route::Categories, identity),
+            self.maybe(has("stageUuid"), Route::PartnerStages, identity),
+            self.maybe(has("tags") || email_tags, Route::Tags, identity),
+            self.maybe(has("assignedUsers"), Route::Users, identity),
+            self.maybe(create || has("customFields"), Route::CustomFields, identity),
+        );
+        let mut problems = Vec::new();
+        let mut skipped = false;
+        let mut check_id = |field: &str, value: Option<&Value>, known: &Option<Vec<Value>>| {
+            let (Some(v), Some(items)) = (value, known) else {
+                return;
+            };
+            if let Some(id) = v.as_u64() {
+                if !ids(items, "id").contains(&id) {
+                    problems.push(FieldError::new(
+                        field,
+                        format!("no {field} {id} in this company"),
+                    ));
+                }
+            }
+        };
+        check_id("tierId", obj.get("tierId"), &tiers);
+        check_id("categoryId", obj.get("categoryId"), &categories);
+        if let (Some(uuid), Some(items)) = (obj.get("stageUuid").and_then(Value::as_str), &stages) {
+            if !items
+                .iter()
+                .any(|s| s.get("uuid").and_then(Value::as_str) == Some(uuid))
+            {
+                problems.push(FieldError::new(
+                    "stageUuid",
+                    "no partner stage with this uuid in this company",
+                ));
+            }
+        }
+        if let Some(items) = &tags {
+            let known = ids(items, "id");
+            let mut check_tags = |path: String, list: Option<&Value>| {
+                for (i, t) in list
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    if let Some(id) = t.as_u64().filter(|id| !known.contains(id)) {
+                        problems.push(FieldError::new(
+                            format!("{path}[{i}]"),
+                            format!("no tag {id} in this company"),
+                        ));
+                    }
+                }
+            };
+            check_tags("tags".into(), obj.get("tags"));
+            for (e, email) in obj
+                .get("emails")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                check_tags(format!("emails[{e}].tags"), email.get("tags"));
+            }
+        }
+        if let Some(items) = &users {
+            let known = ids(items, "id");
+            for (i, u) in obj
+                .get("assignedUsers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(id) = u.as_u64().filter(|id| !known.contains(id)) {
+                    problems.push(FieldError::new(
+                        format!("assignedUsers[{i}]"),
+                        format!("no user {id} in this company"),
+                    ));
+                }
+            }
+        }
+        if let Some(items) = &fields {
+            check_custom_fields(obj, items, create, &mut problems);
+        }
+        let wanted = [
+            (has("tierId"), &tiers),
+            (has("categoryId"), &categories),
+            (has("stageUuid"), &stages),
+            (has("tags") || email_tags, &tags),
+            (has("assignedUsers"), &users),
+            (create || has("customFields"), &fields),
+        ];
+        for (asked, got) in wanted {
+            if asked && got.is_none() {
+                skipped = true;
+            }
+        }
+        let result = match (problems.is_empty(), skipped) {
+            (false, _) => ReferenceCheck::Refused,
+            (true, true) => ReferenceCheck::Skipped,
+            (true, false) => ReferenceCheck::Passed,
+        };
+        self.metrics.reference_check(result);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    async fn maybe(
+        &self,
+        wanted: bool,
+        route: Route,
+        identity: &Arc<Identity>,
+    ) -> Option<Vec<Value>> {
+        if wanted {
+            self.get(route, identity).await
+        } else {
+            None
+        }
+    }
+}
+
+fn check_custom_fields(
+    obj: &serde_json::Map<String, Value>,
+    items: &[Value],
+    create: bool,
+    problems: &mut Vec<FieldError>,
+) {
+    let defs: HashMap<u64, FieldDef> = items
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.get("id")?.as_u64()?,
+                FieldDef {
+                    ty: d.get("type")?.as_str()?.to_string(),
+                    category: d
+                        .get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    required: d.get("required").and_then(Value::as_bool).unwrap_or(false),
+                    label: d
+                        .get("label")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    options: d
+                        .get("options")
+                        .and_then(Value::as_array)
+                        .map(|o| ids(o, "id"))
+                        .unwrap_or_default(),
+                },
+            ))
+        })
+        .collect();
+    let given = obj.get("customFields").and_then(Value::as_array);
+    let mut present = HashSet::new();
+    for (i, cf) in given.into_iter().flatten().enumerate() {
+        let path = format!("customFields[{i}]");
+        let Some(id) = cf.get("customFieldId").and_then(Value::as_u64) else {
+            continue;
+        };
+        present.insert(id);
+        let Some(def) = defs.get(&id) else {
+            problems.push(FieldError::new(
+                format!("{path}.customFieldId"),
+                format!("no custom field {id} in this company"),
+            ));
+            continue;
+        };
+        if def.category != "partner" {
+            problems.push(FieldError::new(
+                format!("{path}.customFieldId"),
+                format!(
+                    "custom field {id} is a {} field, not a partner field",
+                    def.category
+                ),
+            ));
+        }
+        if let Some(ty) = cf.get("type").and_then(Value::as_str) {
+            if ty != def.ty {
+                problems.push(FieldError::new(
+                    format!("{path}.type"),
+                    format!("custom field {id} is of type {}", def.ty),
+                ));
+                continue;
+            }
+        }
+        let value = cf.get("value");
+        match def.ty.as_str() {
+            "select" => {
+                if let Some(opt) = value.and_then(|v| v.get("select")).and_then(Value::as_u64) {
+                    if !def.options.contains(&opt) {
+                        problems.push(FieldError::new(
+                            format!("{path}.value.select"),
+                            format!("option {opt} is not one of custom field {id}'s options"),
+                        ));
+                    }
+                }
+            }
+            "multi_select" => {
+                for (j, opt) in value
+                    .and_then(|v| v.get("multi_select"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    if let Some(o) = opt.as_u64().filter(|o| !def.options.contains(o)) {
+                        problems.push(FieldError::new(
+                            format!("{path}.value.multi_select[{j}]"),
+                            format!("option {o} is not one of custom field {id}'s options"),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if create {
+        let mut missing: Vec<(&u64, &FieldDef)> = defs
+            .iter()
+            .filter(|(id, d)| d.required && d.category == "partner" && !present.contains(id))
+            .collect();
+        missing.sort_by_key(|(id, _)| **id);
+        for (id, d) in missing {
+            problems.push(FieldError::new(
+                "customFields",
+                format!("required custom field {id} ({}) is missing", d.label),
+            ));
+        }
+    }
+}
