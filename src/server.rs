@@ -44,6 +44,9 @@ pub struct Shared {
     pub in_flight: Arc<AtomicUsize>,
     /// Set once both listeners accept; cleared on shutdown.
     pub ready: AtomicBool,
+    /// The last good JWKS document of each issuer and source: a new generation starts from
+    /// it, so a reload during an IdP outage keeps the keys that work.
+    pub jwks_memory: Arc<crate::auth::jwks::KeyMemory>,
 }
 
 /// Everything one generation of the stack uses, built from one validated config.
@@ -78,11 +81,13 @@ impl AppState {
             metrics.set_users(&[]);
         }
         let client = build_client(&settings.upstream)?;
-        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::new(
+        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
             client.clone(),
-            settings.upstream.connect_timeout + settings.upstream.response_timeout,
+            &settings.auth,
         ));
-        let verifier = Arc::new(Verifier::build(&settings.auth, fetcher).await);
+        let verifier = Arc::new(
+            Verifier::build_remembering(&settings.auth, fetcher, shared.jwks_memory.clone()).await,
+        );
         let validation = Arc::new(ValidationSettings {
             body: settings.body_rules.clone(),
             query: settings.query_limits,
@@ -238,6 +243,7 @@ impl Gateway {
             metrics: Metrics::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             ready: AtomicBool::new(false),
+            jwks_memory: Default::default(),
         });
         let state = AppState::new(settings, shared.clone()).await?;
         let listener = TcpListener::bind(listen)
@@ -437,13 +443,19 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
     match (req.method(), path) {
         (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            // Ready once listening and every issuer can verify (static keys or a loaded JWKS).
-            if state.shared.ready.load(Ordering::Acquire) && state.verifier.is_ready() {
-                json_ok(StatusCode::OK, serde_json::json!({"status": "ready"}))
+            // Ready once listening and every issuer can verify (static keys or a loaded JWKS);
+            // the body says which issuer is not.
+            let listening = state.shared.ready.load(Ordering::Acquire);
+            let issuers = crate::auth::readiness_json(&state.verifier);
+            if listening && state.verifier.is_ready() {
+                json_ok(
+                    StatusCode::OK,
+                    serde_json::json!({"status": "ready", "issuers": issuers}),
+                )
             } else {
                 json_ok(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"status": "not ready"}),
+                    serde_json::json!({"status": "not ready", "listening": listening, "issuers": issuers}),
                 )
             }
         }
@@ -457,6 +469,7 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
                     .metrics
                     .set_jwks(issuer, stats.fetch_ok, stats.fetch_failed, age);
             }
+            state.metrics.set_issuers(&state.verifier.issuer_status());
             let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -492,6 +505,15 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
         }
         _ => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
     }
+}
+
+/// The readiness URL on the same admin listener as `url`: its path replaced by `/readyz`.
+pub fn readiness_url(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("{url}: not an absolute URL"));
+    };
+    Ok(format!("{scheme}://{authority}/readyz"))
 }
 
 /// GETs `url` (plain http) and succeeds on a 2xx within five seconds.

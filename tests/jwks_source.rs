@@ -217,7 +217,7 @@ fn verifies(set: &KeySet, token: &str) -> bool {
     validation.validate_aud = false;
     let ok = set
         .candidates(header.alg, header.kid.as_deref())
-        .any(|key| jsonwebtoken::decode::<Value>(token, key, &validation).is_ok());
+        .any(|key| jsonwebtoken::decode::<Value>(token, key.key(), &validation).is_ok());
     ok
 }
 
