@@ -401,19 +401,24 @@ impl Verifier {
             return Err(AuthFailure::AlgorithmNotAllowed);
         };
         let kid = header.kid.as_deref();
-        let set = issuer.jwks.as_ref().and_then(|j| j.current());
-        let first = self.try_keys(issuer, *alg, kid, validation, token, set.as_deref());
+        let set = issuer.jwks.as_ref().map(|j| j.versioned());
+        let first = self.try_keys(issuer, *alg, kid, validation, token, set.as_ref());
         // A kid the current key set does not know may be a rotation: refetch (at most once
         // per cooldown, shared by everyone asking) and try again. Any other outcome stands:
         // the keys are not tried a second time.
         if let (Err(AuthFailure::UnknownKey | AuthFailure::BadSignature), Some(source), Some(kid)) =
             (&first, &issuer.jwks, kid)
         {
-            if !set.as_ref().is_some_and(|s| s.contains_kid(kid)) {
+            if !set
+                .as_ref()
+                .and_then(|(_, s)| s.as_ref())
+                .is_some_and(|s| s.contains_kid(kid))
+            {
                 // Bounded by the issuer's jwks_timeout inside, whatever the IdP does.
-                let fresh = source.refresh_for_unknown_kid().await;
+                source.refresh_for_unknown_kid().await;
+                let fresh = source.versioned();
                 return self
-                    .try_keys(issuer, *alg, Some(kid), validation, token, fresh.as_deref())
+                    .try_keys(issuer, *alg, Some(kid), validation, token, Some(&fresh))
                     .and_then(|(claims, key)| Ok((self.finish(index, claims)?, key)));
             }
         }
@@ -427,8 +432,12 @@ impl Verifier {
         kid: Option<&str>,
         validation: &Validation,
         token: &str,
-        set: Option<&KeySet>,
+        set: Option<&(u64, Option<Arc<KeySet>>)>,
     ) -> Result<(Map<String, Value>, KeyBinding), AuthFailure> {
+        let (version, set) = match set {
+            Some((v, s)) => (*v, s.as_deref()),
+            None => (0, None),
+        };
         let statics = issuer
             .keys
             .iter()
@@ -444,9 +453,6 @@ impl Verifier {
             .into_iter()
             .flat_map(|s| s.candidates(alg, kid))
             .map(|k| (k.key(), Some(k.id())));
-        // Read before the keys are tried: if the set changes meanwhile, the binding is
-        // checked against the new set on the next cache hit.
-        let version = issuer.jwks.as_ref().map_or(0, |j| j.version());
         let mut last = AuthFailure::UnknownKey;
         for (key, id) in statics.chain(published) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {

@@ -219,6 +219,14 @@ impl JwksSource {
         self.version.load(Ordering::Acquire)
     }
 
+    /// The [`version`](Self::version) and the current set, read in that order: a token
+    /// verified with a key of this set may be bound to this version (if the set changes just
+    /// after, the version differs and the binding is checked against the new set).
+    pub fn versioned(&self) -> (u64, Option<Arc<KeySet>>) {
+        let version = self.version();
+        (version, self.current())
+    }
+
     /// Whether a key set has been fetched (for readiness probes).
     pub fn is_ready(&self) -> bool {
         self.current
