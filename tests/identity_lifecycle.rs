@@ -642,3 +642,55 @@ async fn static_issuers_have_gauges_and_readiness_from_the_start() {
     // Nothing secret in the readiness body.
     assert!(!ready.text().contains(JWT_SECRET));
 }
+
+#[tokio::test]
+async fn readyz_names_the_issuer_without_keys_while_the_others_serve() {
+    let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "k1")])).await;
+    idp.set_down(true);
+    let h = Harness::with(Opts {
+        extra_keys: format!(
+            "[[auth.issuers]]\nname = \"m2m\"\nissuer = \"{}\"\naudience = \"{AUDIENCE}\"\n\
+             algorithms = [\"RS256\"]\njwks_url = \"{}\"\njwks_cooldown = \"1s\"\n",
+            idp.base,
+            idp.jwks_url()
+        ),
+        ..Opts::default()
+    })
+    .await;
+    let ready = h.admin_get("/readyz").await;
+    assert_eq!(ready.status, 503);
+    let v = ready.json();
+    assert_eq!(v["status"], "not ready");
+    assert_eq!(v["issuers"]["default"]["ready"], true, "{v}");
+    assert_eq!(v["issuers"]["m2m"]["ready"], false, "{v}");
+    let m = h.admin_get("/metrics").await.text();
+    assert!(
+        m.contains("jbgw_issuer_keys_loaded{issuer=\"default\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("jbgw_issuer_keys_loaded{issuer=\"m2m\"} 0"),
+        "{m}"
+    );
+    // The static issuer serves; the m2m one refuses until its IdP is back.
+    let bob = h.token("bob@corp.test");
+    assert_eq!(h.get("/api/v1/partnerships", Some(&bob)).await.status, 200);
+    let m2m = sign(
+        &rsa_key(),
+        Algorithm::RS256,
+        "k1",
+        None,
+        &claims(&idp.base, "bob@corp.test"),
+    );
+    h.get("/api/v1/partnerships", Some(&m2m))
+        .await
+        .assert_error(401);
+    idp.set_down(false);
+    until(
+        "the m2m issuer to be ready",
+        Duration::from_secs(10),
+        || async { h.admin_get("/readyz").await.status == 200 },
+    )
+    .await;
+    assert_eq!(h.get("/api/v1/partnerships", Some(&m2m)).await.status, 200);
+}
