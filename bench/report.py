@@ -4,6 +4,7 @@ Markdown report: medians over rounds, every gateway figure as a ratio to nginx f
 run, and the targets with PASS/FAIL."""
 
 import csv
+import json
 import re
 import statistics
 import sys
@@ -24,6 +25,22 @@ ROWS = [
     ("nginx_plain_post", "nginx proxy_pass, POST", None, "direct_post"),
     ("gw_create_hs256", "gateway create, POST, HS256", "nginx_plain_post", "direct_post"),
     ("gw_create_es256", "gateway create, POST, ES256", "nginx_plain_post", "direct_post"),
+    ("gw_redis_miss_hs256", "gateway + Redis miss (cache off), GET, HS256", "nginx_plain_get", "direct_get"),
+    ("gw_redis_miss_es256", "gateway + Redis miss (cache off), GET, ES256", "nginx_plain_get", "direct_get"),
+    ("gw_redis_hit_hs256", "gateway + Redis hit (cache on), GET, HS256", "nginx_cache_get", "direct_get"),
+    ("gw_redis_hit_es256", "gateway + Redis hit (cache on), GET, ES256", "nginx_cache_get", "direct_get"),
+    ("gw_redis_create_hs256", "gateway + Redis create, POST, HS256", "nginx_plain_post", "direct_post"),
+    ("gw_redis_create_es256", "gateway + Redis create, POST, ES256", "nginx_plain_post", "direct_post"),
+]
+
+# Round-trip scenarios (roundtrips.py): label and what the design says one request costs.
+RT_ROWS = [
+    ("hit", "hit (cache on, local entry)", "1: GET of the key's generation"),
+    ("miss_cache_off", "miss, cache off", "1: the budget admit script"),
+    ("miss_cache_on", "miss, cache on (a new query each time)", "~4: generation, L2 lookup + lock, admit, L2 put"),
+    ("l2_hit", "L2 hit (restarted gateway, list in Redis)", "2: generation, L2 lookup"),
+    ("create", "create, no Idempotency-Key", "2: admit + bump"),
+    ("create_idem", "create, new Idempotency-Key each time", "4: claim + admit + settle + bump"),
 ]
 
 
@@ -67,6 +84,118 @@ def fmt_ratio(r):
     return "—" if r is None else f"{r:.2f}×"
 
 
+def redis_section(say, data, m, conns, rps, p50_1, added, work, meta):
+    """The Redis state backend against the memory backend and nginx, and its round trips."""
+    pairs = [
+        (n, n.replace("gw_redis_", "gw_"), label, peer, base)
+        for n, label, peer, base in ROWS
+        if n.startswith("gw_redis_") and data.get((n, conns))
+    ]
+    rt_file = work / "roundtrips.jsonl"
+    rts = {}
+    if rt_file.exists():
+        for line in rt_file.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rts[r["scenario"]] = r
+    if not pairs and not rts:
+        return
+    say(f"## Redis state backend (`[state] backend = \"redis\"`, redis-server {meta.get('redis', '?')} on the server core)")
+    say("")
+    if pairs:
+        say(
+            f"| path | memory req/s @{conns} | Redis req/s @{conns} | × memory | × nginx "
+            f"| p50 @1 memory | p50 @1 Redis | **Redis − memory p50 @1** | added p50 @1 (Redis, vs direct) "
+            f"| nginx's added p50 @1 | × nginx added | p99 @1 Redis | gateway CPU µs/req memory → Redis "
+            f"| redis-server CPU µs/req | Redis used_memory after @{conns} |"
+        )
+        say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for name, mem, label, peer, base in pairs:
+            r_rps, m_rps, p_rps = rps.get(name), rps.get(mem), rps.get(peer)
+            diff = (
+                p50_1[name] - p50_1[mem]
+                if p50_1.get(name) is not None and p50_1.get(mem) is not None
+                else None
+            )
+            add, peer_add = added(name, base), added(peer, base)
+            mems = [w["redis_kib"] for w in data[(name, conns)] if w["redis_kib"]]
+            say(
+                "| "
+                + " | ".join(
+                    [
+                        label.replace("gateway + Redis ", ""),
+                        f"{m_rps:,.0f}" if m_rps else "—",
+                        f"{r_rps:,.0f}",
+                        fmt_ratio(r_rps / m_rps if m_rps else None),
+                        fmt_ratio(r_rps / p_rps if p_rps else None),
+                        fmt_us(p50_1.get(mem)),
+                        fmt_us(p50_1.get(name)),
+                        "—" if diff is None else f"{diff:+.0f} µs",
+                        fmt_us(add),
+                        fmt_us(peer_add),
+                        fmt_ratio(add / peer_add if add is not None and peer_add and peer_add > 0 else None),
+                        fmt_us(m(name, "1", "p99")),
+                        f"{m(mem, conns, 'server_us_per_req') or 0:.1f} → {m(name, conns, 'server_us_per_req'):.1f}",
+                        f"{m(name, conns, 'redis_us_per_req'):.1f}",
+                        f"{max(mems) / 1024:.0f} MiB" if mems else "—",
+                    ]
+                )
+                + " |"
+            )
+        say("")
+        say(
+            "× memory: the Redis backend's throughput over the memory backend's, same scenario, "
+            "same run. × nginx: as in the table above. Redis − memory p50 @1: what the backend "
+            "adds to one request at one connection (medians over rounds). Added p50 @1 (vs "
+            "direct) and × nginx added: as in the table above (the peer is nginx proxy_pass for "
+            "miss and create; for the hit, nginx proxy_pass's added p50 too, like the targets). "
+            "redis-server CPU: its utime+stime over the run divided by the gateway's requests "
+            "(on the server core, counted in CPU busy). used_memory: `INFO memory` after the "
+            "throughput run (max over rounds), Redis flushed before each gateway."
+        )
+        say("")
+    if rts:
+        n = next(iter(rts.values()))["requests"]
+        say(
+            f"**Redis per request**, measured: {n} requests per scenario, one at a time on one "
+            f"keep-alive connection (ES256), counted on the server between two markers."
+        )
+        say("")
+        say(
+            "| scenario | expected by design | **round trips / request** | round trips by operation (per request) "
+            "| commands executed / request | answers |"
+        )
+        say("|---|---|--:|---|--:|---|")
+        for key, label, expected in RT_ROWS:
+            r = rts.get(key)
+            if not r:
+                continue
+            req = r["requests"]
+            ops = ", ".join(
+                f"{op} {c / req:.3g}"
+                for op, c in sorted(r["round_trips_by_op"].items(), key=lambda kv: -kv[1])
+            ) or "none"
+            answers = ", ".join(f"{k}×{v}" for k, v in sorted(r["statuses"].items()))
+            xc = {k: v for k, v in r.get("x_cache", {}).items() if k != "-"}
+            if xc:
+                answers += " (X-Cache " + ", ".join(f"{k}×{v}" for k, v in sorted(xc.items())) + ")"
+            say(
+                f"| {label} | {expected} | {r['round_trips_per_request']:.3f} | {ops} "
+                f"| {r['commands_per_request']:.2f} | {answers} |"
+            )
+        say("")
+        say(
+            "Round trips: the commands the gateway's connection sent (`MONITOR` lines from a "
+            "client address): one `EVALSHA` is one round trip whatever its script runs; the "
+            "store's only pipeline (a refund's `ZREM`s) would count one line per command, and "
+            "none occurred. Commands executed: `INFO stats` total_commands_processed after "
+            "minus before (this script's own INFOs taken off); Redis 7 counts every "
+            "`redis.call` a script makes there too, so it is the server-side work, not the "
+            "round trips."
+        )
+        say("")
+
+
 def main():
     work = Path(sys.argv[1])
     meta = dict(
@@ -81,8 +210,13 @@ def main():
             req = max(w["requests"], 1)
             w["server_us_per_req"] = int(row["server_ticks"]) * 1e6 / clk / req
             w["upstream_us_per_req"] = int(row["upstream_ticks"]) * 1e6 / clk / req
+            redis_ticks = int(row.get("redis_ticks") or 0)
+            w["redis_us_per_req"] = redis_ticks * 1e6 / clk / req
+            w["redis_kib"] = int(row["redis_kib"]) if row.get("redis_kib") else None
+            # The servers under test: the proxy, the upstream and (idle but for the Redis
+            # scenarios) the redis-server, all on the server core.
             ours = int(row["server_ticks"]) + (
-                0 if row["scenario"].startswith("direct") else int(row["upstream_ticks"])
+                0 if row["scenario"].startswith("direct") else int(row["upstream_ticks"]) + redis_ticks
             )
             wall = clk * w["elapsed_s"]
             w["core_busy"] = ours / wall
@@ -182,6 +316,8 @@ def main():
         f"@{conns} run (max over rounds). Errors: non-2xx responses + socket errors, all runs."
     )
     say("")
+
+    redis_section(say, data, m, conns, rps, p50_1, added, work, meta)
 
     say("## Targets")
     say("")

@@ -11,7 +11,12 @@
 #   - the peer: nginx proxy_pass injecting the API key (upstream keepalive), and nginx
 #     proxy_cache keyed on $request_uri (valid 30 s);
 #   - the gateway (release, one tokio worker thread), cache off (miss path) and cache on (hit
-#     path, creates), HS256 and ES256 client tokens.
+#     path, creates), HS256 and ES256 client tokens;
+#   - the same gateway scenarios with the Redis state backend ([state] backend = "redis"): a
+#     local redis-server (installed with apt-get when missing) on a free loopback port,
+#     `--save '' --appendonly no`, pinned with the servers, FLUSHALL before each gateway;
+#     then, for a fixed number of requests per scenario, the Redis round trips and commands
+#     each request costs (bench/roundtrips.py: MONITOR and INFO commandstats/stats).
 # Servers are pinned to CPU $BENCH_SERVER_CPU (0), wrk to $BENCH_CLIENT_CPU (1): a figure is
 # "requests per server core". Each scenario: warm-up, throughput at $BENCH_CONNECTIONS (64)
 # connections, latency at 1 and 8 connections; the whole set repeated $BENCH_RUNS (3) times,
@@ -19,7 +24,8 @@
 # to bench/work/<timestamp>/ (git-ignored).
 #
 # Environment: BENCH_DURATION (10s, throughput runs), BENCH_LAT_DURATION (5s, latency runs),
-# BENCH_WARMUP (2s), BENCH_RUNS (3), BENCH_CONNECTIONS (64), BENCH_SERVER_CPU (0),
+# BENCH_WARMUP (2s), BENCH_RUNS (3), BENCH_RT_REQUESTS (2000; 300 with --quick: requests per
+# round-trip count), BENCH_CONNECTIONS (64), BENCH_SERVER_CPU (0),
 # BENCH_CLIENT_CPU (1), BENCH_GATEWAY_THREADS (1), BENCH_SKIP_BUILD (0), BENCH_QUICK (0),
 # BENCH_KEEP_TMP (0: the temp dir with configs and keys is removed on exit),
 # BENCH_NGINX_CACHE_DIR (nginx proxy_cache files; default in the temp dir, e.g. /dev/shm/x),
@@ -45,11 +51,13 @@ if [ "$QUICK" = 1 ]; then
     LAT_DURATION=${BENCH_LAT_DURATION:-2s}
     WARMUP=${BENCH_WARMUP:-1s}
     RUNS=${BENCH_RUNS:-1}
+    RT_REQUESTS=${BENCH_RT_REQUESTS:-300}
 else
     DURATION=${BENCH_DURATION:-10s}
     LAT_DURATION=${BENCH_LAT_DURATION:-5s}
     WARMUP=${BENCH_WARMUP:-2s}
     RUNS=${BENCH_RUNS:-3}
+    RT_REQUESTS=${BENCH_RT_REQUESTS:-2000}
 fi
 CONNS=${BENCH_CONNECTIONS:-64}
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results/latest.md}
@@ -69,13 +77,14 @@ WORK="$BENCH_DIR/work/$STAMP"
 mkdir -p "$WORK/raw"
 ln -sfn "$STAMP" "$BENCH_DIR/work/latest"
 TSV="$WORK/measurements.tsv"
-printf 'scenario\tkind\tconns\tround\tserver_ticks\tupstream_ticks\tclient_ticks\tscore_busy\tscore_steal\tccore_busy\thwm_kib\tthreads\tfile\n' >"$TSV"
+printf 'scenario\tkind\tconns\tround\tserver_ticks\tupstream_ticks\tredis_ticks\tclient_ticks\tscore_busy\tscore_steal\tccore_busy\thwm_kib\tredis_kib\tthreads\tfile\n' >"$TSV"
 CLK_TCK=$(getconf CLK_TCK)
 log "work dir: $WORK (throughput ${DURATION} @${CONNS}, latency ${LAT_DURATION} @1 and @8, ${RUNS} round(s))"
 
 start_upstream
 start_proxy
-log "upstream nginx pid $UPSTREAM_PID :$UPSTREAM_PORT; peer nginx pid $PROXY_PID :$PLAIN_PORT (plain) :$CACHE_PORT (cache)"
+start_redis
+log "upstream nginx pid $UPSTREAM_PID :$UPSTREAM_PORT; peer nginx pid $PROXY_PID :$PLAIN_PORT (plain) :$CACHE_PORT (cache); redis-server pid $REDIS_PID :$REDIS_PORT"
 
 UP="http://127.0.0.1:$UPSTREAM_PORT"
 PLAIN="http://127.0.0.1:$PLAIN_PORT"
@@ -108,7 +117,7 @@ wrk_run() {
 # scenario <name> <server pid> <method> <url> <token> <round> [rss]: warm-up, @CONNS, @1, @8.
 scenario() {
     local name=$1 pid=$2 method=$3 url=$4 token=$5 round=$6 rss=${7:-} conns kind dur file
-    local s0 s1 u0 u1 hwm threads cs0 cs1 cc0 cc1
+    local s0 s1 u0 u1 r0 r1 hwm rmem threads cs0 cs1 cc0 cc1
     log "round $round: $name"
     wrk_run "$WORK/raw/$name.warmup.r$round.txt" "$CONNS" "$WARMUP" "$method" "$url" "$token"
     for conns in "$CONNS" 1 8; do
@@ -121,23 +130,30 @@ scenario() {
         fi
         s0=$(cpu_ticks "$pid")
         u0=$(cpu_ticks "$UPSTREAM_PID")
+        r0=$(cpu_ticks "$REDIS_PID")
         cs0=$(cpu_core_ticks "$SERVER_CPU")
         cc0=$(cpu_core_ticks "$CLIENT_CPU")
         wrk_run "$file" "$conns" "$dur" "$method" "$url" "$token" || true
         s1=$(cpu_ticks "$pid")
         u1=$(cpu_ticks "$UPSTREAM_PID")
+        r1=$(cpu_ticks "$REDIS_PID")
         cs1=$(cpu_core_ticks "$SERVER_CPU")
         cc1=$(cpu_core_ticks "$CLIENT_CPU")
         kill -0 "$pid" 2>/dev/null || die "$name: server pid $pid died"
+        kill -0 "$REDIS_PID" 2>/dev/null || die "$name: redis-server died"
         grep -q 'Requests/sec' "$file" || { cat "$file" >&2; die "$name: wrk failed"; }
         threads=$(awk '/^Threads:/{print $2}' "/proc/$pid/status")
         if [ -n "$rss" ] && [ "$kind" = throughput ]; then
             hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$pid/status")
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$conns" "$round" \
-            $((s1 - s0)) $((u1 - u0)) "$(cat "$file.ticks" 2>/dev/null || echo 0)" \
+        rmem=""
+        case $name in gw_redis_*)
+            rmem=$(rcli INFO memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print int($2 / 1024) }') ;;
+        esac
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$conns" "$round" \
+            $((s1 - s0)) $((u1 - u0)) $((r1 - r0)) "$(cat "$file.ticks" 2>/dev/null || echo 0)" \
             $((${cs1% *} - ${cs0% *})) $((${cs1#* } - ${cs0#* })) $((${cc1% *} - ${cc0% *})) \
-            "$hwm" "$threads" "raw/$(basename "$file")" >>"$TSV"
+            "$hwm" "$rmem" "$threads" "raw/$(basename "$file")" >>"$TSV"
     done
 }
 
@@ -166,7 +182,60 @@ for round in $(seq 1 "$RUNS"); do
     scenario gw_create_hs256 "$GW_PID" POST "$GW/api/v1/partnerships" "$TOKEN_HS256" "$round"
     scenario gw_create_es256 "$GW_PID" POST "$GW/api/v1/partnerships" "$TOKEN_ES256" "$round"
     stop_pid "$GW_PID"
+
+    # The same gateway scenarios, in the same order, with the Redis state backend. Each
+    # gateway starts on an empty Redis (the budget log of the previous one would be ~1 M
+    # admissions: the benchmark's key allows 10^9 a minute).
+    rcli FLUSHALL >/dev/null
+    start_gateway false redis
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_HS256"
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+    scenario gw_redis_miss_hs256 "$GW_PID" GET "$GW$LIST_URL_PATH" "$TOKEN_HS256" "$round"
+    scenario gw_redis_miss_es256 "$GW_PID" GET "$GW$LIST_URL_PATH" "$TOKEN_ES256" "$round"
+    stop_pid "$GW_PID"
+
+    rcli FLUSHALL >/dev/null
+    start_gateway true redis
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+    check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256" HIT || die "gateway (redis) cache does not hit"
+    check 201 POST "$GW/api/v1/partnerships" "$TOKEN_HS256"
+    check 201 POST "$GW/api/v1/partnerships" "$TOKEN_ES256"
+    scenario gw_redis_hit_hs256 "$GW_PID" GET "$GW$LIST_URL_PATH" "$TOKEN_HS256" "$round" rss
+    scenario gw_redis_hit_es256 "$GW_PID" GET "$GW$LIST_URL_PATH" "$TOKEN_ES256" "$round" rss
+    scenario gw_redis_create_hs256 "$GW_PID" POST "$GW/api/v1/partnerships" "$TOKEN_HS256" "$round"
+    scenario gw_redis_create_es256 "$GW_PID" POST "$GW/api/v1/partnerships" "$TOKEN_ES256" "$round"
+    stop_pid "$GW_PID"
 done
+
+# Redis round trips per request: a fixed number of requests per scenario, one at a time on one
+# connection, counted on the server (MONITOR, INFO commandstats / stats) by roundtrips.py.
+RT="$WORK/roundtrips.jsonl"
+: >"$RT"
+RT_TAG=$(openssl rand -hex 4)
+rt() {
+    log "round trips: $1 ($RT_REQUESTS requests)"
+    python3 "$BENCH_DIR/roundtrips.py" --redis-port "$REDIS_PORT" --gateway "$GW" \
+        --token "$TOKEN_ES256" --body "$CREATE_BODY" --requests "$RT_REQUESTS" --tag "$RT_TAG" \
+        --scenario "$1" --out "$RT" || die "round-trip count $1 failed"
+}
+rcli FLUSHALL >/dev/null
+start_gateway false redis
+check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+rt miss_cache_off
+stop_pid "$GW_PID"
+rcli FLUSHALL >/dev/null
+start_gateway true redis
+check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256"
+check 200 GET "$GW$LIST_PATH" "$TOKEN_ES256" HIT || die "gateway (redis) cache does not hit"
+rt hit
+rt miss_cache_on
+# A restarted gateway (an empty local cache) asks for the lists miss_cache_on put in the L2.
+stop_pid "$GW_PID"
+start_gateway true redis
+rt l2_hit
+rt create
+rt create_idem
+stop_pid "$GW_PID"
 
 # What the report's header line says about the setup.
 {
@@ -189,6 +258,8 @@ done
     echo "nice=$NICE"
     echo "autogroup=$(cat "/proc/$UPSTREAM_PID/autogroup" 2>/dev/null || echo none)"
     echo "body_bytes=$(wc -c <"$BENCH_DIR/partnerships.json")"
+    echo "redis=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+    echo "rt_requests=$RT_REQUESTS"
 } >"$WORK/meta.txt"
 
 mkdir -p "$(dirname "$RESULTS")"

@@ -56,6 +56,7 @@ done
 # ------------------------------------------------------------------ cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-check-prometheus.XXXXXX")
 DEMO_PID=
+DEGRADED_PID=
 PROM_PID=
 POLICY_RC_CREATED=
 
@@ -79,10 +80,11 @@ cleanup() {
   local rc=$?
   set +e
   stop_pid "$PROM_PID" prometheus
+  stop_pid "$DEGRADED_PID" "journeybee-gateway serve (degraded replica)"
   stop_pid "$DEMO_PID" "journeybee-gateway demo"
   if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ "$rc" -ne 0 ]; then
-    for f in demo.log prometheus.log; do
+    for f in demo.log degraded.log prometheus.log; do
       if [ -s "$WORK/$f" ]; then
         printf '\n----- last lines of %s -----\n' "$f" >&2
         tail -n 40 "$WORK/$f" >&2
@@ -376,7 +378,42 @@ done
 grep -q '^# TYPE process_cpu_seconds_total ' "$METRICS" || die "/metrics has no process_* metrics"
 
 # ------------------------------------------------------------------ 5. Prometheus
-PROM_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# A second replica of the demo's config whose state backend (Redis) is unreachable (a closed
+# loopback port): it must start, serve degraded (/readyz 200, state "degraded"), export
+# jbgw_state_backend_up 0, and so put JourneyBeeStateBackendDegraded in pending below.
+TARGETS="\"$ADMIN_HOSTPORT\""
+DEGRADED_ADMIN=''
+if [ -n "$JBGW_CONFIG_FILE" ] && [ -f "$JBGW_CONFIG_FILE" ]; then
+  DEAD_PORT=$(free_port)
+  DEGRADED_ADMIN=127.0.0.1:$(free_port)
+  DEGRADED_CONFIG=$(dirname "$JBGW_CONFIG_FILE")/degraded-replica.toml
+  python3 - "$JBGW_CONFIG_FILE" "$DEGRADED_CONFIG" "127.0.0.1:$(free_port)" "$DEGRADED_ADMIN" "$DEAD_PORT" <<'PY'
+import re, sys
+src, dst, listen, admin, dead = sys.argv[1:6]
+text = open(src).read()
+text = re.sub(r'(?m)^listen = .*$', f'listen = "{listen}"', text, count=1)
+text = re.sub(r'(?m)^admin_listen = .*$', f'admin_listen = "{admin}"', text, count=1)
+text += f'\n[state]\nbackend = "redis"\nurl = "redis://127.0.0.1:{dead}/0"\nkey_prefix = "check-prometheus"\n'
+open(dst, "w").write(text)
+PY
+  log "starting a degraded replica (state backend unreachable) on admin $DEGRADED_ADMIN"
+  "$BIN" serve --config "$DEGRADED_CONFIG" >"$WORK/degraded.log" 2>&1 &
+  DEGRADED_PID=$!
+  degraded_ready() {
+    "${CURL[@]}" -f "http://$DEGRADED_ADMIN/readyz" | python3 -c '
+import json, sys
+state = json.load(sys.stdin)["state"]
+sys.exit(0 if state == {"backend": "redis", "status": "degraded"} else 1)'
+  }
+  wait_until 30 "the degraded replica ready and reporting state degraded" degraded_ready
+  TARGETS="$TARGETS, \"$DEGRADED_ADMIN\""
+else
+  log "note: the demo's env file names no config file; the state-backend alert is not exercised live"
+fi
+
+PROM_PORT=$(free_port)
 PROM_URL=http://127.0.0.1:$PROM_PORT
 cat >"$WORK/prometheus.yml" <<EOF
 global:
@@ -389,7 +426,7 @@ scrape_configs:
   - job_name: journeybee-gateway
     metrics_path: /metrics
     static_configs:
-      - targets: ["$ADMIN_HOSTPORT"]
+      - targets: [$TARGETS]
 EOF
 promtool check config "$WORK/prometheus.yml" >/dev/null || die "generated prometheus.yml is invalid"
 log "starting prometheus on $PROM_URL (scraping $ADMIN_HOSTPORT every 1s)"
@@ -409,7 +446,7 @@ import json, sys
 r = json.load(sys.stdin)["data"]["result"]
 print(r[0]["value"][1] if r else "")'
 }
-scraped_up() { [ "$(prom_value 'up{job="journeybee-gateway"}')" = 1 ]; }
+scraped_up() { [ "$(prom_value 'min(up{job="journeybee-gateway"})')" = 1 ]; }
 scrapes_at_least() {
   local n
   n=$(prom_value 'count_over_time(up{job="journeybee-gateway"}[10m])')
@@ -462,6 +499,15 @@ sys.exit(0 if any(a["labels"].get("alertname") == "JourneyBeeUpstreamRateLimited
 }
 if [ "$EXPECT_RATE_LIMIT_ALERT" = 1 ]; then
   wait_until 30 "JourneyBeeUpstreamRateLimited pending after the upstream 429" rate_limit_alert_active
+fi
+state_alert_active() {
+  "${CURL[@]}" -f "$PROM_URL/api/v1/alerts" | python3 -c '
+import json, sys
+alerts = json.load(sys.stdin)["data"]["alerts"]
+sys.exit(0 if any(a["labels"].get("alertname") == "JourneyBeeStateBackendDegraded" for a in alerts) else 1)'
+}
+if [ -n "$DEGRADED_ADMIN" ]; then
+  wait_until 30 "JourneyBeeStateBackendDegraded pending for the degraded replica" state_alert_active
 fi
 sleep 2.5 # two more scrapes and rule evaluations after the last request
 log "$REQUESTS requests sent; $(prom_value 'count_over_time(up{job="journeybee-gateway"}[10m])') scrapes"

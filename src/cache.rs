@@ -7,10 +7,11 @@
 //! stale-if-error needs to keep): the first request fetches, the others wait for its answer,
 //! errors included, and none of them is forwarded.
 
-use crate::config::{CacheSettings, Identity, UpstreamKey};
+use crate::config::{CacheSettings, Identity};
 use crate::error::{ErrorDetail, Rejection, Response};
 use crate::metrics::{CacheResult, InvalidationCause, Metrics};
 use crate::route::Route;
+use crate::state::{L2Lookup, SharedStore};
 use crate::upstream::UpstreamMeta;
 use crate::validate::query::ListQuery;
 use crate::BoxFuture;
@@ -19,13 +20,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use moka::notification::RemovalCause;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
 /// What a cached list is stored under. Two requests share a key only if upstream must answer
@@ -125,23 +126,101 @@ enum Fetched {
     Stored(Arc<Entry>),
     /// Answered but not storable (not 200 JSON, `no-store`, too large), or a failure.
     Passed(Box<Snapshot>),
+    /// Fetched by another replica (the shared L2), now stored here too.
+    Shared(Arc<Entry>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The L2 name of a cached list: its generation and a digest of (userId, canonical query),
+/// so the user's id and the query never appear in the store in clear.
+fn l2_id(key: &CacheKey) -> String {
+    let mut material = key.user_id.to_be_bytes().to_vec();
+    material.extend_from_slice(key.query.canonical().as_bytes());
+    let fp = crate::state::Fingerprint::of(&material);
+    format!("{}:{}", key.generation, &fp.hex()[..32])
+}
+
+/// A stored list as the L2 holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn encode(snap: &Snapshot) -> Bytes {
+    use base64::Engine;
+    let wire = Wire {
+        status: snap.status.as_u16(),
+        headers: snap
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: base64::engine::general_purpose::STANDARD.encode(&snap.body),
+    };
+    Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
+}
+
+fn decode(bytes: &[u8]) -> Option<Snapshot> {
+    use base64::Engine;
+    let wire: Wire = serde_json::from_slice(bytes).ok()?;
+    let mut headers = HeaderMap::new();
+    for (n, v) in wire.headers {
+        headers.append(
+            http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+            HeaderValue::from_str(&v).ok()?,
+        );
+    }
+    Some(Snapshot {
+        status: StatusCode::from_u16(wire.status).ok()?,
+        headers,
+        body: Bytes::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(wire.body)
+                .ok()?,
+        ),
+        upstream: Some(UpstreamMeta {
+            status: Some(wire.status),
+            duration: std::time::Duration::ZERO,
+            maybe_sent: true,
+        }),
+        rejection: None,
+        detail: None,
+    })
 }
 
 type Flight = watch::Receiver<Option<Arc<Fetched>>>;
 
-/// The cache and its per-key generations.
+/// The cache. Each key's generation lives in the state store (shared by replicas with
+/// Redis), so a create accepted anywhere makes every older list unreachable everywhere.
 pub struct ListCache {
     settings: CacheSettings,
     store: moka::future::Cache<CacheKey, Arc<Entry>>,
-    generations: Vec<AtomicU64>,
-    /// Per key: when (ms since `epoch`) the next background sweep of older generations may
-    /// be registered. See [`SWEEP_INTERVAL`].
-    next_sweep: Vec<AtomicU64>,
-    epoch: Instant,
-    key_names: Vec<Arc<str>>,
+    state: SharedStore,
+    /// While the state store is down, local entries are served only this young.
+    degraded_max_age: Duration,
+    /// Per key: the last generation the store gave, used (with `degraded_max_age`) while it
+    /// cannot be asked.
+    last_generation: Mutex<HashMap<Arc<str>, u64>>,
+    /// Keys whose generation must be bumped once the store answers again (a create was
+    /// accepted while it was down).
+    pending_bumps: Mutex<HashSet<Arc<str>>>,
+    /// Per key: when the next background sweep of older generations may be registered. See
+    /// [`SWEEP_INTERVAL`].
+    next_sweep: Mutex<HashMap<Arc<str>, Instant>>,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
 }
+
+/// How long a replica waits for another one's fetch of the same list (shared L2) before
+/// fetching itself; the fetch lock expires after twice that.
+const L2_WAIT: Duration = Duration::from_secs(2);
+/// How often a waiting replica looks at the L2 again.
+const L2_POLL: Duration = Duration::from_millis(20);
 
 /// At most one background sweep per upstream key per interval. The generation bump already
 /// makes older entries unreachable; the sweep (a moka invalidation predicate, evaluated in
@@ -203,10 +282,11 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl ListCache {
-    /// A cache for `settings`, with one generation counter per upstream key.
+    /// A cache for `settings` whose generations live in `state`.
     pub fn new(
         settings: &CacheSettings,
-        keys: &[Arc<UpstreamKey>],
+        state: SharedStore,
+        degraded_max_age: Duration,
         metrics: Arc<Metrics>,
     ) -> Arc<ListCache> {
         let evictions = metrics.clone();
@@ -227,70 +307,103 @@ impl ListCache {
         Arc::new(ListCache {
             settings: settings.clone(),
             store,
-            generations: keys.iter().map(|_| AtomicU64::new(0)).collect(),
-            next_sweep: keys.iter().map(|_| AtomicU64::new(0)).collect(),
-            epoch: Instant::now(),
-            key_names: keys.iter().map(|k| k.name.clone()).collect(),
+            state,
+            degraded_max_age,
+            last_generation: Mutex::new(HashMap::new()),
+            pending_bumps: Mutex::new(HashSet::new()),
+            next_sweep: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             metrics,
         })
     }
 
-    fn key(&self, identity: &Identity, query: Arc<ListQuery>) -> CacheKey {
-        CacheKey {
-            upstream_key: identity.key.name.clone(),
-            generation: self.generations[identity.key.index].load(Ordering::Acquire),
-            user_id: identity.user_id,
-            query,
+    /// Whether this cache was built for `settings` and `state` (so a reload keeps it).
+    pub fn fits(&self, settings: &CacheSettings, state: &SharedStore, degraded: Duration) -> bool {
+        self.settings == *settings
+            && Arc::ptr_eq(&self.state, state)
+            && self.degraded_max_age == degraded
+    }
+
+    /// The key's current generation, and whether it came from the store (false: the store
+    /// is down and this is the last one seen).
+    async fn generation(&self, name: &Arc<str>) -> (u64, bool) {
+        let pending = lock(&self.pending_bumps).contains(name);
+        if pending && self.state.bump(name).await.is_ok() {
+            lock(&self.pending_bumps).remove(name);
+        }
+        match self.state.generation(name).await {
+            Ok(g) => {
+                let mut last = lock(&self.last_generation);
+                if last.get(name) != Some(&g) {
+                    last.insert(name.clone(), g);
+                }
+                (g, true)
+            }
+            Err(_) => (
+                lock(&self.last_generation).get(name).copied().unwrap_or(0),
+                false,
+            ),
         }
     }
 
-    /// Drops every cached list of one upstream key: O(1) on the request path (a generation
-    /// bump makes older keys unreachable); the memory is reclaimed by moka in the background.
-    pub fn invalidate_key(&self, index: usize, cause: InvalidationCause) {
-        let Some(gen) = self.generations.get(index) else {
-            return;
-        };
-        let new = gen.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Makes every cached list of the key `name` unusable, on every replica sharing the
+    /// state, before returning (O(1): a generation bump; the memory is reclaimed in the
+    /// background).
+    pub async fn invalidate(&self, name: &Arc<str>, cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let next = &self.next_sweep[index];
-        let due = next.load(Ordering::Acquire);
-        let claimed = now >= due
-            && next
-                .compare_exchange(
-                    due,
-                    now + SWEEP_INTERVAL.as_millis() as u64,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok();
-        if claimed {
-            let name = self.key_names[index].clone();
-            let _ = self
-                .store
-                .invalidate_entries_if(move |k, _| k.upstream_key == name && k.generation < new);
+        match self.state.bump(name).await {
+            Ok(new) => {
+                lock(&self.last_generation).insert(name.clone(), new);
+                self.sweep(name.clone(), Some(new));
+            }
+            Err(_) => {
+                // The shared counter cannot be bumped now: drop this replica's entries at
+                // once, and bump it as soon as the store answers again.
+                lock(&self.pending_bumps).insert(name.clone());
+                let n = name.clone();
+                let _ = self
+                    .store
+                    .invalidate_entries_if(move |k, _| k.upstream_key == n);
+            }
         }
     }
 
-    /// Purges all entries, or those of the upstream key named `key`.
-    pub fn purge(&self, key: Option<&str>) -> Result<(), String> {
+    /// Registers a background sweep of the key's older generations, at most once per
+    /// [`SWEEP_INTERVAL`].
+    fn sweep(&self, name: Arc<str>, below: Option<u64>) {
+        let now = Instant::now();
+        {
+            let mut next = lock(&self.next_sweep);
+            if next.get(&name).is_some_and(|due| now < *due) {
+                return;
+            }
+            next.insert(name.clone(), now + SWEEP_INTERVAL);
+        }
+        let _ = self.store.invalidate_entries_if(move |k, _| {
+            k.upstream_key == name && below.is_none_or(|b| k.generation < b)
+        });
+    }
+
+    /// Purges all entries of the keys in `names`, or only the one named `key`, on every
+    /// replica sharing the state.
+    pub async fn purge(&self, key: Option<&str>, names: &[Arc<str>]) -> Result<(), String> {
         match key {
             None => {
-                for g in &self.generations {
-                    g.fetch_add(1, Ordering::AcqRel);
+                for n in names {
+                    if self.state.bump(n).await.is_err() {
+                        lock(&self.pending_bumps).insert(n.clone());
+                    }
                 }
                 self.store.invalidate_all();
                 self.metrics.cache_invalidation(InvalidationCause::Admin);
                 Ok(())
             }
             Some(name) => {
-                let index = self
-                    .key_names
+                let n = names
                     .iter()
-                    .position(|n| &**n == name)
+                    .find(|n| &***n == name)
                     .ok_or_else(|| format!("No upstream key named {name:?}"))?;
-                self.invalidate_key(index, InvalidationCause::Admin);
+                self.invalidate(n, InvalidationCause::Admin).await;
                 Ok(())
             }
         }
@@ -330,10 +443,6 @@ impl ListCache {
         });
         self.store.insert(key.clone(), entry.clone()).await;
         Fetched::Stored(entry)
-    }
-
-    fn fresh(&self, entry: &Entry, now: Instant) -> bool {
-        now.saturating_duration_since(entry.stored_at) < self.settings.ttl
     }
 
     fn usable_stale(&self, entry: &Entry, now: Instant) -> bool {
@@ -387,13 +496,29 @@ impl ListCache {
             let resp = call(&mut inner, req).await;
             return self.passed(&Snapshot::from_response(resp).await, CacheResult::Bypass);
         }
-        let key = self.key(&identity, query);
+        let (generation, coherent) = self.generation(&identity.key.name).await;
+        let key = CacheKey {
+            upstream_key: identity.key.name.clone(),
+            generation,
+            user_id: identity.user_id,
+            query,
+        };
+        // Without the store, a local entry may be older than a create on another replica:
+        // only young ones are served.
+        let max_age = if coherent {
+            self.settings.ttl
+        } else {
+            self.settings.ttl.min(self.degraded_max_age)
+        };
         let mut req = Some(req);
         loop {
             let now = Instant::now();
             let existing = self.store.get(&key).await;
             if directive == Directive::Normal {
-                if let Some(entry) = existing.as_ref().filter(|e| self.fresh(e, now)) {
+                if let Some(entry) = existing
+                    .as_ref()
+                    .filter(|e| now.saturating_duration_since(e.stored_at) < max_age)
+                {
                     self.metrics.cache_lookup(CacheResult::Hit);
                     return self.respond(entry, CacheResult::Hit, now);
                 }
@@ -411,8 +536,8 @@ impl ListCache {
                         return crate::error::GatewayError::Internal("request reused".into())
                             .into_response();
                     };
-                    let resp = call(&mut inner, r).await;
-                    let fetched = Arc::new(self.settle(&key, resp).await);
+                    let shared = coherent && directive == Directive::Normal;
+                    let fetched = Arc::new(self.fetch(&key, r, &mut inner, shared).await);
                     flight.complete(fetched.clone());
                     fetched
                 }
@@ -422,6 +547,10 @@ impl ListCache {
                 Fetched::Stored(entry) => {
                     self.metrics.cache_lookup(CacheResult::Miss);
                     self.respond(entry, CacheResult::Miss, now)
+                }
+                Fetched::Shared(entry) => {
+                    self.metrics.cache_lookup(CacheResult::Hit);
+                    self.respond(entry, CacheResult::Hit, now)
                 }
                 Fetched::Passed(snap) => match existing {
                     Some(old) if snap.is_upstream_failure() && self.usable_stale(&old, now) => {
@@ -435,6 +564,70 @@ impl ListCache {
                 },
             };
         }
+    }
+
+    /// A local miss: the shared L2 first (when the store is shared and answering), so one
+    /// replica's fetch is every replica's hit; else upstream, then into both levels.
+    async fn fetch<S>(
+        &self,
+        key: &CacheKey,
+        req: Request<Bytes>,
+        inner: &mut S,
+        shared: bool,
+    ) -> Fetched
+    where
+        S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+    {
+        let entry_id = l2_id(key);
+        let mut lead = false;
+        if shared && self.state.backend() != "memory" {
+            let deadline = Instant::now() + L2_WAIT;
+            loop {
+                match self
+                    .state
+                    .l2_lookup(&key.upstream_key, &entry_id, L2_WAIT * 2)
+                    .await
+                {
+                    Ok(L2Lookup::Hit { value, ttl_left }) => {
+                        if let Some(snapshot) = decode(&value) {
+                            let age = self.settings.ttl.saturating_sub(ttl_left);
+                            let entry = Arc::new(Entry {
+                                snapshot,
+                                stored_at: Instant::now()
+                                    .checked_sub(age)
+                                    .unwrap_or_else(Instant::now),
+                            });
+                            self.store.insert(key.clone(), entry.clone()).await;
+                            return Fetched::Shared(entry);
+                        }
+                        lead = true;
+                        break;
+                    }
+                    Ok(L2Lookup::Lead) => {
+                        lead = true;
+                        break;
+                    }
+                    Ok(L2Lookup::Busy) if Instant::now() < deadline => {
+                        tokio::time::sleep(L2_POLL).await;
+                    }
+                    // Another replica's fetch is taking long, or the store is down: fetch.
+                    Ok(L2Lookup::Busy) | Err(_) => break,
+                }
+            }
+        }
+        let resp = call(inner, req).await;
+        let fetched = self.settle(key, resp).await;
+        if lead {
+            let value = match &fetched {
+                Fetched::Stored(e) => Some(encode(&e.snapshot)),
+                _ => None,
+            };
+            let _ = self
+                .state
+                .l2_put(&key.upstream_key, &entry_id, value, self.settings.ttl)
+                .await;
+        }
+        fetched
     }
 
     fn join_or_lead(self: &Arc<Self>, key: &CacheKey) -> Role {
@@ -537,7 +730,10 @@ where
         let inner = self.inner.clone();
         let cache = self.cache.clone();
         let route = req.extensions().get::<Route>().copied();
-        let key_index = req.extensions().get::<Arc<Identity>>().map(|i| i.key.index);
+        let key_name = req
+            .extensions()
+            .get::<Arc<Identity>>()
+            .map(|i| i.key.name.clone());
         Box::pin(async move {
             match route {
                 Some(Route::List) => Ok(cache.serve(req, inner).await),
@@ -548,8 +744,10 @@ where
                     let accepted = resp.status().is_success()
                         && resp.extensions().get::<UpstreamMeta>().is_some();
                     if accepted {
-                        if let Some(i) = key_index {
-                            cache.invalidate_key(i, InvalidationCause::Create);
+                        if let Some(name) = &key_name {
+                            // Before the 201 is returned: no replica serves an older list
+                            // once the client has seen it.
+                            cache.invalidate(name, InvalidationCause::Create).await;
                         }
                     }
                     Ok(resp)

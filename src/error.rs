@@ -212,6 +212,17 @@ pub enum GatewayError {
     /// A request with this `Idempotency-Key` is still in flight.
     #[error("Idempotency-Key in flight")]
     IdempotencyInFlight,
+    /// The request with this `Idempotency-Key` was sent but its outcome is unknown: it is
+    /// never sent again.
+    #[error("Idempotency-Key outcome unknown")]
+    IdempotencyOutcomeUnknown,
+    /// The shared state backend is unreachable and the request cannot be answered safely
+    /// without it (a create with an `Idempotency-Key`).
+    #[error("state backend unavailable")]
+    StateUnavailable {
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
     /// The request body did not arrive within `server.body_read_timeout`.
     #[error("request body not received in time")]
     BodyTimeout,
@@ -279,6 +290,8 @@ impl GatewayError {
             GatewayError::InvalidIdempotencyKey => ("idempotency", "invalid_key"),
             GatewayError::IdempotencyMismatch => ("idempotency", "mismatch"),
             GatewayError::IdempotencyInFlight => ("idempotency", "in_flight"),
+            GatewayError::IdempotencyOutcomeUnknown => ("idempotency", "outcome_unknown"),
+            GatewayError::StateUnavailable { .. } => ("state", "unavailable"),
             GatewayError::Internal(_) => ("internal", "internal"),
         };
         Rejection { kind, reason }
@@ -443,6 +456,23 @@ impl GatewayError {
                 );
                 r.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            GatewayError::IdempotencyOutcomeUnknown => json_error(
+                StatusCode::CONFLICT,
+                "The request with this Idempotency-Key was sent to JourneyBee but its outcome is unknown: the partnership may have been created; list partnerships before retrying with a new key",
+                &[],
+            ),
+            GatewayError::StateUnavailable { retry_after } => {
+                let mut r = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Idempotency records are unavailable right now; retry later (nothing was sent)",
+                    &[],
+                );
+                r.headers_mut().insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(crate::resilience::bucket::retry_after_secs(*retry_after)),
+                );
                 r
             }
             GatewayError::BodyTimeout => json_error(

@@ -1,19 +1,26 @@
 //! The upstream guard, just above the forward: the user's fair share, the circuit breaker,
-//! the per-key budget mirroring JourneyBee's limit (a sliding window: never more than the
-//! limit in any minute), the connection bound, and safe retries.
+//! the per-key budget mirroring JourneyBee's limit (a sliding log: never more than the limit
+//! in any window), the connection bound, and safe retries.
+//!
+//! The budget lives in the state [`Store`]: in memory for one replica, or in Redis shared by
+//! every replica. With Redis, each key's limit N is split into a shared part and a private
+//! share per replica (`[state] private_share`): the shared log is asked first, the private
+//! share (kept in this process) is used when the shared log is full or unreachable, so the
+//! total across `max_replicas` replicas stays ≤ N in every state of the backend, and never
+//! fails open.
 //!
 //! Everything it refuses is refused before a byte leaves, so a refused create certainly was
-//! not sent. Only lists are retried (connect errors, resets before a response, 502/503/504),
-//! within a retry budget and the key's own budget; a create is sent at most once.
+//! not sent, and an admission whose request never reached upstream is refunded. Only lists are
+//! retried (connect errors, resets before a response, 502/503/504), within a retry budget and
+//! the key's own budget; a create is sent at most once.
 
-use crate::config::{Identity, Settings};
+use crate::config::{Identity, Settings, UpstreamSettings};
 use crate::error::{GatewayError, Rejection, Response};
-use crate::metrics::{Metrics, Throttle};
-use crate::resilience::{
-    backoff, CircuitBreaker, KeyedBuckets, RateLimitHeaders, RetryBudget, SlidingWindow,
-    TokenBucket,
-};
+use crate::metrics::{BudgetPool, Metrics, Throttle};
+use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
 use crate::route::Route;
+use crate::state::memory::MemoryStore;
+use crate::state::{Admit, BudgetAsk, SharedStore, Store, Ticket};
 use crate::upstream::UpstreamMeta;
 use crate::BoxFuture;
 use bytes::Bytes;
@@ -26,96 +33,230 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
-const MINUTE: Duration = Duration::from_secs(60);
-/// An upstream 429 without a usable `Retry-After` pauses the key for a full window.
-const DEFAULT_PAUSE: Duration = MINUTE;
+/// An upstream 429 without a usable `Retry-After` pauses the key for a full minute.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 /// Upper bound on a pause an upstream may ask for.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
-/// The guard's state for one config generation.
-pub struct GuardState {
-    key_windows: Vec<SlidingWindow>,
-    user_buckets: Vec<Option<TokenBucket>>,
-    /// Fair share of users mapped by claim rules (not in the table), by name, bounded.
-    rule_buckets: Option<KeyedBuckets<Arc<str>>>,
+/// The circuit breaker and the retry budget: history that a reload keeps unless their own
+/// settings change.
+pub struct Resilience {
     breaker: CircuitBreaker,
     budget: RetryBudget,
+    settings: (u32, Duration, u64),
+}
+
+impl Resilience {
+    fn key(up: &UpstreamSettings) -> (u32, Duration, u64) {
+        (
+            up.breaker_failures,
+            up.breaker_cooldown,
+            up.retry_budget_ratio.to_bits(),
+        )
+    }
+
+    /// A closed breaker and an empty retry budget for `up`.
+    pub fn new(up: &UpstreamSettings) -> Arc<Resilience> {
+        Arc::new(Resilience {
+            breaker: CircuitBreaker::new(up.breaker_failures, up.breaker_cooldown),
+            budget: RetryBudget::new(
+                Duration::from_secs(10),
+                up.retry_budget_ratio,
+                3,
+                Instant::now(),
+            ),
+            settings: Self::key(up),
+        })
+    }
+
+    /// Whether this state was built for the same settings as `up` (so a reload keeps it).
+    pub fn fits(&self, up: &UpstreamSettings) -> bool {
+        self.settings == Self::key(up)
+    }
+}
+
+/// A key's limit as this replica spends it.
+#[derive(Debug, Clone)]
+struct KeyBudget {
+    name: Arc<str>,
+    /// JourneyBee's limit N.
+    limit: u32,
+    /// Asked of the store (N with the memory backend).
+    shared: u32,
+    /// Spent alone when the shared part is full or unreachable (0 with the memory backend).
+    private: u32,
+}
+
+/// The guard's state for one config generation; the budget itself lives in the store.
+pub struct GuardState {
+    keys: Vec<KeyBudget>,
+    window: Duration,
+    default_user_rpm: Option<u32>,
+    store: SharedStore,
+    /// The private shares (only with a shared backend).
+    local: Option<Arc<MemoryStore>>,
+    resilience: Arc<Resilience>,
     connections: Arc<Semaphore>,
     connection_wait: Duration,
     retries: u32,
     backoff_base: Duration,
     backoff_max: Duration,
-    key_names: Vec<Arc<str>>,
     metrics: Arc<Metrics>,
 }
 
+/// An admission, from the pool that granted it.
+enum Granted {
+    Shared(Ticket),
+    Private(Ticket),
+}
+
 impl GuardState {
-    /// Buckets per upstream key and per user, one breaker for the upstream.
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Arc<GuardState> {
-        let now = Instant::now();
+    /// The guard for `settings`, spending budget in `store` (and, with a shared backend, the
+    /// private shares in `local`).
+    pub fn new(
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        resilience: Arc<Resilience>,
+        store: SharedStore,
+        local: Option<Arc<MemoryStore>>,
+    ) -> Arc<GuardState> {
         let up = &settings.upstream;
-        let mut user_buckets: Vec<Option<TokenBucket>> =
-            (0..settings.users.len()).map(|_| None).collect();
-        for identity in settings.users.values() {
-            if let Some(rpm) = identity.requests_per_minute {
-                user_buckets[identity.index] = Some(TokenBucket::new(rpm, MINUTE, now));
-            }
-        }
         metrics.declare_upstream_keys(&up.keys.iter().map(|k| &*k.name).collect::<Vec<_>>());
         Arc::new(GuardState {
-            key_windows: up
+            keys: up
                 .keys
                 .iter()
-                .map(|k| SlidingWindow::new(k.requests_per_minute, MINUTE))
+                .map(|k| {
+                    let (shared, private) = settings.state.split(k.requests_per_minute);
+                    KeyBudget {
+                        name: k.name.clone(),
+                        limit: k.requests_per_minute,
+                        shared,
+                        private,
+                    }
+                })
                 .collect(),
-            user_buckets,
-            rule_buckets: settings
-                .default_user_rpm
-                .map(|rpm| KeyedBuckets::new(rpm, MINUTE, 10_000)),
-            breaker: CircuitBreaker::new(up.breaker_failures, up.breaker_cooldown),
-            budget: RetryBudget::new(Duration::from_secs(10), up.retry_budget_ratio, 3, now),
+            window: settings.budget_window(),
+            default_user_rpm: settings.default_user_rpm,
+            store,
+            local,
+            resilience,
             connections: Arc::new(Semaphore::new(up.max_connections)),
             connection_wait: up.response_timeout,
             retries: up.retries,
             backoff_base: up.retry_backoff,
             backoff_max: up.retry_backoff_max,
-            key_names: up.keys.iter().map(|k| k.name.clone()).collect(),
             metrics,
         })
     }
 
     /// Publishes budget and breaker gauges (called before each scrape).
-    pub fn refresh_gauges(&self) {
-        let now = Instant::now();
-        for (name, window) in self.key_names.iter().zip(&self.key_windows) {
-            self.metrics
-                .set_budget_remaining(name, window.remaining(now));
+    pub async fn refresh_gauges(&self) {
+        for k in &self.keys {
+            let shared = self
+                .store
+                .remaining(&k.name, k.shared, self.window)
+                .await
+                .unwrap_or(0);
+            let private = match &self.local {
+                Some(local) => local
+                    .remaining(&k.name, k.private, self.window)
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            };
+            self.metrics.set_budget_remaining(&k.name, shared + private);
         }
         self.metrics
-            .set_breaker_state(self.breaker.state_at(now).as_gauge());
+            .set_breaker_state(self.resilience.breaker.state_at(Instant::now()).as_gauge());
     }
 
-    fn throttled(&self, reason: Throttle, headers: RateLimitHeaders) -> Response {
+    fn throttled(&self, reason: Throttle, limit: u32, wait: Duration) -> Response {
         self.metrics.throttle(reason);
         GatewayError::Throttled {
             reason: reason.as_str(),
-            headers,
+            headers: RateLimitHeaders {
+                limit,
+                window: self.window,
+                remaining: 0,
+                reset: wait,
+                retry_after: Some(wait),
+            },
         }
         .into_response()
     }
-}
 
-/// A user's fair-share bucket: a table user's own, or a rule-mapped user's by name.
-enum UserBucket<'a> {
-    Table(&'a TokenBucket),
-    Rule(Arc<TokenBucket>),
-}
+    /// Spends one admission for `identity`, from the shared pool or else the private share.
+    async fn admit(&self, identity: &Identity) -> Result<Granted, Response> {
+        let key = &self.keys[identity.key.index];
+        let user_rpm = identity.requests_per_minute.or(self.default_user_rpm);
+        let ask = BudgetAsk {
+            key: &key.name,
+            limit: key.shared,
+            window: self.window,
+            user: user_rpm.map(|n| (&*identity.name, n)),
+        };
+        let shared_wait = match self.store.admit(&ask).await {
+            Ok(Admit::Admitted(t)) => {
+                self.metrics.state().decision(BudgetPool::Shared, true);
+                return Ok(Granted::Shared(t));
+            }
+            Ok(Admit::UserFull { wait }) => {
+                self.metrics.state().decision(BudgetPool::Shared, false);
+                return Err(self.throttled(Throttle::UserShare, user_rpm.unwrap_or(0), wait));
+            }
+            Ok(Admit::Paused { wait }) => {
+                self.metrics.state().decision(BudgetPool::Shared, false);
+                return Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait));
+            }
+            Ok(Admit::KeyFull { wait }) => {
+                self.metrics.state().decision(BudgetPool::Shared, false);
+                Some(wait)
+            }
+            Err(_unavailable) => None,
+        };
+        let Some(local) = self.local.as_ref().filter(|_| key.private > 0) else {
+            // Never fail open: an unreachable backend without a private share admits nothing.
+            let wait = shared_wait.unwrap_or(crate::state::redis::PROBE_INTERVAL);
+            return Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait));
+        };
+        let private = BudgetAsk {
+            limit: key.private,
+            ..ask
+        };
+        match local.admit_now(&private, tokio::time::Instant::now()) {
+            Admit::Admitted(t) => {
+                self.metrics.state().decision(BudgetPool::Private, true);
+                Ok(Granted::Private(t))
+            }
+            Admit::UserFull { wait } => {
+                self.metrics.state().decision(BudgetPool::Private, false);
+                Err(self.throttled(Throttle::UserShare, user_rpm.unwrap_or(0), wait))
+            }
+            Admit::KeyFull { wait } | Admit::Paused { wait } => {
+                self.metrics.state().decision(BudgetPool::Private, false);
+                let wait = shared_wait.map_or(wait, |s| s.min(wait));
+                Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait))
+            }
+        }
+    }
 
-impl UserBucket<'_> {
-    fn get(&self) -> &TokenBucket {
-        match self {
-            UserBucket::Table(b) => b,
-            UserBucket::Rule(b) => b,
+    /// Takes back an admission whose request never reached upstream.
+    async fn refund(&self, granted: Granted) {
+        let _ = match granted {
+            Granted::Shared(t) => self.store.refund(&t).await,
+            Granted::Private(t) => match &self.local {
+                Some(local) => local.refund(&t).await,
+                None => Ok(()),
+            },
+        };
+    }
+
+    /// An upstream 429: every replica (and this one's private share) pauses the key.
+    async fn pause(&self, key: &str, pause: Duration) {
+        let _ = self.store.pause(key, pause).await;
+        if let Some(local) = &self.local {
+            let _ = local.pause(key, pause).await;
         }
     }
 }
@@ -225,25 +366,8 @@ where
                     GatewayError::Internal("guard reached without identity".into()).into_response(),
                 );
             };
-            let now = Instant::now();
-            // The user's fair share first: it is about this user, not about upstream.
-            let bucket = match state.user_buckets.get(identity.index) {
-                Some(Some(b)) => Some(UserBucket::Table(b)),
-                Some(None) => None,
-                // Not in the table: mapped by claim rules, shared by name.
-                None => state
-                    .rule_buckets
-                    .as_ref()
-                    .map(|k| UserBucket::Rule(k.get(&identity.name, now))),
-            };
-            if let Some(bucket) = bucket {
-                let bucket = bucket.get();
-                if let Err(wait) = bucket.try_acquire(now) {
-                    let headers = RateLimitHeaders::from_bucket(bucket, now).with_retry_after(wait);
-                    return Ok(state.throttled(Throttle::UserShare, headers));
-                }
-            }
-            let permit = match state.breaker.try_acquire(now) {
+            let resilience = &state.resilience;
+            let permit = match resilience.breaker.try_acquire(Instant::now()) {
                 Ok(p) => p,
                 Err(open) => {
                     state.metrics.throttle(Throttle::CircuitOpen);
@@ -253,15 +377,17 @@ where
                     .into_response());
                 }
             };
-            let key_window = &state.key_windows[identity.key.index];
-            if let Err(wait) = key_window.try_acquire(now) {
-                // Not sent: says nothing about upstream health, so the permit is dropped
-                // without a verdict.
-                drop(permit);
-                let headers = key_window.headers(now, wait);
-                return Ok(state.throttled(Throttle::UpstreamBudget, headers));
-            }
-            state.budget.record_request(now);
+            // The user's share and the key's budget, in one step.
+            let mut granted = match state.admit(&identity).await {
+                Ok(g) => g,
+                Err(refused) => {
+                    // Not sent: says nothing about upstream health, so the permit is dropped
+                    // without a verdict.
+                    drop(permit);
+                    return Ok(refused);
+                }
+            };
+            resilience.budget.record_request(Instant::now());
             let retryable_route = route == Some(Route::List);
             let mut attempt = 0u32;
             loop {
@@ -274,6 +400,7 @@ where
                     Ok(Ok(slot)) => slot,
                     _ => {
                         drop(permit);
+                        state.refund(granted).await;
                         state.metrics.throttle(Throttle::UpstreamConnections);
                         return Ok(GatewayError::UpstreamBusy.into_response());
                     }
@@ -287,7 +414,7 @@ where
                 let verdict = judge(&resp);
                 if verdict == Verdict::Limited {
                     let pause = pause_for(&resp);
-                    key_window.pause_until(Instant::now() + pause);
+                    state.pause(&identity.key.name, pause).await;
                     state.metrics.upstream_rate_limited(&identity.key.name);
                     tracing::warn!(
                         upstream_key = &*identity.key.name,
@@ -295,19 +422,36 @@ where
                         "JourneyBee answered 429: pausing this key"
                     );
                 }
-                let now = Instant::now();
-                if retryable_route
+                let never_sent = resp
+                    .extensions()
+                    .get::<UpstreamMeta>()
+                    .is_some_and(|m| !m.maybe_sent);
+                let retry = retryable_route
                     && verdict == Verdict::Retryable
                     && attempt < state.retries
-                    && state.budget.try_retry(now)
-                    && key_window.try_acquire(now).is_ok()
-                {
-                    let wait = backoff(attempt, state.backoff_base, state.backoff_max);
-                    attempt += 1;
-                    state.metrics.upstream_retry(Route::List);
-                    tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying list");
-                    tokio::time::sleep(wait).await;
-                    continue;
+                    && resilience.budget.try_retry(Instant::now());
+                if retry {
+                    if never_sent {
+                        state.refund(granted).await;
+                    } else {
+                        drop(granted);
+                    }
+                    if let Ok(g) = state.admit(&identity).await {
+                        granted = g;
+                        let wait = backoff(attempt, state.backoff_base, state.backoff_max);
+                        attempt += 1;
+                        state.metrics.upstream_retry(Route::List);
+                        tracing::debug!(
+                            attempt,
+                            wait_ms = wait.as_millis() as u64,
+                            "retrying list"
+                        );
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    // No budget left for a retry: the failure is the answer.
+                } else if never_sent {
+                    state.refund(granted).await;
                 }
                 match verdict {
                     Verdict::Healthy | Verdict::Limited => permit.success(),

@@ -28,6 +28,7 @@ pub mod route;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod state;
 pub mod upstream;
 pub mod validate;
 

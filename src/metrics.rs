@@ -150,7 +150,7 @@ pub struct Metrics {
     cache_evictions: IntCounter,
     cache_invalidations: [IntCounter; 2],
     user_vec: IntCounterVec,
-    config_reloads: [IntCounter; 2],
+    config_reloads: [IntCounter; 3],
     throttled: Vec<IntCounter>,
     retries: Vec<IntCounter>,
     idempotent_replays: IntCounter,
@@ -162,6 +162,72 @@ pub struct Metrics {
     jwks_seen: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     issuers: issuers::IssuerGauges,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
+    state: StateMetrics,
+}
+
+/// How a config reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new generation serves.
+    Success = 0,
+    /// Refused: the old generation keeps serving.
+    Failure = 1,
+    /// The file parsed to the same settings: nothing was rebuilt.
+    Unchanged = 2,
+}
+
+/// Budget pools a decision is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPool {
+    /// The budget every replica shares (the memory backend's whole budget).
+    Shared = 0,
+    /// This replica's private share, used when the shared budget is full or unreachable.
+    Private = 1,
+}
+
+/// The state backend's health, command latency and errors, and the budget decisions.
+pub struct StateMetrics {
+    up: IntGauge,
+    command_duration: HistogramVec,
+    errors: IntCounterVec,
+    /// [pool][admitted, denied]
+    decisions: [[IntCounter; 2]; 2],
+}
+
+/// Every state operation, so their series exist from the start.
+pub const STATE_OPS: &[&str] = &[
+    "admit",
+    "refund",
+    "pause",
+    "remaining",
+    "claim",
+    "settle",
+    "generation",
+    "bump",
+    "l2_lookup",
+    "l2_put",
+];
+
+impl StateMetrics {
+    /// Sets the backend-up gauge.
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
+    /// Records one command's latency, and its failure.
+    pub fn command(&self, op: &'static str, elapsed: Duration, ok: bool) {
+        self.command_duration
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.errors.with_label_values(&[op]).inc();
+        }
+    }
+
+    /// Counts a budget decision.
+    pub fn decision(&self, pool: BudgetPool, admitted: bool) {
+        self.decisions[pool as usize][usize::from(!admitted)].inc();
+    }
 }
 
 fn name(s: &str) -> String {
@@ -299,10 +365,11 @@ impl Metrics {
         reg(Box::new(cache_evictions.clone()));
         let reload_vec = counter_vec(
             "config_reloads_total",
-            "Config reloads, by result (success, failure).",
+            "Config reloads, by result (success, failure, unchanged: the file parsed to the same settings).",
             &["result"],
         );
-        let config_reloads = ["success", "failure"].map(|r| reload_vec.with_label_values(&[r]));
+        let config_reloads =
+            ["success", "failure", "unchanged"].map(|r| reload_vec.with_label_values(&[r]));
         let throttle_vec = counter_vec(
             "throttled_total",
             "Requests refused locally to protect the upstream, by reason (user_share, upstream_budget, circuit_open, upstream_connections).",
@@ -380,6 +447,48 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
 
+        let state = {
+            let up = gauge(
+                "state_backend_up",
+                "1 while the state backend answers, 0 while the gateway runs degraded on local state.",
+            );
+            up.set(1);
+            let command_duration = HistogramVec::new(
+                HistogramOpts::new(
+                    name("state_command_duration_seconds"),
+                    "State backend command latency, by operation.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["op"],
+            )
+            .expect("valid metric");
+            reg(Box::new(command_duration.clone()));
+            for op in STATE_OPS {
+                command_duration.with_label_values(&[op]);
+            }
+            let errors = counter_vec(
+                "state_errors_total",
+                "State backend commands that failed or timed out (or were skipped while it is down), by operation.",
+                &["op"],
+            );
+            for op in STATE_OPS {
+                errors.with_label_values(&[op]);
+            }
+            let decisions_vec = counter_vec(
+                "budget_decisions_total",
+                "Upstream budget decisions, by pool (shared, private) and result (admitted, denied).",
+                &["pool", "result"],
+            );
+            let decisions = ["shared", "private"].map(|pool| {
+                ["admitted", "denied"].map(|r| decisions_vec.with_label_values(&[pool, r]))
+            });
+            StateMetrics {
+                up,
+                command_duration,
+                errors,
+                decisions,
+            }
+        };
         Arc::new(Metrics {
             in_flight: gauge("requests_in_flight", "Requests being processed."),
             cache_entries: gauge("cache_entries", "Entries in the list cache."),
@@ -401,6 +510,7 @@ impl Metrics {
             cache_invalidations,
             user_vec,
             config_reloads,
+            state,
             throttled,
             retries,
             idempotent_replays,
@@ -547,8 +657,13 @@ impl Metrics {
     }
 
     /// Counts a config reload.
-    pub fn config_reload(&self, success: bool) {
-        self.config_reloads[usize::from(!success)].inc();
+    pub fn config_reload(&self, result: ReloadResult) {
+        self.config_reloads[result as usize].inc();
+    }
+
+    /// The state backend's metrics.
+    pub fn state(&self) -> &StateMetrics {
+        &self.state
     }
 
     /// Counts a request for the mapped user, when per-user metrics are on.

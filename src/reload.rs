@@ -3,7 +3,8 @@
 //! config keeps serving.
 
 use crate::config;
-use crate::server::Gateway;
+use crate::metrics::ReloadResult;
+use crate::server::{Gateway, Reloaded};
 use crate::signals;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -29,13 +30,22 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => {
-            metrics.config_reload(true);
+        Ok(Reloaded::Swapped) => {
+            metrics.config_reload(ReloadResult::Success);
             tracing::info!(trigger, path = %path.display(), "configuration reloaded");
             true
         }
+        Ok(Reloaded::Unchanged) => {
+            metrics.config_reload(ReloadResult::Unchanged);
+            tracing::info!(
+                trigger,
+                path = %path.display(),
+                "configuration unchanged (same settings and secrets): nothing reloaded"
+            );
+            true
+        }
         Err(problems) => {
-            metrics.config_reload(false);
+            metrics.config_reload(ReloadResult::Failure);
             tracing::error!(
                 trigger,
                 path = %path.display(),

@@ -1,18 +1,25 @@
 //! `Idempotency-Key` for creates: a repeat of a create the gateway has seen gets the stored
 //! outcome without a second upstream call (and so without a second invitation e-mail).
 //!
-//! Keys are scoped to the mapped user. The same key with a different body (or path) is 422; a
-//! repeat while the first is still upstream waits for it, or gets 409 + `Retry-After` after
-//! `idempotency.wait`. Only definitive outcomes are stored: a 2xx, or a 4xx other than
-//! 408/425/429. An unknown outcome (timeout, reset, 5xx) or a local refusal stores nothing,
-//! so the client's retry is a real retry.
+//! Records live in the state [`Store`] (in memory across reloads, or in Redis across replicas
+//! and restarts), keyed by (upstream key, user, key) and claimed atomically with the request's
+//! fingerprint. The same key with a different body (or path) is 422; a repeat while the first
+//! is still upstream waits for it, or gets 409 + `Retry-After` after `idempotency.wait`.
+//!
+//! A record ends in one of three ways: a definitive upstream answer (a 2xx, or a 4xx other
+//! than 408/425/429) is stored and replayed; a request refused before it left (budget, breaker,
+//! never connected, an upstream 408/425/429) frees the key; anything else (timeout or reset
+//! after sending, a 5xx) is *unknown*, and a repeat gets the "may have been created" error
+//! instead of a second send. A record whose sender died mid-create becomes unknown when its
+//! lease runs out, never free. With the store unreachable, a keyed create is refused with 503:
+//! answering it without the shared record could send the invitations twice.
 
 use crate::config::{IdempotencySettings, Identity};
 use crate::error::{GatewayError, Response};
 use crate::metrics::Metrics;
-use crate::resilience::idempotency::{Begin, IdempotencyStore, StoredOutcome};
 use crate::resilience::valid_key;
 use crate::route::Route;
+use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
 use crate::upstream::UpstreamMeta;
 use crate::BoxFuture;
 use bytes::Bytes;
@@ -26,21 +33,34 @@ use std::time::Duration;
 use tower::{Layer, Service};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How often a repeat looks again at a record still in flight.
+const POLL: Duration = Duration::from_millis(25);
 
 /// Replays stored create outcomes for repeated `Idempotency-Key`s.
 #[derive(Clone)]
 pub struct ReplayLayer {
-    store: IdempotencyStore,
+    store: SharedStore,
+    ttl: Duration,
     wait: Duration,
+    /// How long an in-flight record is trusted to have a live sender.
+    lease: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl ReplayLayer {
-    /// A layer with a store sized by `settings`.
-    pub fn new(settings: &IdempotencySettings, metrics: Arc<Metrics>) -> Self {
+    /// A layer keeping records in `store`. `lease` bounds one create end to end (a record in
+    /// flight longer than that is taken to be unknown).
+    pub fn new(
+        settings: &IdempotencySettings,
+        store: SharedStore,
+        lease: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            store: IdempotencyStore::new(settings.capacity, settings.ttl),
+            store,
+            ttl: settings.ttl,
             wait: settings.wait,
+            lease,
             metrics,
         }
     }
@@ -69,20 +89,47 @@ fn definitive(status: u16) -> bool {
         || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
 }
 
+/// The upstream status of a create's answer, if upstream answered.
+fn settlement(resp: &Response) -> Option<u16> {
+    resp.extensions()
+        .get::<UpstreamMeta>()
+        .and_then(|m| m.status)
+}
+
 fn replayed(out: &StoredOutcome) -> Response {
     let mut resp = http::Response::new(Full::new(out.body.clone()));
     *resp.status_mut() = http::StatusCode::from_u16(out.status).unwrap_or(http::StatusCode::OK);
-    for (name, value) in &out.headers {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            resp.headers_mut().insert(n, v);
-        }
+    if let Some(v) = out
+        .content_type
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
     }
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     resp
+}
+
+impl ReplayLayer {
+    /// Claims the record, waiting (bounded by `wait`) while another request has it in flight.
+    async fn claim(&self, id: &IdemId, fp: &Fingerprint) -> Result<Claim, Response> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            match self.store.claim(id, fp, self.lease, self.ttl).await {
+                Err(_) => {
+                    return Err(GatewayError::StateUnavailable {
+                        retry_after: crate::state::redis::PROBE_INTERVAL,
+                    }
+                    .into_response())
+                }
+                Ok(Claim::InFlight) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                }
+                Ok(claim) => return Ok(claim),
+            }
+        }
+    }
 }
 
 impl<S> Service<Request<Bytes>> for Replay<S>
@@ -114,36 +161,33 @@ where
                 Ok(k) if valid_key(k) => k.to_string(),
                 _ => return Ok(GatewayError::InvalidIdempotencyKey.into_response()),
             };
-            let Some(user) = req
-                .extensions()
-                .get::<Arc<Identity>>()
-                .map(|i| i.name.clone())
-            else {
+            let Some(identity) = req.extensions().get::<Arc<Identity>>().cloned() else {
                 return Ok(
                     GatewayError::Internal("replay reached without identity".into())
                         .into_response(),
                 );
+            };
+            let id = IdemId {
+                key: identity.key.name.clone(),
+                user: identity.name.clone(),
+                idem: key,
             };
             // The path is part of what was asked: the same body to another company's route
             // is a different request.
             let mut material = req.uri().path().as_bytes().to_vec();
             material.push(0);
             material.extend_from_slice(req.body());
-            let fingerprint = layer.store.fingerprint(&material);
-            match layer.store.begin(user, key, fingerprint).await {
-                Begin::Replay(out) => {
+            let fingerprint = Fingerprint::of(&material);
+            match layer.claim(&id, &fingerprint).await {
+                Err(refused) => Ok(refused),
+                Ok(Claim::Replay(out)) => {
                     layer.metrics.idempotent_replay();
                     Ok(replayed(&out))
                 }
-                Begin::Mismatch => Ok(GatewayError::IdempotencyMismatch.into_response()),
-                Begin::InFlight(waiter) => match waiter.wait(layer.wait).await {
-                    Some(out) => {
-                        layer.metrics.idempotent_replay();
-                        Ok(replayed(&out))
-                    }
-                    None => Ok(GatewayError::IdempotencyInFlight.into_response()),
-                },
-                Begin::Proceed(guard) => {
+                Ok(Claim::Mismatch) => Ok(GatewayError::IdempotencyMismatch.into_response()),
+                Ok(Claim::InFlight) => Ok(GatewayError::IdempotencyInFlight.into_response()),
+                Ok(Claim::Unknown) => Ok(GatewayError::IdempotencyOutcomeUnknown.into_response()),
+                Ok(Claim::Proceed) => {
                     let fut = inner.call(req);
                     // Run to completion even if this client goes away: the outcome must be
                     // recorded, or its retry would send the invitations again.
@@ -152,37 +196,46 @@ where
                             Ok(r) => r,
                             Err(never) => match never {},
                         };
-                        let upstream = resp
+                        let sent = resp
                             .extensions()
                             .get::<UpstreamMeta>()
-                            .and_then(|m| m.status);
-                        match upstream {
+                            .is_some_and(|m| m.maybe_sent);
+                        let (how, resp) = match settlement(&resp) {
                             Some(status) if definitive(status) => {
                                 let (parts, body) = resp.into_parts();
                                 let body = match body.collect().await {
                                     Ok(c) => c.to_bytes(),
                                     Err(never) => match never {},
                                 };
-                                let headers = parts
+                                let content_type = parts
                                     .headers
                                     .get(CONTENT_TYPE)
                                     .and_then(|v| v.to_str().ok())
-                                    .map(|v| vec![("content-type".to_string(), v.to_string())])
-                                    .unwrap_or_default();
-                                guard
-                                    .complete(StoredOutcome {
-                                        status,
-                                        headers,
-                                        body: body.clone(),
-                                    })
-                                    .await;
-                                http::Response::from_parts(parts, Full::new(body))
+                                    .map(str::to_string);
+                                let out = StoredOutcome {
+                                    status,
+                                    content_type,
+                                    body: body.clone(),
+                                };
+                                (
+                                    Settle::Completed(out),
+                                    http::Response::from_parts(parts, Full::new(body)),
+                                )
                             }
-                            _ => {
-                                guard.abandon();
-                                resp
-                            }
+                            // Refused upstream without being processed: free to retry.
+                            Some(408 | 425 | 429) => (Settle::Release, resp),
+                            // Refused here, or never connected: nothing left the gateway.
+                            _ if !sent => (Settle::Release, resp),
+                            _ => (Settle::Unknown, resp),
+                        };
+                        if layer.store.settle(&id, how, layer.ttl).await.is_err() {
+                            // The record stays in flight; its lease turns it unknown, never
+                            // free, so a repeat is still never sent twice.
+                            tracing::warn!(
+                                "could not record a create's outcome in the state backend"
+                            );
                         }
+                        resp
                     });
                     Ok(task.await.unwrap_or_else(|e| {
                         GatewayError::Internal(format!("create task: {e}")).into_response()

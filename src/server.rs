@@ -5,7 +5,7 @@ use crate::auth::{AuthLayer, Verifier};
 use crate::cache::{CacheLayer, ListCache};
 use crate::config::Settings;
 use crate::error::{json_error, Response};
-use crate::guard::{GuardLayer, GuardState};
+use crate::guard::{GuardLayer, GuardState, Resilience};
 use crate::identity::IdentityLayer;
 use crate::limits::{Limits, LimitsLayer};
 use crate::metrics::Metrics;
@@ -13,6 +13,9 @@ use crate::observe::ObserveLayer;
 use crate::policy::PolicyLayer;
 use crate::replay::ReplayLayer;
 use crate::route::RouteLayer;
+use crate::state::memory::MemoryStore;
+use crate::state::redis::RedisStore;
+use crate::state::SharedStore;
 use crate::upstream::{build_client, Upstream};
 use crate::validate::ValidateLayer;
 use crate::validate::ValidationSettings;
@@ -36,7 +39,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
 /// What outlives a config reload: the metrics registry, the in-flight counter the limits
-/// layer sheds on, and readiness.
+/// layer sheds on, readiness, and the history.
 pub struct Shared {
     /// Metrics registry and handles.
     pub metrics: Arc<Metrics>,
@@ -44,9 +47,157 @@ pub struct Shared {
     pub in_flight: Arc<AtomicUsize>,
     /// Set once both listeners accept; cleared on shutdown.
     pub ready: AtomicBool,
-    /// The last good JWKS document of each issuer and source: a new generation starts from
-    /// it, so a reload during an IdP outage keeps the keys that work.
-    pub jwks_memory: Arc<crate::auth::jwks::KeyMemory>,
+    /// State a reload keeps.
+    pub history: History,
+}
+
+/// History: what a reload changes configuration around, never forgets. Each part is reused
+/// by the next generation unless its own settings changed.
+pub struct History {
+    /// In-process budgets, idempotency records and generations: the memory backend itself,
+    /// and the private budget shares beside a shared backend.
+    local: Arc<MemoryStore>,
+    /// The shared backend, with the settings it was built for.
+    shared: std::sync::Mutex<Option<(crate::state::redis::RedisSettings, SharedStore)>>,
+    /// The breaker and the retry budget.
+    resilience: std::sync::Mutex<Option<Arc<Resilience>>>,
+    /// The list cache.
+    cache: std::sync::Mutex<Option<Arc<ListCache>>>,
+    /// The upstream connection pool, with the settings it was built for.
+    client: std::sync::Mutex<Option<(ClientKey, crate::upstream::HttpClient)>>,
+    /// The last good JWKS document of each issuer and key source: a new generation starts
+    /// from it, so a reload during an IdP outage keeps the keys that work.
+    jwks: Arc<crate::auth::jwks::KeyMemory>,
+}
+
+/// What the upstream client is built from: a reload with the same keeps the pool.
+#[derive(Debug, Clone, PartialEq)]
+struct ClientKey {
+    extra_ca_file: Option<std::path::PathBuf>,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    digest: [u8; 32],
+}
+
+impl ClientKey {
+    fn of(up: &crate::config::UpstreamSettings) -> ClientKey {
+        // The CA file's content counts: a renewed bundle at the same path must rebuild.
+        let ca = up
+            .extra_ca_file
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .unwrap_or_default();
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ca);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(d.as_ref());
+        ClientKey {
+            extra_ca_file: up.extra_ca_file.clone(),
+            connect_timeout: up.connect_timeout,
+            pool_idle_timeout: up.pool_idle_timeout,
+            pool_max_idle_per_host: up.pool_max_idle_per_host,
+            digest,
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl History {
+    /// Empty history, for a process's first generation.
+    pub fn new() -> History {
+        History {
+            local: Arc::new(MemoryStore::new(16 << 20)),
+            shared: std::sync::Mutex::new(None),
+            resilience: std::sync::Mutex::new(None),
+            cache: std::sync::Mutex::new(None),
+            client: std::sync::Mutex::new(None),
+            jwks: Default::default(),
+        }
+    }
+
+    /// The store for `settings`: the same one as before unless the backend changed.
+    async fn store(
+        &self,
+        settings: &Settings,
+        metrics: &Arc<Metrics>,
+    ) -> Result<SharedStore, String> {
+        self.local.set_capacity(settings.idempotency.capacity);
+        match &settings.state.backend {
+            crate::config::Backend::Memory => {
+                metrics.state().set_up(true);
+                Ok(self.local.clone())
+            }
+            crate::config::Backend::Redis(redis) => {
+                if let Some((s, store)) = &*lock(&self.shared) {
+                    if s == redis {
+                        return Ok(store.clone());
+                    }
+                }
+                let store = Arc::new(RedisStore::new(redis, metrics.clone())?);
+                if !store.probe().await {
+                    tracing::warn!(
+                        "state backend unreachable at start: serving degraded until it answers"
+                    );
+                }
+                let store: SharedStore = store;
+                *lock(&self.shared) = Some((redis.clone(), store.clone()));
+                Ok(store)
+            }
+        }
+    }
+
+    fn resilience(&self, settings: &Settings) -> Arc<Resilience> {
+        let mut r = lock(&self.resilience);
+        match &*r {
+            Some(existing) if existing.fits(&settings.upstream) => existing.clone(),
+            _ => {
+                let fresh = Resilience::new(&settings.upstream);
+                *r = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
+    fn cache(
+        &self,
+        settings: &Settings,
+        store: &SharedStore,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<ListCache> {
+        let mut c = lock(&self.cache);
+        let degraded = settings.state.degraded_max_age;
+        match &*c {
+            Some(existing) if existing.fits(&settings.cache, store, degraded) => existing.clone(),
+            _ => {
+                let fresh =
+                    ListCache::new(&settings.cache, store.clone(), degraded, metrics.clone());
+                *c = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
+    fn client(&self, settings: &Settings) -> Result<crate::upstream::HttpClient, String> {
+        let key = ClientKey::of(&settings.upstream);
+        let mut c = lock(&self.client);
+        if let Some((k, client)) = &*c {
+            if *k == key {
+                return Ok(client.clone());
+            }
+        }
+        let client = build_client(&settings.upstream)?;
+        *c = Some((key, client.clone()));
+        Ok(client)
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History::new()
+    }
 }
 
 /// Everything one generation of the stack uses, built from one validated config.
@@ -65,6 +216,8 @@ pub struct AppState {
     pub client: crate::upstream::HttpClient,
     /// Budgets, breaker and retry state in front of upstream.
     pub guard: Arc<GuardState>,
+    /// The state store (memory or shared).
+    pub store: SharedStore,
     /// Stored create outcomes for Idempotency-Key.
     pub replay: ReplayLayer,
     /// State that outlives this generation.
@@ -72,21 +225,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds a generation's state (upstream client, verifier, cache) from `settings`.
+    /// Builds a generation's state from `settings`, reusing every part of the history whose
+    /// settings did not change.
     pub async fn new(settings: Settings, shared: Arc<Shared>) -> Result<Arc<AppState>, String> {
         let metrics = shared.metrics.clone();
-        if settings.per_user_metrics {
-            metrics.set_users(&settings.users.values().cloned().collect::<Vec<_>>());
-        } else {
-            metrics.set_users(&[]);
-        }
-        let client = build_client(&settings.upstream)?;
+        let history = &shared.history;
+        let client = history.client(&settings)?;
         let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
             client.clone(),
             &settings.auth,
         ));
         let verifier = Arc::new(
-            Verifier::build_remembering(&settings.auth, fetcher, shared.jwks_memory.clone()).await,
+            Verifier::build_remembering(&settings.auth, fetcher, history.jwks.clone()).await,
         );
         let validation = Arc::new(ValidationSettings {
             body: settings.body_rules.clone(),
@@ -94,12 +244,34 @@ impl AppState {
             max_body_size: settings.server.max_body_size,
             body_read_timeout: settings.server.body_read_timeout,
         });
-        let cache = ListCache::new(&settings.cache, &settings.upstream.keys, metrics.clone());
-        let guard = GuardState::new(&settings, metrics.clone());
-        let replay = ReplayLayer::new(&settings.idempotency, metrics.clone());
+        let store = history.store(&settings, &metrics).await?;
+        let cache = history.cache(&settings, &store, &metrics);
+        let local = match settings.state.backend {
+            crate::config::Backend::Memory => None,
+            crate::config::Backend::Redis(_) => Some(history.local.clone()),
+        };
+        let guard = GuardState::new(
+            &settings,
+            metrics.clone(),
+            history.resilience(&settings),
+            store.clone(),
+            local,
+        );
+        // A create in flight longer than this has a dead sender: its record becomes unknown.
+        let lease = settings.server.request_timeout
+            + settings.upstream.connect_timeout
+            + settings.upstream.response_timeout;
+        let replay = ReplayLayer::new(&settings.idempotency, store.clone(), lease, metrics.clone());
+        // Only now that the generation is built: a refused reload keeps the old labels.
+        if settings.per_user_metrics {
+            metrics.set_users(&settings.users.values().cloned().collect::<Vec<_>>());
+        } else {
+            metrics.set_users(&[]);
+        }
         Ok(Arc::new(AppState {
             guard,
             replay,
+            store,
             settings: Arc::new(settings),
             metrics,
             verifier,
@@ -222,6 +394,15 @@ fn generation(state: Arc<AppState>) -> Arc<Generation> {
     Arc::new(Generation { state, stack })
 }
 
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new generation serves.
+    Swapped,
+    /// The file parsed to the same settings (and secrets): nothing was rebuilt.
+    Unchanged,
+}
+
 /// A running gateway: both listeners bound and serving.
 pub struct Gateway {
     addr: SocketAddr,
@@ -243,7 +424,7 @@ impl Gateway {
             metrics: Metrics::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
             ready: AtomicBool::new(false),
-            jwks_memory: Default::default(),
+            history: History::new(),
         });
         let state = AppState::new(settings, shared.clone()).await?;
         let listener = TcpListener::bind(listen)
@@ -284,8 +465,11 @@ impl Gateway {
     /// Swaps in a new validated config: a new generation of state and stack. Requests in
     /// flight finish on the old one; nothing is dropped. Listener addresses and connection
     /// limits are bound at start and need a restart (logged when they differ).
-    pub async fn reload(&self, settings: Settings) -> Result<(), String> {
+    pub async fn reload(&self, settings: Settings) -> Result<Reloaded, String> {
         let old = self.current.get();
+        if old.state.settings.digest == settings.digest {
+            return Ok(Reloaded::Unchanged);
+        }
         let (o, n) = (&old.state.settings.server, &settings.server);
         if o.listen != n.listen || o.admin_listen != n.admin_listen {
             tracing::warn!(
@@ -294,7 +478,7 @@ impl Gateway {
         }
         let state = AppState::new(settings, self.shared.clone()).await?;
         *self.current.0.write().expect("generation lock") = generation(state);
-        Ok(())
+        Ok(Reloaded::Swapped)
     }
 
     /// The public listener's address.
@@ -444,24 +628,35 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
         (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
             // Ready once listening and every issuer can verify (static keys or a loaded JWKS);
-            // the body says which issuer is not.
+            // the body says which issuer is not. The state backend's health is reported, not
+            // required: a replica on its private share still serves, and taking every replica
+            // out when Redis dies would be an outage of its own.
             let listening = state.shared.ready.load(Ordering::Acquire);
             let issuers = crate::auth::readiness_json(&state.verifier);
+            let backend = serde_json::json!({
+                "backend": state.store.backend(),
+                "status": state.store.health().as_str(),
+            });
             if listening && state.verifier.is_ready() {
                 json_ok(
                     StatusCode::OK,
-                    serde_json::json!({"status": "ready", "issuers": issuers}),
+                    serde_json::json!({"status": "ready", "state": backend, "issuers": issuers}),
                 )
             } else {
                 json_ok(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"status": "not ready", "listening": listening, "issuers": issuers}),
+                    serde_json::json!({
+                        "status": "not ready",
+                        "listening": listening,
+                        "state": backend,
+                        "issuers": issuers,
+                    }),
                 )
             }
         }
         (&Method::GET, "/metrics") => {
             state.cache.refresh_gauges().await;
-            state.guard.refresh_gauges();
+            state.guard.refresh_gauges().await;
             for (issuer, source) in state.verifier.jwks_sources() {
                 let stats = source.stats();
                 let age = source.current().map(|set| set.age());
@@ -483,7 +678,14 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
                     .find(|(k, _)| k == "upstream_key")
                     .map(|(_, v)| v.into_owned())
             });
-            match state.cache.purge(key.as_deref()) {
+            let names: Vec<Arc<str>> = state
+                .settings
+                .upstream
+                .keys
+                .iter()
+                .map(|k| k.name.clone())
+                .collect();
+            match state.cache.purge(key.as_deref(), &names).await {
                 Ok(()) => json_ok(
                     StatusCode::OK,
                     serde_json::json!({"purged": key.unwrap_or_else(|| "all".into())}),

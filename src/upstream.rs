@@ -79,6 +79,9 @@ pub struct UpstreamMeta {
     pub status: Option<u16>,
     /// Time from sending to the whole body received (or the failure).
     pub duration: Duration,
+    /// Whether the request may have reached upstream: false only when no connection was
+    /// made, so the budget admission it spent can be refunded.
+    pub maybe_sent: bool,
 }
 
 /// Headers never forwarded upstream, beyond the hop-by-hop set: the client's credentials,
@@ -295,6 +298,7 @@ impl Service<Request<Bytes>> for Upstream {
             let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
             let duration = started.elapsed();
             let create = route.is_create();
+            let mut maybe_sent = true;
             let result = match outcome {
                 Ok(Ok((mut parts, bytes))) => {
                     filter_response_headers(&mut parts.headers);
@@ -304,6 +308,7 @@ impl Service<Request<Bytes>> for Upstream {
                     resp.extensions_mut().insert(UpstreamMeta {
                         status: Some(status),
                         duration,
+                        maybe_sent: true,
                     });
                     return Ok(resp);
                 }
@@ -318,6 +323,7 @@ impl Service<Request<Bytes>> for Upstream {
                 Ok(Err(Failure::Send(e))) if e.is_connect() => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Connect);
                     // Never connected: the request cannot have been sent, whatever the route.
+                    maybe_sent = false;
                     GatewayError::UpstreamUnreachable(error_chain(&e))
                 }
                 Ok(Err(Failure::Send(e))) => {
@@ -348,6 +354,7 @@ impl Service<Request<Bytes>> for Upstream {
             resp.extensions_mut().insert(UpstreamMeta {
                 status: None,
                 duration,
+                maybe_sent,
             });
             Ok(resp)
         })

@@ -76,7 +76,7 @@ async fn a_repeat_while_the_first_is_in_flight_waits_for_it() {
 }
 
 #[tokio::test]
-async fn an_unknown_outcome_is_not_stored() {
+async fn an_unknown_outcome_is_never_sent_again() {
     let h = Harness::start().await;
     let t = h.token("alice@corp.test");
     h.sim.set_fault(Fault::Slow(Duration::from_secs(4)));
@@ -85,9 +85,13 @@ async fn an_unknown_outcome_is_not_stored() {
     assert!(r.assert_error(504).contains("may have been created"));
     assert_eq!(h.upstream_count(), 1, "sent once, never retried");
     h.sim.set_fault(Fault::None);
-    // The retry is a real retry: it goes upstream again (201, or 409 if the first one had
-    // been completed upstream after all).
+    // The record says "unknown": a repeat is answered, not sent (it could be a second
+    // invitation e-mail).
     let r = create_with_key(&h, &t, "k-2", &body).await;
+    assert!(r.assert_error(409).contains("may have been created"));
+    assert_eq!(h.upstream_count(), 1);
+    // A new key is a new request.
+    let r = create_with_key(&h, &t, "k-3", &body).await;
     assert!(matches!(r.status.as_u16(), 201 | 409), "{}", r.text());
     assert_eq!(h.upstream_count(), 2);
 }

@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod raw;
+pub mod state;
 pub mod units;
 
 pub use auth::{AuthSettings, ClaimRules, IssuerSettings, JwksSettings, VerifyKey};
+pub use state::{Backend, StateSettings};
 
 use crate::validate::body::{default_free_mail_domains, BodyRules};
 use crate::validate::query::QueryLimits;
@@ -180,7 +182,7 @@ pub struct IdempotencySettings {
 }
 
 /// `[cache]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
     /// Whether list responses are cached at all.
     pub enabled: bool,
@@ -219,13 +221,35 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     /// Default fair share per user (also applied to users mapped by claim rules).
     pub default_user_rpm: Option<u32>,
+    /// Each admission counts against the key's budget for 60 s plus this margin, because
+    /// JourneyBee counts a request when it arrives, a little after the gateway admitted it.
+    pub budget_margin: Duration,
+    /// Where budgets, idempotency records and cache coherence live.
+    pub state: StateSettings,
+    /// SHA-256 of the config text and of every secret it loaded: equal digests mean a reload
+    /// would change nothing.
+    pub digest: [u8; 32],
+}
+
+impl Settings {
+    /// The window each admission counts in: JourneyBee's minute plus the margin.
+    pub fn budget_window(&self) -> Duration {
+        Duration::from_secs(60) + self.budget_margin
+    }
 }
 
 /// Collects problems with their paths while validating.
 #[derive(Default)]
-pub(crate) struct Problems(Vec<(String, String)>);
+pub(crate) struct Problems(Vec<(String, String)>, Vec<u8>);
 
 impl Problems {
+    /// Feeds loaded secret material into the settings' digest.
+    pub(crate) fn material(&mut self, bytes: &[u8]) {
+        self.1
+            .extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        self.1.extend_from_slice(bytes);
+    }
+
     pub(crate) fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.0.push((path.into(), msg.into()));
     }
@@ -307,7 +331,25 @@ pub fn from_toml(text: &str, base: &Path) -> Result<Settings, ConfigError> {
             problems: vec![(path, e.message().to_string())],
         }
     })?;
-    validate(raw, base)
+    let mut settings = validate(raw, base)?;
+    // What the file says, not how: comments, blank lines and key order do not count.
+    let canonical = toml::from_str::<toml::Value>(text)
+        .ok()
+        .and_then(|v| toml::to_string(&v).ok())
+        .unwrap_or_else(|| text.to_string());
+    settings.digest = sha256(&[canonical.as_bytes(), &settings.digest]);
+    Ok(settings)
+}
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// Turns raw config into settings, collecting every problem.
@@ -366,6 +408,16 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     if idempotency.ttl.is_zero() || idempotency.capacity == 0 {
         p.push("idempotency", "ttl and capacity must be greater than zero");
     }
+    let budget_margin = p.duration(
+        "rate_limit.budget_margin",
+        raw.rate_limit.budget_margin.as_deref(),
+        Duration::from_secs(1),
+    );
+    if budget_margin > Duration::from_secs(60) {
+        p.push("rate_limit.budget_margin", "must be at most 60s");
+    }
+    let state = state::validate_state(&raw.state, base, &mut p);
+    let digest = sha256(&[&p.1]);
     match (upstream, auth) {
         (Some(upstream), Some(auth)) if p.0.is_empty() => Ok(Settings {
             server,
@@ -382,6 +434,9 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
                 .rate_limit
                 .per_user_requests_per_minute
                 .filter(|n| *n > 0),
+            budget_margin,
+            state,
+            digest,
         }),
         _ => Err(ConfigError { problems: p.0 }),
     }
@@ -494,7 +549,10 @@ pub(crate) fn read_secret(
             None
         }
         (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            Ok(v) if !v.trim().is_empty() => {
+                p.material(v.trim().as_bytes());
+                Some(v.trim().to_string())
+            }
             _ => {
                 p.push(
                     path,
@@ -506,7 +564,10 @@ pub(crate) fn read_secret(
         (None, Some(f)) => {
             let full = base.join(f);
             match std::fs::read_to_string(&full) {
-                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(v) if !v.trim().is_empty() => {
+                    p.material(v.trim().as_bytes());
+                    Some(v.trim().to_string())
+                }
                 Ok(_) => {
                     p.push(path, format!("file {} is empty", full.display()));
                     None

@@ -28,6 +28,24 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     #[serde(default)]
     pub idempotency: RawIdempotency,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// `[state]`: the store shared by replicas (or kept in memory across reloads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+    pub key_prefix: Option<String>,
+    pub max_replicas: Option<u32>,
+    pub private_share: Option<f64>,
+    pub degraded_max_age: Option<String>,
 }
 
 /// `[rate_limit]`: per-user fair share of the upstream budget.
@@ -35,6 +53,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_user_requests_per_minute: Option<u32>,
+    pub budget_margin: Option<String>,
 }
 
 /// `[idempotency]`: remembered create outcomes for `Idempotency-Key`.

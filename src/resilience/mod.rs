@@ -5,8 +5,9 @@
 //!   key (and give each user a fair share), plus the IETF `RateLimit` headers.
 //! - [`budget`]: a retry budget and jittered backoff, so retries cannot amplify an outage.
 //! - [`breaker`]: a circuit breaker that fails fast while upstream is down.
-//! - [`idempotency`]: `Idempotency-Key` bookkeeping, because a create sends e-mail invitations
-//!   and must never reach upstream twice.
+//!
+//! The budget windows and idempotency records themselves are history, not logic: they live in
+//! the state store ([`crate::state`]), which outlives config generations and replicas.
 //!
 //! Time is always passed in as a `now: Instant` where behaviour depends on it, so tests are
 //! deterministic; `*_now` wrappers use [`std::time::Instant::now`].
@@ -14,16 +15,16 @@
 pub mod breaker;
 pub mod bucket;
 pub mod budget;
-pub mod idempotency;
-pub mod window;
 
 pub use breaker::{BreakerState, CircuitBreaker, Open, Permit};
 pub use bucket::{KeyedBuckets, RateLimitHeaders, TokenBucket};
 pub use budget::{backoff, RetryBudget};
-pub use idempotency::{
-    valid_key, Begin, Fingerprint, Guard, IdempotencyStore, StoredOutcome, Waiter,
-};
-pub use window::SlidingWindow;
+
+/// Whether `key` is an acceptable `Idempotency-Key`: 1 to 255 visible ASCII characters
+/// (`!` through `~`; no spaces or control characters), so keys are safe to log and compare.
+pub fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -101,8 +101,12 @@ pub struct SimConfig {
     pub seed: u64,
     /// Fixed page size of the list endpoint.
     pub page_size: usize,
-    /// Per-key limit in a fixed one-minute window; `None` = unlimited.
+    /// Per-key limit in a fixed one-minute window; `None` = unlimited. Used when
+    /// [`SimConfig::rate_limit_mode`] is [`RateLimitMode::FixedMinute`] (the default).
     pub rate_limit_per_minute: Option<u32>,
+    /// How the per-key limit is enforced: the fixed one-minute window of
+    /// [`SimConfig::rate_limit_per_minute`] (the default), or an exact sliding window.
+    pub rate_limit_mode: RateLimitMode,
     /// Serves the control endpoints under `/__sim/` on the simulator's own
     /// listener, so that a script can switch faults from outside the
     /// process: `PUT /__sim/fault` with `{"mode":"none"}`,
@@ -138,10 +142,30 @@ impl Default for SimConfig {
             seed: 42,
             page_size: 25,
             rate_limit_per_minute: None,
+            rate_limit_mode: RateLimitMode::FixedMinute,
             control: false,
             record_limit: None,
         }
     }
+}
+
+/// How the simulator enforces its per-key rate limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RateLimitMode {
+    /// [`SimConfig::rate_limit_per_minute`] requests per key in fixed one-minute windows
+    /// (each window starts at the first request after the previous one ended).
+    #[default]
+    FixedMinute,
+    /// Exact: a key is answered 429 (with `Retry-After`) when the request would be the
+    /// `limit + 1`-th one it was served within any `window`, each request counted from its
+    /// arrival at the simulator, like the real JourneyBee. Only served (not 429) requests
+    /// count. [`SimConfig::rate_limit_per_minute`] is ignored in this mode.
+    Sliding {
+        /// Requests allowed per key in any `window`.
+        limit: u32,
+        /// Length of the sliding window.
+        window: Duration,
+    },
 }
 
 /// Fault modes switchable at run time from tests.
@@ -184,6 +208,8 @@ pub struct RecordedRequest {
     pub body: bytes::Bytes,
     /// The Bearer value of `Authorization`, if any (valid or not).
     pub api_key: Option<String>,
+    /// When the request's head arrived at the simulator (its clock for the rate limit).
+    pub received_at: std::time::Instant,
 }
 
 /// Namespace for starting simulators.
@@ -277,6 +303,30 @@ impl SimHandle {
     /// Clears the per-key rate-limit windows (the limit itself stays).
     pub fn reset_rate_limits(&self) {
         server::lock(&self.shared.rate).clear();
+        server::lock(&self.shared.sliding).clear();
+    }
+
+    /// Number of 429s the simulator's own rate limit answered (those of
+    /// [`Fault::RateLimited`] are not counted).
+    #[must_use]
+    pub fn rate_limited_count(&self) -> usize {
+        self.shared
+            .rate_limited
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Arrival instants of the recorded requests made with the API key `secret`, in arrival
+    /// order (see [`RecordedRequest::received_at`]).
+    #[must_use]
+    pub fn arrivals(&self, secret: &str) -> Vec<std::time::Instant> {
+        let mut v: Vec<_> = server::lock(&self.shared.recorded)
+            .kept
+            .iter()
+            .filter(|r| r.api_key.as_deref() == Some(secret))
+            .map(|r| r.received_at)
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Valid JourneyBee user ids of the company (usable as `userId`).

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use super::control;
 use super::data::{Dataset, GenParams};
 use super::filter::{list, parse_list_query, QueryError};
 use super::validate::{validate_create, CreateError, DomainRules};
-use super::{Fault, RecordedRequest, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
+use super::{Fault, RateLimitMode, RecordedRequest, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
 
 const MSG_BAD_KEY: &str = "Invalid API key or insufficient permissions";
 const MSG_NEED_READ: &str = "Read access required for this operation";
@@ -56,6 +57,10 @@ pub(crate) struct Shared {
     pub recorded: Mutex<Recorder>,
     /// key → (window start, requests in window)
     pub rate: Mutex<HashMap<String, (Instant, u32)>>,
+    /// key → arrival instants of the requests served within the sliding window, oldest first
+    pub sliding: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// 429s answered by the rate limit.
+    pub rate_limited: AtomicUsize,
     pub shutdown: watch::Sender<bool>,
     pub stopped: watch::Sender<bool>,
 }
@@ -112,6 +117,8 @@ pub(crate) async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Resul
         fault: Mutex::new(Fault::None),
         recorded: Mutex::new(Recorder::new(record_limit)),
         rate: Mutex::new(HashMap::new()),
+        sliding: Mutex::new(HashMap::new()),
+        rate_limited: AtomicUsize::new(0),
         shutdown: watch::channel(false).0,
         stopped: watch::channel(false).0,
     });
@@ -245,6 +252,7 @@ async fn handle(
     kill: Arc<Notify>,
     req: Request<Incoming>,
 ) -> Response<SimBody> {
+    let received_at = Instant::now();
     if *shared.shutdown.borrow() {
         // HTTP/2 streams run on their own tasks and can get here after
         // shutdown; never answer them, the connection is being dropped.
@@ -275,6 +283,7 @@ async fn handle(
         headers: parts.headers.clone(),
         body,
         api_key,
+        received_at,
     };
     lock(&shared.recorded).push(recorded.clone());
     tracing::debug!(method = %recorded.method, path = %recorded.path, "simulator request");
@@ -339,6 +348,37 @@ fn take_rate_token(shared: &Shared, key: &str, limit: u32) -> Result<(), u64> {
     Ok(())
 }
 
+/// Counts a request that arrived at `arrival` against the key's exact sliding window;
+/// `Err(retry_after_secs)` when `limit` requests were already served within `window`.
+fn take_sliding_token(
+    shared: &Shared,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    arrival: Instant,
+) -> Result<(), u64> {
+    let mut logs = lock(&shared.sliding);
+    let log = logs.entry(key.to_string()).or_default();
+    // Requests are checked in arrival order up to scheduling noise; an entry is out of the
+    // window once `window` has fully passed since it arrived.
+    while log
+        .front()
+        .is_some_and(|t| arrival.saturating_duration_since(*t) >= window)
+    {
+        log.pop_front();
+    }
+    if log.len() >= limit as usize {
+        let oldest = log.front().copied().unwrap_or(arrival);
+        let left = window.saturating_sub(arrival.saturating_duration_since(oldest));
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        return Err(secs.max(1));
+    }
+    // Keep the log sorted even if a request checked later arrived a little earlier.
+    let at = log.partition_point(|t| *t <= arrival);
+    log.insert(at, arrival);
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum Route {
     List,
@@ -374,10 +414,22 @@ fn route(shared: &Shared, req: &RecordedRequest) -> Reply {
     let Some(key) = key else {
         return Reply::error(StatusCode::UNAUTHORIZED, MSG_BAD_KEY);
     };
-    if let Some(limit) = shared.config.rate_limit_per_minute {
-        if let Err(secs) = take_rate_token(shared, &key.secret, limit) {
-            return Reply::too_many(secs);
-        }
+    let limited = match shared.config.rate_limit_mode {
+        RateLimitMode::FixedMinute => shared
+            .config
+            .rate_limit_per_minute
+            .map(|limit| take_rate_token(shared, &key.secret, limit)),
+        RateLimitMode::Sliding { limit, window } => Some(take_sliding_token(
+            shared,
+            &key.secret,
+            limit,
+            window,
+            req.received_at,
+        )),
+    };
+    if let Some(Err(secs)) = limited {
+        shared.rate_limited.fetch_add(1, Ordering::SeqCst);
+        return Reply::too_many(secs);
     }
     let Some(route) = match_route(&req.method, &req.path) else {
         return Reply::error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);

@@ -1,0 +1,192 @@
+//! `[state]`: where the history that outlives a generation lives (budget, idempotency
+//! records, list-cache coherence), and how a replica behaves while it cannot reach it.
+
+use super::raw::RawState;
+use super::{read_secret, Problems};
+use crate::state::redis::RedisSettings;
+use std::path::Path;
+use std::time::Duration;
+
+/// Which store holds the shared state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In this process: one replica; kept across reloads.
+    Memory,
+    /// A Redis-protocol server shared by every replica with the same key prefix.
+    Redis(RedisSettings),
+}
+
+/// `[state]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// The store.
+    pub backend: Backend,
+    /// Replicas that may share one budget at once (the private shares must fit N).
+    pub max_replicas: u32,
+    /// Fraction of each key's `requests_per_minute` this replica may spend alone.
+    pub private_share: f64,
+    /// While the backend is down, a locally cached list is served only this young.
+    pub degraded_max_age: Duration,
+}
+
+impl StateSettings {
+    /// The memory backend's settings (the default).
+    pub fn memory() -> StateSettings {
+        StateSettings {
+            backend: Backend::Memory,
+            max_replicas: 1,
+            private_share: 0.0,
+            degraded_max_age: Duration::from_secs(5),
+        }
+    }
+
+    /// (shared, private) split of a key's limit `n`: each of `max_replicas` replicas keeps
+    /// `private`, so `shared + max_replicas × private ≤ n` in every state of the backend.
+    pub fn split(&self, n: u32) -> (u32, u32) {
+        match self.backend {
+            Backend::Memory => (n, 0),
+            Backend::Redis(_) => {
+                let private = (f64::from(n) * self.private_share).floor() as u32;
+                let shared = n.saturating_sub(private.saturating_mul(self.max_replicas));
+                (shared, private)
+            }
+        }
+    }
+}
+
+pub(super) fn validate_state(raw: &RawState, base: &Path, p: &mut Problems) -> StateSettings {
+    let max_replicas = match raw.max_replicas {
+        None => 3,
+        Some(0) => {
+            p.push("state.max_replicas", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+    };
+    let private_share = match raw.private_share {
+        None => 0.3 / f64::from(max_replicas),
+        Some(s) if !(0.0..=1.0).contains(&s) || !s.is_finite() => {
+            p.push("state.private_share", "must be a fraction between 0 and 1");
+            0.0
+        }
+        Some(s) if s * f64::from(max_replicas) > 1.0 => {
+            p.push(
+                "state.private_share",
+                format!("{s} × max_replicas ({max_replicas}) exceeds the whole budget"),
+            );
+            0.0
+        }
+        Some(s) => s,
+    };
+    let degraded_max_age = p.duration(
+        "state.degraded_max_age",
+        raw.degraded_max_age.as_deref(),
+        Duration::from_secs(5),
+    );
+    let connect_timeout = p.duration(
+        "state.connect_timeout",
+        raw.connect_timeout.as_deref(),
+        Duration::from_millis(500),
+    );
+    let command_timeout = p.duration(
+        "state.command_timeout",
+        raw.command_timeout.as_deref(),
+        Duration::from_millis(50),
+    );
+    if command_timeout.is_zero() || connect_timeout.is_zero() {
+        p.push(
+            "state",
+            "connect_timeout and command_timeout must be greater than zero",
+        );
+    }
+    let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| "jbgw".into());
+    if key_prefix.is_empty()
+        || key_prefix.len() > 64
+        || !key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        p.push(
+            "state.key_prefix",
+            "1 to 64 characters among letters, digits, '-', '_', '.', ':'",
+        );
+    }
+    let backend = match raw.backend.as_deref().unwrap_or("memory") {
+        "memory" => {
+            if raw.url.is_some() || raw.url_env.is_some() || raw.url_file.is_some() {
+                p.push("state.url", "only used with backend = \"redis\"");
+            }
+            return StateSettings {
+                max_replicas: 1,
+                private_share: 0.0,
+                ..StateSettings::memory()
+            };
+        }
+        "redis" => {
+            let url = match (&raw.url, &raw.url_env, &raw.url_file) {
+                (Some(u), None, None) => {
+                    let parsed = u.parse::<http::Uri>().ok();
+                    let has_credentials = parsed
+                        .as_ref()
+                        .and_then(|u| u.authority())
+                        .is_some_and(|a| a.as_str().contains('@'));
+                    if has_credentials {
+                        p.push(
+                            "state.url",
+                            "credentials must not be inline: put the URL in url_env or url_file",
+                        );
+                    }
+                    Some(u.clone())
+                }
+                (None, env, file) if env.is_some() || file.is_some() => read_secret(
+                    "state.url",
+                    env.as_deref(),
+                    file.as_deref(),
+                    base,
+                    "Redis URL",
+                    p,
+                ),
+                (None, _, _) => {
+                    p.push(
+                        "state.url",
+                        "backend = \"redis\" needs url, url_env or url_file",
+                    );
+                    None
+                }
+                _ => {
+                    p.push("state.url", "set only one of url, url_env and url_file");
+                    None
+                }
+            };
+            match url {
+                Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+                    Backend::Redis(RedisSettings {
+                        url: u,
+                        connect_timeout,
+                        command_timeout,
+                        key_prefix,
+                    })
+                }
+                Some(_) => {
+                    // Never echo the URL: it may hold a password.
+                    p.push("state.url", "must start with redis:// or rediss://");
+                    Backend::Memory
+                }
+                None => Backend::Memory,
+            }
+        }
+        other => {
+            p.push(
+                "state.backend",
+                format!("unknown backend {other:?} (memory or redis)"),
+            );
+            Backend::Memory
+        }
+    };
+    StateSettings {
+        backend,
+        max_replicas,
+        private_share,
+        degraded_max_age,
+    }
+}

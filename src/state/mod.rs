@@ -1,0 +1,262 @@
+//! State that outlives a config generation, a restart and a replica: the per-key upstream
+//! budget, idempotency records and list-cache coherence.
+//!
+//! The layers talk to one trait, [`Store`], and never know which backend answers:
+//! - [`memory::MemoryStore`]: in-process, for one replica (the default and the demo). It
+//!   outlives config reloads because it is owned by the process, not by a generation.
+//! - [`redis::RedisStore`]: every replica that points at the same Redis and key prefix shares
+//!   it, so the promises hold across replicas and restarts.
+//!
+//! The Redis backend can be down. Every method then fails fast with
+//! [`StoreError::Unavailable`] (never waits longer than the command timeout, and a local
+//! health breaker stops asking a dead server on every request); what each caller does then is
+//! decided where the promise lives: the guard falls back to the replica's private budget,
+//! a keyed create is refused with 503, a list is served from recent local entries only.
+
+pub mod memory;
+pub mod redis;
+
+use bytes::Bytes;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The future every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend is down, slow or not yet connected: the caller degrades.
+    Unavailable,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("state backend unavailable")
+    }
+}
+
+/// Which backend, and whether it is answering (for `/readyz` and the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Answering.
+    Up,
+    /// Unreachable or failing: the gateway serves in degraded mode.
+    Degraded,
+}
+
+impl Health {
+    /// `up` / `degraded`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+        }
+    }
+}
+
+/// One budget question: may one more request go upstream on `key`?
+#[derive(Debug, Clone)]
+pub struct BudgetAsk<'a> {
+    /// The upstream key's name (all replicas name a key alike; never the secret).
+    pub key: &'a str,
+    /// Admissions allowed in any `window`.
+    pub limit: u32,
+    /// The window, including the margin against the upstream's own count.
+    pub window: Duration,
+    /// The user's fair share, checked in the same atomic step: (user name, limit per window).
+    pub user: Option<(&'a str, u32)>,
+}
+
+/// What a budget question got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// Counted; refund the ticket if the request never reaches upstream.
+    Admitted(Ticket),
+    /// The key's window is full: a slot frees after `wait`.
+    KeyFull {
+        /// Until the oldest admission leaves the window.
+        wait: Duration,
+    },
+    /// The user's share is used up.
+    UserFull {
+        /// Until the user's oldest admission leaves the window.
+        wait: Duration,
+    },
+    /// An upstream 429 paused the key.
+    Paused {
+        /// Until the pause ends.
+        wait: Duration,
+    },
+}
+
+/// An admission, so it can be refunded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The key it was counted on.
+    pub key: Arc<str>,
+    /// The user it was counted on, if a share applied.
+    pub user: Option<Arc<str>>,
+    /// Unique among the key's admissions.
+    pub id: u64,
+}
+
+/// The identity of an idempotency record: (upstream key, user, `Idempotency-Key`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdemId {
+    /// The upstream key's name.
+    pub key: Arc<str>,
+    /// The mapped user's name.
+    pub user: Arc<str>,
+    /// The client's `Idempotency-Key`.
+    pub idem: String,
+}
+
+/// SHA-256 of what a create asked for (path and body): comparable across replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of `material`.
+    pub fn of(material: &[u8]) -> Fingerprint {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Fingerprint(out)
+    }
+
+    /// Lower-case hex.
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// A definitive upstream answer, as stored and replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutcome {
+    /// The HTTP status.
+    pub status: u16,
+    /// The content type, if any (the only header a replay needs).
+    pub content_type: Option<String>,
+    /// The response body.
+    pub body: Bytes,
+}
+
+/// What claiming an idempotency record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: the record is now in flight and ours; send, then settle it.
+    Proceed,
+    /// Completed with the same request: replay this.
+    Replay(StoredOutcome),
+    /// The key was used with another request (422).
+    Mismatch,
+    /// The same request is upstream right now (wait, then 409).
+    InFlight,
+    /// The request was sent but its outcome is unknown (the sender died or timed out):
+    /// never sent again.
+    Unknown,
+}
+
+/// How a claimed record ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Upstream gave a definitive answer: replay it for the record's TTL.
+    Completed(StoredOutcome),
+    /// Sent, but no definitive answer: repeats get the "may have been created" error.
+    Unknown,
+    /// Never sent (refused locally before leaving): the key is free again.
+    Release,
+}
+
+/// A cached list as shared between replicas (the L2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L2Lookup {
+    /// Another replica fetched it under the current generation.
+    Hit {
+        /// The stored list.
+        value: Bytes,
+        /// How much longer it is fresh (the server's clock).
+        ttl_left: Duration,
+    },
+    /// Not there, and this replica now holds the fetch lock: fetch, then [`Store::l2_put`].
+    Lead,
+    /// Not there, and another replica is fetching it: poll again shortly.
+    Busy,
+}
+
+/// The state every replica shares (or, in memory, every generation of one process).
+pub trait Store: Send + Sync + 'static {
+    /// `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether the backend is answering.
+    fn health(&self) -> Health;
+
+    /// Counts one admission on the key (and the user's share) if both have room, atomically.
+    fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit>;
+
+    /// Takes back an admission whose request never reached upstream.
+    fn refund<'a>(&'a self, ticket: &'a Ticket) -> StoreFuture<'a, ()>;
+
+    /// Refuses every admission on `key` for `pause` (an upstream 429's `Retry-After`).
+    fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()>;
+
+    /// Admissions left on `key` now (for the gauge).
+    fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32>;
+
+    /// Claims the record for `id` with the request's fingerprint. A new record is in flight
+    /// for its whole `ttl` (an expiry would be a second send) with a `lease`: an in-flight
+    /// record whose lease ran out belongs to a sender that died, and reads as unknown.
+    fn claim<'a>(
+        &'a self,
+        id: &'a IdemId,
+        fingerprint: &'a Fingerprint,
+        lease: Duration,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Claim>;
+
+    /// Ends a record this replica claimed.
+    fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()>;
+
+    /// The key's list generation: bumped by every accepted write, so a list cached under an
+    /// older one is never served.
+    fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Bumps the key's generation (after an accepted create, before its answer is returned).
+    fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Looks a list up in the shared L2, taking the fetch lock (for `lock`) when it is absent.
+    fn l2_lookup<'a>(
+        &'a self,
+        key: &'a str,
+        entry: &'a str,
+        lock: Duration,
+    ) -> StoreFuture<'a, L2Lookup>;
+
+    /// Stores a fetched list in the L2 for `ttl` and releases the fetch lock.
+    fn l2_put<'a>(
+        &'a self,
+        key: &'a str,
+        entry: &'a str,
+        value: Option<Bytes>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// A shared handle on the process's store.
+pub type SharedStore = Arc<dyn Store>;

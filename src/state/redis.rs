@@ -1,0 +1,662 @@
+//! The Redis-protocol [`Store`] (Redis ≥ 6.2, Valkey ≥ 7.2, no modules), shared by every
+//! replica that points at the same server and key prefix.
+//!
+//! - Every decision that must be atomic is one Lua script (sent by `EVALSHA`, reloaded on
+//!   `NOSCRIPT` after a server restart) reading the server's own clock (`TIME`), so replicas'
+//!   clocks never matter: one round trip per decision.
+//! - All of one upstream key's state shares one hash slot (`{prefix:key}`), so a Redis
+//!   Cluster works too.
+//! - Nothing stored is a secret: upstream keys are referred to by their config name, users
+//!   and `Idempotency-Key`s by a SHA-256, and every key carries a TTL.
+//! - Nothing waits longer than `command_timeout`; after a failure a local breaker answers
+//!   [`StoreError::Unavailable`] at once for [`PROBE_INTERVAL`], then lets one command probe.
+
+use super::{
+    hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
+    StoreFuture, StoredOutcome, Ticket,
+};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a failed backend is left alone before one command probes it again.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// A generation counter lives this long after its last bump. Cached lists live minutes, so a
+/// counter that expired and restarted at zero can never make an old entry current again.
+const GENERATION_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// Prune, count, check the pause and the user's share, add: one atomic step on the server's
+/// clock. Returns {0, remaining} admitted, {1, wait_ms} key full, {2, wait_ms} paused,
+/// {3, wait_ms} user's share full.
+const ADMIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local ulimit = tonumber(ARGV[4])
+local p = redis.call('PTTL', KEYS[2])
+if p > 0 then return {2, p} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= limit then
+  local e = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  return {1, math.max(1, tonumber(e[2]) + window - now)}
+end
+if ulimit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  local un = redis.call('ZCARD', KEYS[3])
+  if un >= ulimit then
+    local e = redis.call('ZRANGE', KEYS[3], un - ulimit, un - ulimit, 'WITHSCORES')
+    return {3, math.max(1, tonumber(e[2]) + window - now)}
+  end
+  redis.call('ZADD', KEYS[3], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], window)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return {0, limit - n - 1}
+";
+
+/// Remaining admissions: {remaining}.
+const REMAINING: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('PTTL', KEYS[2]) > 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return math.max(0, tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1]))
+";
+
+/// A pause only ever extends.
+const PAUSE: &str = r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 1
+";
+
+/// Claims an idempotency record: {'proceed'}, {'mismatch'}, {'inflight'}, {'unknown'} or
+/// {'done', status, content_type, body}. An in-flight record whose lease ran out belongs to a
+/// sender that died: it becomes unknown, never free.
+const CLAIM: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'lease', 'status', 'ctype', 'body')
+if not r[1] then
+  redis.call('HSET', KEYS[1], 'state', 'inflight', 'fp', ARGV[1], 'lease', now + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'proceed'}
+end
+if r[2] ~= ARGV[1] then return {'mismatch'} end
+if r[1] == 'done' then return {'done', r[4], r[5] or '', r[6] or ''} end
+if r[1] == 'inflight' then
+  if tonumber(r[3]) > now then return {'inflight'} end
+  redis.call('HSET', KEYS[1], 'state', 'unknown')
+  return {'unknown'}
+end
+return {'unknown'}
+";
+
+/// Settles a record: ARGV[1] = done | unknown | release.
+const SETTLE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == 'release' then
+  if redis.call('HGET', KEYS[1], 'state') == 'inflight' then redis.call('DEL', KEYS[1]) end
+  return 1
+end
+if ARGV[1] == 'unknown' then
+  redis.call('HSET', KEYS[1], 'state', 'unknown')
+  return 1
+end
+redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[3], 'ctype', ARGV[4], 'body', ARGV[5])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+";
+
+/// {1, value, pttl} a hit; {2} this replica leads the fetch; {3} another replica does.
+const L2_LOOKUP: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return {1, v, redis.call('PTTL', KEYS[1])} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then return {2} end
+return {3}
+";
+
+/// Stores (when ARGV[1] is non-empty) and releases the lock if it is still ours.
+const L2_PUT: &str = r"
+if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+";
+
+const BUMP: &str = r"
+local g = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return g
+";
+
+struct Scripts {
+    admit: Script,
+    remaining: Script,
+    pause: Script,
+    claim: Script,
+    settle: Script,
+    l2_lookup: Script,
+    l2_put: Script,
+    bump: Script,
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL (may carry credentials: never logged).
+    pub url: String,
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time one command may take.
+    pub command_timeout: Duration,
+    /// Prefix of every key.
+    pub key_prefix: String,
+}
+
+/// The Redis-backed store.
+pub struct RedisStore {
+    /// Replaced by a fresh one when a probe finds the server back: a manager whose
+    /// reconnection attempts ran out stays broken otherwise.
+    conn: Mutex<ConnectionManager>,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    scripts: Scripts,
+    /// Unique per process, so admissions from several replicas never share a log member.
+    replica: String,
+    next_id: AtomicU64,
+    /// Closed breaker: commands go through. Open: refused until `down_until`.
+    down_until: Mutex<Option<Instant>>,
+    up: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never printed.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sha_hex(parts: &[&[u8]]) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+        ctx.update(&[0]);
+    }
+    hex(&ctx.finish().as_ref()[..16])
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        other => vec![other],
+    }
+}
+
+impl RedisStore {
+    /// A store for `settings`. Never fails for an unreachable server: it connects lazily and
+    /// reports itself degraded until the server answers.
+    pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<RedisStore, String> {
+        let client = redis::Client::open(settings.url.as_str())
+            // The error text may quote the URL: keep only its kind.
+            .map_err(|e| format!("state.url is not a usable Redis URL ({:?})", e.kind()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            // Reconnect quickly once the server is back (the default backoff waits seconds).
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+            .map_err(|e| format!("state backend: {:?}", e.kind()))?;
+        let mut id = [0u8; 8];
+        fastrand::fill(&mut id);
+        Ok(RedisStore {
+            conn: Mutex::new(conn),
+            client,
+            config,
+            prefix: settings.key_prefix.clone(),
+            command_timeout: settings.command_timeout,
+            connect_timeout: settings.connect_timeout,
+            scripts: Scripts {
+                admit: Script::new(ADMIT),
+                remaining: Script::new(REMAINING),
+                pause: Script::new(PAUSE),
+                claim: Script::new(CLAIM),
+                settle: Script::new(SETTLE),
+                l2_lookup: Script::new(L2_LOOKUP),
+                l2_put: Script::new(L2_PUT),
+                bump: Script::new(BUMP),
+            },
+            replica: hex(&id),
+            next_id: AtomicU64::new(1),
+            down_until: Mutex::new(None),
+            up: AtomicBool::new(true),
+            metrics,
+        })
+    }
+
+    /// Asks the server once (at start), so health reflects reality before the first request.
+    pub async fn probe(&self) -> bool {
+        let mut conn = self.conn();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<Value>(&mut conn);
+        let ok = matches!(
+            tokio::time::timeout(self.connect_timeout + self.command_timeout, ping).await,
+            Ok(Ok(_))
+        );
+        self.mark(ok);
+        ok
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `prefix:{name}` with the key name as the hash tag (braces in a name would break the
+    /// tag, so they are replaced).
+    fn tag(&self, key: &str) -> String {
+        let clean: String = key
+            .chars()
+            .map(|c| if c == '{' || c == '}' { '_' } else { c })
+            .collect();
+        format!("{}:{{{clean}}}", self.prefix)
+    }
+
+    fn mark(&self, ok: bool) {
+        let was = self.up.swap(ok, Ordering::AcqRel);
+        let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        *down = if ok {
+            None
+        } else {
+            Some(Instant::now() + PROBE_INTERVAL)
+        };
+        if was != ok {
+            self.metrics.state().set_up(ok);
+            if ok {
+                tracing::info!("state backend answers again: shared state in use");
+            } else {
+                tracing::warn!("state backend unreachable: degraded mode (private budget, keyed creates refused, recent local lists only)");
+            }
+        }
+    }
+
+    /// Runs one command under the breaker and the timeout.
+    async fn run<T, F, Fut>(&self, op: &'static str, command: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let probing = {
+            let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            match *down {
+                Some(until) if Instant::now() < until => {
+                    self.metrics.state().command(op, Duration::ZERO, false);
+                    return Err(StoreError::Unavailable);
+                }
+                Some(_) => {
+                    // Let this command probe; the others keep failing fast meanwhile.
+                    *down = Some(Instant::now() + PROBE_INTERVAL);
+                    true
+                }
+                None => false,
+            }
+        };
+        if probing {
+            // A fresh manager: it connects on this command, whatever the old one went through.
+            if let Ok(fresh) =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+            }
+        }
+        let start = Instant::now();
+        // A probe connects first: it may take the connect timeout too.
+        let limit = if probing {
+            self.connect_timeout + self.command_timeout
+        } else {
+            self.command_timeout
+        };
+        let out = tokio::time::timeout(limit, command(self.conn())).await;
+        let elapsed = start.elapsed();
+        match out {
+            Ok(Ok(v)) => {
+                self.metrics.state().command(op, elapsed, true);
+                if !self.up.load(Ordering::Acquire) || self.down_until_set() {
+                    self.mark(true);
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.metrics.state().command(op, elapsed, false);
+                tracing::debug!(op, kind = ?e.kind(), "state command failed");
+                self.mark(false);
+                Err(StoreError::Unavailable)
+            }
+            Err(_) => {
+                self.metrics.state().command(op, elapsed, false);
+                tracing::debug!(op, "state command timed out");
+                self.mark(false);
+                Err(StoreError::Unavailable)
+            }
+        }
+    }
+
+    fn down_until_set(&self) -> bool {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn idem_key(&self, id: &IdemId) -> String {
+        format!(
+            "{}:idem:{}",
+            self.tag(&id.key),
+            sha_hex(&[id.user.as_bytes(), id.idem.as_bytes()])
+        )
+    }
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn health(&self) -> Health {
+        if self.up.load(Ordering::Acquire) {
+            Health::Up
+        } else {
+            Health::Degraded
+        }
+    }
+
+    fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
+        Box::pin(async move {
+            let tag = self.tag(ask.key);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let member = format!("{}:{id}", self.replica);
+            let (user_key, ulimit) = match ask.user {
+                Some((user, limit)) => (format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])), limit),
+                None => (format!("{tag}:u:-"), 0),
+            };
+            let mut inv = self.scripts.admit.prepare_invoke();
+            inv.key(format!("{tag}:log"))
+                .key(format!("{tag}:pause"))
+                .key(&user_key)
+                .arg(ask.limit)
+                .arg(ms(ask.window))
+                .arg(&member)
+                .arg(ulimit);
+            let v: Value = self
+                .run(
+                    "admit",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            let a = array(v);
+            let code = a.first().and_then(int).unwrap_or(-1);
+            let n = a.get(1).and_then(int).unwrap_or(0).max(0) as u64;
+            let wait = Duration::from_millis(n.max(1));
+            Ok(match code {
+                0 => Admit::Admitted(Ticket {
+                    key: Arc::from(ask.key),
+                    user: ask.user.map(|(u, _)| Arc::from(u)),
+                    id,
+                }),
+                1 => Admit::KeyFull { wait },
+                2 => Admit::Paused { wait },
+                3 => Admit::UserFull { wait },
+                _ => return Err(StoreError::Unavailable),
+            })
+        })
+    }
+
+    fn refund<'a>(&'a self, ticket: &'a Ticket) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let tag = self.tag(&ticket.key);
+            let member = format!("{}:{}", self.replica, ticket.id);
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZREM").arg(format!("{tag}:log")).arg(&member);
+            if let Some(user) = &ticket.user {
+                pipe.cmd("ZREM")
+                    .arg(format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])))
+                    .arg(&member);
+            }
+            let _: Value = self
+                .run(
+                    "refund",
+                    |mut c| async move { pipe.query_async(&mut c).await },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inv = self.scripts.pause.prepare_invoke();
+            inv.key(format!("{}:pause", self.tag(key))).arg(ms(pause));
+            let _: Value = self
+                .run(
+                    "pause",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32> {
+        Box::pin(async move {
+            let tag = self.tag(key);
+            let mut inv = self.scripts.remaining.prepare_invoke();
+            inv.key(format!("{tag}:log"))
+                .key(format!("{tag}:pause"))
+                .arg(limit)
+                .arg(ms(window));
+            let v: Value = self
+                .run("remaining", |mut c| async move {
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
+            Ok(int(&v).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        id: &'a IdemId,
+        fingerprint: &'a Fingerprint,
+        lease: Duration,
+        ttl: Duration,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let mut inv = self.scripts.claim.prepare_invoke();
+            inv.key(self.idem_key(id))
+                .arg(fingerprint.hex())
+                .arg(ms(lease))
+                .arg(ms(ttl));
+            let v: Value = self
+                .run(
+                    "claim",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            let a = array(v);
+            let tag = a.first().and_then(bytes).unwrap_or_default();
+            Ok(match tag.as_slice() {
+                b"proceed" => Claim::Proceed,
+                b"mismatch" => Claim::Mismatch,
+                b"inflight" => Claim::InFlight,
+                b"done" => {
+                    let status = a.get(1).and_then(int).unwrap_or(200);
+                    let ctype = a
+                        .get(2)
+                        .and_then(bytes)
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .filter(|s| !s.is_empty());
+                    let body = a.get(3).and_then(bytes).unwrap_or_default();
+                    Claim::Replay(StoredOutcome {
+                        status: u16::try_from(status).unwrap_or(200),
+                        content_type: ctype,
+                        body: Bytes::from(body),
+                    })
+                }
+                _ => Claim::Unknown,
+            })
+        })
+    }
+
+    fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut inv = self.scripts.settle.prepare_invoke();
+            inv.key(self.idem_key(id));
+            match &how {
+                Settle::Release => {
+                    inv.arg("release");
+                }
+                Settle::Unknown => {
+                    inv.arg("unknown");
+                }
+                Settle::Completed(o) => {
+                    inv.arg("done")
+                        .arg(ms(ttl))
+                        .arg(o.status)
+                        .arg(o.content_type.as_deref().unwrap_or(""))
+                        .arg(o.body.as_ref());
+                }
+            }
+            let _: Value = self
+                .run(
+                    "settle",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn generation<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(format!("{}:gen", self.tag(key)));
+            let v: Value = self
+                .run("generation", |mut c| async move {
+                    cmd.query_async(&mut c).await
+                })
+                .await?;
+            Ok(int(&v).unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn bump<'a>(&'a self, key: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let mut inv = self.scripts.bump.prepare_invoke();
+            inv.key(format!("{}:gen", self.tag(key)))
+                .arg(GENERATION_TTL_MS);
+            let v: Value = self
+                .run(
+                    "bump",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            Ok(int(&v).unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn l2_lookup<'a>(
+        &'a self,
+        key: &'a str,
+        entry: &'a str,
+        lock: Duration,
+    ) -> StoreFuture<'a, L2Lookup> {
+        Box::pin(async move {
+            let tag = self.tag(key);
+            let mut inv = self.scripts.l2_lookup.prepare_invoke();
+            inv.key(format!("{tag}:l2:{entry}"))
+                .key(format!("{tag}:lock:{entry}"))
+                .arg(ms(lock))
+                .arg(&self.replica);
+            let v: Value = self
+                .run("l2_lookup", |mut c| async move {
+                    inv.invoke_async(&mut c).await
+                })
+                .await?;
+            let a = array(v);
+            Ok(match a.first().and_then(int) {
+                Some(1) => L2Lookup::Hit {
+                    value: Bytes::from(a.get(1).and_then(bytes).unwrap_or_default()),
+                    ttl_left: Duration::from_millis(
+                        a.get(2).and_then(int).unwrap_or(0).max(0) as u64
+                    ),
+                },
+                Some(2) => L2Lookup::Lead,
+                _ => L2Lookup::Busy,
+            })
+        })
+    }
+
+    fn l2_put<'a>(
+        &'a self,
+        key: &'a str,
+        entry: &'a str,
+        value: Option<Bytes>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let tag = self.tag(key);
+            let mut inv = self.scripts.l2_put.prepare_invoke();
+            inv.key(format!("{tag}:l2:{entry}"))
+                .key(format!("{tag}:lock:{entry}"));
+            match &value {
+                Some(v) => inv.arg(ms(ttl)).arg(v.as_ref()),
+                None => inv.arg("").arg(""),
+            };
+            inv.arg(&self.replica);
+            let _: Value = self
+                .run(
+                    "l2_put",
+                    |mut c| async move { inv.invoke_async(&mut c).await },
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,963 @@
+//! Several gateway replicas sharing one Redis (a real `redis-server` on a free port) and one
+//! simulator: the budget, idempotency and cache promises hold across replicas, while Redis is
+//! down (private shares, fail-closed keyed creates, bounded local lists), and after it returns.
+
+mod common;
+
+use bytes::Bytes;
+use common::redis::RedisServer;
+use common::*;
+use http::{Method, Request};
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use journeybee_gateway::server::Gateway;
+use journeybee_gateway::sim::{
+    Fault, RateLimitMode, SimConfig, SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY,
+};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// One gateway of the cluster.
+struct Replica {
+    gw: Option<Gateway>,
+    base: String,
+    admin: String,
+}
+
+/// Replicas with one simulator, all configured from the same template.
+struct Cluster {
+    sim: SimHandle,
+    dir: TestDir,
+    replicas: Vec<Replica>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// How a cluster is configured.
+struct Setup {
+    replicas: usize,
+    /// `requests_per_minute` of the read key (bob's); `None` keeps the default (100).
+    read_rpm: Option<u32>,
+    /// The whole `[state]` section (empty: the memory backend).
+    state: String,
+    /// Lines for `[upstream]`.
+    upstream: String,
+    sim: SimConfig,
+}
+
+impl Setup {
+    fn new(replicas: usize) -> Setup {
+        Setup {
+            replicas,
+            read_rpm: None,
+            state: String::new(),
+            upstream: String::new(),
+            sim: SimConfig::default(),
+        }
+    }
+
+    /// The Redis backend on `redis` with a prefix of its own, plus `extra` lines.
+    fn redis(mut self, redis_url: &str, extra: &str) -> Setup {
+        self.state = state_section(redis_url, extra);
+        self
+    }
+
+    fn read_rpm(mut self, n: u32) -> Setup {
+        self.read_rpm = Some(n);
+        self
+    }
+
+    /// The simulator enforces exactly `limit` per key in any 60 s, like JourneyBee.
+    fn exact_upstream_limit(mut self, limit: u32) -> Setup {
+        self.sim.rate_limit_mode = RateLimitMode::Sliding {
+            limit,
+            window: WINDOW,
+        };
+        self
+    }
+}
+
+/// A key prefix no other test (or earlier run) uses.
+fn unique_prefix() -> String {
+    format!("jbgw-test-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// A `[state]` section for the Redis at `url`. The command timeout is generous: a debug build
+/// under a 300-request burst on two cores must not look like a slow Redis.
+fn state_section(url: &str, extra: &str) -> String {
+    format!(
+        "[state]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\nconnect_timeout = \"500ms\"\ncommand_timeout = \"500ms\"\n{extra}\n",
+        unique_prefix()
+    )
+}
+
+impl Cluster {
+    async fn start(setup: Setup) -> Cluster {
+        let sim = Simulator::start("127.0.0.1:0".parse().unwrap(), setup.sim.clone())
+            .await
+            .unwrap();
+        let ids = sim.user_ids();
+        let ids = (ids[0], ids[1], ids[2]);
+        let dir = TestDir::new();
+        dir.write("read.key", SIM_READ_KEY);
+        dir.write("write.key", SIM_WRITE_KEY);
+        dir.write("jwt.secret", JWT_SECRET);
+        let mut cluster = Cluster {
+            sim,
+            dir,
+            replicas: Vec::new(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        let opts = Opts {
+            read_key: setup
+                .read_rpm
+                .map(|n| format!("requests_per_minute = {n}"))
+                .unwrap_or_default(),
+            tail: setup.state.clone(),
+            upstream: setup.upstream.clone(),
+            ..Opts::default()
+        };
+        for i in 0..setup.replicas {
+            let text = config_text(&opts, &cluster.sim.base_url(), ids);
+            let config = cluster.dir.write(&format!("gateway-{i}.toml"), &text);
+            cluster.replicas.push(start_replica(config).await);
+        }
+        cluster
+    }
+
+    fn token(&self, subject: &str) -> String {
+        sign(AuthMode::Hs256, &default_claims(subject))
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Resp {
+        send(&self.client, req).await
+    }
+
+    async fn get(&self, replica: usize, path: &str, token: &str) -> Resp {
+        self.send(get_request(&self.replicas[replica].base, path, token))
+            .await
+    }
+
+    async fn create(&self, replica: usize, token: &str, body: &str, key: Option<&str>) -> Resp {
+        self.send(create_request(
+            &self.replicas[replica].base,
+            token,
+            body,
+            key,
+        ))
+        .await
+    }
+
+    async fn admin_get(&self, replica: usize, path: &str) -> Resp {
+        let req = Request::get(format!("{}{}", self.replicas[replica].admin, path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// The `state` object of `/readyz`, which must answer 200 whatever the backend's status.
+    async fn ready_state(&self, replica: usize) -> Value {
+        let r = self.admin_get(replica, "/readyz").await;
+        assert_eq!(r.status, 200, "readiness stays 200: {}", r.text());
+        r.json()["state"].clone()
+    }
+
+    /// Waits (up to `within`) until every replica's `/readyz` reports `status`. Each poll
+    /// also sends one list (the same one, so mostly a cache hit), as a load balancer's
+    /// traffic would: a design that re-checks Redis only when it is used passes too.
+    async fn wait_for_state(&self, status: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        let bob = self.token("bob@corp.test");
+        for i in 0..self.replicas.len() {
+            loop {
+                let state = self.ready_state(i).await;
+                if state["status"] == status {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < within,
+                    "replica {i} still reports {state} after {within:?} (waiting for {status})"
+                );
+                let _ = self.get(i, "/api/v1/partnerships?search=nudge", &bob).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        started.elapsed()
+    }
+
+    /// List requests the simulator received.
+    fn upstream_lists(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == Method::GET)
+            .count()
+    }
+
+    /// Create requests the simulator received.
+    fn upstream_creates(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == Method::POST)
+            .count()
+    }
+
+    async fn shutdown(mut self) {
+        for r in &mut self.replicas {
+            if let Some(gw) = r.gw.take() {
+                gw.shutdown().await;
+            }
+        }
+        self.sim.shutdown();
+    }
+}
+
+async fn start_replica(config: PathBuf) -> Replica {
+    let settings = journeybee_gateway::config::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    // Start-up must not hang on an unreachable Redis.
+    let gw = tokio::time::timeout(Duration::from_secs(10), Gateway::start(settings))
+        .await
+        .expect("the gateway starts within 10 s")
+        .expect("the gateway starts");
+    Replica {
+        base: format!("http://{}", gw.addr()),
+        admin: format!("http://{}", gw.admin_addr()),
+        gw: Some(gw),
+    }
+}
+
+async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Resp {
+    use http_body_util::BodyExt;
+    let resp = client.request(req).await.expect("gateway answers");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+fn get_request(base: &str, path: &str, token: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::GET)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn create_request(base: &str, token: &str, body: &str, key: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}/api/v1/partnerships"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        b = b.header("idempotency-key", k);
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+/// The most requests that arrived within any `window`-long interval.
+fn max_in_any_window(arrivals: &[Instant], window: Duration) -> usize {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort_unstable();
+    let mut best = 0;
+    let mut first = 0;
+    for last in 0..sorted.len() {
+        while sorted[last].duration_since(sorted[first]) >= window {
+            first += 1;
+        }
+        best = best.max(last - first + 1);
+    }
+    best
+}
+
+/// A gateway-made 429: the JSON error shape and a usable `Retry-After`.
+fn assert_local_429(r: &Resp) {
+    r.assert_error(429);
+    let secs: u64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("a 429 carries Retry-After: {:?}", r.headers))
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!(secs >= 1, "Retry-After {secs}");
+}
+
+/// A domain no other test uses (free of the simulator's seeded ones).
+fn fresh_domain(tag: &str) -> String {
+    format!("{tag}-{:08x}-partners.com", fastrand::u32(..))
+}
+
+/// A metric sample's value from a `/metrics` text, if the line exists.
+fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_lists_on_three_replicas_stay_within_the_key_limit() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(&redis.url(), "max_replicas = 3\nprivate_share = 0.1")
+            .read_rpm(10)
+            .exact_upstream_limit(10),
+    )
+    .await;
+    let bob = c.token("bob@corp.test");
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let client = c.client.clone();
+        let req = get_request(
+            &c.replicas[i % 3].base,
+            &format!("/api/v1/partnerships?search=burst{i}"),
+            &bob,
+        );
+        tasks.push(tokio::spawn(async move { send(&client, req).await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        if r.status == 200 {
+            ok += 1;
+        } else {
+            assert_local_429(&r);
+        }
+    }
+    let arrivals = c.sim.arrivals(SIM_READ_KEY);
+    assert!(
+        max_in_any_window(&arrivals, WINDOW) <= 10,
+        "{} lists reached the simulator within 60 s on a 10/min key",
+        max_in_any_window(&arrivals, WINDOW)
+    );
+    assert_eq!(c.sim.rate_limited_count(), 0, "no upstream 429");
+    assert_eq!(ok, c.upstream_lists(), "every 200 is one upstream call");
+    // Normally the capacity is the whole N: the shared pool plus every replica's private
+    // share (10 = 7 shared + 3 x 1 private).
+    assert_eq!(
+        ok, 10,
+        "with Redis up the three replicas together admit exactly N"
+    );
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert!(
+        m.contains("jbgw_budget_decisions_total{pool=\"shared\",result=\"admitted\"}"),
+        "{m}"
+    );
+    assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_keyed_create_on_two_replicas_at_once_reaches_upstream_once() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(3).redis(&redis.url(), "")).await;
+    let alice = c.token("alice@corp.test");
+    let body = create_body(&fresh_domain("twice"));
+    // The first create is still upstream when the second arrives.
+    c.sim.set_fault(Fault::Slow(Duration::from_millis(500)));
+    let (a, b) = tokio::join!(
+        c.create(0, &alice, &body, Some("invite-jane-1")),
+        c.create(1, &alice, &body, Some("invite-jane-1")),
+    );
+    c.sim.set_fault(Fault::None);
+    assert_eq!(c.upstream_creates(), 1, "a: {a:?}\nb: {b:?}");
+    let (first, second) = if a.header("idempotent-replayed").is_some() || a.status == 409 {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert_eq!(first.header("idempotent-replayed"), None);
+    match second.status.as_u16() {
+        409 => {
+            second.assert_error(409);
+        }
+        _ => {
+            assert_eq!(second.status, first.status, "{}", second.text());
+            assert_eq!(second.header("idempotent-replayed"), Some("true"));
+            assert_eq!(second.body, first.body);
+        }
+    }
+    // Later, on the third replica: the stored outcome, still one upstream create.
+    let third = c.create(2, &alice, &body, Some("invite-jane-1")).await;
+    assert_eq!(third.status, 201, "{}", third.text());
+    assert_eq!(third.header("idempotent-replayed"), Some("true"));
+    assert_eq!(third.body, first.body);
+    // The same key with another body is 422 on any replica.
+    let other = c
+        .create(
+            1,
+            &alice,
+            &create_body(&fresh_domain("other")),
+            Some("invite-jane-1"),
+        )
+        .await;
+    other.assert_error(422);
+    assert_eq!(c.upstream_creates(), 1);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_list_on_b_right_after_a_create_on_a_is_fresh() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(3).redis(&redis.url(), "")).await;
+    let alice = c.token("alice@corp.test");
+    let domain = fresh_domain("fresh");
+    let list = format!("/api/v1/partnerships?view=all&search={domain}");
+
+    let before = c.get(1, &list, &alice).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    assert!(!before.text().contains(&domain));
+    let cached = c.get(1, &list, &alice).await;
+    assert_eq!(cached.header("x-cache"), Some("HIT"), "B caches the list");
+    assert_eq!(c.upstream_lists(), 1);
+
+    let created = c.create(0, &alice, &create_body(&domain), None).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+
+    let after = c.get(1, &list, &alice).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(
+        after.header("x-cache"),
+        Some("MISS"),
+        "B's list from before A's create is unusable"
+    );
+    assert_eq!(c.upstream_lists(), 2);
+    assert!(after.text().contains(&domain), "{}", after.text());
+    // The third replica never saw the list; whatever it serves (shared copy or upstream)
+    // is from after the create.
+    let third = c.get(2, &list, &alice).await;
+    assert_eq!(third.status, 200);
+    assert!(third.text().contains(&domain), "{}", third.text());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_list_on_a_then_on_b_is_one_upstream_call() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(3).redis(&redis.url(), "")).await;
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=all&tags=1,2";
+    let a = c.get(0, list, &bob).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("x-cache"), Some("MISS"));
+    let b = c.get(1, list, &bob).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(
+        b.header("x-cache"),
+        Some("HIT"),
+        "served from the shared L2"
+    );
+    assert_eq!(b.body, a.body);
+    let c3 = c.get(2, list, &bob).await;
+    assert_eq!(c3.header("x-cache"), Some("HIT"));
+    assert_eq!(c3.body, a.body);
+    assert_eq!(c.upstream_lists(), 1);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_for_one_list_on_three_replicas_make_one_upstream_call() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(3).redis(&redis.url(), "")).await;
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=all&search=together";
+    c.sim.set_fault(Fault::Slow(Duration::from_millis(150)));
+    let (a, b, d) = tokio::join!(
+        c.get(0, list, &bob),
+        c.get(1, list, &bob),
+        c.get(2, list, &bob)
+    );
+    c.sim.set_fault(Fault::None);
+    for r in [&a, &b, &d] {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, a.body);
+    }
+    assert_eq!(
+        c.upstream_lists(),
+        1,
+        "a short shared lock coalesces the misses"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_private_shares_fail_closed_creates_and_recovery() {
+    let mut redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(
+                &redis.url(),
+                "max_replicas = 3\nprivate_share = 0.1\ndegraded_max_age = \"20s\"",
+            )
+            .read_rpm(10),
+    )
+    .await;
+    let bob = c.token("bob@corp.test");
+    let alice = c.token("alice@corp.test");
+    for i in 0..3 {
+        assert_eq!(
+            c.ready_state(i).await,
+            serde_json::json!({"backend": "redis", "status": "up"})
+        );
+    }
+    // A list cached on A and a keyed create, while Redis is up.
+    let warm = "/api/v1/partnerships?search=warm";
+    assert_eq!(c.get(0, warm, &bob).await.status, 200);
+    let ok = c
+        .create(
+            0,
+            &alice,
+            &create_body(&fresh_domain("up")),
+            Some("before-kill"),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+
+    redis.kill().await;
+
+    // Lists still served from A's local cache, without upstream.
+    let lists_before = c.upstream_lists();
+    let cached = c.get(0, warm, &bob).await;
+    assert_eq!(cached.status, 200, "{}", cached.text());
+    assert!(
+        matches!(cached.header("x-cache"), Some("HIT" | "STALE")),
+        "{:?}",
+        cached.header("x-cache")
+    );
+    assert_eq!(c.upstream_lists(), lists_before);
+
+    // Budget: each replica spends only its private share (floor(10 x 0.1) = 1).
+    let mut admitted = 0;
+    for i in 0..30 {
+        let r = c
+            .get(i % 3, &format!("/api/v1/partnerships?search=down{i}"), &bob)
+            .await;
+        if r.status == 200 {
+            admitted += 1;
+        } else {
+            assert!(
+                matches!(r.status.as_u16(), 429 | 503),
+                "{} {}",
+                r.status,
+                r.text()
+            );
+            r.assert_error(r.status.as_u16());
+            assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+        }
+    }
+    assert!(admitted <= 3, "{admitted} lists admitted with Redis down");
+    assert_eq!(c.upstream_lists(), lists_before + admitted);
+    assert!(
+        max_in_any_window(&c.sim.arrivals(SIM_READ_KEY), WINDOW) <= 10,
+        "the key's limit holds across the outage"
+    );
+
+    // Keyed creates fail closed: 503 + Retry-After, nothing sent.
+    let creates_before = c.upstream_creates();
+    let body = create_body(&fresh_domain("down"));
+    for i in 0..3 {
+        let r = c.create(i, &alice, &body, Some("during-outage")).await;
+        r.assert_error(503);
+        assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    }
+    assert_eq!(c.upstream_creates(), creates_before, "nothing sent");
+    c.wait_for_state("degraded", Duration::from_secs(5)).await;
+    for i in 0..3 {
+        assert_eq!(
+            c.ready_state(i).await,
+            serde_json::json!({"backend": "redis", "status": "degraded"})
+        );
+        let m = c.admin_get(i, "/metrics").await.text();
+        assert!(m.contains("jbgw_state_backend_up 0"), "{m}");
+    }
+
+    // Redis returns (empty): every replica recovers by itself within a few seconds.
+    redis.restart().await;
+    let took = c.wait_for_state("up", Duration::from_secs(10)).await;
+    eprintln!("recovered in {took:?}");
+    let started = Instant::now();
+    for i in 0..3 {
+        loop {
+            let r = c
+                .create(
+                    i,
+                    &alice,
+                    &create_body(&fresh_domain("back")),
+                    Some(&format!("after-{i}")),
+                )
+                .await;
+            if r.status == 201 {
+                break;
+            }
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "replica {i} still refuses keyed creates"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The create refused during the outage was never sent, so its retry is a first send.
+    let retried = c.create(1, &alice, &body, Some("during-outage")).await;
+    assert_eq!(retried.status, 201, "{}", retried.text());
+    assert_eq!(retried.header("idempotent-replayed"), None);
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
+    assert!(
+        sample(
+            &m,
+            "jbgw_budget_decisions_total{pool=\"private\",result=\"admitted\"}"
+        )
+        .is_some_and(|v| v >= 1.0)
+            || sample(
+                &m,
+                "jbgw_budget_decisions_total{pool=\"private\",result=\"denied\"}"
+            )
+            .is_some_and(|v| v >= 1.0),
+        "private-pool decisions are counted: {m}"
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_gateway_started_while_redis_is_down_serves_degraded_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    redis.kill().await;
+    let c = Cluster::start(Setup::new(1).redis(&redis.url(), "")).await;
+    let bob = c.token("bob@corp.test");
+    let alice = c.token("alice@corp.test");
+    // Lists within the private share (default 0.3 / 3 of 100 = 10).
+    let r = c.get(0, "/api/v1/partnerships?search=cold", &bob).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.wait_for_state("degraded", Duration::from_secs(5)).await;
+    assert_eq!(
+        c.ready_state(0).await,
+        serde_json::json!({"backend": "redis", "status": "degraded"})
+    );
+    let body = create_body(&fresh_domain("cold"));
+    let r = c.create(0, &alice, &body, Some("cold-start")).await;
+    r.assert_error(503);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(c.upstream_creates(), 0);
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert!(m.contains("jbgw_state_backend_up 0"), "{m}");
+
+    redis.restart().await;
+    c.wait_for_state("up", Duration::from_secs(10)).await;
+    let r = c.create(0, &alice, &body, Some("cold-start")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(c.upstream_creates(), 1);
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_memory_backend_reports_itself_in_readyz() {
+    let c = Cluster::start(Setup::new(1)).await;
+    assert_eq!(
+        c.ready_state(0).await,
+        serde_json::json!({"backend": "memory", "status": "up"})
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_holds_no_secret_and_every_key_expires() {
+    let redis = RedisServer::start().await;
+    let setup = Setup::new(2).redis(&redis.url(), "");
+    let prefix = setup
+        .state
+        .lines()
+        .find_map(|l| l.strip_prefix("key_prefix = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let c = Cluster::start(setup).await;
+    let alice = c.token("alice@corp.test");
+    let bob = c.token("bob@corp.test");
+    assert_eq!(
+        c.get(0, "/api/v1/partnerships?search=x", &bob).await.status,
+        200
+    );
+    assert_eq!(
+        c.get(1, "/api/v1/partnerships?search=x", &bob).await.status,
+        200
+    );
+    let r = c
+        .create(
+            1,
+            &alice,
+            &create_body(&fresh_domain("contents")),
+            Some("contents-1"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        c.get(0, "/api/v1/partnerships?view=all", &alice)
+            .await
+            .status,
+        200
+    );
+
+    let keys = redis.keys("*").await;
+    assert!(!keys.is_empty(), "the Redis backend stored nothing");
+    let secrets = [SIM_READ_KEY, SIM_WRITE_KEY, JWT_SECRET];
+    for k in &keys {
+        assert!(
+            k.starts_with(&prefix),
+            "{k} is outside the key prefix {prefix}"
+        );
+        assert!(
+            k.contains('{') && k.contains('}'),
+            "{k} has no hash tag (one API key's state must share a cluster slot)"
+        );
+        let ttl = redis.pttl(k).await;
+        assert!(ttl > 0, "{k} has no expiry (PTTL {ttl})");
+        let kind = redis.cmd(&["TYPE", k]).await.text().unwrap();
+        let content = match kind.as_str() {
+            "string" => redis.cmd(&["GET", k]).await.text().unwrap_or_default(),
+            "hash" => redis.cmd(&["HGETALL", k]).await.strings().join("\n"),
+            "zset" => redis
+                .cmd(&["ZRANGE", k, "0", "-1"])
+                .await
+                .strings()
+                .join("\n"),
+            "list" => redis
+                .cmd(&["LRANGE", k, "0", "-1"])
+                .await
+                .strings()
+                .join("\n"),
+            "set" => redis.cmd(&["SMEMBERS", k]).await.strings().join("\n"),
+            other => format!("<{other}>"),
+        };
+        for s in secrets {
+            assert!(!k.contains(s), "{k} names a secret");
+            assert!(!content.contains(s), "{k} holds a secret");
+        }
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_simulator_enforces_an_exact_sliding_limit() {
+    let window = Duration::from_millis(400);
+    let sim = Simulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        SimConfig {
+            rate_limit_mode: RateLimitMode::Sliding { limit: 3, window },
+            ..SimConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let user = sim.user_ids()[0];
+    let list_as = |key: &str| {
+        Request::get(format!(
+            "{}/api/v1/partnerships?userId={user}",
+            sim.base_url()
+        ))
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(send(&client, list_as(SIM_READ_KEY)).await.status, 200);
+    }
+    let first = sim.arrivals(SIM_READ_KEY)[0];
+    let r = send(&client, list_as(SIM_READ_KEY)).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Another key has its own log.
+    assert_eq!(send(&client, list_as(SIM_WRITE_KEY)).await.status, 200);
+    assert_eq!(sim.rate_limited_count(), 1);
+    // Refused requests do not count: the first slot frees exactly one window after the
+    // first request arrived.
+    loop {
+        let r = send(&client, list_as(SIM_READ_KEY)).await;
+        if r.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let admitted = *sim.arrivals(SIM_READ_KEY).last().unwrap();
+    assert!(admitted.duration_since(first) >= window);
+    assert!(
+        admitted.duration_since(first) < window + Duration::from_millis(300),
+        "{:?}",
+        admitted.duration_since(first)
+    );
+    sim.shutdown();
+}
+
+/// How a window-edge scenario is run.
+#[derive(Clone, Copy, Debug)]
+enum Edge {
+    Memory,
+    Redis { replicas: usize },
+}
+
+/// Sends `reqs` all at once and collects the answers.
+async fn all_at_once(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    reqs: Vec<Request<Full<Bytes>>>,
+) -> Vec<Resp> {
+    let tasks: Vec<_> = reqs
+        .into_iter()
+        .map(|r| {
+            let client = client.clone();
+            tokio::spawn(async move { send(&client, r).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// A burst of 2N, then requests until the gateway admits again, then another burst of 2N
+/// right at that moment: the gateway admits at its window's edge, and the upstream, which
+/// counts each request from its ARRIVAL, must never answer 429.
+///
+/// The gateway counts a request when it admits it, before it waits for an upstream
+/// connection; with one connection and a slow upstream during the first burst, the k-th
+/// admitted request arrives about k x 50 ms after its admission. A gateway that frees a slot
+/// exactly 60 s after admitting it lets the second burst reach the upstream before the
+/// upstream has freed the matching slots (a certain 429); `budget_margin` (1 s by default)
+/// covers it.
+async fn bursts_at_the_window_edge(edge: Edge, n: u32) {
+    let redis = match edge {
+        Edge::Memory => None,
+        Edge::Redis { .. } => Some(RedisServer::start().await),
+    };
+    let mut setup = match edge {
+        Edge::Memory => Setup::new(1),
+        Edge::Redis { replicas } => {
+            Setup::new(replicas).redis(&redis.as_ref().unwrap().url(), "max_replicas = 3")
+        }
+    };
+    setup = setup.read_rpm(n).exact_upstream_limit(n);
+    setup.upstream = "max_connections = 1".into();
+    let c = Cluster::start(setup).await;
+    let bob = c.token("bob@corp.test");
+    let replicas = c.replicas.len();
+    let burst = |tag: &str| -> Vec<Request<Full<Bytes>>> {
+        (0..2 * n as usize)
+            .map(|i| {
+                get_request(
+                    &c.replicas[i % replicas].base,
+                    &format!("/api/v1/partnerships?search={tag}{i}"),
+                    &bob,
+                )
+            })
+            .collect()
+    };
+    c.sim.set_fault(Fault::Slow(Duration::from_millis(50)));
+    let first = all_at_once(&c.client, burst("edge-a")).await;
+    c.sim.set_fault(Fault::None);
+    let admitted = first.iter().filter(|r| r.status == 200).count();
+    for r in first.iter().filter(|r| r.status != 200) {
+        assert_local_429(r);
+    }
+    assert!(admitted >= 1, "{edge:?}: the first burst admitted nothing");
+    let t0 = c.sim.arrivals(SIM_READ_KEY)[0];
+
+    // Event-based: poll until the gateway admits again; every 50 ms, then as fast as the
+    // gateway answers from 59 s on, so the request takes the slot the moment it frees.
+    let mut i = 0;
+    loop {
+        let r = c
+            .get(
+                i % replicas,
+                &format!("/api/v1/partnerships?search=edge-poll{i}"),
+                &bob,
+            )
+            .await;
+        if r.status == 200 {
+            break;
+        }
+        assert_local_429(&r);
+        assert!(
+            t0.elapsed() < Duration::from_secs(75),
+            "{edge:?}: the gateway did not admit again within 75 s"
+        );
+        i += 1;
+        let pause = if t0.elapsed() < Duration::from_secs(59) {
+            50
+        } else {
+            1
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    let second = all_at_once(&c.client, burst("edge-b")).await;
+    let reopened = c.sim.arrivals(SIM_READ_KEY)[admitted];
+    assert!(
+        reopened.duration_since(t0) >= WINDOW,
+        "{edge:?}: admitted again {:?} after the first burst",
+        reopened.duration_since(t0)
+    );
+    for r in second.iter().filter(|r| r.status != 200) {
+        assert_local_429(r);
+    }
+    assert_eq!(
+        c.sim.rate_limited_count(),
+        0,
+        "{edge:?}: the upstream answered 429 at the window's edge"
+    );
+    let arrivals = c.sim.arrivals(SIM_READ_KEY);
+    assert!(max_in_any_window(&arrivals, WINDOW) <= n as usize);
+    eprintln!(
+        "{edge:?}: first burst {admitted}/{}, reopened after {:?}, second burst {}/{}",
+        2 * n,
+        reopened.duration_since(t0),
+        second.iter().filter(|r| r.status == 200).count(),
+        2 * n
+    );
+    c.shutdown().await;
+    drop(redis);
+}
+
+/// Takes about 62 s: the three scenarios run side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_at_the_window_edge_earn_no_upstream_429() {
+    tokio::join!(
+        bursts_at_the_window_edge(Edge::Memory, 10),
+        bursts_at_the_window_edge(Edge::Redis { replicas: 1 }, 10),
+        bursts_at_the_window_edge(Edge::Redis { replicas: 3 }, 10),
+    );
+}
+
+#[tokio::test]
+async fn the_test_redis_starts_answers_dies_and_comes_back_on_its_port() {
+    let mut redis = RedisServer::start().await;
+    assert!(redis.ping().await);
+    assert_eq!(
+        redis.cmd(&["SET", "k", "v", "PX", "60000"]).await.text(),
+        Some("OK".into())
+    );
+    assert_eq!(redis.cmd(&["GET", "k"]).await.text(), Some("v".into()));
+    assert!(redis.pttl("k").await > 0);
+    assert_eq!(redis.keys("*").await, vec!["k".to_string()]);
+    let port = redis.port();
+    redis.kill().await;
+    assert!(!redis.ping().await);
+    assert!(tokio::net::TcpStream::connect(redis.addr()).await.is_err());
+    redis.restart().await;
+    assert_eq!(redis.port(), port);
+    assert!(redis.ping().await);
+    assert!(redis.keys("*").await.is_empty(), "no persistence");
+}

@@ -1,0 +1,288 @@
+//! The state store's contract, run against both backends: the in-process store and the Redis
+//! store on a real `redis-server`. The layers rely on exactly these behaviours, whichever
+//! backend answers.
+
+mod common;
+
+use bytes::Bytes;
+use common::redis::RedisServer;
+use journeybee_gateway::metrics::Metrics;
+use journeybee_gateway::state::memory::MemoryStore;
+use journeybee_gateway::state::redis::{RedisSettings, RedisStore};
+use journeybee_gateway::state::{
+    Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
+    StoredOutcome,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WINDOW: Duration = Duration::from_secs(61);
+
+fn ask<'a>(key: &'a str, limit: u32, user: Option<(&'a str, u32)>) -> BudgetAsk<'a> {
+    BudgetAsk {
+        key,
+        limit,
+        window: WINDOW,
+        user,
+    }
+}
+
+fn idem(key: &str, user: &str, idem: &str) -> IdemId {
+    IdemId {
+        key: Arc::from(key),
+        user: Arc::from(user),
+        idem: idem.to_string(),
+    }
+}
+
+fn outcome(body: &str) -> StoredOutcome {
+    StoredOutcome {
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// Every behaviour of the contract, against one store.
+async fn contract(store: &dyn Store) {
+    // Budget: exactly `limit` admissions, then the wait until the oldest leaves.
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        match store.admit(&ask("k1", 3, None)).await.unwrap() {
+            Admit::Admitted(t) => tickets.push(t),
+            other => panic!("expected an admission, got {other:?}"),
+        }
+    }
+    match store.admit(&ask("k1", 3, None)).await.unwrap() {
+        Admit::KeyFull { wait } => {
+            assert!(wait > Duration::from_secs(55) && wait <= WINDOW, "{wait:?}")
+        }
+        other => panic!("expected a full key, got {other:?}"),
+    }
+    assert_eq!(store.remaining("k1", 3, WINDOW).await.unwrap(), 0);
+    // Only admitted requests count: the refusals above took nothing.
+    // A refund gives the slot back.
+    store.refund(&tickets.pop().unwrap()).await.unwrap();
+    assert_eq!(store.remaining("k1", 3, WINDOW).await.unwrap(), 1);
+    assert!(matches!(
+        store.admit(&ask("k1", 3, None)).await.unwrap(),
+        Admit::Admitted(_)
+    ));
+    // Keys are independent.
+    assert_eq!(store.remaining("k2", 3, WINDOW).await.unwrap(), 3);
+
+    // The user's share is checked in the same step, and a refused share takes nothing from
+    // the key.
+    assert!(matches!(
+        store.admit(&ask("k3", 10, Some(("ann", 1)))).await.unwrap(),
+        Admit::Admitted(_)
+    ));
+    assert!(matches!(
+        store.admit(&ask("k3", 10, Some(("ann", 1)))).await.unwrap(),
+        Admit::UserFull { .. }
+    ));
+    assert_eq!(store.remaining("k3", 10, WINDOW).await.unwrap(), 9);
+    assert!(matches!(
+        store.admit(&ask("k3", 10, Some(("ben", 1)))).await.unwrap(),
+        Admit::Admitted(_)
+    ));
+
+    // A pause refuses everything on the key until it ends, and only ever extends.
+    store.pause("k4", Duration::from_secs(30)).await.unwrap();
+    store.pause("k4", Duration::from_secs(1)).await.unwrap();
+    match store.admit(&ask("k4", 10, None)).await.unwrap() {
+        Admit::Paused { wait } => assert!(wait > Duration::from_secs(25), "{wait:?}"),
+        other => panic!("expected a pause, got {other:?}"),
+    }
+    assert_eq!(store.remaining("k4", 10, WINDOW).await.unwrap(), 0);
+
+    // Idempotency: claim, in flight, completed, replay, mismatch.
+    let ttl = Duration::from_secs(3600);
+    let lease = Duration::from_secs(60);
+    let id = idem("k1", "ann", "key-1");
+    let fp = Fingerprint::of(b"/api/v1/partnerships\0{}");
+    let other = Fingerprint::of(b"/api/v1/partnerships\0{\"x\":1}");
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::InFlight
+    );
+    assert_eq!(
+        store.claim(&id, &other, lease, ttl).await.unwrap(),
+        Claim::Mismatch
+    );
+    store
+        .settle(&id, Settle::Completed(outcome("{\"id\":7}")), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::Replay(outcome("{\"id\":7}"))
+    );
+    assert_eq!(
+        store.claim(&id, &other, lease, ttl).await.unwrap(),
+        Claim::Mismatch
+    );
+    // Scoped to (key, user): another user's same key is a new record.
+    let bens = idem("k1", "ben", "key-1");
+    assert_eq!(
+        store.claim(&bens, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    // Released (never sent): free again.
+    store.settle(&bens, Settle::Release, ttl).await.unwrap();
+    assert_eq!(
+        store.claim(&bens, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    // Unknown: never free again.
+    store.settle(&bens, Settle::Unknown, ttl).await.unwrap();
+    assert_eq!(
+        store.claim(&bens, &fp, lease, ttl).await.unwrap(),
+        Claim::Unknown
+    );
+    store.settle(&bens, Settle::Release, ttl).await.unwrap();
+    assert_eq!(
+        store.claim(&bens, &fp, lease, ttl).await.unwrap(),
+        Claim::Unknown
+    );
+    // A sender that died: its lease runs out and the record reads unknown, never free.
+    let dead = idem("k1", "cat", "key-2");
+    let short = Duration::from_millis(30);
+    assert_eq!(
+        store.claim(&dead, &fp, short, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    let mut claim = store.claim(&dead, &fp, short, ttl).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while claim == Claim::InFlight && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        claim = store.claim(&dead, &fp, short, ttl).await.unwrap();
+    }
+    assert_eq!(claim, Claim::Unknown);
+
+    // Generations only go up, per key.
+    let g0 = store.generation("k1").await.unwrap();
+    let g1 = store.bump("k1").await.unwrap();
+    assert!(g1 > g0);
+    assert_eq!(store.generation("k1").await.unwrap(), g1);
+    assert_eq!(store.generation("k9").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_memory_store_keeps_the_contract() {
+    let store = MemoryStore::new(1 << 20);
+    assert_eq!(store.backend(), "memory");
+    assert_eq!(store.health(), Health::Up);
+    contract(&store).await;
+    // One process: the local cache is the only level.
+    assert_eq!(
+        store
+            .l2_lookup("k1", "e", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        L2Lookup::Lead
+    );
+}
+
+fn redis_store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::new(
+        &RedisSettings {
+            url: server.url(),
+            connect_timeout: Duration::from_millis(500),
+            command_timeout: Duration::from_millis(200),
+            key_prefix: prefix.into(),
+        },
+        Metrics::new(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_the_contract() {
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, "contract");
+    assert!(store.probe().await);
+    assert_eq!(store.backend(), "redis");
+    contract(&store).await;
+
+    // The shared L2: the first asker leads, the next sees it busy, then a hit.
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        store.l2_lookup("k1", "e1", ttl).await.unwrap(),
+        L2Lookup::Lead
+    );
+    assert_eq!(
+        store.l2_lookup("k1", "e1", ttl).await.unwrap(),
+        L2Lookup::Busy
+    );
+    store
+        .l2_put("k1", "e1", Some(Bytes::from_static(b"list")), ttl)
+        .await
+        .unwrap();
+    match store.l2_lookup("k1", "e1", ttl).await.unwrap() {
+        L2Lookup::Hit { value, ttl_left } => {
+            assert_eq!(&value[..], b"list");
+            assert!(ttl_left > Duration::from_secs(25) && ttl_left <= ttl);
+        }
+        other => panic!("expected a hit, got {other:?}"),
+    }
+    // A fetch that stored nothing releases the lock for the next asker.
+    assert_eq!(
+        store.l2_lookup("k1", "e2", ttl).await.unwrap(),
+        L2Lookup::Lead
+    );
+    store.l2_put("k1", "e2", None, ttl).await.unwrap();
+    assert_eq!(
+        store.l2_lookup("k1", "e2", ttl).await.unwrap(),
+        L2Lookup::Lead
+    );
+
+    // Two stores on one server and prefix are one budget (two replicas).
+    let other = redis_store(&server, "contract");
+    assert_eq!(other.remaining("k1", 3, WINDOW).await.unwrap(), 0);
+    // Another prefix is another budget.
+    let elsewhere = redis_store(&server, "contract-other");
+    assert_eq!(elsewhere.remaining("k1", 3, WINDOW).await.unwrap(), 3);
+
+    // Every key has a TTL.
+    for key in server.keys("contract*").await {
+        assert!(server.pttl(&key).await > 0, "{key} has no TTL");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_redis_fails_fast_and_the_store_recovers_when_it_returns() {
+    let mut server = RedisServer::start().await;
+    let store = redis_store(&server, "dead");
+    assert!(store.probe().await);
+    server.kill().await;
+    // Every call fails with Unavailable within the command timeout (refused at once).
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        assert_eq!(
+            store.admit(&ask("k", 5, None)).await,
+            Err(StoreError::Unavailable)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(store.health(), Health::Degraded);
+    server.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if store.generation("k").await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.health(), Health::Up);
+    // Scripts are loaded again after the restart (NOSCRIPT is handled).
+    assert!(matches!(
+        store.admit(&ask("k", 5, None)).await.unwrap(),
+        Admit::Admitted(_)
+    ));
+}
