@@ -419,7 +419,9 @@ check() {
     else
         out=$(curl -sS -o "$TMP/check.body" -D - -H "Authorization: Bearer $token" "$url")
     fi
-    status=$(printf '%s' "$out" | head -1 | awk '{print $2}')
+    # awk reads all its input: `head -1` here could exit before bash's (line-buffered) printf
+    # finished writing, and under pipefail that SIGPIPE (141) ended the whole run.
+    status=$(printf '%s\n' "$out" | awk 'NR == 1 {print $2}')
     xcache=$(printf '%s' "$out" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
     if [ "$status" != "$want" ]; then
         log "check failed: $method $url -> $status (want $want): $(head -c 300 "$TMP/check.body")"

@@ -51,6 +51,27 @@ def to_us(text):
     return float(m.group(1)) * UNITS_US[m.group(2)]
 
 
+def parse_cmdstats(path):
+    """{command: (calls, usec)} from a saved `INFO commandstats`."""
+    out = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line.strip())
+        if m:
+            out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def redis_us_per_call(work, row, command):
+    """Redis's own µs per call of `command` over one run (commandstats after minus before)."""
+    f0, f1 = work / (row["file"] + ".cmdstats0"), work / (row["file"] + ".cmdstats1")
+    if not (f0.exists() and f1.exists()):
+        return None
+    a, b = parse_cmdstats(f0), parse_cmdstats(f1)
+    calls = b.get(command, (0, 0))[0] - a.get(command, (0, 0))[0]
+    usec = b.get(command, (0, 0))[1] - a.get(command, (0, 0))[1]
+    return usec / calls if calls > 0 else None
+
+
 def parse_wrk(path):
     t = path.read_text()
     out = {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", t).group(1))}
@@ -107,9 +128,9 @@ def redis_section(say, data, m, conns, rps, p50_1, added, work, meta):
             f"| path | memory req/s @{conns} | Redis req/s @{conns} | × memory | × nginx "
             f"| p50 @1 memory | p50 @1 Redis | **Redis − memory p50 @1** | added p50 @1 (Redis, vs direct) "
             f"| nginx's added p50 @1 | × nginx added | p99 @1 Redis | gateway CPU µs/req memory → Redis "
-            f"| redis-server CPU µs/req | Redis used_memory after @{conns} |"
+            f"| redis-server CPU µs/req | Redis µs per call: EVALSHA, GET | Redis used_memory after @{conns} |"
         )
-        say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+        say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for name, mem, label, peer, base in pairs:
             r_rps, m_rps, p_rps = rps.get(name), rps.get(mem), rps.get(peer)
             diff = (
@@ -137,6 +158,10 @@ def redis_section(say, data, m, conns, rps, p50_1, added, work, meta):
                         fmt_us(m(name, "1", "p99")),
                         f"{m(mem, conns, 'server_us_per_req') or 0:.1f} → {m(name, conns, 'server_us_per_req'):.1f}",
                         f"{m(name, conns, 'redis_us_per_req'):.1f}",
+                        ", ".join(
+                            "—" if v is None else f"{v:.1f}"
+                            for v in (m(name, conns, "evalsha_us"), m(name, conns, "get_us"))
+                        ),
                         f"{max(mems) / 1024:.0f} MiB" if mems else "—",
                     ]
                 )
@@ -148,9 +173,10 @@ def redis_section(say, data, m, conns, rps, p50_1, added, work, meta):
             "same run. × nginx: as in the table above. Redis − memory p50 @1: what the backend "
             "adds to one request at one connection (medians over rounds). Added p50 @1 (vs "
             "direct) and × nginx added: as in the table above (the peer is nginx proxy_pass for "
-            "miss and create; for the hit, nginx proxy_pass's added p50 too, like the targets). "
+            "miss and create, nginx proxy_cache for the hit, whose added p50 is about zero: no "
+            "ratio). "
             "redis-server CPU: its utime+stime over the run divided by the gateway's requests "
-            "(on the server core, counted in CPU busy). used_memory: `INFO memory` after the "
+            "(on the server core, counted in CPU busy). Redis µs per call: `INFO commandstats` usec / calls over the throughput run, Redis's own time to execute one command (an EVALSHA's includes its script's commands; GET counts the generation reads, and on the create path none). used_memory: `INFO memory` after the "
             "throughput run (max over rounds), Redis flushed before each gateway."
         )
         say("")
@@ -191,7 +217,8 @@ def redis_section(say, data, m, conns, rps, p50_1, added, work, meta):
             "none occurred. Commands executed: `INFO stats` total_commands_processed after "
             "minus before (this script's own INFOs taken off); Redis 7 counts every "
             "`redis.call` a script makes there too, so it is the server-side work, not the "
-            "round trips."
+            "round trips. (Redis's time per command is taken from the throughput runs above, "
+            "not here: MONITOR, on during these counts, slows every command it echoes.)"
         )
         say("")
 
@@ -226,6 +253,8 @@ def main():
             w["client_other"] = max(int(row["ccore_busy"]) - int(row["client_ticks"] or 0), 0) / wall
             w["hwm_kib"] = int(row["hwm_kib"]) if row["hwm_kib"] else None
             w["threads"] = int(row["threads"]) if row["threads"] else None
+            w["evalsha_us"] = redis_us_per_call(work, row, "evalsha")
+            w["get_us"] = redis_us_per_call(work, row, "get")
             data.setdefault((row["scenario"], row["conns"]), []).append(w)
 
     def m(name, c, key):

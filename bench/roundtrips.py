@@ -101,11 +101,12 @@ def info(r, section):
 
 
 def cmdstats(r):
+    """{command: (calls, usec)} from INFO commandstats."""
     out = {}
     for k, v in info(r, "commandstats").items():
-        m = re.search(r"calls=(\d+)", v)
+        m = re.search(r"calls=(\d+),usec=(\d+)", v)
         if k.startswith("cmdstat_") and m:
-            out[k[len("cmdstat_") :]] = int(m.group(1))
+            out[k[len("cmdstat_") :]] = (int(m.group(1)), int(m.group(2)))
     return out
 
 
@@ -275,8 +276,12 @@ def main():
         top[classify(args)] += 1
 
     total = int(s1["total_commands_processed"]) - int(s0["total_commands_processed"]) - ours
-    stats = {k: c1.get(k, 0) - c0.get(k, 0) for k in set(c0) | set(c1)}
-    stats = {k: v for k, v in stats.items() if v and k not in ("info", "echo")}
+    stats = {
+        k: [c1.get(k, (0, 0))[0] - c0.get(k, (0, 0))[0], c1.get(k, (0, 0))[1] - c0.get(k, (0, 0))[1]]
+        for k in set(c0) | set(c1)
+    }
+    # {command: [calls, usec]}; Redis's usec of an EVALSHA includes its script's commands.
+    stats = {k: v for k, v in stats.items() if v[0] and k not in ("info", "echo")}
     n = a.requests
     rec = {
         "scenario": a.scenario,

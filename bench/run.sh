@@ -128,6 +128,7 @@ scenario() {
             # Resets VmHWM so the peak below is this run's own.
             echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || log "warning: cannot reset VmHWM (peak is since start)"
         fi
+        case $name in gw_redis_*) [ "$kind" != throughput ] || rcli INFO commandstats >"$file.cmdstats0" ;; esac
         s0=$(cpu_ticks "$pid")
         u0=$(cpu_ticks "$UPSTREAM_PID")
         r0=$(cpu_ticks "$REDIS_PID")
@@ -148,6 +149,7 @@ scenario() {
         fi
         rmem=""
         case $name in gw_redis_*)
+            [ "$kind" != throughput ] || rcli INFO commandstats >"$file.cmdstats1"
             rmem=$(rcli INFO memory | tr -d '\r' | awk -F: '$1 == "used_memory" { print int($2 / 1024) }') ;;
         esac
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$conns" "$round" \

@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::{json, Number, Value};
 
+use super::deals::Deal;
+use super::leads::{Lead, Note};
 use super::time::{days_from_civil, format_date, format_timestamp};
 
 /// Partnership type, as in `partnership.partner_type` and `partnerType`.
@@ -35,7 +37,9 @@ impl PartnerType {
     }
 }
 
-/// A JourneyBee user of the simulated company.
+/// A JourneyBee user of the simulated company. Serializes as the
+/// `assigned_users` item of the list; the extra attributes of `GET /users`
+/// are skipped there (see `lookups::UserOut`).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct User {
     pub id: u64,
@@ -45,40 +49,108 @@ pub(crate) struct User {
     pub profile_image_id: u64,
     pub profile_image_uuid: String,
     pub color: String,
+    #[serde(skip)]
+    pub created_at: i64,
+    /// admin, partnerships, partner or indirect.
+    #[serde(skip)]
+    pub role: &'static str,
+    #[serde(skip)]
+    pub position: String,
+    #[serde(skip)]
+    pub email_verified: bool,
+    #[serde(skip)]
+    pub disabled_at: Option<i64>,
+    #[serde(skip)]
+    pub country_id: Option<u64>,
 }
 
-/// A partner stage of the company's pipeline.
+/// A stage: a partner stage (`stages`) or a lead-deal stage (`deal_stages`).
 #[derive(Clone, Debug)]
 pub(crate) struct Stage {
     pub id: u64,
     pub uuid: String,
     pub label: String,
     pub series: u64,
+    /// Partner stages: discovery, evaluation, active, inactive. Deal stages:
+    /// discovery, negotiation, closed_won, closed_lost.
+    pub phase: String,
+    /// `None`: the stage applies to both partner types.
+    pub partner_type: Option<PartnerType>,
 }
 
-/// A partner tier; `id` doubles as its rank for sorting.
+/// A partner tier; `id` doubles as its rank for sorting. Serializes as the
+/// list item's `tier`; `GET /tiers` adds the skipped attributes.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Tier {
     pub id: u64,
     pub label: String,
     pub background_color: String,
     pub text_color: String,
+    #[serde(skip)]
+    pub uuid: String,
+    #[serde(skip)]
+    pub partner_type: Option<PartnerType>,
 }
 
-/// A partner category.
+/// A partner category. Serializes as the list item's `category`.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Category {
     pub id: u64,
     pub label: String,
+    #[serde(skip)]
+    pub uuid: String,
+    #[serde(skip)]
+    pub partner_type: Option<PartnerType>,
+    #[serde(skip)]
+    pub created_at: i64,
+    #[serde(skip)]
+    pub updated_at: i64,
 }
 
-/// A tag that can be put on partnerships.
+/// What a tag can be put on, spelled as on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Association {
+    Lead,
+    LeadDeal,
+    Partner,
+    /// Contact cards (the partner's contacts).
+    Card,
+}
+
+impl Association {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Association::Lead => "lead",
+            Association::LeadDeal => "lead_deal",
+            Association::Partner => "partner",
+            Association::Card => "card",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "lead" => Association::Lead,
+            "lead_deal" => Association::LeadDeal,
+            "partner" => Association::Partner,
+            "card" => Association::Card,
+            _ => return None,
+        })
+    }
+}
+
+/// A tag. Serializes as the list item's `tags[]` entry.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Tag {
     pub id: u64,
     pub label: String,
     pub background_color: String,
     pub text_color: String,
+    #[serde(skip)]
+    pub uuid: String,
+    #[serde(skip)]
+    pub association: Association,
+    #[serde(skip)]
+    pub partner_type: Option<PartnerType>,
 }
 
 /// A country of the address book.
@@ -86,6 +158,8 @@ pub(crate) struct Tag {
 pub(crate) struct Country {
     pub id: u64,
     pub label: String,
+    /// ISO 3166-1 alpha-2.
+    pub code: &'static str,
 }
 
 /// Custom field types, spelled as on the wire.
@@ -127,14 +201,64 @@ impl FieldType {
     }
 }
 
-/// Definition of a custom field; `options` are the ids valid for
-/// select / multi_select values.
+/// What a custom field definition belongs to (`category` on the wire; not
+/// to be confused with partner categories).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FieldCategory {
+    Lead,
+    LeadDeal,
+    Partner,
+}
+
+impl FieldCategory {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FieldCategory::Lead => "lead",
+            FieldCategory::LeadDeal => "lead_deal",
+            FieldCategory::Partner => "partner",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "lead" => FieldCategory::Lead,
+            "lead_deal" => FieldCategory::LeadDeal,
+            "partner" => FieldCategory::Partner,
+            _ => return None,
+        })
+    }
+}
+
+/// One choice of a select / multi_select field.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct FieldOption {
+    pub id: u64,
+    pub label: String,
+}
+
+/// Definition of a custom field; `options` hold the ids valid for
+/// select / multi_select values (empty for the other types).
 #[derive(Clone, Debug)]
 pub(crate) struct CustomFieldDef {
     pub id: u64,
+    pub uuid: String,
     pub label: String,
     pub field_type: FieldType,
-    pub options: Vec<u64>,
+    pub category: FieldCategory,
+    pub partner_type: Option<PartnerType>,
+    pub required: bool,
+    pub shared: bool,
+    pub options: Vec<FieldOption>,
+}
+
+impl CustomFieldDef {
+    pub(crate) fn option_ids(&self) -> Vec<u64> {
+        self.options.iter().map(|o| o.id).collect()
+    }
+
+    pub(crate) fn has_option(&self, id: u64) -> bool {
+        self.options.iter().any(|o| o.id == id)
+    }
 }
 
 /// A stored custom field value. The value object key follows the project's
@@ -150,7 +274,7 @@ pub(crate) enum CfValue {
 }
 
 impl CfValue {
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             CfValue::Text(s) => json!({ "text": s }),
             CfValue::Number(n) => json!({ "number": n }),
@@ -170,11 +294,30 @@ pub(crate) struct CustomFieldValue {
     pub value: CfValue,
 }
 
-/// A contact person of the partner company (kept for search and the
-/// duplicate-domain check; not part of the list response).
+/// A contact person of the partner company: searched by the list, checked
+/// for the duplicate-domain rule, served by `/contacts` and as the partner's
+/// users (`/partnerships/{id}/users`).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Contact {
+    pub id: u64,
     pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub position: Option<String>,
+    pub phone_number: Option<String>,
+    /// Tag ids (association `card`).
+    pub tags: Vec<u64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A contact of a create request, before it gets an id.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct NewContact {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub tags: Vec<u64>,
 }
 
 /// One partnership of the company, with foreign keys into [`Dataset`].
@@ -184,7 +327,11 @@ pub(crate) struct Partnership {
     pub id: u64,
     /// `partnership.id`.
     pub partnership_id: u64,
+    /// Returned by `PATCH /partnerships/{id}`; not part of the list item.
+    pub uuid: String,
     pub created_at: i64,
+    /// Last `PATCH`; `created_at` until then.
+    pub updated_at: i64,
     /// `partnership.stage`: invitation status such as `accepted`.
     pub status: String,
     pub partner_type: PartnerType,
@@ -203,6 +350,8 @@ pub(crate) struct Partnership {
     pub assigned_users: Vec<u64>,
     pub tags: Vec<u64>,
     pub custom_fields: Vec<CustomFieldValue>,
+    /// Set by `PATCH /partnerships/{id}` (`fallbackData`); `null` otherwise.
+    pub fallback_data: Option<Value>,
 }
 
 /// A validated create request, ready to be inserted.
@@ -210,7 +359,7 @@ pub(crate) struct Partnership {
 pub(crate) struct NewPartnership {
     pub name: String,
     pub domain: String,
-    pub contacts: Vec<Contact>,
+    pub contacts: Vec<NewContact>,
     pub partner_type: PartnerType,
     pub stage_id: u64,
     pub tier_id: Option<u64>,
@@ -226,10 +375,19 @@ pub(crate) struct NewPartnership {
 /// The whole simulated tenant.
 #[derive(Debug)]
 pub(crate) struct Dataset {
+    /// The simulated company's id (`company_id` of the lookups).
+    pub company_id: u64,
     /// Partner types the company has enabled; the list default `view`.
     pub enabled_partner_types: Vec<PartnerType>,
+    /// Active company users: valid `userId`s and `assignedUsers`.
     pub users: Vec<User>,
+    /// Disabled and indirect users, listed by `GET /users?indirect=...` only;
+    /// never valid as `userId` or in `assignedUsers`.
+    pub other_users: Vec<User>,
+    /// Partner stages.
     pub stages: Vec<Stage>,
+    /// Lead-deal stages.
+    pub deal_stages: Vec<Stage>,
     pub tiers: Vec<Tier>,
     pub categories: Vec<Category>,
     pub tags: Vec<Tag>,
@@ -237,8 +395,25 @@ pub(crate) struct Dataset {
     pub countries: Vec<Country>,
     /// Newest first.
     pub partnerships: Vec<Partnership>,
-    next_value_id: u64,
+    /// Newest first.
+    pub leads: Vec<Lead>,
+    pub notes: Vec<Note>,
+    /// Newest first.
+    pub deals: Vec<Deal>,
+    pub(crate) next_value_id: u64,
+    /// Highest (id, partnership id, partner id, logo id) ever deleted, so that
+    /// a create after a delete never reuses an id, as an auto-increment
+    /// key would not.
+    pub(crate) deleted_high: [u64; 4],
+    /// Highest lead / deal id ever deleted (ids are never reused).
+    pub(crate) deleted_lead_high: u64,
+    pub(crate) deleted_deal_high: u64,
+    pub(crate) next_contact_id: u64,
     rng: fastrand::Rng,
+    /// Draws everything added after the original generator (lookup uuids,
+    /// leads, deals, contact details), so that the partnerships stay
+    /// exactly what they were for a seed.
+    pub(crate) extra_rng: fastrand::Rng,
 }
 
 /// Domains used in the public docs' examples; never generated so that the
@@ -347,7 +522,7 @@ fn hex_id(rng: &mut fastrand::Rng, len: usize) -> String {
 }
 
 /// A random UUID-v4-shaped string (shape only; nothing depends on the bits).
-fn uuid(rng: &mut fastrand::Rng) -> String {
+pub(crate) fn uuid(rng: &mut fastrand::Rng) -> String {
     format!(
         "{}-{}-4{}-{}{}-{}",
         hex_id(rng, 8),
@@ -360,7 +535,7 @@ fn uuid(rng: &mut fastrand::Rng) -> String {
 }
 
 /// Picks `0..=max` distinct items from `ids`, keeping their original order.
-fn pick_some(rng: &mut fastrand::Rng, ids: &[u64], max: usize) -> Vec<u64> {
+pub(crate) fn pick_some(rng: &mut fastrand::Rng, ids: &[u64], max: usize) -> Vec<u64> {
     let n = rng.usize(0..=max.min(ids.len()));
     let mut chosen: Vec<usize> = Vec::with_capacity(n);
     while chosen.len() < n {
@@ -373,7 +548,7 @@ fn pick_some(rng: &mut fastrand::Rng, ids: &[u64], max: usize) -> Vec<u64> {
     chosen.into_iter().map(|i| ids[i]).collect()
 }
 
-fn slug(s: &str) -> String {
+pub(crate) fn slug(s: &str) -> String {
     s.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
@@ -382,6 +557,7 @@ fn slug(s: &str) -> String {
 
 /// Inputs of [`Dataset::generate`].
 pub(crate) struct GenParams<'a> {
+    pub company_id: u64,
     pub company_domain: &'a str,
     pub partnerships: usize,
     pub seed: u64,
@@ -411,6 +587,14 @@ impl Dataset {
                     profile_image_id: 789 + i,
                     profile_image_uuid: uuid(&mut rng),
                     color: COLORS[i as usize % COLORS.len()].to_string(),
+                    // The remaining attributes are filled in by
+                    // `lookups::enrich` from its own random stream.
+                    created_at: 0,
+                    role: if i == 0 { "admin" } else { "partnerships" },
+                    position: String::new(),
+                    email_verified: true,
+                    disabled_at: None,
+                    country_id: None,
                 }
             })
             .collect::<Vec<_>>();
@@ -429,6 +613,8 @@ impl Dataset {
             uuid: uuid(&mut rng),
             label: (*label).to_string(),
             series: i as u64 + 1,
+            phase: ["discovery", "evaluation", "evaluation", "active", "active"][i].to_string(),
+            partner_type: None,
         })
         .collect::<Vec<_>>();
 
@@ -445,6 +631,8 @@ impl Dataset {
             label: (*label).to_string(),
             background_color: (*bg).to_string(),
             text_color: (*fg).to_string(),
+            uuid: String::new(),
+            partner_type: None,
         })
         .collect::<Vec<_>>();
 
@@ -461,6 +649,10 @@ impl Dataset {
         .map(|(i, label)| Category {
             id: i as u64 + 1,
             label: (*label).to_string(),
+            uuid: String::new(),
+            partner_type: None,
+            created_at: 0,
+            updated_at: 0,
         })
         .collect::<Vec<_>>();
 
@@ -485,96 +677,117 @@ impl Dataset {
             label: (*label).to_string(),
             background_color: (*bg).to_string(),
             text_color: (*fg).to_string(),
+            uuid: String::new(),
+            association: Association::Partner,
+            partner_type: None,
         })
         .collect::<Vec<_>>();
 
+        // Partner fields only: the generator below draws values for each of
+        // them. Lead and deal fields are added by `lookups::enrich`.
+        let opts = |labels: &[&str]| -> Vec<FieldOption> {
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| FieldOption {
+                    id: i as u64 + 1,
+                    label: (*l).to_string(),
+                })
+                .collect()
+        };
+        let def = |id: u64, label: &str, field_type: FieldType, options: Vec<FieldOption>| {
+            CustomFieldDef {
+                id,
+                uuid: String::new(),
+                label: label.into(),
+                field_type,
+                category: FieldCategory::Partner,
+                partner_type: None,
+                required: false,
+                shared: false,
+                options,
+            }
+        };
         let custom_fields = vec![
-            CustomFieldDef {
-                id: 5,
-                label: "Revenue Potential".into(),
-                field_type: FieldType::Number,
-                options: vec![],
-            },
-            CustomFieldDef {
-                id: 6,
-                label: "Region".into(),
-                field_type: FieldType::Select,
-                options: vec![1, 2, 3, 4],
-            },
-            CustomFieldDef {
-                id: 7,
-                label: "Notes".into(),
-                field_type: FieldType::Text,
-                options: vec![],
-            },
-            CustomFieldDef {
-                id: 8,
-                label: "Products".into(),
-                field_type: FieldType::MultiSelect,
-                options: vec![1, 2, 3, 4, 5],
-            },
-            CustomFieldDef {
-                id: 9,
-                label: "NDA Signed".into(),
-                field_type: FieldType::Boolean,
-                options: vec![],
-            },
-            CustomFieldDef {
-                id: 10,
-                label: "Contract Start".into(),
-                field_type: FieldType::Date,
-                options: vec![],
-            },
-            CustomFieldDef {
-                id: 11,
-                label: "Description".into(),
-                field_type: FieldType::Textarea,
-                options: vec![],
-            },
+            def(5, "Revenue Potential", FieldType::Number, vec![]),
+            def(
+                6,
+                "Region",
+                FieldType::Select,
+                opts(&["EMEA", "Americas", "APAC", "LATAM"]),
+            ),
+            def(7, "Notes", FieldType::Text, vec![]),
+            def(
+                8,
+                "Products",
+                FieldType::MultiSelect,
+                opts(&[
+                    "Core",
+                    "Analytics",
+                    "Integrations",
+                    "Support Plus",
+                    "Training",
+                ]),
+            ),
+            def(9, "NDA Signed", FieldType::Boolean, vec![]),
+            def(10, "Contract Start", FieldType::Date, vec![]),
+            def(11, "Description", FieldType::Textarea, vec![]),
         ];
 
         let countries = [
-            "United States",
-            "United Kingdom",
-            "Germany",
-            "France",
-            "Netherlands",
-            "Spain",
-            "Italy",
-            "Sweden",
-            "Norway",
-            "Denmark",
-            "Ireland",
-            "Switzerland",
-            "Austria",
-            "Poland",
-            "Canada",
-            "Australia",
-            "Japan",
-            "Singapore",
-            "India",
-            "Brazil",
+            ("United States", "US"),
+            ("United Kingdom", "GB"),
+            ("Germany", "DE"),
+            ("France", "FR"),
+            ("Netherlands", "NL"),
+            ("Spain", "ES"),
+            ("Italy", "IT"),
+            ("Sweden", "SE"),
+            ("Norway", "NO"),
+            ("Denmark", "DK"),
+            ("Ireland", "IE"),
+            ("Switzerland", "CH"),
+            ("Austria", "AT"),
+            ("Poland", "PL"),
+            ("Canada", "CA"),
+            ("Australia", "AU"),
+            ("Japan", "JP"),
+            ("Singapore", "SG"),
+            ("India", "IN"),
+            ("Brazil", "BR"),
         ]
         .iter()
         .enumerate()
-        .map(|(i, label)| Country {
+        .map(|(i, (label, code))| Country {
             id: i as u64 + 1,
             label: (*label).to_string(),
+            code,
         })
         .collect::<Vec<_>>();
 
         let mut ds = Dataset {
+            company_id: p.company_id,
             enabled_partner_types: vec![PartnerType::Referral, PartnerType::Reseller],
             users,
+            other_users: Vec::new(),
             stages,
+            deal_stages: Vec::new(),
             tiers,
             categories,
             tags,
             custom_fields,
             countries,
             partnerships: Vec::with_capacity(p.partnerships),
+            leads: Vec::new(),
+            notes: Vec::new(),
+            deals: Vec::new(),
             next_value_id: 100,
+            deleted_high: [0; 4],
+            deleted_lead_high: 0,
+            deleted_deal_high: 0,
+            next_contact_id: 1,
             rng: fastrand::Rng::with_seed(0),
+            extra_rng: fastrand::Rng::with_seed(p.seed ^ 0x6a62_7369_6d5f_7832),
         };
 
         let user_ids: Vec<u64> = ds.users.iter().map(|u| u.id).collect();
@@ -600,8 +813,18 @@ impl Dataset {
                 .map(|_| {
                     let first = FIRST_NAMES[rng.usize(0..FIRST_NAMES.len())];
                     let last = LAST_NAMES[rng.usize(0..LAST_NAMES.len())];
+                    // Ids, positions, phones and tags come from
+                    // `lookups::enrich`.
                     Contact {
+                        id: 0,
                         email: format!("{}.{}@{domain}", first.to_lowercase(), slug(last)),
+                        first_name: first.to_string(),
+                        last_name: last.to_string(),
+                        position: None,
+                        phone_number: None,
+                        tags: Vec::new(),
+                        created_at: 0,
+                        updated_at: 0,
                     }
                 })
                 .collect();
@@ -613,16 +836,16 @@ impl Dataset {
                 let value = match def.field_type {
                     FieldType::Number => CfValue::Number(Number::from(rng.u64(5..=500) * 1000)),
                     FieldType::Select => {
-                        CfValue::Select(def.options[rng.usize(0..def.options.len())])
+                        CfValue::Select(def.options[rng.usize(0..def.options.len())].id)
                     }
                     FieldType::Text => CfValue::Text(NOTES[rng.usize(0..NOTES.len())].to_string()),
                     FieldType::Textarea => {
                         CfValue::Text(DESCRIPTIONS[rng.usize(0..DESCRIPTIONS.len())].to_string())
                     }
                     FieldType::MultiSelect => {
-                        let mut v = pick_some(&mut rng, &def.options, 3);
+                        let mut v = pick_some(&mut rng, &def.option_ids(), 3);
                         if v.is_empty() {
-                            v.push(def.options[0]);
+                            v.push(def.options[0].id);
                         }
                         CfValue::MultiSelect(v)
                     }
@@ -644,7 +867,10 @@ impl Dataset {
             ds.partnerships.push(Partnership {
                 id: 1000 + k,
                 partnership_id: 5000 + k,
+                // Drawn by `lookups::enrich`, off the main stream.
+                uuid: String::new(),
                 created_at,
+                updated_at: created_at,
                 status: if rng.u8(0..100) < 85 {
                     "accepted".into()
                 } else {
@@ -669,12 +895,16 @@ impl Dataset {
                 assigned_users: pick_some(&mut rng, &user_ids, 3),
                 tags: pick_some(&mut rng, &tag_ids, 3),
                 custom_fields,
+                fallback_data: None,
             });
             created_at -= rng.i64(1..=129_600);
         }
         // Keep the remaining random stream (used for uuids of created
         // partnerships) deterministic too.
         ds.rng = rng;
+        super::lookups::enrich(&mut ds);
+        super::leads::generate(&mut ds);
+        super::deals::generate(&mut ds);
         ds
     }
 
@@ -718,13 +948,19 @@ impl Dataset {
         // new partnership first in a default list, without depending on the
         // wall clock (tests stay deterministic).
         let created_at = newest.map_or(days_from_civil(2025, 6, 2) * 86_400, |t| t + 1);
-        let max_id = |f: fn(&Partnership) -> u64, base: u64| {
-            self.partnerships.iter().map(f).max().unwrap_or(base)
+        let high = self.deleted_high;
+        let max_id = |f: fn(&Partnership) -> u64, base: u64, deleted: u64| {
+            self.partnerships
+                .iter()
+                .map(f)
+                .max()
+                .unwrap_or(base)
+                .max(deleted)
         };
-        let id = max_id(|p| p.id, 999) + 1;
-        let partnership_id = max_id(|p| p.partnership_id, 4999) + 1;
-        let partner_id = max_id(|p| p.partner_id, 19_999) + 1;
-        let logo_id = max_id(|p| p.logo_id, 29_999) + 1;
+        let id = max_id(|p| p.id, 999, high[0]) + 1;
+        let partnership_id = max_id(|p| p.partnership_id, 4999, high[1]) + 1;
+        let partner_id = max_id(|p| p.partner_id, 19_999, high[2]) + 1;
+        let logo_id = max_id(|p| p.logo_id, 29_999, high[3]) + 1;
         let custom_fields = new
             .custom_fields
             .into_iter()
@@ -739,12 +975,36 @@ impl Dataset {
             })
             .collect();
         let logo_uuid = uuid(&mut self.rng);
+        let now = super::time::now_secs();
+        let contacts = new
+            .contacts
+            .into_iter()
+            .map(|c| {
+                let id = self.take_contact_id();
+                // A contact given without a name gets the local part, as a
+                // user who never filled in a profile shows up.
+                let local = c.email.split('@').next().unwrap_or_default().to_string();
+                Contact {
+                    id,
+                    first_name: c.first_name.unwrap_or(local),
+                    last_name: c.last_name.unwrap_or_default(),
+                    email: c.email,
+                    position: None,
+                    phone_number: None,
+                    tags: c.tags,
+                    created_at: now,
+                    updated_at: now,
+                }
+            })
+            .collect();
         self.partnerships.insert(
             0,
             Partnership {
                 id,
                 partnership_id,
+                uuid: uuid(&mut self.extra_rng),
                 created_at,
+                updated_at: created_at,
                 // Invitations go out on create; an inactive partnership sends
                 // none.
                 status: if new.inactive { "inactive" } else { "pending" }.into(),
@@ -759,12 +1019,97 @@ impl Dataset {
                 logo_uuid,
                 country_id: new.country_id,
                 domain: new.domain,
-                contacts: new.contacts,
+                contacts,
                 assigned_users: new.assigned_users,
                 tags: new.tags,
                 custom_fields,
+                fallback_data: None,
             },
         );
+    }
+
+    /// A fresh contact id.
+    pub(crate) fn take_contact_id(&mut self) -> u64 {
+        let id = self.next_contact_id;
+        self.next_contact_id += 1;
+        id
+    }
+
+    /// A fresh custom field value id.
+    pub(crate) fn take_value_id(&mut self) -> u64 {
+        let id = self.next_value_id;
+        self.next_value_id += 1;
+        id
+    }
+
+    /// The partnership with this (top-level, "company partnership") id.
+    pub(crate) fn partnership(&self, id: u64) -> Option<&Partnership> {
+        self.partnerships.iter().find(|p| p.id == id)
+    }
+
+    /// Mutable [`Dataset::partnership`].
+    pub(crate) fn partnership_mut(&mut self, id: u64) -> Option<&mut Partnership> {
+        self.partnerships.iter_mut().find(|p| p.id == id)
+    }
+
+    /// Removes a partnership, remembering its ids so they are never reused.
+    pub(crate) fn remove_partnership(&mut self, id: u64) -> Option<Partnership> {
+        let i = self.partnerships.iter().position(|p| p.id == id)?;
+        let p = self.partnerships.remove(i);
+        let h = &mut self.deleted_high;
+        h[0] = h[0].max(p.id);
+        h[1] = h[1].max(p.partnership_id);
+        h[2] = h[2].max(p.partner_id);
+        h[3] = h[3].max(p.logo_id);
+        Some(p)
+    }
+
+    /// The tag with this id if it has this association.
+    pub(crate) fn tag_for(&self, id: u64, association: Association) -> Option<&Tag> {
+        self.tag(id).filter(|t| t.association == association)
+    }
+
+    pub(crate) fn lead(&self, id: u64) -> Option<&Lead> {
+        self.leads.iter().find(|l| l.id == id)
+    }
+
+    pub(crate) fn deal(&self, id: u64) -> Option<&Deal> {
+        self.deals.iter().find(|d| d.id == id)
+    }
+
+    /// The users with these ids, in the given order (unknown ids skipped).
+    pub(crate) fn users_of(&self, ids: &[u64]) -> Vec<&User> {
+        ids.iter().filter_map(|id| self.any_user(*id)).collect()
+    }
+
+    /// The tags with these ids, in the given order (unknown ids skipped).
+    pub(crate) fn tags_of(&self, ids: &[u64]) -> Vec<&Tag> {
+        ids.iter().filter_map(|id| self.tag(*id)).collect()
+    }
+
+    /// Stored values in the items' `customFields` shape.
+    pub(crate) fn custom_field_values<'a>(
+        &'a self,
+        values: &'a [CustomFieldValue],
+    ) -> Vec<CustomFieldOut<'a>> {
+        values
+            .iter()
+            .filter_map(|v| {
+                self.custom_field(v.field_id).map(|d| CustomFieldOut {
+                    id: d.id,
+                    label: &d.label,
+                    field_type: d.field_type.as_str(),
+                    value: v.value.to_json(),
+                    custom_field_value_id: v.value_id,
+                })
+            })
+            .collect()
+    }
+
+    /// An active user or a disabled/indirect one (for rendering only).
+    pub(crate) fn any_user(&self, id: u64) -> Option<&User> {
+        self.user(id)
+            .or_else(|| self.other_users.iter().find(|u| u.id == id))
     }
 
     /// One partnership in the documented list-item shape, ready to be
@@ -798,7 +1143,7 @@ impl Dataset {
                     country_id: country.map(|c| c.id),
                     country_label: country.map(|c| c.label.as_str()),
                 },
-                fallback_data: None,
+                fallback_data: p.fallback_data.clone(),
             },
             assigned_users: p
                 .assigned_users
@@ -806,19 +1151,7 @@ impl Dataset {
                 .filter_map(|id| self.user(*id))
                 .collect(),
             tags: p.tags.iter().filter_map(|id| self.tag(*id)).collect(),
-            custom_fields: p
-                .custom_fields
-                .iter()
-                .filter_map(|v| {
-                    self.custom_field(v.field_id).map(|d| CustomFieldOut {
-                        id: d.id,
-                        label: &d.label,
-                        field_type: d.field_type.as_str(),
-                        value: v.value.to_json(),
-                        custom_field_value_id: v.value_id,
-                    })
-                })
-                .collect(),
+            custom_fields: self.custom_field_values(&p.custom_fields),
         }
     }
 }
@@ -873,8 +1206,9 @@ struct AddressOut<'a> {
     country_label: Option<&'a str>,
 }
 
+/// A custom field value as items show it.
 #[derive(Serialize)]
-struct CustomFieldOut<'a> {
+pub(crate) struct CustomFieldOut<'a> {
     id: u64,
     label: &'a str,
     #[serde(rename = "type")]

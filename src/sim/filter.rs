@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::data::{CfValue, Dataset, Item, PartnerType, Partnership};
+use super::data::{CfValue, CustomFieldValue, Dataset, Item, PartnerType, Partnership};
 use super::time::parse_timestamp_millis;
 
 /// Why a list query was rejected.
@@ -54,8 +54,9 @@ enum CfCond {
     MultiSelect(Vec<u64>),
 }
 
+/// One condition of a `customFields` query filter.
 #[derive(Clone, Debug, PartialEq)]
-struct CfFilter {
+pub(crate) struct CfFilter {
     id: u64,
     cond: CfCond,
 }
@@ -89,7 +90,7 @@ fn parse_id(s: &str) -> Option<u64> {
 }
 
 /// Comma-separated ids; an empty value means "no filter".
-fn parse_id_list(s: &str) -> Result<Option<Vec<u64>>, QueryError> {
+pub(crate) fn parse_id_list(s: &str) -> Result<Option<Vec<u64>>, QueryError> {
     if s.trim().is_empty() {
         return Ok(None);
     }
@@ -100,7 +101,7 @@ fn parse_id_list(s: &str) -> Result<Option<Vec<u64>>, QueryError> {
 }
 
 /// `assigned` / `unassigned`: `1` switches the filter on, `0` or empty off.
-fn parse_flag(s: &str) -> Result<bool, QueryError> {
+pub(crate) fn parse_flag(s: &str) -> Result<bool, QueryError> {
     match s {
         "1" | "true" => Ok(true),
         "" | "0" | "false" => Ok(false),
@@ -112,7 +113,8 @@ fn json_id(v: &Value) -> Option<u64> {
     v.as_u64()
 }
 
-fn parse_custom_fields(s: &str) -> Result<Vec<CfFilter>, QueryError> {
+/// A `customFields` query filter: `[{"id": 5, "value": {"number": 1}}]`.
+pub(crate) fn parse_custom_fields_filter(s: &str) -> Result<Vec<CfFilter>, QueryError> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -227,7 +229,7 @@ pub(crate) fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, QueryErro
         assigned: get_first("assigned").map_or(Ok(false), |s| parse_flag(&s))?,
         unassigned: get_first("unassigned").map_or(Ok(false), |s| parse_flag(&s))?,
         custom_fields: get_first("customFields")
-            .map_or(Ok(Vec::new()), |s| parse_custom_fields(&s))?,
+            .map_or(Ok(Vec::new()), |s| parse_custom_fields_filter(&s))?,
         sort: get_first("sort").map_or(Ok(Vec::new()), |s| parse_sort(&s))?,
         cursor,
     })
@@ -261,8 +263,9 @@ fn search_matches(ds: &Dataset, p: &Partnership, needle: &str) -> bool {
             .any(|u| hit(&format!("{} {}", u.first_name, u.last_name)))
 }
 
-fn custom_field_matches(p: &Partnership, f: &CfFilter) -> bool {
-    let Some(v) = p.custom_fields.iter().find(|v| v.field_id == f.id) else {
+/// Whether the stored values satisfy one filter condition.
+pub(crate) fn values_match(values: &[CustomFieldValue], f: &CfFilter) -> bool {
+    let Some(v) = values.iter().find(|v| v.field_id == f.id) else {
         return false;
     };
     match (&f.cond, &v.value) {
@@ -296,7 +299,9 @@ fn matches(ds: &Dataset, q: &ListQuery, p: &Partnership) -> bool {
         && any_in_list(&q.users, &p.assigned_users)
         && (!q.assigned || !p.assigned_users.is_empty())
         && (!q.unassigned || p.assigned_users.is_empty())
-        && q.custom_fields.iter().all(|f| custom_field_matches(p, f))
+        && q.custom_fields
+            .iter()
+            .all(|f| values_match(&p.custom_fields, f))
 }
 
 /// Sort value of one key: stage series, tier rank (its id) or category label.

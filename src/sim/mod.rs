@@ -1,9 +1,13 @@
-//! In-process simulator of the JourneyBee partnerships API.
+//! In-process simulator of the JourneyBee v1 API.
 //!
-//! A faithful double of the two upstream endpoints the gateway serves
-//! (`GET /api/v1/partnerships` and `POST /api/v1/partnerships`, plus the
-//! `POST /api/v1/companies/{id}/partnerships` variant from the docs), with
-//! deterministic seeded data, bearer-key auth with read/write flags, an
+//! A double of every documented v1 endpoint (the route table is in
+//! `router.rs`: partnerships list/create/update/delete/users, the lookups
+//! users, tags, tiers, categories, partner and lead-deal stages and custom
+//! fields with their creates and bulk updates, contacts, leads with notes,
+//! lead deals), over one consistent tenant: the generated partnerships,
+//! leads and deals reference the generated lookups, and writes change what
+//! later reads return. It has deterministic seeded data, bearer-key auth
+//! with read/write flags (403 for a read-only key on any write), an
 //! optional per-key rate limit, a request recorder and run-time switchable
 //! faults. Tests start it on `127.0.0.1:0` and point the gateway at
 //! [`SimHandle::base_url`].
@@ -18,9 +22,17 @@
 //! # Ok(()) }
 //! ```
 
+mod contacts;
 mod control;
 mod data;
+mod deals;
 mod filter;
+mod input;
+mod leads;
+mod lookups;
+mod partnerships;
+mod reply;
+mod router;
 mod server;
 mod time;
 mod validate;
@@ -87,7 +99,8 @@ pub struct SimConfig {
     /// Accepted API keys.
     pub keys: Vec<SimKey>,
     /// The company id; the only valid `{id}` of
-    /// `/api/v1/companies/{id}/partnerships`.
+    /// `/api/v1/companies/{id}/partnerships` (and of the `companies/{id}`
+    /// lead and deal reads), and the lookups' `company_id`.
     pub company_id: u64,
     /// The company's own e-mail domains; partnering with one of them → 406.
     /// The first one is also used for the company users' e-mails.
@@ -186,7 +199,9 @@ pub enum Fault {
     /// Process the request normally (a create **does** happen), send the
     /// status line, the headers (with the full `Content-Length`) and part of
     /// the body, then drop the connection. This is the "did my POST go
-    /// through?" case a gateway must not retry blindly.
+    /// through?" case a gateway must not retry blindly. A reply without a
+    /// body (the 204 of a DELETE) is not sent at all: the connection is
+    /// dropped after the delete happened.
     ResetMidResponse,
     /// Read the request and never answer; the connection is held until
     /// [`SimHandle::shutdown`].
@@ -364,6 +379,146 @@ impl SimHandle {
             .iter()
             .map(|s| s.uuid.clone())
             .collect()
+    }
+
+    /// The tiers as `GET /api/v1/tiers` lists them (generated ones: ids 1-4).
+    #[must_use]
+    pub fn tiers(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::tiers(&server::lock(&self.shared.data))
+    }
+
+    /// The categories as `GET /api/v1/categories` lists them (ids 1-6).
+    #[must_use]
+    pub fn categories(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::categories(&server::lock(&self.shared.data))
+    }
+
+    /// The partner stages as `GET /api/v1/stages/partner-stages` lists them
+    /// (their `uuid`s are [`SimHandle::stage_uuids`]).
+    #[must_use]
+    pub fn partner_stages(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::partner_stages(&server::lock(&self.shared.data))
+    }
+
+    /// The lead-deal stages as `GET /api/v1/stages/lead-deal-stages` lists them.
+    #[must_use]
+    pub fn deal_stages(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::deal_stages(&server::lock(&self.shared.data))
+    }
+
+    /// Every tag as `GET /api/v1/tags` lists them: contact-card tags 1-4,
+    /// partner tags 10-21, lead tags 30-33, lead-deal tags 40-42, then any
+    /// created ones.
+    #[must_use]
+    pub fn tags(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::tags(&server::lock(&self.shared.data))
+    }
+
+    /// Every custom field definition as `GET /api/v1/custom-fields` lists
+    /// them: partner fields 5-11, lead fields 12-14, lead-deal fields 15-16.
+    #[must_use]
+    pub fn custom_fields(&self) -> Vec<serde_json::Value> {
+        lookups::snapshot::custom_fields(&server::lock(&self.shared.data))
+    }
+
+    /// `GET /api/v1/users` items; with `indirect`, also the disabled and
+    /// indirect users (which are not in [`SimHandle::user_ids`]).
+    #[must_use]
+    pub fn users(&self, indirect: bool) -> Vec<serde_json::Value> {
+        lookups::snapshot::users(&server::lock(&self.shared.data), indirect)
+    }
+
+    /// Ids usable in `/partnerships/{id}` (the list items' top-level `id`),
+    /// newest first. Leads and deals only go through the older half, so the
+    /// first ones can be deleted (`DELETE` refuses a partnership with open
+    /// leads or deals).
+    #[must_use]
+    pub fn partnership_ids(&self) -> Vec<u64> {
+        server::lock(&self.shared.data)
+            .partnerships
+            .iter()
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// One partnership in the list item shape (with `total: 1`), to check
+    /// what a write did.
+    #[must_use]
+    pub fn partnership(&self, id: u64) -> Option<serde_json::Value> {
+        let data = server::lock(&self.shared.data);
+        let p = data.partnership(id)?;
+        serde_json::to_value(data.item(p, 1)).ok()
+    }
+
+    /// Contact ids, ascending.
+    #[must_use]
+    pub fn contact_ids(&self) -> Vec<u64> {
+        let data = server::lock(&self.shared.data);
+        let mut ids: Vec<u64> = data
+            .partnerships
+            .iter()
+            .flat_map(|p| p.contacts.iter().map(|c| c.id))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Lead ids, newest first.
+    #[must_use]
+    pub fn lead_ids(&self) -> Vec<u64> {
+        server::lock(&self.shared.data)
+            .leads
+            .iter()
+            .map(|l| l.id)
+            .collect()
+    }
+
+    /// One lead as `GET /companies/{cid}/leads/{id}` answers it.
+    #[must_use]
+    pub fn lead(&self, id: u64) -> Option<serde_json::Value> {
+        let data = server::lock(&self.shared.data);
+        let l = data.lead(id)?;
+        serde_json::to_value(leads::lead_out(&data, l, None)).ok()
+    }
+
+    /// Note ids of a lead, oldest first.
+    #[must_use]
+    pub fn note_ids(&self, lead_id: u64) -> Vec<u64> {
+        server::lock(&self.shared.data)
+            .notes
+            .iter()
+            .filter(|n| n.lead_id == lead_id)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Deal ids, newest first.
+    #[must_use]
+    pub fn deal_ids(&self) -> Vec<u64> {
+        server::lock(&self.shared.data)
+            .deals
+            .iter()
+            .map(|d| d.id)
+            .collect()
+    }
+
+    /// One deal as `GET /companies/{cid}/lead-deals/{id}` answers it.
+    #[must_use]
+    pub fn deal(&self, id: u64) -> Option<serde_json::Value> {
+        let data = server::lock(&self.shared.data);
+        let d = data.deal(id)?;
+        serde_json::to_value(deals::deal_out(&data, d, None)).ok()
+    }
+
+    /// Number of recorded requests with this method whose path is `path`
+    /// (exact, without the query): how a test proves what reached upstream.
+    #[must_use]
+    pub fn requests_to(&self, method: &str, path: &str) -> usize {
+        server::lock(&self.shared.recorded)
+            .kept
+            .iter()
+            .filter(|r| r.method.as_str() == method && r.path == path)
+            .count()
     }
 
     /// Stops accepting and closes every open connection (simulates

@@ -12,34 +12,26 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Sleep;
 
 use super::control;
 use super::data::{Dataset, GenParams};
-use super::filter::{list, parse_list_query, QueryError};
-use super::validate::{validate_create, CreateError, DomainRules};
+use super::reply::Reply;
+use super::router::{dispatch, match_route, Access};
 use super::{Fault, RateLimitMode, RecordedRequest, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
 
 const MSG_BAD_KEY: &str = "Invalid API key or insufficient permissions";
 const MSG_NEED_READ: &str = "Read access required for this operation";
 const MSG_NEED_WRITE: &str = "Write access required for this operation";
 const MSG_NOT_FOUND: &str = "Not found";
-const MSG_NO_COMPANY: &str = "Company not found or user not authorized";
-const MSG_NO_USER_ID: &str = "userId is required";
-const MSG_BAD_QUERY: &str = "Invalid query parameters";
-const MSG_BAD_BODY: &str = "Invalid email format or missing required fields";
-const MSG_BAD_DOMAIN: &str = "Invalid email domains or attempting to partner with self";
-const MSG_EXISTS: &str = "Partnership already exists with this company";
-const MSG_TOO_MANY: &str = "Too many requests";
 const MSG_SIMULATED: &str = "simulated failure";
 
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -51,7 +43,7 @@ const RESET_PAUSE: Duration = Duration::from_millis(30);
 /// State shared by the accept loop, the connections and the handles.
 pub(crate) struct Shared {
     pub addr: SocketAddr,
-    config: SimConfig,
+    pub config: SimConfig,
     pub data: Mutex<Dataset>,
     pub fault: Mutex<Fault>,
     pub recorded: Mutex<Recorder>,
@@ -102,6 +94,7 @@ pub(crate) async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Resul
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let data = Dataset::generate(&GenParams {
+        company_id: config.company_id,
         company_domain: config
             .company_domains
             .first()
@@ -191,52 +184,28 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     // Leaving drops `conn`, which closes the socket abruptly: the point.
 }
 
-/// A reply before it is turned into a response.
-struct Reply {
-    status: StatusCode,
-    /// Serialized JSON.
-    body: Bytes,
-    retry_after: Option<u64>,
-}
-
-impl Reply {
-    fn new(status: StatusCode, body: &impl serde::Serialize) -> Self {
-        Self {
-            status,
-            // Serializing plain structs and maps cannot fail.
-            body: serde_json::to_vec(body).unwrap_or_default().into(),
-            retry_after: None,
-        }
-    }
-
-    fn error(status: StatusCode, message: &str) -> Self {
-        Self::new(status, &json!({ "error": message }))
-    }
-
-    fn too_many(retry_after: u64) -> Self {
-        Self {
-            retry_after: Some(retry_after),
-            ..Self::error(StatusCode::TOO_MANY_REQUESTS, MSG_TOO_MANY)
-        }
-    }
-
-    fn into_response(self, truncate: Option<Arc<Notify>>) -> Response<SimBody> {
-        let bytes = self.body;
-        let len = bytes.len();
-        let body = match truncate {
-            None => SimBody::full(bytes),
-            Some(kill) => SimBody::truncated(bytes.slice(..len / 2), len as u64, kill),
-        };
-        let mut resp = Response::new(body);
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
+/// Turns a reply into a response; with `truncate`, only half of the body is
+/// sent before the connection is dropped ([`Fault::ResetMidResponse`]).
+fn into_response(reply: Reply, truncate: Option<Arc<Notify>>) -> Response<SimBody> {
+    let bytes = reply.body;
+    let len = bytes.len();
+    let has_body = !bytes.is_empty();
+    let body = match truncate {
+        None => SimBody::full(bytes),
+        Some(kill) => SimBody::truncated(bytes.slice(..len / 2), len as u64, kill),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = reply.status;
+    let h = resp.headers_mut();
+    // A 204 has neither a body nor a content type.
+    if has_body {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        if let Some(secs) = self.retry_after {
-            h.insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
     }
+    if let Some(secs) = reply.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// The Bearer value of `Authorization` (scheme case-insensitive).
@@ -294,13 +263,20 @@ async fn handle(
         Fault::Slow(d) => tokio::time::sleep(d).await,
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Reply::error(status, MSG_SIMULATED).into_response(None);
+            return into_response(Reply::error(status, MSG_SIMULATED), None);
         }
         Fault::RateLimited { retry_after_secs } => {
-            return Reply::too_many(retry_after_secs).into_response(None);
+            return into_response(Reply::too_many(retry_after_secs), None);
         }
         Fault::ResetMidResponse => {
-            return route(&shared, &recorded).into_response(Some(kill));
+            let reply = route(&shared, &recorded);
+            if reply.body.is_empty() {
+                // A 204 has no body to cut short: the write happened, the
+                // connection goes without an answer.
+                kill.notify_one();
+                return std::future::pending().await;
+            }
+            return into_response(reply, Some(kill));
         }
         Fault::BlackHole => {
             // Never answer, not even at shutdown: the connection task drops
@@ -308,7 +284,7 @@ async fn handle(
             return std::future::pending().await;
         }
     }
-    route(&shared, &recorded).into_response(None)
+    into_response(route(&shared, &recorded), None)
 }
 
 fn control_response(reply: control::ControlReply) -> Response<SimBody> {
@@ -379,33 +355,7 @@ fn take_sliding_token(
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Route {
-    List,
-    Create,
-    /// `/api/v1/companies/{id}/partnerships` with a raw id segment.
-    CreateForCompany(Option<u64>),
-}
-
-fn match_route(method: &Method, path: &str) -> Option<Route> {
-    let segments: Vec<&str> = path
-        .strip_prefix("/api/v1/")?
-        .split('/')
-        .collect::<Vec<_>>();
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["partnerships"]) => Some(Route::List),
-        (&Method::POST, ["partnerships"]) => Some(Route::Create),
-        (&Method::POST, ["companies", id, "partnerships"]) => {
-            let id = (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| id.parse().ok())
-                .flatten();
-            Some(Route::CreateForCompany(id))
-        }
-        _ => None,
-    }
-}
-
-/// Auth, rate limit, routing and the endpoint logic.
+/// Auth, rate limit, routing, access and the endpoint logic.
 fn route(shared: &Shared, req: &RecordedRequest) -> Reply {
     let key: Option<&SimKey> = req
         .api_key
@@ -432,84 +382,12 @@ fn route(shared: &Shared, req: &RecordedRequest) -> Reply {
         return Reply::too_many(secs);
     }
     let Some(route) = match_route(&req.method, &req.path) else {
-        return Reply::error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);
+        return Reply::not_found(MSG_NOT_FOUND);
     };
-    match route {
-        Route::List if !key.read => Reply::error(StatusCode::FORBIDDEN, MSG_NEED_READ),
-        Route::List => handle_list(shared, req),
-        Route::Create | Route::CreateForCompany(_) if !key.write => {
-            Reply::error(StatusCode::FORBIDDEN, MSG_NEED_WRITE)
-        }
-        Route::CreateForCompany(id) if id != Some(shared.config.company_id) => {
-            Reply::error(StatusCode::NOT_FOUND, MSG_NO_COMPANY)
-        }
-        Route::Create | Route::CreateForCompany(_) => handle_create(shared, req),
-    }
-}
-
-fn handle_list(shared: &Shared, req: &RecordedRequest) -> Reply {
-    let query = match parse_list_query(req.query.as_deref()) {
-        Ok(q) => q,
-        Err(QueryError::MissingUserId) => {
-            return Reply::error(StatusCode::BAD_REQUEST, MSG_NO_USER_ID)
-        }
-        Err(QueryError::Invalid) => return Reply::error(StatusCode::BAD_REQUEST, MSG_BAD_QUERY),
-    };
-    let data = lock(&shared.data);
-    if data.user(query.user_id).is_none() {
-        return Reply::error(StatusCode::NOT_FOUND, MSG_NO_COMPANY);
-    }
-    Reply::new(
-        StatusCode::OK,
-        &list(&data, &query, shared.config.page_size),
-    )
-}
-
-/// `application/json`, optionally with parameters or a `+json` suffix type.
-fn is_json_content_type(headers: &http::HeaderMap) -> bool {
-    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// The documented 201 body (a struct keeps the documented key order).
-#[derive(serde::Serialize)]
-struct Created {
-    status: &'static str,
-    message: &'static str,
-}
-
-fn handle_create(shared: &Shared, req: &RecordedRequest) -> Reply {
-    if !is_json_content_type(&req.headers) {
-        return Reply::error(StatusCode::BAD_REQUEST, MSG_BAD_BODY);
-    }
-    let mut data = lock(&shared.data);
-    let rules = DomainRules {
-        free_mail: &shared.config.free_mail_domains,
-        company_domains: &shared.config.company_domains,
-    };
-    match validate_create(&req.body, &data, &rules) {
-        Ok(new) => {
-            data.insert(new);
-            Reply::new(
-                StatusCode::CREATED,
-                &Created {
-                    status: "created",
-                    message: "Partnership created successfully",
-                },
-            )
-        }
-        Err(CreateError::Invalid) => Reply::error(StatusCode::BAD_REQUEST, MSG_BAD_BODY),
-        Err(CreateError::Domain) => Reply::error(StatusCode::NOT_ACCEPTABLE, MSG_BAD_DOMAIN),
-        Err(CreateError::Exists) => Reply::error(StatusCode::CONFLICT, MSG_EXISTS),
+    match route.access() {
+        Access::Read if !key.read => Reply::error(StatusCode::FORBIDDEN, MSG_NEED_READ),
+        Access::Write if !key.write => Reply::error(StatusCode::FORBIDDEN, MSG_NEED_WRITE),
+        _ => dispatch(route, &mut lock(&shared.data), &shared.config, req),
     }
 }
 

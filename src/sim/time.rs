@@ -50,6 +50,14 @@ pub(crate) fn format_date(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The wall clock as Unix seconds, for `updated_at` stamps of writes (the
+/// generated data and `created_at` of creates stay clock-free).
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Reads exactly `n` ASCII digits from the front of `s`.
 fn take_digits(s: &str, n: usize) -> Option<(u32, &str)> {
     let head = s.get(..n)?;

@@ -5,7 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use super::data::{CfValue, Contact, Dataset, FieldType, NewPartnership, PartnerType};
+use super::data::{
+    Association, CfValue, Dataset, FieldCategory, FieldType, NewContact, NewPartnership,
+    PartnerType,
+};
 use super::time::parse_timestamp_millis;
 
 /// Why a create request was refused, mapped to a status by the server.
@@ -95,24 +98,36 @@ pub(crate) fn email_domain(email: &str) -> Option<String> {
     Some(domain.to_ascii_lowercase())
 }
 
-fn parse_contact(v: &Value) -> Result<Contact, CreateError> {
+fn parse_contact(ds: &Dataset, v: &Value) -> Result<NewContact, CreateError> {
     let obj = v.as_object().ok_or(CreateError::Invalid)?;
     let email = obj
         .get("email")
         .and_then(Value::as_str)
         .ok_or(CreateError::Invalid)?;
     email_domain(email).ok_or(CreateError::Invalid)?;
-    // Names and contact tags are only type-checked: the list response has no
-    // place for them, so the simulator does not keep them.
-    opt_str(obj, "firstName")?;
-    opt_str(obj, "lastName")?;
-    opt_id_array(obj, "tags")?;
-    Ok(Contact {
+    let first_name = opt_str(obj, "firstName")?.map(str::to_string);
+    let last_name = opt_str(obj, "lastName")?.map(str::to_string);
+    // Contact tags are contact-card tags; any existing tag is taken because
+    // the docs do not say which association they need.
+    let tags = opt_id_array(obj, "tags")?;
+    if tags.iter().any(|id| ds.tag(*id).is_none()) {
+        return Err(CreateError::Invalid);
+    }
+    Ok(NewContact {
         email: email.to_string(),
+        first_name,
+        last_name,
+        tags,
     })
 }
 
-fn parse_custom_field(ds: &Dataset, v: &Value) -> Result<(u64, CfValue), CreateError> {
+/// One `customFields[]` entry of a body: the field must exist, belong to
+/// `category` and have the declared `type`, and the value must fit it.
+pub(crate) fn parse_custom_field(
+    ds: &Dataset,
+    v: &Value,
+    category: FieldCategory,
+) -> Result<(u64, CfValue), CreateError> {
     let obj = v.as_object().ok_or(CreateError::Invalid)?;
     let id = obj
         .get("customFieldId")
@@ -128,7 +143,7 @@ fn parse_custom_field(ds: &Dataset, v: &Value) -> Result<(u64, CfValue), CreateE
         .and_then(Value::as_object)
         .ok_or(CreateError::Invalid)?;
     let def = ds.custom_field(id).ok_or(CreateError::Invalid)?;
-    if def.field_type != ty {
+    if def.field_type != ty || def.category != category {
         return Err(CreateError::Invalid);
     }
     let key = match ty {
@@ -153,7 +168,7 @@ fn parse_custom_field(ds: &Dataset, v: &Value) -> Result<(u64, CfValue), CreateE
         FieldType::Boolean => CfValue::Boolean(raw.as_bool().ok_or(CreateError::Invalid)?),
         FieldType::Select => {
             let opt = raw.as_u64().ok_or(CreateError::Invalid)?;
-            if !def.options.contains(&opt) {
+            if !def.has_option(opt) {
                 return Err(CreateError::Invalid);
             }
             CfValue::Select(opt)
@@ -165,7 +180,7 @@ fn parse_custom_field(ds: &Dataset, v: &Value) -> Result<(u64, CfValue), CreateE
                 .iter()
                 .map(|x| {
                     x.as_u64()
-                        .filter(|o| def.options.contains(o))
+                        .filter(|o| def.has_option(*o))
                         .ok_or(CreateError::Invalid)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -173,6 +188,30 @@ fn parse_custom_field(ds: &Dataset, v: &Value) -> Result<(u64, CfValue), CreateE
         }
     };
     Ok((id, parsed))
+}
+
+/// An optional `customFields` array: each entry as [`parse_custom_field`],
+/// no field twice.
+pub(crate) fn parse_custom_fields(
+    ds: &Dataset,
+    v: Option<&Value>,
+    category: FieldCategory,
+) -> Result<Vec<(u64, CfValue)>, CreateError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let fields = v
+        .as_array()
+        .ok_or(CreateError::Invalid)?
+        .iter()
+        .map(|f| parse_custom_field(ds, f, category))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, (id, _)) in fields.iter().enumerate() {
+        if fields[..i].iter().any(|(other, _)| other == id) {
+            return Err(CreateError::Invalid);
+        }
+    }
+    Ok(fields)
 }
 
 /// Validates a create body against the dataset (400 → 406 → 409, in that
@@ -198,7 +237,7 @@ pub(crate) fn validate_create(
         .filter(|a| !a.is_empty())
         .ok_or(CreateError::Invalid)?
         .iter()
-        .map(parse_contact)
+        .map(|c| parse_contact(ds, c))
         .collect::<Result<Vec<_>, _>>()?;
     let partner_type = obj
         .get("partnerType")
@@ -222,15 +261,7 @@ pub(crate) fn validate_create(
     }
     let assigned_users = opt_id_array(obj, "assignedUsers")?;
     let tags = opt_id_array(obj, "tags")?;
-    let custom_fields = match opt(obj, "customFields") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .ok_or(CreateError::Invalid)?
-            .iter()
-            .map(|f| parse_custom_field(ds, f))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let custom_fields = parse_custom_fields(ds, obj.get("customFields"), FieldCategory::Partner)?;
 
     // --- 400: references must exist --------------------------------------
     // A real backend would fail on a dangling foreign key; answering 400 keeps
@@ -239,14 +270,22 @@ pub(crate) fn validate_create(
         || category_id.is_some_and(|id| ds.category(id).is_none())
         || country_id.is_some_and(|id| ds.country(id).is_none())
         || assigned_users.iter().any(|id| ds.user(*id).is_none())
-        || tags.iter().any(|id| ds.tag(*id).is_none())
+        || tags
+            .iter()
+            .any(|id| ds.tag_for(*id, Association::Partner).is_none())
     {
         return Err(CreateError::Invalid);
     }
-    for (i, (id, _)) in custom_fields.iter().enumerate() {
-        if custom_fields[..i].iter().any(|(other, _)| other == id) {
-            return Err(CreateError::Invalid);
-        }
+    // A partner field marked `required` (none is, until a test creates one)
+    // must be given for the partnership's type.
+    let missing_required = ds.custom_fields.iter().any(|d| {
+        d.category == FieldCategory::Partner
+            && d.required
+            && d.partner_type.is_none_or(|t| t == partner_type)
+            && !custom_fields.iter().any(|(id, _)| *id == d.id)
+    });
+    if missing_required {
+        return Err(CreateError::Invalid);
     }
     let stage_id = match stage_uuid {
         None => ds
@@ -308,6 +347,7 @@ mod tests {
 
     fn ds() -> Dataset {
         Dataset::generate(&GenParams {
+            company_id: 123,
             company_domain: "acme-partners.io",
             partnerships: 20,
             seed: 42,

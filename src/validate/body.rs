@@ -314,7 +314,7 @@ pub fn validate_create(body: &[u8], rules: &BodyRules) -> Result<CreateSummary, 
 /// Turns a serde_json error into a message with its position. Syntax and end-of-input messages
 /// are fixed texts in serde_json; anything else gets a generic text, so no part of the body can
 /// be echoed back.
-fn json_error_message(err: serde_json::Error) -> BodyRejection {
+pub(crate) fn json_error_message(err: serde_json::Error) -> BodyRejection {
     use serde_json::error::Category;
     let what = match err.classify() {
         Category::Syntax | Category::Eof => err.to_string(),
@@ -329,13 +329,13 @@ fn json_error_message(err: serde_json::Error) -> BodyRejection {
 
 /// Collects problems up to [`MAX_REPORTED_ERRORS`] and counts the rest.
 #[derive(Default)]
-struct Errors {
+pub(crate) struct Errors {
     list: Vec<FieldError>,
     dropped: usize,
 }
 
 impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         if self.list.len() < MAX_REPORTED_ERRORS {
             self.list.push(FieldError::new(field, message));
         } else {
@@ -343,11 +343,11 @@ impl Errors {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
-    fn finish(mut self) -> Vec<FieldError> {
+    pub(crate) fn finish(mut self) -> Vec<FieldError> {
         if self.dropped > 0 {
             self.list.push(FieldError::new(
                 "*",
@@ -360,7 +360,7 @@ impl Errors {
 
 /// Joins a parent path and a key (`emails[0]` + `email` → `emails[0].email`). Very long keys
 /// are shortened so an error list cannot be used to reflect large amounts of input.
-fn join(base: &str, key: &str) -> String {
+pub(crate) fn join(base: &str, key: &str) -> String {
     let key = shorten(key, 64);
     if base.is_empty() {
         key
@@ -378,7 +378,7 @@ fn shorten(s: &str, max_chars: usize) -> String {
 
 /// An optional field: `None` when absent; `null` is reported (see the module docs) and also
 /// gives `None`, so callers only see real values.
-fn optional<'a>(
+pub(crate) fn optional<'a>(
     map: &'a Map<String, Value>,
     key: &str,
     path: &str,
@@ -399,7 +399,7 @@ fn optional<'a>(
 }
 
 /// A required field: absence and `null` are both reported as missing.
-fn required<'a>(
+pub(crate) fn required<'a>(
     map: &'a Map<String, Value>,
     key: &str,
     path: &str,
@@ -421,7 +421,7 @@ fn required<'a>(
 
 /// A positive integer id: a JSON integer in 1..=i64::MAX. Floats (`1.0`), strings (`"1"`),
 /// zero and negatives are refused; the upper bound keeps ids inside a signed 64-bit column.
-fn positive_id(v: &Value) -> Option<u64> {
+pub(crate) fn positive_id(v: &Value) -> Option<u64> {
     v.as_i64()
         .filter(|n| *n >= 1)
         .and_then(|n| u64::try_from(n).ok())
@@ -519,7 +519,7 @@ fn check_email_object(v: &Value, path: &str, rules: &BodyRules, e: &mut Errors) 
     }
 }
 
-fn check_string(v: &Value, path: &str, max_chars: usize, e: &mut Errors) {
+pub(crate) fn check_string(v: &Value, path: &str, max_chars: usize, e: &mut Errors) {
     match v.as_str() {
         None => e.push(path, "must be a string"),
         Some(s) if s.chars().count() > max_chars => {
@@ -561,7 +561,7 @@ fn check_reseller(map: &Map<String, Value>, partner_type: Option<PartnerType>, e
 }
 
 /// An array of distinct positive integer ids, at most `max` long.
-fn check_id_array(v: &Value, path: &str, max: usize, e: &mut Errors) {
+pub(crate) fn check_id_array(v: &Value, path: &str, max: usize, e: &mut Errors) {
     let Some(items) = v.as_array() else {
         e.push(path, "must be an array of positive integers");
         return;
@@ -594,7 +594,7 @@ fn value_key(field_type: &str) -> Option<&'static str> {
     })
 }
 
-fn check_custom_fields(v: &Value, rules: &BodyRules, e: &mut Errors) {
+pub(crate) fn check_custom_fields(v: &Value, rules: &BodyRules, e: &mut Errors) {
     let Some(items) = v.as_array() else {
         e.push("customFields", "must be an array of custom field objects");
         return;
@@ -707,7 +707,7 @@ fn check_custom_value(v: &Value, key: Option<&str>, path: &str, rules: &BodyRule
 }
 
 /// Reports each key of `obj` not in `known`, suggesting the known key it most likely meant.
-fn unknown_keys(obj: &Map<String, Value>, path: &str, known: &[&str], e: &mut Errors) {
+pub(crate) fn unknown_keys(obj: &Map<String, Value>, path: &str, known: &[&str], e: &mut Errors) {
     for key in obj.keys().filter(|k| !known.contains(&k.as_str())) {
         e.push(join(path, key), unknown_message(key, known));
     }
@@ -730,7 +730,7 @@ fn unknown_message(key: &str, known: &[&str]) -> String {
 
 /// Splits an address and returns its domain, or why it is not acceptable. Deliberately
 /// simpler than RFC 5322 (no quoted local parts or IP literals): these are business contacts.
-fn email_domain(addr: &str) -> Result<&str, &'static str> {
+pub(crate) fn email_domain(addr: &str) -> Result<&str, &'static str> {
     if addr.len() > 254 {
         return Err("longer than 254 bytes");
     }
@@ -773,7 +773,7 @@ fn is_domain(d: &str) -> bool {
 }
 
 /// 8-4-4-4-12 hexadecimal digits, either case.
-fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {

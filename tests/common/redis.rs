@@ -202,6 +202,26 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("redis-server did not restart: {e}"));
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, like a
+    /// black-holed or badly overloaded Redis.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} {pid} failed");
+    }
+
     /// Runs one command on a fresh connection and returns the reply.
     pub async fn cmd(&self, args: &[&str]) -> Reply {
         let run = async {
