@@ -44,11 +44,14 @@ pub enum AuthFailure {
     WrongAudience,
     /// A required claim (`exp`, `iss`, `aud`, the subject) is absent or of the wrong type.
     MissingClaim,
+    /// The `typ` header is not one the issuer's `token_types` accepts (an ID token where an
+    /// access token is expected, RFC 9068 §4).
+    WrongTokenType,
 }
 
 impl AuthFailure {
     /// Every reason, for pre-resolving metric label sets.
-    pub const ALL: [AuthFailure; 12] = [
+    pub const ALL: [AuthFailure; 13] = [
         AuthFailure::Missing,
         AuthFailure::MultipleCredentials,
         AuthFailure::Malformed,
@@ -61,6 +64,7 @@ impl AuthFailure {
         AuthFailure::WrongIssuer,
         AuthFailure::WrongAudience,
         AuthFailure::MissingClaim,
+        AuthFailure::WrongTokenType,
     ];
 
     /// The metric label and log field.
@@ -78,6 +82,7 @@ impl AuthFailure {
             AuthFailure::WrongIssuer => "wrong_issuer",
             AuthFailure::WrongAudience => "wrong_audience",
             AuthFailure::MissingClaim => "missing_claim",
+            AuthFailure::WrongTokenType => "wrong_token_type",
         }
     }
 }
@@ -344,7 +349,16 @@ impl GatewayError {
                     Denial::ForeignUserId => "userId does not match the authenticated user",
                     Denial::RouteNotAllowed => "This operation is not allowed for this user",
                 };
-                json_error(StatusCode::FORBIDDEN, msg, &[])
+                let mut r = json_error(StatusCode::FORBIDDEN, msg, &[]);
+                // RFC 6750 §3.1: the token is fine but does not carry the access this
+                // operation needs, which a client can fix by asking for a wider scope.
+                if *denial == Denial::WriteRequired {
+                    r.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
+                    );
+                }
+                r
             }
             GatewayError::UnsupportedMediaType => json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -58,10 +58,16 @@ enum Command {
         env_file: Option<PathBuf>,
     },
     /// Probe the admin /healthz endpoint; exit 0 when healthy (for container HEALTHCHECKs).
+    /// With --ready, probe /readyz instead: exit 0 only when every token issuer has keys.
     Healthcheck {
         /// URL to probe.
         #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
         url: String,
+        /// Probe readiness: the URL's path becomes /readyz (for orchestrators that route
+        /// traffic only to ready instances; liveness stays /healthz so an IdP outage does not
+        /// get the gateway restarted).
+        #[arg(long)]
+        ready: bool,
     },
 }
 
@@ -138,7 +144,18 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Healthcheck { url } => {
+        Command::Healthcheck { url, ready } => {
+            let url = if ready {
+                match server::readiness_url(&url) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        eprintln!("unhealthy: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                url
+            };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

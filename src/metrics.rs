@@ -14,6 +14,8 @@ use prometheus::{
 use std::sync::Arc;
 use std::time::Duration;
 
+mod issuers;
+
 /// Common prefix of every gateway metric.
 pub const PREFIX: &str = "jbgw";
 
@@ -160,6 +162,7 @@ pub struct Metrics {
     jwks_fetches: IntCounterVec,
     jwks_age: prometheus::GaugeVec,
     jwks_seen: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    issuers: issuers::IssuerGauges,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
     state: StateMetrics,
     reference_checks: [IntCounter; 3],
@@ -438,6 +441,7 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(jwks_age.clone()));
+        let issuers = issuers::IssuerGauges::new(&registry);
         let user_vec = counter_vec(
             "user_requests_total",
             "Authenticated requests per mapped user (config name); only when metrics.per_user is on.",
@@ -539,6 +543,7 @@ impl Metrics {
             jwks_fetches,
             jwks_age,
             jwks_seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+            issuers,
             per_user: std::sync::RwLock::new(Vec::new()),
         })
     }
@@ -667,6 +672,11 @@ impl Metrics {
                 .with_label_values(&[issuer])
                 .set(age.as_secs_f64());
         }
+    }
+
+    /// Publishes every issuer's key state (called before each scrape).
+    pub fn set_issuers(&self, issuers: &[crate::auth::IssuerStatus]) {
+        self.issuers.set(issuers);
     }
 
     /// Counts a config reload.

@@ -65,6 +65,9 @@ pub struct History {
     cache: std::sync::Mutex<Option<Arc<ListCache>>>,
     /// The upstream connection pool, with the settings it was built for.
     client: std::sync::Mutex<Option<(ClientKey, crate::upstream::HttpClient)>>,
+    /// The last good JWKS document of each issuer and key source: a new generation starts
+    /// from it, so a reload during an IdP outage keeps the keys that work.
+    jwks: Arc<crate::auth::jwks::KeyMemory>,
 }
 
 /// What the upstream client is built from: a reload with the same keeps the pool.
@@ -111,6 +114,7 @@ impl History {
             resilience: std::sync::Mutex::new(None),
             cache: std::sync::Mutex::new(None),
             client: std::sync::Mutex::new(None),
+            jwks: Default::default(),
         }
     }
 
@@ -227,11 +231,13 @@ impl AppState {
         let metrics = shared.metrics.clone();
         let history = &shared.history;
         let client = history.client(&settings)?;
-        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::new(
+        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
             client.clone(),
-            settings.upstream.connect_timeout + settings.upstream.response_timeout,
+            &settings.auth,
         ));
-        let verifier = Arc::new(Verifier::build(&settings.auth, fetcher).await);
+        let verifier = Arc::new(
+            Verifier::build_remembering(&settings.auth, fetcher, history.jwks.clone()).await,
+        );
         let validation = Arc::new(ValidationSettings {
             body: settings.body_rules.clone(),
             query: settings.query_limits,
@@ -644,23 +650,30 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
     match (req.method(), path) {
         (&Method::GET, "/healthz") => json_ok(StatusCode::OK, serde_json::json!({"status": "ok"})),
         (&Method::GET, "/readyz") => {
-            // Ready once listening and every issuer can verify (static keys or a loaded JWKS).
-            // The state backend's health is reported, not required: a replica on its private
-            // share still serves, and taking every replica out when Redis dies would be an
-            // outage of its own.
+            // Ready once listening and every issuer can verify (static keys or a loaded JWKS);
+            // the body says which issuer is not. The state backend's health is reported, not
+            // required: a replica on its private share still serves, and taking every replica
+            // out when Redis dies would be an outage of its own.
+            let listening = state.shared.ready.load(Ordering::Acquire);
+            let issuers = crate::auth::readiness_json(&state.verifier);
             let backend = serde_json::json!({
                 "backend": state.store.backend(),
                 "status": state.store.health().as_str(),
             });
-            if state.shared.ready.load(Ordering::Acquire) && state.verifier.is_ready() {
+            if listening && state.verifier.is_ready() {
                 json_ok(
                     StatusCode::OK,
-                    serde_json::json!({"status": "ready", "state": backend}),
+                    serde_json::json!({"status": "ready", "state": backend, "issuers": issuers}),
                 )
             } else {
                 json_ok(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"status": "not ready", "state": backend}),
+                    serde_json::json!({
+                        "status": "not ready",
+                        "listening": listening,
+                        "state": backend,
+                        "issuers": issuers,
+                    }),
                 )
             }
         }
@@ -674,6 +687,7 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
                     .metrics
                     .set_jwks(issuer, stats.fetch_ok, stats.fetch_failed, age);
             }
+            state.metrics.set_issuers(&state.verifier.issuer_status());
             let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -716,6 +730,15 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
         }
         _ => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
     }
+}
+
+/// The readiness URL on the same admin listener as `url`: its path replaced by `/readyz`.
+pub fn readiness_url(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(format!("{url}: not an absolute URL"));
+    };
+    Ok(format!("{scheme}://{authority}/readyz"))
 }
 
 /// GETs `url` (plain http) and succeeds on a 2xx within five seconds.

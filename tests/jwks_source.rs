@@ -11,7 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use journeybee_gateway::auth::jwks::{
-    discover_jwks_uri, parse_jwks, FetchFuture, Fetcher, JwksOptions, JwksSource, KeySet,
+    discover_jwks_uri, parse_jwks, FetchFuture, Fetcher, JwksLocation, JwksOptions, JwksSource,
+    KeyMemory, KeySet,
 };
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
@@ -217,7 +218,7 @@ fn verifies(set: &KeySet, token: &str) -> bool {
     validation.validate_aud = false;
     let ok = set
         .candidates(header.alg, header.kid.as_deref())
-        .any(|key| jsonwebtoken::decode::<Value>(token, key, &validation).is_ok());
+        .any(|key| jsonwebtoken::decode::<Value>(token, key.key(), &validation).is_ok());
     ok
 }
 
@@ -474,6 +475,140 @@ async fn background_refresh_follows_rotation_and_stops() {
     drop(source);
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(task.is_finished());
+}
+
+#[tokio::test]
+async fn a_new_source_starts_from_the_remembered_set_until_a_fetch_replaces_it() {
+    let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")])).await;
+    let memory = Arc::new(KeyMemory::new());
+    let at = || JwksLocation::Url(idp.url());
+    let first = JwksSource::remembered(
+        at(),
+        HttpFetcher::new(),
+        options(Duration::ZERO),
+        memory.clone(),
+        "okta",
+    );
+    first.refresh().await.unwrap();
+    assert_eq!(memory.len(), 1);
+    let fetched_at = first.current().unwrap().fetched_at();
+
+    // The IdP goes down; a new generation's source has the keys before any fetch, and a
+    // failed fetch does not take them away.
+    idp.serve(503, "down");
+    let second = JwksSource::remembered(
+        at(),
+        HttpFetcher::new(),
+        options(Duration::ZERO),
+        memory.clone(),
+        "okta",
+    );
+    assert!(second.is_ready());
+    assert_eq!(
+        second.current().unwrap().fetched_at(),
+        fetched_at,
+        "its age is kept"
+    );
+    assert!(second.refresh().await.is_err());
+    let rsa_token = token(&rsa_key(), Algorithm::RS256, Some("rsa-1"));
+    assert!(verifies(&second.current().unwrap(), &rsa_token));
+    let stats = second.stats();
+    assert_eq!((stats.consecutive_failures, stats.keys), (1, 1));
+    assert!(stats.last_success_unix.is_some());
+
+    // Another issuer name, another URL, or algorithms the remembered keys cannot serve: a
+    // fresh start.
+    for (location, name, allowed) in [
+        (at(), "m2m", vec![Algorithm::RS256]),
+        (
+            JwksLocation::Url(format!("{}/other-jwks", idp.base).parse().unwrap()),
+            "okta",
+            vec![Algorithm::RS256],
+        ),
+        (at(), "okta", vec![Algorithm::ES256]),
+    ] {
+        let other = JwksSource::remembered(
+            location,
+            HttpFetcher::new(),
+            JwksOptions {
+                allowed,
+                ..options(Duration::ZERO)
+            },
+            memory.clone(),
+            name,
+        );
+        assert!(!other.is_ready());
+    }
+
+    // The IdP is back with a rotated key: the fetch replaces the set and the version moves,
+    // while a refresh that finds the same keys leaves the version alone.
+    idp.serve(
+        200,
+        set(vec![jwk(&ec_key(), Algorithm::ES256, "ec-1")]).to_string(),
+    );
+    let before = second.version();
+    second.refresh().await.unwrap();
+    assert!(second.current().unwrap().contains_kid("ec-1"));
+    assert_ne!(second.version(), before);
+    let after = second.version();
+    second.refresh().await.unwrap();
+    assert_eq!(second.version(), after);
+    assert_eq!(second.stats().consecutive_failures, 0);
+}
+
+#[tokio::test]
+async fn discovery_is_part_of_the_fetch_and_is_retried_with_it() {
+    let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")])).await;
+    let good = idp.served.lock().unwrap().discovery.clone();
+    idp.served.lock().unwrap().discovery = "not json".into();
+    let source = JwksSource::remembered(
+        JwksLocation::Discover(idp.base.clone()),
+        HttpFetcher::new(),
+        options(Duration::ZERO),
+        Arc::new(KeyMemory::new()),
+        "okta",
+    );
+    let err = source.refresh().await.unwrap_err();
+    assert!(err.contains("discovery"), "{err}");
+    assert_eq!(source.url(), None);
+    assert_eq!(idp.hits(), 0);
+    idp.served.lock().unwrap().discovery = good;
+    source.refresh().await.unwrap();
+    assert_eq!(source.url(), Some(idp.url()));
+    assert!(source.current().unwrap().contains_kid("rsa-1"));
+}
+
+#[tokio::test]
+async fn without_keys_the_background_retries_at_least_once_per_cooldown() {
+    let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")])).await;
+    idp.serve(503, "down");
+    // A long refresh interval: only the cooldown bounds the retries while there are no keys.
+    let source = JwksSource::new(
+        idp.url(),
+        HttpFetcher::new(),
+        JwksOptions {
+            refresh_interval: Duration::from_secs(3600),
+            ..options(Duration::from_secs(1))
+        },
+    );
+    let _task = source.spawn_refresh();
+    // Doubling without a cap, the seventh failure would come after at least 15 s.
+    eventually("seven failed attempts", Duration::from_secs(10), || {
+        source.stats().fetch_failed >= 7
+    })
+    .await;
+    assert!(!source.is_ready());
+    idp.serve(
+        200,
+        set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")]).to_string(),
+    );
+    eventually(
+        "the source to recover by itself",
+        Duration::from_secs(3),
+        || source.is_ready(),
+    )
+    .await;
+    assert_eq!(source.stats().consecutive_failures, 0);
 }
 
 // ---------------------------------------------------------------- which key verifies what

@@ -20,6 +20,20 @@ impl HttpFetcher {
     }
 }
 
+impl HttpFetcher {
+    /// A fetcher for `auth`'s identity providers: its own bound is the longest issuer
+    /// `jwks_timeout` (each source applies its own as well), never the upstream's timeouts.
+    pub fn for_auth(client: HttpClient, auth: &crate::config::AuthSettings) -> Self {
+        let timeout = auth
+            .issuers
+            .iter()
+            .filter_map(|i| i.jwks.as_ref().map(|j| j.timeout))
+            .max()
+            .unwrap_or(Duration::from_secs(5));
+        HttpFetcher::new(client, timeout)
+    }
+}
+
 impl Fetcher for HttpFetcher {
     fn get(&self, url: &http::Uri) -> FetchFuture {
         let client = self.client.clone();

@@ -29,11 +29,13 @@
 
 mod discovery;
 mod keys;
+mod memory;
 mod source;
 
 pub use discovery::{check_jwks_url, discover_jwks_uri};
-pub use keys::{parse_jwks, JwkKey, KeySet};
-pub use source::{JwksSource, JwksStats, RefreshTask};
+pub use keys::{parse_jwks, JwkKey, KeyId, KeySet};
+pub use memory::{KeyMemory, MemoryKey};
+pub use source::{JwksLocation, JwksSource, JwksStats, RefreshTask};
 
 use bytes::Bytes;
 use jsonwebtoken::Algorithm;
@@ -63,15 +65,17 @@ pub struct JwksOptions {
     /// How often the background loop refetches the set (a little jitter is added so replicas do
     /// not fetch in step). Default 5 minutes; at least 1 second is used.
     pub refresh_interval: Duration,
-    /// Minimum time between on-demand refreshes caused by unknown `kid`s. Default 30 seconds.
+    /// Minimum time between on-demand refreshes caused by unknown `kid`s, and the longest
+    /// wait between retries while there are no keys at all. Default 30 seconds.
     pub unknown_kid_cooldown: Duration,
     /// Algorithms tokens may use; keys that can verify none of them are skipped. `HS*` entries
     /// are ignored (never from a JWKS). Default RS256 and ES256.
     pub allowed: Vec<Algorithm>,
     /// Usable keys kept from one document; more are dropped with a warning. Default 32.
     pub max_keys: usize,
-    /// Backstop on one fetch in case the fetcher's own timeout does not fire: a hung fetch
-    /// would otherwise hold the single-flight slot forever. Default 30 seconds.
+    /// Bound on one fetch, OIDC discovery included (the issuer's `jwks_timeout`), and so on
+    /// how long a request waits on an unknown-kid refetch; also the backstop in case the
+    /// fetcher's own timeout does not fire. Default 5 seconds.
     pub fetch_timeout: Duration,
 }
 
@@ -82,7 +86,7 @@ impl Default for JwksOptions {
             unknown_kid_cooldown: Duration::from_secs(30),
             allowed: vec![Algorithm::RS256, Algorithm::ES256],
             max_keys: 32,
-            fetch_timeout: Duration::from_secs(30),
+            fetch_timeout: Duration::from_secs(5),
         }
     }
 }

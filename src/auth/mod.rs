@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod jwks;
+pub mod typ;
 pub mod verify;
 
 use crate::error::{AuthFailure, GatewayError, Response};
@@ -13,7 +14,29 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
-pub use verify::{VerifiedToken, Verifier};
+pub use verify::{IssuerStatus, VerifiedToken, Verifier};
+
+/// Each issuer's readiness for the `/readyz` body: name → ready, key source, key count, last
+/// successful load and consecutive failures. No key material, no kid.
+pub fn readiness_json(verifier: &Verifier) -> serde_json::Value {
+    let issuers = verifier
+        .issuer_status()
+        .into_iter()
+        .map(|s| {
+            (
+                s.name,
+                serde_json::json!({
+                    "ready": s.ready,
+                    "source": s.source,
+                    "keys": s.keys,
+                    "last_success_unix": s.last_success_unix,
+                    "consecutive_failures": s.consecutive_failures,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>();
+    serde_json::Value::Object(issuers)
+}
 
 /// Verifies the bearer token and puts an `Arc<VerifiedToken>` in the request's extensions;
 /// refuses with 401 and `WWW-Authenticate` otherwise.

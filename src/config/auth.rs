@@ -2,6 +2,7 @@
 
 use super::raw::{RawAuth, RawIssuer, RawRules, RawVerifyKey, StringOrList};
 use super::{read_secret, Problems, UpstreamKey};
+use crate::auth::typ::TokenTypes;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::fmt;
@@ -36,8 +37,12 @@ pub struct JwksSettings {
     pub url: Option<http::Uri>,
     /// Background refresh interval.
     pub refresh: Duration,
-    /// Minimum time between refreshes caused by unknown `kid`s.
+    /// Minimum time between refreshes caused by unknown `kid`s; also the longest wait between
+    /// retries while the issuer has no keys yet.
     pub cooldown: Duration,
+    /// Longest one discovery + JWKS fetch may take, and so the longest a request waits on a
+    /// refetch for an unknown `kid`. Separate from the upstream's timeouts.
+    pub timeout: Duration,
 }
 
 /// Claim rules: how a token not in the user table becomes a JourneyBee identity.
@@ -87,6 +92,8 @@ pub struct IssuerSettings {
     pub keys: Vec<VerifyKey>,
     /// JWKS source, when keys are published by the identity provider.
     pub jwks: Option<JwksSettings>,
+    /// Accepted `typ` header values (RFC 9068 §4).
+    pub token_types: TokenTypes,
     /// Claim rules, when users are mapped by claims.
     pub rules: Option<ClaimRules>,
 }
@@ -99,6 +106,10 @@ pub struct AuthSettings {
     /// Trusted issuers (at least one).
     pub issuers: Vec<IssuerSettings>,
 }
+
+/// How long a discovery or JWKS fetch may take by default: an IdP answers in milliseconds, and
+/// a request waiting on an unknown-kid refetch should not hang for the upstream's 30 s.
+const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 const ALLOWED_ALGORITHMS: &[&str] = &[
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
@@ -139,13 +150,20 @@ pub(super) fn validate_auth(
             discovery: raw.discovery,
             jwks_refresh: raw.jwks_refresh,
             jwks_cooldown: raw.jwks_cooldown,
+            jwks_timeout: raw.jwks_timeout,
+            token_types: raw.token_types,
             rules: raw.rules,
         };
         issuers.push(validate_issuer(default, "auth", keys, base, p));
-    } else if raw.rules.is_some() || raw.issuer.is_some() || raw.audience.is_some() {
+    } else if raw.rules.is_some()
+        || raw.issuer.is_some()
+        || raw.audience.is_some()
+        || raw.token_types.is_some()
+        || raw.jwks_timeout.is_some()
+    {
         p.push(
             "auth",
-            "issuer, audience and rules need algorithms and keys beside them",
+            "issuer, audience, token_types, jwks_timeout and rules need algorithms and keys beside them",
         );
     }
     for (i, iss) in raw.issuers.into_iter().enumerate() {
@@ -265,6 +283,24 @@ fn validate_issuer(
             }
         }
     }
+    let token_types = match &raw.token_types {
+        None => TokenTypes::lenient(),
+        Some(list) if list.is_empty() => {
+            p.push(
+                at("token_types"),
+                "must not be empty (it would refuse every token); leave it out for the default",
+            );
+            TokenTypes::lenient()
+        }
+        Some(list) => {
+            for (i, value) in list.iter().enumerate() {
+                if let Err(e) = crate::auth::typ::check(value) {
+                    p.push(format!("{path}.token_types[{i}]"), e);
+                }
+            }
+            TokenTypes::from_list(list)
+        }
+    };
     let rules = raw
         .rules
         .map(|r| validate_rules(r, &at("rules"), upstream_keys, p));
@@ -277,6 +313,7 @@ fn validate_issuer(
         subject_claim,
         keys,
         jwks,
+        token_types,
         rules,
     }
 }
@@ -331,6 +368,14 @@ fn validate_jwks(
             raw.jwks_cooldown.as_deref(),
             Duration::from_secs(30),
         ),
+        timeout: {
+            let at = format!("{path}.jwks_timeout");
+            let t = p.duration(&at, raw.jwks_timeout.as_deref(), DEFAULT_JWKS_TIMEOUT);
+            if t.is_zero() {
+                p.push(at, "must be more than zero");
+            }
+            t
+        },
     })
 }
 

@@ -152,6 +152,8 @@ pub struct RawAuth {
     pub discovery: Option<bool>,
     pub jwks_refresh: Option<String>,
     pub jwks_cooldown: Option<String>,
+    pub jwks_timeout: Option<String>,
+    pub token_types: Option<Vec<String>>,
     pub rules: Option<RawRules>,
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
@@ -173,6 +175,8 @@ pub struct RawIssuer {
     pub discovery: Option<bool>,
     pub jwks_refresh: Option<String>,
     pub jwks_cooldown: Option<String>,
+    pub jwks_timeout: Option<String>,
+    pub token_types: Option<Vec<String>>,
     pub rules: Option<RawRules>,
 }
 

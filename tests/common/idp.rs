@@ -19,8 +19,14 @@ pub struct Idp {
     pub base: String,
     served: Arc<Mutex<(StatusCode, String)>>,
     hits: Arc<AtomicUsize>,
+    /// 0 up, 1 down (503 on every path, discovery included), 2 hanging (never answers).
+    mode: Arc<AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
+
+const UP: usize = 0;
+const DOWN: usize = 1;
+const HANG: usize = 2;
 
 impl Drop for Idp {
     fn drop(&mut self) {
@@ -34,17 +40,27 @@ impl Idp {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let served = Arc::new(Mutex::new((StatusCode::OK, jwks.to_string())));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (s, h, b) = (served.clone(), hits.clone(), base.clone());
+        let mode = Arc::new(AtomicUsize::new(UP));
+        let (s, h, b, m) = (served.clone(), hits.clone(), base.clone(), mode.clone());
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (s, h, b) = (s.clone(), h.clone(), b.clone());
+                let (s, h, b, m) = (s.clone(), h.clone(), b.clone(), m.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (s, h, b) = (s.clone(), h.clone(), b.clone());
+                        let (s, h, b, m) = (s.clone(), h.clone(), b.clone(), m.clone());
                         async move {
+                            match m.load(Ordering::SeqCst) {
+                                DOWN => {
+                                    let mut resp = Response::new(Full::new(Bytes::from("down")));
+                                    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                    return Ok::<_, Infallible>(resp);
+                                }
+                                HANG => std::future::pending::<()>().await,
+                                _ => {}
+                            }
                             let (status, body) = match req.uri().path() {
                                 "/jwks" => {
                                     h.fetch_add(1, Ordering::SeqCst);
@@ -72,6 +88,7 @@ impl Idp {
             base,
             served,
             hits,
+            mode,
             accept,
         }
     }
@@ -82,6 +99,18 @@ impl Idp {
 
     pub fn serve(&self, status: u16, body: impl Into<String>) {
         *self.served.lock().unwrap() = (StatusCode::from_u16(status).unwrap(), body.into());
+    }
+
+    /// Every path, discovery included, answers 503 (`true`) or serves again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.mode
+            .store(if down { DOWN } else { UP }, Ordering::SeqCst);
+    }
+
+    /// Every request hangs without an answer (`true`), or is served again (`false`).
+    pub fn set_hang(&self, hang: bool) {
+        self.mode
+            .store(if hang { HANG } else { UP }, Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {

@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One usable signing key from a JWKS.
@@ -14,6 +15,40 @@ pub struct JwkKey {
     kid: Option<String>,
     algorithms: Vec<Algorithm>,
     key: DecodingKey,
+    id: KeyId,
+}
+
+/// What makes a published key the same key in a later fetch: its `kid` and its public key
+/// material. The verified-token cache remembers it for each token, so a token is served from
+/// the cache only while the key that verified it is still published.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyId(Arc<[u8]>);
+
+impl KeyId {
+    fn new(kid: Option<&str>, kty: &str, parts: &[&[u8]]) -> KeyId {
+        // Length-prefixed fields, so no two different keys encode to the same bytes.
+        let mut bytes = Vec::new();
+        let mut field = |b: &[u8]| {
+            bytes.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(b);
+        };
+        match kid {
+            None => field(b"\0"),
+            Some(k) => field(format!("kid:{k}").as_bytes()),
+        }
+        field(kty.as_bytes());
+        for p in parts {
+            field(p);
+        }
+        KeyId(bytes.into())
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Public material, but long and useless in a log line.
+        write!(f, "KeyId({} bytes)", self.0.len())
+    }
 }
 
 impl JwkKey {
@@ -30,6 +65,11 @@ impl JwkKey {
     /// The key material.
     pub fn key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// The key's identity across fetches (its `kid` and public key material).
+    pub fn id(&self) -> &KeyId {
+        &self.id
     }
 }
 
@@ -60,17 +100,33 @@ impl KeySet {
         &'a self,
         alg: Algorithm,
         kid: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a DecodingKey> + 'a {
+    ) -> impl Iterator<Item = &'a JwkKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.algorithms.contains(&alg)
+                && match (kid, k.kid.as_deref()) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => true,
+                }
+        })
+    }
+
+    /// Whether the key `id` is in this set and may still verify `alg`: a token verified with
+    /// it before is still good.
+    pub fn holds(&self, id: &KeyId, alg: Algorithm) -> bool {
         self.keys
             .iter()
-            .filter(move |k| {
-                k.algorithms.contains(&alg)
-                    && match (kid, k.kid.as_deref()) {
-                        (Some(want), Some(have)) => want == have,
-                        _ => true,
-                    }
+            .any(|k| k.id == *id && k.algorithms.contains(&alg))
+    }
+
+    /// Whether both sets have the same keys for the same algorithms (document order aside).
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.keys.iter().all(|k| {
+                other
+                    .keys
+                    .iter()
+                    .any(|o| o.id == k.id && o.algorithms == k.algorithms)
             })
-            .map(|k| &k.key)
     }
 
     /// Whether some key has this `kid`. A token naming a kid not here should lead to
@@ -112,6 +168,17 @@ impl KeySet {
 /// private, bad base64, weak RSA, an `alg` not allowed or not fitting the key) are skipped with
 /// a debug log; no usable key at all → `Err`. At most `max_keys` keys are kept.
 pub fn parse_jwks(body: &[u8], allowed: &[Algorithm], max_keys: usize) -> Result<KeySet, String> {
+    parse_jwks_fetched_at(body, allowed, max_keys, Instant::now())
+}
+
+/// [`parse_jwks`] for a document fetched at `fetched_at` (a remembered one, re-read by a new
+/// config generation with its own algorithms).
+pub(crate) fn parse_jwks_fetched_at(
+    body: &[u8],
+    allowed: &[Algorithm],
+    max_keys: usize,
+    fetched_at: Instant,
+) -> Result<KeySet, String> {
     #[derive(Deserialize)]
     struct Document {
         keys: Vec<Value>,
@@ -155,10 +222,7 @@ pub fn parse_jwks(body: &[u8], allowed: &[Algorithm], max_keys: usize) -> Result
             ),
         });
     }
-    Ok(KeySet {
-        keys,
-        fetched_at: Instant::now(),
-    })
+    Ok(KeySet { keys, fetched_at })
 }
 
 const RSA_ALGORITHMS: &[Algorithm] = &[
@@ -197,7 +261,7 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
         );
     }
     let kty = text(obj, "kty")?;
-    let (family, key): (&[Algorithm], DecodingKey) = match kty {
+    let (family, key, id): (&[Algorithm], DecodingKey, KeyId) = match kty {
         "RSA" => {
             let n = base64url(obj, "n")?;
             let e = base64url(obj, "e")?;
@@ -216,7 +280,12 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
             if e_sig.is_empty() || e_sig.len() > 8 || e_sig[e_sig.len() - 1] & 1 == 0 {
                 return Err("RSA exponent is not a usable public exponent".into());
             }
-            (RSA_ALGORITHMS, DecodingKey::from_rsa_raw_components(&n, &e))
+            let id = KeyId::new(kid.as_deref(), kty, &[n_sig, e_sig]);
+            (
+                RSA_ALGORITHMS,
+                DecodingKey::from_rsa_raw_components(&n, &e),
+                id,
+            )
         }
         "EC" => {
             let (family, size): (&[Algorithm], usize) = match text(obj, "crv")? {
@@ -235,7 +304,8 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            (family, DecodingKey::from_ec_der(&point))
+            let id = KeyId::new(kid.as_deref(), kty, &[&point]);
+            (family, DecodingKey::from_ec_der(&point), id)
         }
         "OKP" => {
             if text(obj, "crv")? != "Ed25519" {
@@ -246,7 +316,8 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
                 return Err("Ed25519 key is not 32 bytes".into());
             }
             // The raw public key, as DecodingKey::from_ed_components stores it.
-            (&[Algorithm::EdDSA], DecodingKey::from_ed_der(&x))
+            let id = KeyId::new(kid.as_deref(), kty, &[&x]);
+            (&[Algorithm::EdDSA], DecodingKey::from_ed_der(&x), id)
         }
         "oct" => return Err("symmetric key: never taken from a published key set".into()),
         other => return Err(clip(&format!("key type {other:?} not supported"), 80)),
@@ -278,6 +349,7 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
         kid,
         algorithms,
         key,
+        id,
     })
 }
 

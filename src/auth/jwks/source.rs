@@ -1,28 +1,55 @@
 //! [`JwksSource`]: the fetch, the single-flight, the unknown-kid cooldown and the timer.
 
+use super::keys::parse_jwks_fetched_at;
+use super::memory::{KeyMemory, MemoryKey, Remembered};
 use super::{clip, parse_jwks, Fetcher, JwksOptions, KeySet};
 use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The shortest refresh interval honoured: a zero interval would turn the background loop into
 /// a busy loop against the IdP.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The first retry delay after a failed background refresh; it doubles up to the interval.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The first retry delay after a failed background refresh; it doubles up to the cap.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
 
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JwksStats {
     /// Fetches that produced a usable key set.
     pub fetch_ok: u64,
-    /// Fetches that failed (transport, status, timeout or unusable document).
+    /// Fetches that failed (discovery, transport, status, timeout or unusable document).
     pub fetch_failed: u64,
     /// When the current key set was fetched.
     pub last_success: Option<Instant>,
+    /// The same moment as seconds since the Unix epoch (for a metric and `/readyz`).
+    pub last_success_unix: Option<u64>,
+    /// Failed fetches since the last success (0 after a success).
+    pub consecutive_failures: u64,
+    /// Usable keys in the current set (0 before the first success).
+    pub keys: usize,
+}
+
+/// Where a source's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    /// A configured JWKS URL.
+    Url(http::Uri),
+    /// The `jwks_uri` of this issuer's OpenID configuration, discovered on the first fetch
+    /// (and retried with it until it succeeds).
+    Discover(String),
+}
+
+impl fmt::Display for JwksLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksLocation::Url(u) => write!(f, "{u}"),
+            JwksLocation::Discover(issuer) => write!(f, "discovery:{issuer}"),
+        }
+    }
 }
 
 /// The single-flight slot: held for the whole of a fetch.
@@ -33,28 +60,41 @@ struct Flight {
 
 /// Keeps the identity provider's current signing keys. See the module docs.
 pub struct JwksSource {
-    url: http::Uri,
+    location: JwksLocation,
+    /// The JWKS URL once known: the configured one, or the discovered one after a successful
+    /// discovery (a new config generation discovers again).
+    url: RwLock<Option<http::Uri>>,
     fetcher: Arc<dyn Fetcher>,
     options: JwksOptions,
     /// The last good set. A std lock held only to clone or swap an `Arc`, so the request path
     /// never waits on a fetch.
     current: RwLock<Option<Arc<KeySet>>>,
+    /// Bumped (after `current` is swapped) whenever the set's keys change: the verified-token
+    /// cache compares it to tell, with one atomic load, that a token's key may have left.
+    version: AtomicU64,
     /// A tokio mutex because it is held across the fetch's await; waiters queue without
     /// blocking a thread and then share the outcome.
     flight: tokio::sync::Mutex<Flight>,
     /// Completed fetches; read before queuing on `flight` to tell whether a fetch finished
     /// while this caller waited, in which case it takes that outcome instead of fetching.
     completed: AtomicU64,
+    /// Woken whenever a fetch completes (see [`first_attempt`](Self::first_attempt)).
+    attempted: tokio::sync::Notify,
     /// Start of the last fetch caused by an unknown kid: the cooldown runs from here.
     last_attempt: Mutex<Option<Instant>>,
     fetch_ok: AtomicU64,
     fetch_failed: AtomicU64,
+    consecutive_failures: AtomicU64,
+    /// Unix seconds of the current set's fetch; 0 before any.
+    last_success_unix: AtomicU64,
+    /// Where the last good document is kept for the next config generation.
+    memory: Option<(Arc<KeyMemory>, MemoryKey)>,
 }
 
 impl fmt::Debug for JwksSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwksSource")
-            .field("url", &self.url)
+            .field("location", &self.location)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -65,34 +105,103 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl JwksSource {
     /// A source for the JWKS at `url`. Fetches nothing yet: call [`refresh`](Self::refresh)
     /// and/or [`spawn_refresh`](Self::spawn_refresh). The URL is used as given; see
     /// [`check_jwks_url`](super::check_jwks_url) for the check discovery applies.
-    pub fn new(url: http::Uri, fetcher: Arc<dyn Fetcher>, mut options: JwksOptions) -> Arc<Self> {
+    pub fn new(url: http::Uri, fetcher: Arc<dyn Fetcher>, options: JwksOptions) -> Arc<Self> {
+        JwksSource::build(JwksLocation::Url(url), fetcher, options, None)
+    }
+
+    /// A source for `location` whose last good document is kept in `memory` under
+    /// `issuer`'s name, and which starts from the document remembered there (re-read with
+    /// these options) when there is one: a new config generation keeps the keys the last one
+    /// had until a fetch replaces them.
+    pub fn remembered(
+        location: JwksLocation,
+        fetcher: Arc<dyn Fetcher>,
+        options: JwksOptions,
+        memory: Arc<KeyMemory>,
+        issuer: &str,
+    ) -> Arc<Self> {
+        let key = MemoryKey::new(issuer, &location);
+        JwksSource::build(location, fetcher, options, Some((memory, key)))
+    }
+
+    fn build(
+        location: JwksLocation,
+        fetcher: Arc<dyn Fetcher>,
+        mut options: JwksOptions,
+        memory: Option<(Arc<KeyMemory>, MemoryKey)>,
+    ) -> Arc<Self> {
         options.refresh_interval = options.refresh_interval.max(MIN_REFRESH_INTERVAL);
         // HMAC keys are never taken from a JWKS, whatever the gateway allows for its own keys.
         options
             .allowed
             .retain(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+        let url = match &location {
+            JwksLocation::Url(u) => Some(u.clone()),
+            JwksLocation::Discover(_) => None,
+        };
+        let mut seed = None;
+        let mut seed_unix = 0;
+        if let Some((mem, key)) = &memory {
+            if let Some(doc) = mem.get(key) {
+                match parse_jwks_fetched_at(
+                    &doc.body,
+                    &options.allowed,
+                    options.max_keys,
+                    doc.fetched_at,
+                ) {
+                    Ok(set) => {
+                        tracing::debug!(%location, keys = set.len(), "starting from the last good key set");
+                        seed = Some(Arc::new(set));
+                        seed_unix = doc.fetched_unix;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%location, error = %e, "the last good key set has no key usable with this config; fetching afresh");
+                    }
+                }
+            }
+        }
         Arc::new(JwksSource {
-            url,
+            location,
+            url: RwLock::new(url),
             fetcher,
             options,
-            current: RwLock::new(None),
+            current: RwLock::new(seed),
+            version: AtomicU64::new(0),
             flight: tokio::sync::Mutex::new(Flight {
                 last: Err("not fetched yet".into()),
             }),
             completed: AtomicU64::new(0),
+            attempted: tokio::sync::Notify::new(),
             last_attempt: Mutex::new(None),
             fetch_ok: AtomicU64::new(0),
             fetch_failed: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+            last_success_unix: AtomicU64::new(seed_unix),
+            memory,
         })
     }
 
-    /// The JWKS URL.
-    pub fn url(&self) -> &http::Uri {
-        &self.url
+    /// The JWKS URL: the configured one, or the discovered one once discovery succeeded.
+    pub fn url(&self) -> Option<http::Uri> {
+        self.url
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Where the keys come from.
+    pub fn location(&self) -> &JwksLocation {
+        &self.location
     }
 
     /// The latest good key set; `None` until the first successful fetch.
@@ -103,6 +212,21 @@ impl JwksSource {
             .clone()
     }
 
+    /// Changes whenever the current set's keys change (not on a refresh that found the same
+    /// keys). Read before [`current`](Self::current): a reader that sees a new version then
+    /// sees the set it belongs to.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// The [`version`](Self::version) and the current set, read in that order: a token
+    /// verified with a key of this set may be bound to this version (if the set changes just
+    /// after, the version differs and the binding is checked against the new set).
+    pub fn versioned(&self) -> (u64, Option<Arc<KeySet>>) {
+        let version = self.version();
+        (version, self.current())
+    }
+
     /// Whether a key set has been fetched (for readiness probes).
     pub fn is_ready(&self) -> bool {
         self.current
@@ -111,12 +235,22 @@ impl JwksSource {
             .is_some()
     }
 
+    /// The longest one fetch (discovery included) may take.
+    pub fn fetch_timeout(&self) -> Duration {
+        self.options.fetch_timeout
+    }
+
     /// Counters for metrics.
     pub fn stats(&self) -> JwksStats {
+        let current = self.current();
+        let unix = self.last_success_unix.load(Ordering::Relaxed);
         JwksStats {
             fetch_ok: self.fetch_ok.load(Ordering::Relaxed),
             fetch_failed: self.fetch_failed.load(Ordering::Relaxed),
-            last_success: self.current().map(|s| s.fetched_at()),
+            last_success: current.as_ref().map(|s| s.fetched_at()),
+            last_success_unix: (unix > 0).then_some(unix),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            keys: current.map_or(0, |s| s.len()),
         }
     }
 
@@ -136,21 +270,40 @@ impl JwksSource {
         let outcome = self.fetch_once().await;
         flight.last = outcome.clone();
         self.completed.fetch_add(1, Ordering::Release);
+        self.attempted.notify_waiters();
         outcome
+    }
+
+    /// Waits until at least one fetch has completed (succeeded or failed): how a new config
+    /// generation lets its first fetches run before it starts serving, without waiting for
+    /// the retries.
+    pub async fn first_attempt(&self) {
+        let notified = self.attempted.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.completed.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        notified.await;
     }
 
     /// For a token naming a `kid` the current set lacks: refreshes at once unless a fetch
     /// started less than `unknown_kid_cooldown` ago, so a flood of made-up kids causes at most
     /// one fetch per cooldown. When a fetch is already under way it waits for it (that costs the
     /// IdP nothing and lets a token signed with a just-rotated key through). Returns the
-    /// possibly new current set.
+    /// possibly new current set. Never waits longer than the fetch timeout.
     pub async fn refresh_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
-        if self.claim_on_demand_slot() {
-            // Failures are counted and logged by the fetch; the caller only needs the set.
-            let _ = self.refresh().await;
-        } else if self.flight.try_lock().is_err() {
-            drop(self.flight.lock().await);
-        }
+        let wait = async {
+            if self.claim_on_demand_slot() {
+                // Failures are counted and logged by the fetch; the caller only needs the set.
+                let _ = self.refresh().await;
+            } else if self.flight.try_lock().is_err() {
+                drop(self.flight.lock().await);
+            }
+        };
+        // Queued behind a fetch that started earlier, the wait is still bounded by the
+        // timeout: a hung IdP costs a request at most `fetch_timeout`.
+        let _ = tokio::time::timeout(self.options.fetch_timeout, wait).await;
         self.current()
     }
 
@@ -168,56 +321,101 @@ impl JwksSource {
         true
     }
 
+    /// The JWKS URL, discovering it first when that has not succeeded yet.
+    async fn resolve(&self) -> Result<http::Uri, String> {
+        if let Some(url) = self.url() {
+            return Ok(url);
+        }
+        let JwksLocation::Discover(issuer) = &self.location else {
+            return Err("no JWKS URL".into());
+        };
+        let url = super::discover_jwks_uri(issuer, &*self.fetcher)
+            .await
+            .map_err(|e| format!("OIDC discovery failed: {e}"))?;
+        tracing::info!(issuer = %issuer, jwks_uri = %url, "OIDC discovery found the JWKS");
+        *self.url.write().unwrap_or_else(PoisonError::into_inner) = Some(url.clone());
+        Ok(url)
+    }
+
     async fn fetch_once(&self) -> Result<(), String> {
-        let fetch = self.fetcher.get(&self.url);
-        let outcome = match tokio::time::timeout(self.options.fetch_timeout, fetch).await {
+        let work = async {
+            let url = self.resolve().await?;
+            let body = self
+                .fetcher
+                .get(&url)
+                .await
+                .map_err(|e| clip(&format!("fetch failed: {e}"), 300))?;
+            let set = parse_jwks(&body, &self.options.allowed, self.options.max_keys)?;
+            Ok::<_, String>((set, body))
+        };
+        // One bound on discovery and fetch together: this is what a request waiting on an
+        // unknown-kid refetch may wait.
+        let outcome = match tokio::time::timeout(self.options.fetch_timeout, work).await {
             Err(_) => Err(format!(
                 "fetch timed out after {:?}",
                 self.options.fetch_timeout
             )),
-            Ok(Err(e)) => Err(clip(&format!("fetch failed: {e}"), 300)),
-            Ok(Ok(body)) => parse_jwks(&body, &self.options.allowed, self.options.max_keys),
+            Ok(r) => r,
         };
         match outcome {
-            Ok(set) => {
+            Ok((set, body)) => {
                 let set = Arc::new(set);
+                let now_unix = unix_now();
                 let previous = self
                     .current
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .replace(set.clone());
+                let changed = !previous.as_deref().is_some_and(|p| p.same_keys(&set));
+                if changed {
+                    self.version.fetch_add(1, Ordering::Release);
+                }
+                self.last_success_unix.store(now_unix, Ordering::Relaxed);
+                self.consecutive_failures.store(0, Ordering::Relaxed);
                 self.fetch_ok.fetch_add(1, Ordering::Relaxed);
+                if let Some((memory, key)) = &self.memory {
+                    memory.put(
+                        key,
+                        Remembered {
+                            body,
+                            fetched_at: set.fetched_at(),
+                            fetched_unix: now_unix,
+                        },
+                    );
+                }
                 let kids = |s: &KeySet| {
                     s.keys()
                         .iter()
                         .map(|k| k.kid().map(str::to_owned))
                         .collect::<Vec<_>>()
                 };
-                if previous.as_deref().map(kids) != Some(kids(&set)) {
-                    tracing::info!(url = %self.url, kids = ?kids(&set), "JWKS signing keys loaded");
+                if changed {
+                    tracing::info!(location = %self.location, kids = ?kids(&set), "JWKS signing keys loaded");
                 } else {
-                    tracing::debug!(url = %self.url, "JWKS refreshed, keys unchanged");
+                    tracing::debug!(location = %self.location, "JWKS refreshed, keys unchanged");
                 }
                 Ok(())
             }
             Err(e) => {
                 self.fetch_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    url = %self.url,
-                    error = %e,
-                    have_keys = self.is_ready(),
-                    "JWKS refresh failed; keeping the last good key set"
-                );
+                let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let have_keys = self.is_ready();
+                if have_keys {
+                    tracing::warn!(location = %self.location, error = %e, failures, "JWKS refresh failed; keeping the last good key set");
+                } else {
+                    tracing::warn!(location = %self.location, error = %e, failures, "JWKS fetch failed and this issuer has no keys yet: its tokens are refused until a retry succeeds");
+                }
                 Err(e)
             }
         }
     }
 
     /// Starts the background refresh: fetches at once if there is no fresh set, then every
-    /// `refresh_interval` (plus up to 10% jitter), retrying failures after 1 s, 2 s, 4 s, …
-    /// capped at the interval. The task holds only a `Weak`, so it ends when the source is
-    /// dropped, and it is aborted when the returned [`RefreshTask`] is dropped. Needs a tokio
-    /// runtime.
+    /// `refresh_interval` (plus up to 10% jitter). Failures are retried after 0.5 s, 1 s, 2 s,
+    /// … (with jitter), capped at `unknown_kid_cooldown` while there are no keys at all (so
+    /// an issuer is ready within about one cooldown of its IdP's return) and at the interval
+    /// once there are. The task holds only a `Weak`, so it ends when the source is dropped,
+    /// and it is aborted when the returned [`RefreshTask`] is dropped. Needs a tokio runtime.
     pub fn spawn_refresh(self: &Arc<Self>) -> RefreshTask {
         RefreshTask(tokio::spawn(refresh_loop(Arc::downgrade(self))))
     }
@@ -232,15 +430,20 @@ impl JwksSource {
     /// consecutive failed refreshes.
     fn next_delay(&self, failures: u32) -> Duration {
         let interval = self.options.refresh_interval;
-        if failures == 0 {
-            match self.current() {
-                None => Duration::ZERO,
-                Some(set) => interval
-                    .saturating_sub(set.age())
-                    .saturating_add(interval.mul_f64(fastrand::f64() / 10.0)),
-            }
-        } else {
-            backoff(failures, interval)
+        match (failures, self.current()) {
+            (0, None) => Duration::ZERO,
+            (0, Some(set)) => interval
+                .saturating_sub(set.age())
+                .saturating_add(interval.mul_f64(fastrand::f64() / 10.0)),
+            // No keys: every second without them refuses tokens, so retry at least once per
+            // cooldown (but never in a busy loop when the cooldown is zero).
+            (_, None) => backoff(
+                failures,
+                self.options
+                    .unknown_kid_cooldown
+                    .clamp(FIRST_RETRY, interval),
+            ),
+            (_, Some(_)) => backoff(failures, interval),
         }
     }
 }
@@ -309,9 +512,9 @@ mod tests {
         let cap = Duration::from_secs(10);
         for _ in 0..50 {
             let one = backoff(1, cap);
-            assert!(one >= Duration::from_millis(500) && one <= FIRST_RETRY);
+            assert!(one >= FIRST_RETRY / 2 && one <= FIRST_RETRY);
             let three = backoff(3, cap);
-            assert!(three >= Duration::from_secs(2) && three <= Duration::from_secs(4));
+            assert!(three >= FIRST_RETRY * 2 && three <= FIRST_RETRY * 4);
             assert!(backoff(u32::MAX, cap) <= cap);
         }
     }
