@@ -414,7 +414,29 @@ fn uuid() -> Value {
 }
 
 fn color(default: &str) -> Value {
-    json!({"type": "string", "description": "A hex colour such as #6B7280.", "default": default})
+    json!({
+        "type": "string",
+        "pattern": "^#[0-9A-Fa-f]{6}$",
+        "description": "A hex colour #RRGGBB.",
+        "default": default,
+    })
+}
+
+/// A label: a non-blank string of at most 200 characters.
+fn label() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"})
+}
+
+/// An e-mail address, checked as the gateway checks the create's.
+fn email() -> Value {
+    json!({"type": "string", "format": "email", "maxLength": 254})
+}
+
+/// An update: every field optional, at least one given.
+fn update(props: Value, desc: &str) -> Value {
+    let mut o = object(&[], props, true, desc);
+    o["minProperties"] = json!(1);
+    o
 }
 
 /// An object schema; `strict` refuses undocumented keys.
@@ -443,7 +465,11 @@ fn custom_field_value() -> Value {
                 "number" => ("number", json!({"type": "number"})),
                 "date" => (
                     "date",
-                    json!({"type": "string", "description": "An ISO 8601 date or date-time."}),
+                    json!({
+                        "type": "string",
+                        "anyOf": [{"format": "date"}, {"format": "date-time"}],
+                        "description": "An ISO 8601 date (YYYY-MM-DD) or RFC 3339 date-time.",
+                    }),
                 ),
                 "boolean" => ("boolean", json!({"type": "boolean"})),
                 "select" => ("select", id_schema()),
@@ -494,7 +520,7 @@ fn body_schemas(s: &mut Map<String, Value>) {
                     "description": "The partner's contacts; all from one business domain \
                                     (free-mail or the company's own domains: 406).",
                     "items": object(&["email"], json!({
-                        "email": {"type": "string", "format": "email", "maxLength": 254},
+                        "email": email(),
                         "firstName": string(500),
                         "lastName": string(500),
                         "tags": ids(),
@@ -529,10 +555,10 @@ fn body_schemas(s: &mut Map<String, Value>) {
     });
     s.insert(
         "PartnershipUpdate".into(),
-        object(
-            &[],
+        update(
             json!({
-                "tierId": id_schema(),
+                "tierId": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "null removes the tier."},
                 "categoryId": {"type": ["integer", "null"], "minimum": 1,
                                "description": "null removes the category."},
                 "stageUuid": uuid(),
@@ -540,18 +566,17 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "tags": {"allOf": [ids()], "description": "Replaces the tags."},
                 "customFields": custom_fields(),
                 "fallbackData": object(&[], json!({
-                    "name": {"type": "string"},
-                    "logo_square_uuid": {"type": "string"},
-                    "website_url": {"type": "string"},
-                    "country_label": {"type": "string"},
-                }), false, "Shown while the partner has not joined."),
+                    "name": string(500),
+                    "logo_square_uuid": string(500),
+                    "website_url": string(500),
+                    "country_label": string(500),
+                }), true, "Shown while the partner has not joined."),
             }),
-            false,
-            "A partnership update: every field optional.",
+            "A partnership update: every field optional, at least one given.",
         ),
     );
-    let label = || json!({"type": "string", "minLength": 1});
-    let series = || json!({"description": "Position in the pipeline (type not documented)."});
+    let series =
+        || json!({"type": "integer", "minimum": 0, "description": "The stage's position."});
     s.insert(
         "TagCreate".into(),
         object(
@@ -563,7 +588,7 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "text_color": color("#FFFFFF"),
                 "partner_type": enum_of(PARTNER_TYPES),
             }),
-            false,
+            true,
             "A new tag.",
         ),
     );
@@ -577,7 +602,7 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "text_color": color("#FFFFFF"),
                 "partner_type": enum_of(PARTNER_TYPES),
             }),
-            false,
+            true,
             "A new tier.",
         ),
     );
@@ -586,14 +611,14 @@ fn body_schemas(s: &mut Map<String, Value>) {
         object(
             &["label"],
             json!({"label": label(), "partner_type": enum_of(PARTNER_TYPES)}),
-            false,
+            true,
             "A new category.",
         ),
     );
     let rename = object(
         &["id", "label"],
         json!({"id": id_schema(), "label": label()}),
-        false,
+        true,
         "A category and its new label.",
     );
     s.insert(
@@ -602,9 +627,9 @@ fn body_schemas(s: &mut Map<String, Value>) {
             "description": "The documented object, or the bare array the docs' example sends.",
             "oneOf": [
                 object(&["categories"], json!({
-                    "categories": {"type": "array", "minItems": 1, "items": rename.clone()},
+                    "categories": {"type": "array", "minItems": 1, "maxItems": 100, "items": rename.clone()},
                 }), false, "Categories to rename."),
-                {"type": "array", "minItems": 1, "items": rename},
+                {"type": "array", "minItems": 1, "maxItems": 100, "items": rename},
             ],
         }),
     );
@@ -619,25 +644,27 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "phase": enum_of(phases),
                 "series": series(),
             }),
-            false,
+            true,
             "A new partner stage.",
         ),
     );
     let stage = object(
         &["id"],
         json!({"id": id_schema(), "label": label(), "series": series(), "phase": enum_of(phases)}),
-        false,
+        true,
         "A stage and what changes.",
     );
+    let mut stage = stage;
+    stage["minProperties"] = json!(2);
     s.insert(
         "PartnerStagesBulk".into(),
         json!({
             "description": "The documented object, or the bare array the docs' example sends.",
             "oneOf": [
                 object(&["stages"], json!({
-                    "stages": {"type": "array", "minItems": 1, "items": stage.clone()},
+                    "stages": {"type": "array", "minItems": 1, "maxItems": 100, "items": stage.clone()},
                 }), false, "Stages to update."),
-                {"type": "array", "minItems": 1, "items": stage},
+                {"type": "array", "minItems": 1, "maxItems": 100, "items": stage},
             ],
         }),
     );
@@ -651,7 +678,7 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "partner_type": enum_of(PARTNER_TYPES),
                 "series": series(),
             }),
-            false,
+            true,
             "A new lead-deal stage.",
         ),
     );
@@ -669,13 +696,23 @@ fn body_schemas(s: &mut Map<String, Value>) {
                 "options": {
                     "type": "array",
                     "description": "The choices of a select or multi_select field.",
-                    "items": object(&["label"], json!({"label": label()}), false, "A choice."),
+                    "items": object(&["label"], json!({"label": label()}), true, "A choice."),
                 },
             }),
-            false,
+            true,
             "A new custom field definition.",
         ),
     );
+    // Options: required (at least one) for select and multi_select, refused for other types.
+    s["CustomFieldCreate"]["if"] = json!({
+        "required": ["type"],
+        "properties": {"type": {"enum": ["select", "multi_select"]}},
+    });
+    s["CustomFieldCreate"]["then"] = json!({
+        "required": ["options"],
+        "properties": {"options": {"minItems": 1, "maxItems": 100}},
+    });
+    s["CustomFieldCreate"]["else"] = json!({"not": {"required": ["options"]}});
     let lead_status = &["new", "contacted", "qualified", "converted", "lost"];
     s.insert(
         "LeadCreate".into(),
@@ -683,11 +720,11 @@ fn body_schemas(s: &mut Map<String, Value>) {
             &["associationType"],
             json!({
                 "associationType": enum_of(&["referral", "reseller", "campaigns"]),
-                "company_name": {"type": "string"},
-                "email": {"type": "string"},
-                "phone_number": {"type": "string"},
-                "first_name": {"type": "string"},
-                "last_name": {"type": "string"},
+                "company_name": string(500),
+                "email": email(),
+                "phone_number": string(500),
+                "first_name": string(500),
+                "last_name": string(500),
                 "source": enum_of(&["manual", "campaign", "partnership", "integration",
                                     "lead_submission_form"]),
                 "companyCampaignId": id_schema(),
@@ -705,21 +742,19 @@ fn body_schemas(s: &mut Map<String, Value>) {
     );
     s.insert(
         "LeadUpdate".into(),
-        object(
-            &[],
+        update(
             json!({
-                "company_name": {"type": "string"},
-                "email": {"type": "string"},
-                "phone_number": {"type": "string"},
-                "first_name": {"type": "string"},
-                "last_name": {"type": "string"},
+                "company_name": string(500),
+                "email": email(),
+                "phone_number": string(500),
+                "first_name": string(500),
+                "last_name": string(500),
                 "status": enum_of(lead_status),
                 "assignedUsers": ids(),
                 "tags": ids(),
                 "customFields": custom_fields(),
             }),
-            false,
-            "A lead update: every field optional.",
+            "A lead update: every field optional, at least one given.",
         ),
     );
     s.insert(
@@ -728,8 +763,8 @@ fn body_schemas(s: &mut Map<String, Value>) {
             &["lead_id"],
             json!({
                 "lead_id": id_schema(),
-                "deal_value": {"type": "number"},
-                "label": {"type": "string"},
+                "deal_value": {"type": "number", "minimum": 0},
+                "label": string(500),
                 "stage_uuid": uuid(),
                 "partnership_id": id_schema(),
                 "tags": ids(),
@@ -741,34 +776,30 @@ fn body_schemas(s: &mut Map<String, Value>) {
     );
     s.insert(
         "DealUpdate".into(),
-        object(
-            &[],
+        update(
             json!({
-                "label": {"type": "string"},
-                "deal_value": {"type": "number"},
+                "label": string(500),
+                "deal_value": {"type": "number", "minimum": 0},
                 "stage_uuid": uuid(),
                 "payment_stage_uuid": uuid(),
                 "tags": ids(),
                 "customFields": custom_fields(),
             }),
-            false,
-            "A deal update: every field optional.",
+            "A deal update: every field optional, at least one given.",
         ),
     );
     s.insert(
         "ContactUpdate".into(),
-        object(
-            &[],
+        update(
             json!({
-                "first_name": {"type": "string"},
-                "last_name": {"type": "string"},
-                "email": {"type": "string"},
-                "position": {"type": "string"},
-                "phone_number": {"type": "string"},
+                "first_name": string(500),
+                "last_name": string(500),
+                "email": email(),
+                "position": string(500),
+                "phone_number": string(500),
                 "tags": {"allOf": [ids()], "description": "Replaces the tags."},
             }),
-            false,
-            "A contact update: every field optional.",
+            "A contact update: every field optional, at least one given.",
         ),
     );
     s.insert(
