@@ -35,6 +35,9 @@ use tower::{Layer, Service};
 
 /// An upstream 429 without a usable `Retry-After` pauses the key for a full minute.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
+/// A request that waited this long for an upstream connection is counted again when it
+/// leaves (well under the default 1 s budget margin).
+const REQUEUE_AFTER: Duration = Duration::from_millis(100);
 /// Upper bound on a pause an upstream may ask for.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
 
@@ -381,26 +384,9 @@ where
             let mut attempt = 0u32;
             let mut previous: Option<Response> = None;
             loop {
-                // The connection slot first, then the budget: an admission is counted only
-                // when the request can leave at once, so the upstream counts it within the
-                // budget margin of when the gateway did.
-                let slot = match tokio::time::timeout(
-                    state.connection_wait,
-                    state.connections.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(slot)) => slot,
-                    _ => {
-                        drop(permit);
-                        state.metrics.throttle(Throttle::UpstreamConnections);
-                        return Ok(
-                            previous.unwrap_or_else(|| GatewayError::UpstreamBusy.into_response())
-                        );
-                    }
-                };
-                // The user's share and the key's budget, in one step.
-                let granted = match state.admit(&identity).await {
+                // The user's share and the key's budget, in one step: a request over budget
+                // is refused at once, without queueing for a connection.
+                let mut granted = match state.admit(&identity).await {
                     Ok(g) => g,
                     Err(refused) => {
                         // Not sent: says nothing about upstream health, so the permit is
@@ -410,6 +396,36 @@ where
                         return Ok(previous.unwrap_or(refused));
                     }
                 };
+                let queued_at = Instant::now();
+                let slot = match tokio::time::timeout(
+                    state.connection_wait,
+                    state.connections.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        drop(permit);
+                        state.refund(granted).await;
+                        state.metrics.throttle(Throttle::UpstreamConnections);
+                        return Ok(
+                            previous.unwrap_or_else(|| GatewayError::UpstreamBusy.into_response())
+                        );
+                    }
+                };
+                if queued_at.elapsed() > REQUEUE_AFTER {
+                    // It waited for a connection: counted when it leaves, not when it queued,
+                    // so the upstream (which counts arrivals) sees it within the budget
+                    // margin of the gateway's count.
+                    state.refund(granted).await;
+                    granted = match state.admit(&identity).await {
+                        Ok(g) => g,
+                        Err(refused) => {
+                            drop(permit);
+                            return Ok(previous.unwrap_or(refused));
+                        }
+                    };
+                }
                 if attempt == 0 {
                     // An original request earns retry budget; a retry never does.
                     resilience.budget.record_request(Instant::now());

@@ -358,7 +358,7 @@ impl RedisStore {
     /// Runs one command under the breaker and the timeout.
     async fn run<T, F, Fut>(&self, op: &'static str, command: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let probing = {
@@ -391,7 +391,27 @@ impl RedisStore {
         } else {
             self.command_timeout
         };
-        let out = tokio::time::timeout(limit, command(self.conn())).await;
+        let mut out = tokio::time::timeout(limit, command(self.conn())).await;
+        if let Ok(Err(e)) = &out {
+            if !probing
+                && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
+            {
+                // The connection broke since the last command (a server restart, a dropped
+                // connection): one more try on a fresh one, so this request is not served
+                // degraded for a failure that is already over.
+                if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
+                    self.client.clone(),
+                    self.config.clone(),
+                ) {
+                    *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+                }
+                out = tokio::time::timeout(
+                    self.connect_timeout + self.command_timeout,
+                    command(self.conn()),
+                )
+                .await;
+            }
+        }
         let elapsed = start.elapsed();
         match out {
             Ok(Ok(v)) => {
@@ -474,10 +494,10 @@ impl Store for RedisStore {
                 .arg(&seen)
                 .arg(EPOCH_TTL_MS);
             let v: Value = self
-                .run(
-                    "admit",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("admit", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             let a = array(v);
             let epoch = a
@@ -525,10 +545,10 @@ impl Store for RedisStore {
                     .arg(&member);
             }
             let _: Value = self
-                .run(
-                    "refund",
-                    |mut c| async move { pipe.query_async(&mut c).await },
-                )
+                .run("refund", |mut c| {
+                    let pipe = &pipe;
+                    async move { pipe.query_async(&mut c).await }
+                })
                 .await?;
             Ok(())
         })
@@ -539,10 +559,10 @@ impl Store for RedisStore {
             let mut inv = self.scripts.pause.prepare_invoke();
             inv.key(format!("{}:pause", self.tag(key))).arg(ms(pause));
             let _: Value = self
-                .run(
-                    "pause",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("pause", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             Ok(())
         })
@@ -557,8 +577,9 @@ impl Store for RedisStore {
                 .arg(limit)
                 .arg(ms(window));
             let v: Value = self
-                .run("remaining", |mut c| async move {
-                    inv.invoke_async(&mut c).await
+                .run("remaining", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
             Ok(int(&v).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
@@ -579,10 +600,10 @@ impl Store for RedisStore {
                 .arg(ms(lease))
                 .arg(ms(ttl));
             let v: Value = self
-                .run(
-                    "claim",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("claim", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             let a = array(v);
             let tag = a.first().and_then(bytes).unwrap_or_default();
@@ -629,10 +650,10 @@ impl Store for RedisStore {
                 }
             }
             let _: Value = self
-                .run(
-                    "settle",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("settle", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             Ok(())
         })
@@ -644,8 +665,9 @@ impl Store for RedisStore {
             inv.key(format!("{}:gen:{scope}", self.tag(key)))
                 .arg(GENERATION_TTL_MS);
             let v: Value = self
-                .run("generation", |mut c| async move {
-                    inv.invoke_async(&mut c).await
+                .run("generation", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
@@ -658,10 +680,10 @@ impl Store for RedisStore {
             inv.key(format!("{}:gen:{scope}", self.tag(key)))
                 .arg(GENERATION_TTL_MS);
             let v: Value = self
-                .run(
-                    "bump",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("bump", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
         })
@@ -681,8 +703,9 @@ impl Store for RedisStore {
                 .arg(ms(lock))
                 .arg(&self.replica);
             let v: Value = self
-                .run("l2_lookup", |mut c| async move {
-                    inv.invoke_async(&mut c).await
+                .run("l2_lookup", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
             let a = array(v);
@@ -717,10 +740,10 @@ impl Store for RedisStore {
             };
             inv.arg(&self.replica);
             let _: Value = self
-                .run(
-                    "l2_put",
-                    |mut c| async move { inv.invoke_async(&mut c).await },
-                )
+                .run("l2_put", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
                 .await?;
             Ok(())
         })
