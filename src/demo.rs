@@ -144,6 +144,8 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
     let read = mint_hs256(secret.as_bytes(), "bob@example.com", 12 * 3600);
     let write_token = mint_hs256(secret.as_bytes(), "alice@example.com", 12 * 3600);
     let body = r#"{"name":"Globex Partners","emails":[{"email":"jane@globex-demo.com","firstName":"Jane"}],"partnerType":"referral","inactive":true}"#;
+    // The newest generated partnership, for the update example.
+    let partnership = sim.partnership_ids().first().copied().unwrap_or(1);
     println!(
         r#"
 journeybee-gateway demo
@@ -167,6 +169,16 @@ Try:
   # the same create as bob is refused locally with 403, never reaching upstream
   curl -s -X POST "{base}/api/v1/partnerships" -H "Authorization: Bearer $READ_TOKEN" \
        -H "Content-Type: application/json" -d '{body}'
+
+  # a lookup: the company's tiers (cached per API key for 5 minutes, shared by all users)
+  curl -s "{base}/api/v1/tiers" -H "Authorization: Bearer $READ_TOKEN"
+
+  # an update as alice: move a partnership to tier 2 (checked against the real tiers first)
+  curl -s -X PATCH "{base}/api/v1/partnerships/{partnership}" -H "Authorization: Bearer $WRITE_TOKEN" \
+       -H "Content-Type: application/json" -H "Idempotency-Key: demo-update-1" -d '{{"tierId":2}}'
+
+  # every route the gateway serves, as OpenAPI 3.1 (no token needed)
+  curl -s "{base}/openapi.json"
 
 Ctrl-C to stop.
 "#,
