@@ -128,6 +128,7 @@ pub fn path_params(template: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A positive integer id. In bodies it must be a JSON integer: `1.0` is refused.
 fn id_schema() -> Value {
     json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
 }
@@ -272,8 +273,8 @@ fn query_param(name: &str, kind: Kind) -> Value {
             "An opaque value, forwarded as given (non-empty).".into(),
         ),
         Kind::Search => (
-            json!({"type": "string", "maxLength": 200}),
-            "Free text, at most `[validation] max_search_len` characters (default 200).".into(),
+            json!({"type": "string", "minLength": 1, "maxLength": 200}),
+            "Free text (not empty), at most `[validation] max_search_len` characters (default 200).".into(),
         ),
         Kind::Enum(values) => (
             json!({"type": "string", "enum": values}),
@@ -575,8 +576,7 @@ fn body_schemas(s: &mut Map<String, Value>) {
             "A partnership update: every field optional, at least one given.",
         ),
     );
-    let series =
-        || json!({"type": "integer", "minimum": 0, "description": "The stage's position."});
+    let series = || json!({"type": "integer", "minimum": 0, "maximum": MAX_ID, "description": "The stage's position."});
     s.insert(
         "TagCreate".into(),
         object(
