@@ -393,9 +393,12 @@ impl RedisStore {
         };
         let mut out = tokio::time::timeout(limit, command(self.conn())).await;
         if let Ok(Err(e)) = &out {
-            if !probing
-                && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
-            {
+            // Not after a timeout: a server that hangs would make the retry wait for the
+            // connect timeout too.
+            let broken = e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || (e.is_io_error() && !e.is_timeout());
+            if !probing && broken {
                 // The connection broke since the last command (a server restart, a dropped
                 // connection): one more try on a fresh one, so this request is not served
                 // degraded for a failure that is already over.
