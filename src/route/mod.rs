@@ -65,12 +65,14 @@ enum Shape {
     NoMatch,
 }
 
-/// A positive integer of sane length, plain ASCII digits.
+/// A positive integer in JourneyBee's id range (1..=i64::MAX), plain ASCII digits.
 fn is_id(segment: &str) -> bool {
     !segment.is_empty()
         && segment.len() <= 19
         && segment.bytes().all(|b| b.is_ascii_digit())
-        && segment.bytes().any(|b| b != b'0')
+        && segment
+            .parse::<u64>()
+            .is_ok_and(|n| n >= 1 && n <= i64::MAX as u64)
 }
 
 fn shape(template: &'static str, path: &str) -> Shape {
@@ -264,6 +266,7 @@ mod tests {
             "/api/v1/companies/-1/partnerships",
             "/api/v1/companies/1%2F2/partnerships",
             "/api/v1/companies/0/partnerships",
+            "/api/v1/companies/9223372036854775808/partnerships",
         ] {
             assert!(
                 matches!(
