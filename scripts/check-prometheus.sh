@@ -337,7 +337,8 @@ drive() {
     expect 401 "wrong issuer" -H "Authorization: Bearer $WRONG_ISS_TOKEN" "$API"
   fi
   # Routing.
-  expect 404 "unknown path" "${READ[@]}" "$JBGW_URL/api/v1/tags"
+  expect 404 "unknown path" "${READ[@]}" "$JBGW_URL/api/v1/countries"
+  expect 400 "non-numeric id" "${WRITE[@]}" -X DELETE "$JBGW_URL/api/v1/partnerships/abc"
   expect 405 "unserved method" "${WRITE[@]}" -X DELETE "$API"
   # Validation: bodies and queries refused before any upstream call.
   expect 400 "bad JSON" "${WRITE[@]}" "${JSON[@]}" -X POST -d '{"name": "Broken' "$API"
