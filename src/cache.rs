@@ -363,7 +363,7 @@ impl ListCache {
     async fn generation(&self, name: &Arc<str>, group: Group) -> (u64, bool) {
         let slot = (name.clone(), group);
         let pending = lock(&self.pending_bumps).contains(&slot);
-        if pending && self.state.bump(name, group.as_str()).await.is_ok() {
+        if pending && self.state.bump(name, &[group.as_str()]).await.is_ok() {
             lock(&self.pending_bumps).remove(&slot);
         }
         match self.state.generation(name, group.as_str()).await {
@@ -386,25 +386,24 @@ impl ListCache {
     /// background).
     pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
-        for group in groups {
-            self.bump(name, *group).await;
-        }
-    }
-
-    async fn bump(&self, name: &Arc<str>, group: Group) {
-        match self.state.bump(name, group.as_str()).await {
-            Ok(new) => {
-                lock(&self.last_generation).insert((name.clone(), group), new);
-                self.sweep(name.clone(), group, new);
+        let scopes: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
+        match self.state.bump(name, &scopes).await {
+            Ok(values) => {
+                for (group, new) in groups.iter().zip(values) {
+                    lock(&self.last_generation).insert((name.clone(), *group), new);
+                    self.sweep(name.clone(), *group, new);
+                }
             }
             Err(_) => {
-                // The shared counter cannot be bumped now: drop this replica's entries at
-                // once, and bump it as soon as the store answers again.
-                lock(&self.pending_bumps).insert((name.clone(), group));
-                let n = name.clone();
-                let _ = self
-                    .store
-                    .invalidate_entries_if(move |k, _| k.upstream_key == n && k.group == group);
+                // The shared counters cannot be bumped now: drop this replica's entries at
+                // once, and bump them as soon as the store answers again.
+                for group in groups {
+                    lock(&self.pending_bumps).insert((name.clone(), *group));
+                }
+                let (n, gs) = (name.clone(), groups.to_vec());
+                let _ = self.store.invalidate_entries_if(move |k, _| {
+                    k.upstream_key == n && gs.contains(&k.group)
+                });
             }
         }
     }
@@ -433,9 +432,10 @@ impl ListCache {
     pub async fn purge(&self, key: Option<&str>, names: &[Arc<str>]) -> Result<(), String> {
         match key {
             None => {
+                let scopes: Vec<&str> = ALL_GROUPS.iter().map(|g| g.as_str()).collect();
                 for n in names {
-                    for group in ALL_GROUPS {
-                        if self.state.bump(n, group.as_str()).await.is_err() {
+                    if self.state.bump(n, &scopes).await.is_err() {
+                        for group in ALL_GROUPS {
                             lock(&self.pending_bumps).insert((n.clone(), *group));
                         }
                     }

@@ -166,7 +166,7 @@ async fn contract(store: &dyn Store) {
 
     // Generations only go up, per key.
     let g0 = store.generation("k1", "partnerships").await.unwrap();
-    let g1 = store.bump("k1", "partnerships").await.unwrap();
+    let g1 = store.bump("k1", &["partnerships"]).await.unwrap()[0];
     assert!(g1 > g0);
     assert_eq!(store.generation("k1", "partnerships").await.unwrap(), g1);
     // Per scope and per key: another counter, stable until bumped. (Redis starts a missing
@@ -176,7 +176,11 @@ async fn contract(store: &dyn Store) {
     assert_eq!(store.generation("k1", "tags").await.unwrap(), tags);
     let other = store.generation("k9", "partnerships").await.unwrap();
     assert_eq!(store.generation("k9", "partnerships").await.unwrap(), other);
-    assert!(store.bump("k9", "partnerships").await.unwrap() > other);
+    assert!(store.bump("k9", &["partnerships"]).await.unwrap()[0] > other);
+    // Several scopes of one key in one step, each moving on.
+    let both = store.bump("k1", &["partnerships", "tags"]).await.unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(both[0] > g1 && both[1] > tags);
 }
 
 #[tokio::test]

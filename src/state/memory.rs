@@ -361,22 +361,26 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(g) })
     }
 
-    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
+    fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         let mut keys = lock(&self.keys);
         let state = keys.entry(Arc::from(key)).or_default();
-        // Scopes are a small fixed set of names: leaked once each, never per request.
-        let g = match state.generations.get_mut(scope) {
-            Some(g) => {
-                *g += 1;
-                *g
-            }
-            None => {
-                let name: &'static str = Box::leak(scope.to_string().into_boxed_str());
-                state.generations.insert(name, 1);
-                1
-            }
-        };
-        Box::pin(async move { Ok(g) })
+        let out = scopes
+            .iter()
+            .map(|scope| match state.generations.get_mut(*scope) {
+                Some(g) => {
+                    *g += 1;
+                    *g
+                }
+                None => {
+                    // Scopes are a small fixed set of names (the route groups): each is
+                    // interned once per key, never per request.
+                    let name: &'static str = Box::leak(scope.to_string().into_boxed_str());
+                    state.generations.insert(name, 1);
+                    1
+                }
+            })
+            .collect();
+        Box::pin(async move { Ok(out) })
     }
 
     fn l2_lookup<'a>(

@@ -238,8 +238,9 @@ pub trait Store: Send + Sync + 'static {
     /// served.
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
 
-    /// Bumps a generation (after an accepted write, before its answer is returned).
-    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
+    /// Bumps the key's generations of `scopes` in one step (after an accepted write, before
+    /// its answer is returned), returning the new values in order.
+    fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>>;
 
     /// Looks a list up in the shared L2, taking the fetch lock (for `lock`) when it is absent.
     fn l2_lookup<'a>(

@@ -154,13 +154,16 @@ return 1
 /// starts from the server's clock in microseconds, so it is never a value any replica cached
 /// a read under before.
 const BUMP: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]))
+local t = redis.call('TIME')
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  end
+  out[i] = redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ARGV[1])
 end
-local g = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return g
+return out
 ";
 
 const GENERATION: &str = r"
@@ -677,18 +680,25 @@ impl Store for RedisStore {
         })
     }
 
-    fn bump<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
+    fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         Box::pin(async move {
+            let tag = self.tag(key);
             let mut inv = self.scripts.bump.prepare_invoke();
-            inv.key(format!("{}:gen:{scope}", self.tag(key)))
-                .arg(GENERATION_TTL_MS);
+            // Every scope of one key shares the key's hash slot: one script, one round trip.
+            for scope in scopes {
+                inv.key(format!("{tag}:gen:{scope}"));
+            }
+            inv.arg(GENERATION_TTL_MS);
             let v: Value = self
                 .run("bump", |mut c| {
                     let inv = &inv;
                     async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
-            Ok(int(&v).unwrap_or(0).max(0) as u64)
+            Ok(array(v)
+                .iter()
+                .map(|g| int(g).unwrap_or(0).max(0) as u64)
+                .collect())
         })
     }
 
