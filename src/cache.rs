@@ -9,6 +9,7 @@
 
 use crate::config::{CacheSettings, Identity};
 use crate::error::{ErrorDetail, Rejection, Response};
+use crate::lock;
 use crate::metrics::{CacheResult, InvalidationCause, Metrics};
 use crate::route::{Caching, Group, Route, RouteSpec};
 use crate::state::{L2Lookup, SharedStore};
@@ -152,10 +153,6 @@ enum Fetched {
     Shared(Arc<Entry>),
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The L2 name of a cached read: its generation and a digest of the forwarded target, so the
 /// user's id and the query never appear in the store in clear.
 fn l2_id(key: &CacheKey) -> String {
@@ -235,20 +232,6 @@ pub struct ListCache {
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
 }
-
-const ALL_GROUPS: &[Group] = &[
-    Group::Partnerships,
-    Group::Users,
-    Group::Tags,
-    Group::Tiers,
-    Group::Categories,
-    Group::PartnerStages,
-    Group::DealStages,
-    Group::CustomFields,
-    Group::Contacts,
-    Group::Leads,
-    Group::Deals,
-];
 
 /// How long a replica waits for another one's fetch of the same list (shared L2) before
 /// fetching itself; the fetch lock expires after twice that.
@@ -432,10 +415,10 @@ impl ListCache {
     pub async fn purge(&self, key: Option<&str>, names: &[Arc<str>]) -> Result<(), String> {
         match key {
             None => {
-                let scopes: Vec<&str> = ALL_GROUPS.iter().map(|g| g.as_str()).collect();
+                let scopes: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
                 for n in names {
                     if self.state.bump(n, &scopes).await.is_err() {
-                        for group in ALL_GROUPS {
+                        for group in Group::ALL {
                             lock(&self.pending_bumps).insert((n.clone(), *group));
                         }
                     }
@@ -449,7 +432,7 @@ impl ListCache {
                     .iter()
                     .find(|n| &***n == name)
                     .ok_or_else(|| format!("No upstream key named {name:?}"))?;
-                self.invalidate(n, ALL_GROUPS, InvalidationCause::Admin)
+                self.invalidate(n, Group::ALL, InvalidationCause::Admin)
                     .await;
                 Ok(())
             }
@@ -640,7 +623,7 @@ impl ListCache {
     {
         let entry_id = l2_id(key);
         let mut lead = false;
-        if shared && self.state.backend() != "memory" {
+        if shared && self.state.is_shared() {
             let deadline = Instant::now() + L2_WAIT;
             loop {
                 match self

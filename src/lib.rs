@@ -43,3 +43,11 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = Result<error::Response, Infalli
 
 /// A boxed error, as http-body's combinators use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Locks a mutex, ignoring poisoning. Every critical section in this crate leaves its state
+/// consistent before anything that could panic (plain assignments, counters, map updates), so
+/// a panic elsewhere in the holder's thread must not take rate limiting, the breaker, the
+/// caches or the state store down with it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -8,6 +8,7 @@ use crate::error::{json_error, Response};
 use crate::guard::{GuardLayer, GuardState, Resilience};
 use crate::identity::IdentityLayer;
 use crate::limits::{Limits, LimitsLayer};
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::observe::ObserveLayer;
 use crate::policy::PolicyLayer;
@@ -88,9 +89,7 @@ impl ClientKey {
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
             .unwrap_or_default();
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ca);
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(d.as_ref());
+        let digest = crate::state::Fingerprint::of(&ca).0;
         ClientKey {
             extra_ca_file: up.extra_ca_file.clone(),
             connect_timeout: up.connect_timeout,
@@ -99,10 +98,6 @@ impl ClientKey {
             digest,
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl History {

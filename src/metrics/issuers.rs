@@ -54,7 +54,7 @@ impl IssuerGauges {
     }
 
     pub(crate) fn set(&self, issuers: &[IssuerStatus]) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = crate::lock(&self.known);
         let now: HashSet<String> = issuers.iter().map(|i| i.name.clone()).collect();
         for gone in known.difference(&now) {
             let _ = self.loaded.remove_label_values(&[gone]);

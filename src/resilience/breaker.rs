@@ -6,7 +6,7 @@
 //! while closed that fails after the breaker already opened (or closed again) must not count
 //! toward the new state, or one slow burst of stale failures could reopen a healthy breaker.
 
-use super::lock;
+use crate::lock;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

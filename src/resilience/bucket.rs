@@ -6,7 +6,7 @@
 //! 100 per 60 s exactly one token is back after exactly 600 ms, and with 3 per 7 s the
 //! computed wait is rounded *up* to the nanosecond, never early.
 
-use super::lock;
+use crate::lock;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -6,7 +6,7 @@
 //! during an outage the extra load stays at, say, 20%, while a quiet gateway still gets a
 //! small floor of retries so that a lone failed request can be retried at all.
 
-use super::lock;
+use crate::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -25,12 +25,3 @@ pub use budget::{backoff, RetryBudget};
 pub fn valid_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
-
-use std::sync::{Mutex, MutexGuard};
-
-/// Locks a mutex, ignoring poisoning. Every critical section in this module leaves its state
-/// consistent before anything that could panic, so a panic elsewhere in the holder's thread
-/// must not take rate limiting or the breaker down with it.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}

@@ -150,6 +150,21 @@ pub enum Group {
 }
 
 impl Group {
+    /// Every group (a purge bumps them all).
+    pub const ALL: &'static [Group] = &[
+        Group::Partnerships,
+        Group::Users,
+        Group::Tags,
+        Group::Tiers,
+        Group::Categories,
+        Group::PartnerStages,
+        Group::DealStages,
+        Group::CustomFields,
+        Group::Contacts,
+        Group::Leads,
+        Group::Deals,
+    ];
+
     /// A stable name (state-store keys, logs).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -9,10 +9,11 @@ use super::{
     Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreFuture,
     StoredOutcome, Ticket,
 };
+use crate::lock;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -20,10 +21,6 @@ use tokio::time::Instant;
 const USER_LOGS_SWEEP_AT: usize = 10_000;
 /// Fixed per-record overhead counted against the idempotency capacity.
 const RECORD_OVERHEAD: u64 = 160;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The send times of one key's (or user's) admissions within the window.
 #[derive(Debug, Default)]
@@ -235,6 +232,10 @@ impl Store for MemoryStore {
 
     fn health(&self) -> Health {
         Health::Up
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {

@@ -207,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the backend is answering.
     fn health(&self) -> Health;
 
+    /// Whether other processes share this store (then its L2 is worth asking).
+    fn is_shared(&self) -> bool;
+
     /// Counts one admission on the key (and the user's share) if both have room, atomically.
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit>;
 

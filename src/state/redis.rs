@@ -15,6 +15,7 @@ use super::{
     hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
     StoreFuture, StoredOutcome, Ticket,
 };
+use crate::lock;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -326,8 +327,17 @@ impl RedisStore {
         ok
     }
 
+    /// Replaces the connection manager with a fresh, lazily connecting one.
+    fn renew_connection(&self) {
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        {
+            *lock(&self.conn) = fresh;
+        }
+    }
+
     fn conn(&self) -> ConnectionManager {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.conn).clone()
     }
 
     /// `prefix:{name}` with the key name as the hash tag (braces in a name would break the
@@ -342,7 +352,7 @@ impl RedisStore {
 
     fn mark(&self, ok: bool) {
         let was = self.up.swap(ok, Ordering::AcqRel);
-        let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut down = lock(&self.down_until);
         *down = if ok {
             None
         } else {
@@ -365,7 +375,7 @@ impl RedisStore {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let probing = {
-            let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            let mut down = lock(&self.down_until);
             match *down {
                 Some(until) if Instant::now() < until => {
                     self.metrics.state().command(op, Duration::ZERO, false);
@@ -381,11 +391,7 @@ impl RedisStore {
         };
         if probing {
             // A fresh manager: it connects on this command, whatever the old one went through.
-            if let Ok(fresh) =
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-            {
-                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-            }
+            self.renew_connection();
         }
         let start = Instant::now();
         // A probe connects first: it may take the connect timeout too.
@@ -405,12 +411,7 @@ impl RedisStore {
                 // The connection broke since the last command (a server restart, a dropped
                 // connection): one more try on a fresh one, so this request is not served
                 // degraded for a failure that is already over.
-                if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-                    self.client.clone(),
-                    self.config.clone(),
-                ) {
-                    *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-                }
+                self.renew_connection();
                 out = tokio::time::timeout(
                     self.connect_timeout + self.command_timeout,
                     command(self.conn()),
@@ -443,10 +444,7 @@ impl RedisStore {
     }
 
     fn down_until_set(&self) -> bool {
-        self.down_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        lock(&self.down_until).is_some()
     }
 
     fn idem_key(&self, id: &IdemId) -> String {
@@ -471,6 +469,10 @@ impl Store for RedisStore {
         }
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
         Box::pin(async move {
             let tag = self.tag(ask.key);
@@ -480,13 +482,7 @@ impl Store for RedisStore {
                 Some((user, limit)) => (format!("{tag}:u:{}", sha_hex(&[user.as_bytes()])), limit),
                 None => (format!("{tag}:u:-"), 0),
             };
-            let seen = self
-                .epochs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(ask.key)
-                .cloned()
-                .unwrap_or_default();
+            let seen = lock(&self.epochs).get(ask.key).cloned().unwrap_or_default();
             let mut inv = self.scripts.admit.prepare_invoke();
             inv.key(format!("{tag}:log"))
                 .key(format!("{tag}:pause"))
@@ -517,10 +513,7 @@ impl Store for RedisStore {
                         "the state backend lost this key's budget history (restarted without persistence?): the shared budget stays closed for one window"
                     );
                 }
-                self.epochs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(ask.key.to_string(), epoch);
+                lock(&self.epochs).insert(ask.key.to_string(), epoch);
             }
             let code = a.first().and_then(int).unwrap_or(-1);
             let n = a.get(1).and_then(int).unwrap_or(0).max(0) as u64;

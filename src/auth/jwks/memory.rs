@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Which remembered document: an issuer (by its config name) and where its keys come from
@@ -89,6 +89,6 @@ impl KeyMemory {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MemoryKey, Remembered>> {
         // Every critical section is a map operation, so a poisoned map is still sound.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.entries)
     }
 }

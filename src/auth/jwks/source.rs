@@ -6,7 +6,7 @@ use super::{clip, parse_jwks, Fetcher, JwksOptions, KeySet};
 use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The shortest refresh interval honoured: a zero interval would turn the background loop into
@@ -100,10 +100,7 @@ impl fmt::Debug for JwksSource {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a plain assignment, so a poisoned lock's data is sound.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::lock;
 
 fn unix_now() -> u64 {
     SystemTime::now()
