@@ -29,8 +29,9 @@
 # target/openapi-check/summary.txt (with the fuzzer's JSON report next to it).
 set -euo pipefail
 
-log() { printf '==> %s\n' "$*"; }
-die() { printf 'check-openapi: FAIL: %s\n' "$*" >&2; exit 1; }
+CHECK_NAME=check-openapi
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # ------------------------------------------------------------------ arguments and paths
 BIN=${1:-}
@@ -58,21 +59,6 @@ OUT=$ROOT/target/openapi-check
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-check-openapi.XXXXXX")
 DEMO_PID=
 
-stop_pid() { # stop_pid PID NAME: SIGTERM, up to 10s to exit, then SIGKILL
-  local pid=$1 name=$2 i
-  [ -n "$pid" ] || return 0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    printf 'check-openapi: %s (pid %s) ignored SIGTERM; killing it\n' "$name" "$pid" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -98,19 +84,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2s until it succeeds.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ -n "$DEMO_PID" ] && ! kill -0 "$DEMO_PID" 2>/dev/null; then
-      die "the demo exited while waiting for: $what"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${timeout}s waiting for: $what"
-    sleep 0.2
-  done
-}
 
 # ------------------------------------------------------------------ tools
 # python3 with a working venv module (Debian splits it into python3-venv), and curl.

@@ -27,8 +27,9 @@
 # Set KEEP_WORK=1 to keep the temporary directory (logs, metrics, Prometheus config).
 set -euo pipefail
 
-log() { printf '==> %s\n' "$*"; }
-die() { printf 'check-prometheus: FAIL: %s\n' "$*" >&2; exit 1; }
+CHECK_NAME=check-prometheus
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # ------------------------------------------------------------------ arguments and paths
 BIN=${1:-}
@@ -60,21 +61,6 @@ DEGRADED_PID=
 PROM_PID=
 POLICY_RC_CREATED=
 
-stop_pid() { # stop_pid PID NAME: SIGTERM, up to 10s to exit, then SIGKILL
-  local pid=$1 name=$2 i
-  [ -n "$pid" ] || return 0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    printf 'check-prometheus: %s (pid %s) ignored SIGTERM; killing it\n' "$name" "$pid" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -107,22 +93,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2s until it succeeds.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ -n "$DEMO_PID" ] && ! kill -0 "$DEMO_PID" 2>/dev/null; then
-      die "the demo exited while waiting for: $what"
-    fi
-    if [ -n "$PROM_PID" ] && ! kill -0 "$PROM_PID" 2>/dev/null; then
-      die "prometheus exited while waiting for: $what"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${timeout}s waiting for: $what"
-    sleep 0.2
-  done
-}
 
 # ------------------------------------------------------------------ tools
 missing=()
