@@ -623,6 +623,7 @@ impl ListCache {
     {
         let entry_id = l2_id(key);
         let mut lead = false;
+        let mut lease = None;
         if shared && self.state.is_shared() {
             let deadline = Instant::now() + L2_WAIT;
             loop {
@@ -649,6 +650,12 @@ impl ListCache {
                     }
                     Ok(L2Lookup::Lead) => {
                         lead = true;
+                        lease = Some(L2Lease {
+                            state: self.state.clone(),
+                            key: key.upstream_key.clone(),
+                            entry: entry_id.clone(),
+                            armed: true,
+                        });
                         break;
                     }
                     Ok(L2Lookup::Busy) if Instant::now() < deadline => {
@@ -671,6 +678,10 @@ impl ListCache {
                 .l2_put(&key.upstream_key, &entry_id, value, ttl)
                 .await;
         }
+        // Stored and unlocked (or the store is down, and the lock expires by itself).
+        if let Some(lease) = lease.as_mut() {
+            lease.armed = false;
+        }
         fetched
     }
 
@@ -688,6 +699,36 @@ impl ListCache {
             key: key.clone(),
             tx,
         })
+    }
+}
+
+/// The L2 fetch lock this replica holds while it fetches a read. If that fetch is dropped
+/// before it stores (its client hung up, the request timed out), the lock is released at once
+/// instead of making every replica wait on it until it expires.
+struct L2Lease {
+    state: SharedStore,
+    key: Arc<str>,
+    entry: String,
+    /// Cleared once the fetch has stored and unlocked.
+    armed: bool,
+}
+
+impl Drop for L2Lease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, key, entry) = (
+            self.state.clone(),
+            self.key.clone(),
+            std::mem::take(&mut self.entry),
+        );
+        runtime.spawn(async move {
+            let _ = state.l2_put(&key, &entry, None, Duration::ZERO).await;
+        });
     }
 }
 

@@ -1514,3 +1514,43 @@ async fn the_test_redis_starts_answers_dies_and_comes_back_on_its_port() {
     assert!(redis.ping().await);
     assert!(redis.keys("*").await.is_empty(), "no persistence");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_abandoned_by_its_client_releases_the_shared_lock() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(1).redis(&redis.url(), "")).await;
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=all&search=abandoned";
+    // The upstream answers after 10 s: the client gives up long before, while the replica
+    // holds the L2 fetch lock (which would otherwise only expire after 4 s).
+    c.sim.set_fault(Fault::Slow(Duration::from_secs(10)));
+    let before = c.upstream_lists();
+    let pending = {
+        let c = &c;
+        let bob = bob.clone();
+        async move { c.get(0, list, &bob).await }
+    };
+    let locked = async {
+        loop {
+            if c.upstream_lists() > before && !redis.keys("*:lock:*").await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = pending => panic!("the slow list answered"),
+        _ = locked => {}
+    }
+    // The client is gone (its request future dropped): the lock goes with it.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !redis.keys("*:lock:*").await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned fetch's lock is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.sim.set_fault(Fault::None);
+    c.shutdown().await;
+}
