@@ -2,7 +2,7 @@
 //! API. Apps present their own JWT; the gateway verifies it, maps the user to an upstream API
 //! key and JourneyBee `userId`, enforces write permission, validates, caches lists and forwards.
 //!
-//! The request path is one tower stack, built in [`server::build_stack`].
+//! The request path is one tower stack, built in [`stack::build_stack`].
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +29,7 @@ pub mod route;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod stack;
 pub mod state;
 pub mod upstream;
 pub mod validate;

@@ -1,0 +1,188 @@
+//! The running gateway: generations of state and stack swapped by reloads, the listeners, the
+//! admin endpoints and graceful shutdown.
+
+mod admin;
+mod history;
+mod listen;
+mod state;
+
+pub use admin::{probe, readiness_url};
+pub use history::{History, Shared};
+pub use state::AppState;
+
+use crate::config::Settings;
+use crate::error::Response;
+use crate::metrics::Metrics;
+use crate::stack::build_stack;
+use admin::AdminService;
+use http::Request;
+use hyper::body::Incoming;
+use listen::{serve, ConnSettings};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::util::BoxCloneSyncService;
+use tower::Service;
+
+/// The public stack, type-erased so a reload can swap in a new one.
+type Stack = BoxCloneSyncService<Request<Incoming>, Response, Infallible>;
+
+/// One generation: a config's state and the stack built from it.
+struct Generation {
+    state: Arc<AppState>,
+    stack: Stack,
+}
+
+/// The current generation, swapped atomically by a reload. Each request takes a clone of the
+/// current stack, so requests in flight finish on the generation they started with.
+#[derive(Clone)]
+struct Current(Arc<RwLock<Arc<Generation>>>);
+
+impl Current {
+    fn get(&self) -> Arc<Generation> {
+        self.0.read().expect("generation lock").clone()
+    }
+}
+
+/// The public listener's service: dispatches to the current generation's stack.
+#[derive(Clone)]
+struct Swap(Current);
+
+impl Service<Request<Incoming>> for Swap {
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let mut stack = self.0.get().stack.clone();
+        stack.call(req)
+    }
+}
+
+fn generation(state: Arc<AppState>) -> Arc<Generation> {
+    let stack = BoxCloneSyncService::new(build_stack::<Incoming>(&state));
+    Arc::new(Generation { state, stack })
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new generation serves.
+    Swapped,
+    /// The file parsed to the same settings (and secrets): nothing was rebuilt.
+    Unchanged,
+}
+
+/// A running gateway: both listeners bound and serving.
+pub struct Gateway {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    current: Current,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving on the current runtime.
+    pub async fn start(settings: Settings) -> Result<Gateway, String> {
+        let listen = settings.server.listen;
+        let admin_listen = settings.server.admin_listen;
+        let grace = settings.server.shutdown_grace;
+        let conn = ConnSettings::from(&settings.server);
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            ready: AtomicBool::new(false),
+            history: History::new(),
+        });
+        let state = AppState::new(settings, shared.clone()).await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {admin_listen} (admin): {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+        let (tx, rx) = watch::channel(false);
+        let current = Current(Arc::new(RwLock::new(generation(state))));
+        let admin_svc = AdminService {
+            current: current.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(serve(
+                listener,
+                Swap(current.clone()),
+                rx.clone(),
+                grace,
+                conn,
+            )),
+            tokio::spawn(serve(admin, admin_svc, rx, grace, conn)),
+        ];
+        shared.ready.store(true, Ordering::Release);
+        tracing::info!(%addr, %admin_addr, "gateway listening");
+        Ok(Gateway {
+            addr,
+            admin_addr,
+            current,
+            shared,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Swaps in a new validated config: a new generation of state and stack. Requests in
+    /// flight finish on the old one; nothing is dropped. Listener addresses and connection
+    /// limits are bound at start and need a restart (logged when they differ).
+    pub async fn reload(&self, settings: Settings) -> Result<Reloaded, String> {
+        let old = self.current.get();
+        if old.state.settings.digest == settings.digest {
+            return Ok(Reloaded::Unchanged);
+        }
+        let (o, n) = (&old.state.settings.server, &settings.server);
+        if o.listen != n.listen || o.admin_listen != n.admin_listen {
+            tracing::warn!(
+                "listen addresses changed in the config; they take effect after a restart"
+            );
+        }
+        let state = AppState::new(settings, self.shared.clone()).await?;
+        *self.current.0.write().expect("generation lock") = generation(state);
+        Ok(Reloaded::Swapped)
+    }
+
+    /// The public listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The current generation's state (metrics, cache), for tests and the demo.
+    pub fn state(&self) -> Arc<AppState> {
+        self.current.get().state.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    pub async fn shutdown(self) {
+        self.shared.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
