@@ -7,19 +7,20 @@
 //! stale-if-error needs to keep): the first request fetches, the others wait for its answer,
 //! errors included, and none of them is forwarded.
 
-use crate::config::{CacheSettings, Identity};
-use crate::error::{ErrorDetail, Rejection, Response};
+use crate::config::CacheSettings;
+use crate::exchange::{CacheResult, Facts, Outbound, Reply, UpstreamMeta};
 use crate::lock;
-use crate::metrics::{CacheResult, InvalidationCause, Metrics};
-use crate::route::{Caching, Group, Route, RouteSpec};
+use crate::metrics::{InvalidationCause, Metrics};
+use crate::route::{Caching, Group};
 use crate::state::{L2Lookup, SharedStore};
-use crate::upstream::UpstreamMeta;
 use crate::validate::query::ListQuery;
+use crate::validate::{Read, Write};
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::uri::PathAndQuery;
+use http::StatusCode;
+use http_body_util::Full;
 use moka::notification::RemovalCause;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -44,11 +45,12 @@ pub struct CacheKey {
     /// older entries at once.
     pub generation: u64,
     /// The path and canonical query, exactly as forwarded.
-    pub target: Arc<str>,
+    pub target: PathAndQuery,
 }
 
 impl CacheKey {
-    /// The key of a read of `path` with `query`, forcing `user_id` where the route takes one.
+    /// The key of a read of `path` with `query`, forcing `user_id` where the route takes one:
+    /// the same target the validation layer builds for the forward.
     pub fn new(
         upstream_key: Arc<str>,
         group: Group,
@@ -57,17 +59,16 @@ impl CacheKey {
         query: &ListQuery,
         user_id: Option<u64>,
     ) -> CacheKey {
-        let q = query.forward_query(user_id);
         CacheKey {
             upstream_key,
             group,
             generation,
-            target: Arc::from(format!("{path}?{q}")),
+            target: query.target(path, user_id),
         }
     }
 
     fn weight(&self) -> usize {
-        self.upstream_key.len() + self.target.len() + 64
+        self.upstream_key.len() + self.target.as_str().len() + 64
     }
 }
 
@@ -77,48 +78,39 @@ impl CacheKey {
 struct Snapshot {
     status: StatusCode,
     headers: HeaderMap,
-    body: Bytes,
-    upstream: Option<UpstreamMeta>,
-    rejection: Option<Rejection>,
-    detail: Option<ErrorDetail>,
+    body: Full<Bytes>,
+    facts: Facts,
 }
 
 impl Snapshot {
-    async fn from_response(resp: Response) -> Snapshot {
-        let (parts, body) = resp.into_parts();
-        // Our responses are always `Full`: collecting is immediate and cannot fail.
-        let body = match body.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(never) => match never {},
-        };
+    fn from_reply(reply: Reply) -> Snapshot {
+        let (parts, body) = reply.response.into_parts();
         Snapshot {
             status: parts.status,
-            upstream: parts.extensions.get::<UpstreamMeta>().copied(),
-            rejection: parts.extensions.get::<Rejection>().copied(),
-            detail: parts.extensions.get::<ErrorDetail>().cloned(),
             headers: parts.headers,
+            // A `Full` body is one shared chunk: keeping it copies nothing.
             body,
+            facts: reply.facts,
         }
     }
 
-    fn to_response(&self) -> Response {
-        let mut resp = http::Response::new(Full::new(self.body.clone()));
+    fn to_reply(&self) -> Reply {
+        let mut resp = http::Response::new(self.body.clone());
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers.clone();
-        if let Some(u) = self.upstream {
-            resp.extensions_mut().insert(u);
+        Reply {
+            response: resp,
+            facts: self.facts.clone(),
         }
-        if let Some(r) = self.rejection {
-            resp.extensions_mut().insert(r);
-        }
-        if let Some(d) = &self.detail {
-            resp.extensions_mut().insert(d.clone());
-        }
-        resp
+    }
+
+    fn body_len(&self) -> usize {
+        use hyper::body::Body as _;
+        self.body.size_hint().exact().unwrap_or(0) as usize
     }
 
     fn weight(&self) -> usize {
-        self.body.len()
+        self.body_len()
             + self
                 .headers
                 .iter()
@@ -156,7 +148,7 @@ enum Fetched {
 /// The L2 name of a cached read: its generation and a digest of the forwarded target, so the
 /// user's id and the query never appear in the store in clear.
 fn l2_id(key: &CacheKey) -> String {
-    let fp = crate::state::Fingerprint::of(key.target.as_bytes());
+    let fp = crate::state::Fingerprint::of(key.target.as_str().as_bytes());
     format!("{}:{}", key.generation, &fp.hex()[..32])
 }
 
@@ -177,7 +169,8 @@ fn encode(snap: &Snapshot) -> Bytes {
             .iter()
             .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
-        body: base64::engine::general_purpose::STANDARD.encode(&snap.body),
+        body: base64::engine::general_purpose::STANDARD
+            .encode(crate::exchange::body_bytes(&snap.body)),
     };
     Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
 }
@@ -195,18 +188,19 @@ fn decode(bytes: &[u8]) -> Option<Snapshot> {
     Some(Snapshot {
         status: StatusCode::from_u16(wire.status).ok()?,
         headers,
-        body: Bytes::from(
+        body: Full::new(Bytes::from(
             base64::engine::general_purpose::STANDARD
                 .decode(wire.body)
                 .ok()?,
-        ),
-        upstream: Some(UpstreamMeta {
-            status: Some(wire.status),
-            duration: std::time::Duration::ZERO,
-            maybe_sent: true,
-        }),
-        rejection: None,
-        detail: None,
+        )),
+        facts: Facts {
+            upstream: Some(UpstreamMeta {
+                status: Some(wire.status),
+                duration: std::time::Duration::ZERO,
+                maybe_sent: true,
+            }),
+            ..Facts::default()
+        },
     })
 }
 
@@ -453,10 +447,10 @@ impl ListCache {
     }
 
     /// Turns an upstream answer into what is shared and maybe stored.
-    async fn settle(&self, key: &CacheKey, resp: Response, ttl: Duration) -> Fetched {
-        let snap = Snapshot::from_response(resp).await;
+    async fn settle(&self, key: &CacheKey, reply: Reply, ttl: Duration) -> Fetched {
+        let snap = Snapshot::from_reply(reply);
         let storable = snap.status == StatusCode::OK
-            && snap.upstream.is_some()
+            && snap.facts.upstream.is_some()
             && is_json(&snap.headers)
             && !upstream_forbids_storing(&snap.headers)
             && key.weight() + snap.weight() <= self.settings.max_entry_size;
@@ -482,9 +476,10 @@ impl ListCache {
                 < entry.ttl + self.settings.stale_if_error
     }
 
-    fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Response {
+    fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Reply {
         let age = now.saturating_duration_since(entry.stored_at);
-        let mut resp = entry.snapshot.to_response();
+        let mut reply = entry.snapshot.to_reply();
+        let resp = &mut reply.response;
         // Rounded up, so a response fetched just now says the full TTL.
         let remaining = entry.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
         let h = resp.headers_mut();
@@ -496,55 +491,44 @@ impl ListCache {
         if result != CacheResult::Miss {
             h.insert(header::AGE, HeaderValue::from(age.as_secs()));
         }
-        resp.extensions_mut().insert(result);
-        resp
+        reply.facts.cache = Some(result);
+        reply
     }
 
-    fn passed(&self, snap: &Snapshot, result: CacheResult) -> Response {
-        let mut resp = snap.to_response();
-        resp.headers_mut()
+    fn passed(&self, snap: &Snapshot, result: CacheResult) -> Reply {
+        let mut reply = snap.to_reply();
+        reply
+            .response
+            .headers_mut()
             .insert("x-cache", HeaderValue::from_static(result.as_str()));
-        resp.extensions_mut().insert(result);
-        resp
+        reply.facts.cache = Some(result);
+        reply
     }
 
     /// Serves a read from the cache or through `inner`.
-    async fn serve<S>(
-        self: Arc<Self>,
-        req: Request<Bytes>,
-        mut inner: S,
-        spec: &'static RouteSpec,
-    ) -> Response
+    async fn serve<S>(self: Arc<Self>, read: Read, mut inner: S) -> Reply
     where
-        S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+        S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
-        let directive = client_directive(req.headers());
-        let parts = (
-            req.extensions().get::<Arc<Identity>>().cloned(),
-            req.extensions().get::<Arc<ListQuery>>().cloned(),
-        );
-        let (Some(identity), Some(query)) = parts else {
-            return crate::error::GatewayError::Internal("cache reached without identity".into())
-                .into_response();
-        };
+        let directive = client_directive(&read.headers);
+        let spec = read.ctx.spec;
         if !self.settings.enabled || directive == Directive::Bypass {
             self.metrics.cache_lookup(CacheResult::Bypass);
-            let resp = call(&mut inner, req).await;
-            return self.passed(&Snapshot::from_response(resp).await, CacheResult::Bypass);
+            let reply = call(&mut inner, outbound(read)).await;
+            return self.passed(&Snapshot::from_reply(reply), CacheResult::Bypass);
         }
         let ttl = match spec.caching {
             Caching::Lookup => self.settings.lookup_ttl,
             Caching::Read | Caching::None => self.settings.ttl,
         };
-        let (generation, coherent) = self.generation(&identity.key.name, spec.group).await;
-        let key = CacheKey::new(
-            identity.key.name.clone(),
-            spec.group,
+        let name = &read.ctx.identity.key.name;
+        let (generation, coherent) = self.generation(name, spec.group).await;
+        let key = CacheKey {
+            upstream_key: name.clone(),
+            group: spec.group,
             generation,
-            req.uri().path(),
-            &query,
-            spec.query.takes_user_id().then_some(identity.user_id),
-        );
+            target: read.target.clone(),
+        };
         // Without the store, a local entry may be older than a write on another replica:
         // only young ones are served.
         let max_age = if coherent {
@@ -552,7 +536,7 @@ impl ListCache {
         } else {
             ttl.min(self.degraded_max_age)
         };
-        let mut req = Some(req);
+        let mut read = Some(read);
         loop {
             let now = Instant::now();
             let existing = self.store.get(&key).await;
@@ -573,13 +557,14 @@ impl ListCache {
                     Err(_) => continue,
                 },
                 Role::Leader(flight) => {
-                    let Some(r) = req.take() else {
-                        // Only reachable if a leader role came after our request was spent.
-                        return crate::error::GatewayError::Internal("request reused".into())
-                            .into_response();
+                    // A request leads at most once: after leading, it returns below.
+                    let Some(r) = read.take() else {
+                        return crate::error::GatewayError::Internal("read led twice".into())
+                            .into();
                     };
                     let shared = coherent && directive == Directive::Normal;
-                    let fetched = Arc::new(self.fetch(&key, r, &mut inner, shared, ttl).await);
+                    let fetched =
+                        Arc::new(self.fetch(&key, outbound(r), &mut inner, shared, ttl).await);
                     flight.complete(fetched.clone());
                     fetched
                 }
@@ -613,13 +598,13 @@ impl ListCache {
     async fn fetch<S>(
         &self,
         key: &CacheKey,
-        req: Request<Bytes>,
+        req: Outbound,
         inner: &mut S,
         shared: bool,
         ttl: Duration,
     ) -> Fetched
     where
-        S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+        S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
         let entry_id = l2_id(key);
         let mut lead = false;
@@ -758,9 +743,9 @@ impl Drop for FlightGuard {
     }
 }
 
-async fn call<S>(inner: &mut S, req: Request<Bytes>) -> Response
+async fn call<S>(inner: &mut S, req: Outbound) -> Reply
 where
-    S: Service<Request<Bytes>, Response = Response, Error = Infallible>,
+    S: Service<Outbound, Response = Reply, Error = Infallible>,
 {
     match inner.call(req).await {
         Ok(r) => r,
@@ -768,7 +753,18 @@ where
     }
 }
 
-/// Serves lists through the cache; invalidates a key's lists when a create on it succeeds.
+/// A read as it leaves: no client header travels (headers are not part of the cache key).
+fn outbound(read: Read) -> Outbound {
+    Outbound {
+        ctx: read.ctx,
+        method: http::Method::GET,
+        target: read.target,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+/// Serves reads through the cache.
 #[derive(Clone)]
 pub struct CacheLayer {
     cache: Arc<ListCache>,
@@ -798,12 +794,12 @@ pub struct Cached<S> {
     cache: Arc<ListCache>,
 }
 
-impl<S> Service<Request<Bytes>> for Cached<S>
+impl<S> Service<Read> for Cached<S>
 where
-    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
     type Future = BoxFuture;
 
@@ -811,38 +807,80 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
+    fn call(&mut self, read: Read) -> BoxFuture {
         let inner = self.inner.clone();
         let cache = self.cache.clone();
-        let spec = req.extensions().get::<Route>().and_then(|r| r.spec());
-        let key_name = req
-            .extensions()
-            .get::<Arc<Identity>>()
-            .map(|i| i.key.name.clone());
+        Box::pin(async move { Ok(cache.serve(read, inner).await) })
+    }
+}
+
+/// Invalidates the groups a write changes once upstream accepted it, before its answer is
+/// returned: no replica serves an older read once the client has seen the write.
+#[derive(Clone)]
+pub struct InvalidateLayer {
+    cache: Arc<ListCache>,
+}
+
+impl InvalidateLayer {
+    /// A layer invalidating `cache`.
+    pub fn new(cache: Arc<ListCache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl<S> Layer<S> for InvalidateLayer {
+    type Service = Invalidate<S>;
+    fn layer(&self, inner: S) -> Invalidate<S> {
+        Invalidate {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// Service produced by [`InvalidateLayer`].
+#[derive(Clone)]
+pub struct Invalidate<S> {
+    inner: S,
+    cache: Arc<ListCache>,
+}
+
+impl<S> Service<Write> for Invalidate<S>
+where
+    S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, write: Write) -> BoxFuture {
+        let cache = self.cache.clone();
+        let spec = write.ctx.spec;
+        let name = write.ctx.identity.key.name.clone();
+        let fut = self.inner.call(Outbound {
+            ctx: write.ctx,
+            method: write.method,
+            target: write.target,
+            headers: write.headers,
+            body: write.body,
+        });
         Box::pin(async move {
-            match spec {
-                Some(spec) if spec.caching != Caching::None => {
-                    Ok(cache.serve(req, inner, spec).await)
-                }
-                _ => {
-                    let mut inner = inner;
-                    let resp = call(&mut inner, req).await;
-                    // Only a write upstream accepted changes what reads return.
-                    let accepted = resp.status().is_success()
-                        && resp.extensions().get::<UpstreamMeta>().is_some();
-                    if let (true, Some(spec), Some(name)) = (accepted, spec, &key_name) {
-                        // Before the answer is returned: no replica serves an older read
-                        // once the client has seen it.
-                        let cause = if spec.route.is_create() {
-                            InvalidationCause::Create
-                        } else {
-                            InvalidationCause::Write
-                        };
-                        cache.invalidate(name, spec.invalidates, cause).await;
-                    }
-                    Ok(resp)
-                }
+            let reply = fut.await?;
+            // Only a write upstream accepted changes what reads return.
+            if reply.status().is_success() && reply.upstream_status().is_some() {
+                let cause = if spec.route.is_create() {
+                    InvalidationCause::Create
+                } else {
+                    InvalidationCause::Write
+                };
+                cache.invalidate(&name, spec.invalidates, cause).await;
             }
+            Ok(reply)
         })
     }
 }

@@ -7,11 +7,10 @@
 //! So a small body is read and discarded first (what nginx's lingering close does); a large
 //! or slow one gets `Connection: close` instead of being read.
 
-use crate::error::Response;
+use crate::exchange::Reply;
 use crate::{BoxError, BoxFuture};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION};
-use http::Request;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use std::time::Duration;
@@ -39,25 +38,26 @@ where
     )
 }
 
-/// Answers `resp` to `req` after draining its body, or with `Connection: close` when the body
-/// cannot be drained cheaply.
-pub fn reject<B>(req: Request<B>, resp: Response) -> BoxFuture
+/// Answers `reply` to a request whose body is `body`, after draining the body, or with
+/// `Connection: close` when the body cannot be drained cheaply.
+pub fn reject<B>(body: B, reply: Reply) -> BoxFuture
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let body = req.into_body();
     if body.is_end_stream() {
-        return Box::pin(async move { Ok(resp) });
+        return Box::pin(std::future::ready(Ok(reply)));
     }
-    Box::pin(async move { Ok(finish(drain(body).await, resp)) })
+    Box::pin(async move { Ok(finish(drain(body).await, reply)) })
 }
 
-/// Marks `resp` as closing the connection unless the request body was consumed.
-pub fn finish(consumed: bool, mut resp: Response) -> Response {
+/// Marks `reply` as closing the connection unless the request body was consumed.
+pub fn finish(consumed: bool, mut reply: Reply) -> Reply {
     if !consumed {
-        resp.headers_mut()
+        reply
+            .response
+            .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    resp
+    reply
 }

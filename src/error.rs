@@ -1,7 +1,7 @@
 //! Every failure the gateway answers itself, and the one place it becomes HTTP.
 //!
-//! Layers return `Result<_, GatewayError>` internally and turn an error into a response with
-//! [`GatewayError::into_response`]; the match there is the only status/body mapping in the
+//! Layers return `Result<_, GatewayError>` internally and turn an error into a reply with
+//! `Reply::from`; the match in [`GatewayError::into_response`] is the only status/body mapping in the
 //! crate. The client gets a short message in JourneyBee's own shape (`{"error": "..."}`); the
 //! detail (which check failed, the upstream's socket error) goes to the log only.
 
@@ -120,6 +120,52 @@ impl Denial {
     }
 }
 
+/// Why a request was throttled locally (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Throttle {
+    /// The user's fair share is used up.
+    UserShare,
+    /// The upstream key's budget is used up (or paused after an upstream 429).
+    UpstreamBudget,
+    /// The circuit breaker is open.
+    CircuitOpen,
+    /// No upstream connection slot freed in time.
+    UpstreamConnections,
+}
+
+impl Throttle {
+    /// Every reason, for pre-resolving metric label sets.
+    pub const ALL: [Throttle; 4] = [
+        Throttle::UserShare,
+        Throttle::UpstreamBudget,
+        Throttle::CircuitOpen,
+        Throttle::UpstreamConnections,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Throttle::UserShare => "user_share",
+            Throttle::UpstreamBudget => "upstream_budget",
+            Throttle::CircuitOpen => "circuit_open",
+            Throttle::UpstreamConnections => "upstream_connections",
+        }
+    }
+}
+
+/// Why a write body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyReason {
+    /// Not JSON.
+    InvalidJson,
+    /// JSON, but not an object.
+    NotAnObject,
+    /// Schema problems.
+    Schema,
+    /// Well-formed, refused by the domain rules (406).
+    Domain,
+}
+
 /// A failure the gateway answers itself.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -201,10 +247,10 @@ pub enum GatewayError {
     },
     /// A local budget refused the request before it was sent (per-key upstream budget, the
     /// key paused by an upstream 429, or the user's fair share).
-    #[error("throttled ({reason})")]
+    #[error("throttled ({})", .reason.as_str())]
     Throttled {
-        /// `upstream_budget`, `upstream_paused` or `user_share`.
-        reason: &'static str,
+        /// The budget that refused.
+        reason: Throttle,
         /// Retry-After and the IETF RateLimit fields.
         headers: crate::resilience::RateLimitHeaders,
     },
@@ -245,14 +291,135 @@ pub enum GatewayError {
     Internal(String),
 }
 
-/// Attached to the extensions of every response the gateway generated itself, so the access
-/// log and metrics can say why without parsing the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejection {
-    /// `auth`, `denied`, `validation`, `routing`, `upstream`, `internal`.
-    pub kind: &'static str,
-    /// The precise reason (`expired`, `write_required`, `schema`, ...).
-    pub reason: &'static str,
+/// Why the gateway answered a request itself: the [`GatewayError`] variant without its
+/// payload. The access log, the metrics and the guard's retry decision read this, never a
+/// label string; the labels are derived from it in one place ([`Rejection::kind`],
+/// [`Rejection::reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// No route for the path.
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// A path id is not a positive integer.
+    InvalidPathId,
+    /// The bearer token was missing or refused.
+    Auth(AuthFailure),
+    /// Authenticated, but not allowed.
+    Denied(Denial),
+    /// A write without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// The body exceeds the limit.
+    BodyTooLarge,
+    /// Reading the body failed.
+    BodyRead,
+    /// The body did not arrive in time.
+    BodyTimeout,
+    /// The body failed validation.
+    Body(BodyReason),
+    /// The query failed validation.
+    Query,
+    /// The body names references the company does not have.
+    References,
+    /// Upstream could not be reached.
+    UpstreamUnreachable,
+    /// Upstream did not answer in time.
+    UpstreamTimeout,
+    /// A write was sent but its outcome is unknown.
+    OutcomeUnknown,
+    /// Upstream's answer was over the size limit.
+    UpstreamTooLarge,
+    /// The whole request took too long.
+    RequestTimeout,
+    /// Load shed at the in-flight limit.
+    Shed,
+    /// Request target too long.
+    UriTooLong,
+    /// Header section too large.
+    HeadersTooLarge,
+    /// A local budget, the breaker or the connection bound refused it.
+    Throttled(Throttle),
+    /// Malformed `Idempotency-Key`.
+    IdempotencyInvalidKey,
+    /// `Idempotency-Key` reused with another body.
+    IdempotencyMismatch,
+    /// `Idempotency-Key` still in flight.
+    IdempotencyInFlight,
+    /// `Idempotency-Key` whose outcome is unknown.
+    IdempotencyOutcomeUnknown,
+    /// The shared state backend is unavailable.
+    StateUnavailable,
+    /// A bug.
+    Internal,
+}
+
+impl Rejection {
+    /// The log's `rejected` field: the family of the reason.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Rejection::NotFound | Rejection::MethodNotAllowed => "routing",
+            Rejection::Auth(_) => "auth",
+            Rejection::Denied(_) => "denied",
+            Rejection::InvalidPathId
+            | Rejection::UnsupportedMediaType
+            | Rejection::BodyTooLarge
+            | Rejection::BodyRead
+            | Rejection::BodyTimeout
+            | Rejection::Body(_)
+            | Rejection::Query
+            | Rejection::References => "validation",
+            Rejection::UpstreamUnreachable
+            | Rejection::UpstreamTimeout
+            | Rejection::OutcomeUnknown
+            | Rejection::UpstreamTooLarge => "upstream",
+            Rejection::RequestTimeout => "timeout",
+            Rejection::Shed => "overload",
+            Rejection::UriTooLong | Rejection::HeadersTooLarge => "limits",
+            Rejection::Throttled(_) => "throttled",
+            Rejection::IdempotencyInvalidKey
+            | Rejection::IdempotencyMismatch
+            | Rejection::IdempotencyInFlight
+            | Rejection::IdempotencyOutcomeUnknown => "idempotency",
+            Rejection::StateUnavailable => "state",
+            Rejection::Internal => "internal",
+        }
+    }
+
+    /// The log's `reason` field and the metrics' `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::InvalidPathId => "path_id",
+            Rejection::Auth(f) => f.as_str(),
+            Rejection::Denied(d) => d.as_str(),
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyRead => "body_read",
+            Rejection::BodyTimeout => "body_timeout",
+            Rejection::Body(BodyReason::InvalidJson) => "invalid_json",
+            Rejection::Body(BodyReason::NotAnObject) => "not_object",
+            Rejection::Body(BodyReason::Schema) => "schema",
+            Rejection::Body(BodyReason::Domain) => "domain",
+            Rejection::Query => "query",
+            Rejection::References => "references",
+            Rejection::UpstreamUnreachable => "unreachable",
+            Rejection::UpstreamTimeout => "timeout",
+            Rejection::OutcomeUnknown => "outcome_unknown",
+            Rejection::UpstreamTooLarge => "too_large",
+            Rejection::RequestTimeout => "request_timeout",
+            Rejection::Shed => "shed",
+            Rejection::UriTooLong => "uri_too_long",
+            Rejection::HeadersTooLarge => "headers_too_large",
+            Rejection::Throttled(t) => t.as_str(),
+            Rejection::IdempotencyInvalidKey => "invalid_key",
+            Rejection::IdempotencyMismatch => "mismatch",
+            Rejection::IdempotencyInFlight => "in_flight",
+            Rejection::IdempotencyOutcomeUnknown => "outcome_unknown",
+            Rejection::StateUnavailable => "unavailable",
+            Rejection::Internal => "internal",
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -277,47 +444,50 @@ pub fn json_error(status: StatusCode, message: &str, details: &[FieldError]) -> 
 }
 
 impl GatewayError {
-    /// The kind and reason recorded for logs and metrics.
+    /// What is recorded for logs and metrics.
     pub fn rejection(&self) -> Rejection {
-        let (kind, reason) = match self {
-            GatewayError::NotFound => ("routing", "not_found"),
-            GatewayError::MethodNotAllowed { .. } => ("routing", "method_not_allowed"),
-            GatewayError::InvalidPathId { .. } => ("validation", "path_id"),
-            GatewayError::Unauthenticated(f) => ("auth", f.as_str()),
-            GatewayError::Forbidden(d) => ("denied", d.as_str()),
-            GatewayError::UnsupportedMediaType => ("validation", "unsupported_media_type"),
-            GatewayError::PayloadTooLarge { .. } => ("validation", "body_too_large"),
-            GatewayError::BodyRead(_) => ("validation", "body_read"),
-            GatewayError::InvalidBody(r) => ("validation", r.reason()),
-            GatewayError::InvalidQuery(_) => ("validation", "query"),
-            GatewayError::UnknownReferences(_) => ("validation", "references"),
-            GatewayError::UpstreamUnreachable(_) => ("upstream", "unreachable"),
-            GatewayError::UpstreamTimeout => ("upstream", "timeout"),
-            GatewayError::CreateOutcomeUnknown(_) => ("upstream", "outcome_unknown"),
-            GatewayError::UpstreamTooLarge { .. } => ("upstream", "too_large"),
-            GatewayError::RequestTimeout => ("timeout", "request_timeout"),
-            GatewayError::Overloaded => ("overload", "shed"),
-            GatewayError::UriTooLong { .. } => ("limits", "uri_too_long"),
-            GatewayError::HeadersTooLarge { .. } => ("limits", "headers_too_large"),
-            GatewayError::BodyTimeout => ("validation", "body_timeout"),
-            GatewayError::Throttled { reason, .. } => ("throttled", *reason),
-            GatewayError::CircuitOpen { .. } => ("throttled", "circuit_open"),
-            GatewayError::UpstreamBusy => ("throttled", "upstream_connections"),
-            GatewayError::InvalidIdempotencyKey => ("idempotency", "invalid_key"),
-            GatewayError::IdempotencyMismatch => ("idempotency", "mismatch"),
-            GatewayError::IdempotencyInFlight => ("idempotency", "in_flight"),
-            GatewayError::IdempotencyOutcomeUnknown => ("idempotency", "outcome_unknown"),
-            GatewayError::StateUnavailable { .. } => ("state", "unavailable"),
-            GatewayError::Internal(_) => ("internal", "internal"),
-        };
-        Rejection { kind, reason }
+        match self {
+            GatewayError::NotFound => Rejection::NotFound,
+            GatewayError::MethodNotAllowed { .. } => Rejection::MethodNotAllowed,
+            GatewayError::InvalidPathId { .. } => Rejection::InvalidPathId,
+            GatewayError::Unauthenticated(f) => Rejection::Auth(*f),
+            GatewayError::Forbidden(d) => Rejection::Denied(*d),
+            GatewayError::UnsupportedMediaType => Rejection::UnsupportedMediaType,
+            GatewayError::PayloadTooLarge { .. } => Rejection::BodyTooLarge,
+            GatewayError::BodyRead(_) => Rejection::BodyRead,
+            GatewayError::InvalidBody(r) => Rejection::Body(match r {
+                BodyRejection::InvalidJson(_) => BodyReason::InvalidJson,
+                BodyRejection::NotAnObject => BodyReason::NotAnObject,
+                BodyRejection::Schema(_) => BodyReason::Schema,
+                BodyRejection::Domain(_) => BodyReason::Domain,
+            }),
+            GatewayError::InvalidQuery(_) => Rejection::Query,
+            GatewayError::UnknownReferences(_) => Rejection::References,
+            GatewayError::UpstreamUnreachable(_) => Rejection::UpstreamUnreachable,
+            GatewayError::UpstreamTimeout => Rejection::UpstreamTimeout,
+            GatewayError::CreateOutcomeUnknown(_) => Rejection::OutcomeUnknown,
+            GatewayError::UpstreamTooLarge { .. } => Rejection::UpstreamTooLarge,
+            GatewayError::RequestTimeout => Rejection::RequestTimeout,
+            GatewayError::Overloaded => Rejection::Shed,
+            GatewayError::UriTooLong { .. } => Rejection::UriTooLong,
+            GatewayError::HeadersTooLarge { .. } => Rejection::HeadersTooLarge,
+            GatewayError::BodyTimeout => Rejection::BodyTimeout,
+            GatewayError::Throttled { reason, .. } => Rejection::Throttled(*reason),
+            GatewayError::CircuitOpen { .. } => Rejection::Throttled(Throttle::CircuitOpen),
+            GatewayError::UpstreamBusy => Rejection::Throttled(Throttle::UpstreamConnections),
+            GatewayError::InvalidIdempotencyKey => Rejection::IdempotencyInvalidKey,
+            GatewayError::IdempotencyMismatch => Rejection::IdempotencyMismatch,
+            GatewayError::IdempotencyInFlight => Rejection::IdempotencyInFlight,
+            GatewayError::IdempotencyOutcomeUnknown => Rejection::IdempotencyOutcomeUnknown,
+            GatewayError::StateUnavailable { .. } => Rejection::StateUnavailable,
+            GatewayError::Internal(_) => Rejection::Internal,
+        }
     }
 
     /// The one mapping from failure to HTTP. Exhaustive on purpose: a new variant must be given
     /// a status here before it compiles.
     pub fn into_response(self) -> Response {
-        let rejection = self.rejection();
-        let mut resp = match &self {
+        match &self {
             GatewayError::NotFound => json_error(StatusCode::NOT_FOUND, "Not found", &[]),
             GatewayError::MethodNotAllowed { allow } => {
                 let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", &[]);
@@ -437,9 +607,11 @@ impl GatewayError {
                 &[],
             ),
             GatewayError::Throttled { reason, headers } => {
-                let msg = match *reason {
-                    "user_share" => "Rate limit exceeded for this user, retry later",
-                    _ => "JourneyBee rate limit reached, retry later",
+                let msg = match reason {
+                    Throttle::UserShare => "Rate limit exceeded for this user, retry later",
+                    Throttle::UpstreamBudget
+                    | Throttle::CircuitOpen
+                    | Throttle::UpstreamConnections => "JourneyBee rate limit reached, retry later",
                 };
                 let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, msg, &[]);
                 headers.apply(r.headers_mut());
@@ -514,13 +686,6 @@ impl GatewayError {
                 "Internal gateway error",
                 &[],
             ),
-        };
-        resp.extensions_mut().insert(rejection);
-        resp.extensions_mut().insert(ErrorDetail(self.to_string()));
-        resp
+        }
     }
 }
-
-/// The full error text for the access log (never sent to the client).
-#[derive(Debug, Clone)]
-pub struct ErrorDetail(pub String);

@@ -15,17 +15,14 @@
 //! the key's own budget; a create is sent at most once.
 
 use crate::config::{Identity, Settings, UpstreamSettings};
-use crate::error::{GatewayError, Rejection, Response};
-use crate::metrics::{BudgetPool, Metrics, Throttle};
+use crate::error::{GatewayError, Rejection, Throttle};
+use crate::exchange::{Outbound, Reply};
+use crate::metrics::{BudgetPool, Metrics};
 use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
-use crate::route::Route;
 use crate::state::memory::MemoryStore;
 use crate::state::{Admit, BudgetAsk, SharedStore, Store, Ticket};
-use crate::upstream::UpstreamMeta;
 use crate::BoxFuture;
-use bytes::Bytes;
 use http::header::RETRY_AFTER;
-use http::Request;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -174,10 +171,10 @@ impl GuardState {
             .set_breaker_state(self.resilience.breaker.state_at(Instant::now()).as_gauge());
     }
 
-    fn throttled(&self, reason: Throttle, limit: u32, wait: Duration) -> Response {
+    fn throttled(&self, reason: Throttle, limit: u32, wait: Duration) -> Reply {
         self.metrics.throttle(reason);
         GatewayError::Throttled {
-            reason: reason.as_str(),
+            reason,
             headers: RateLimitHeaders {
                 limit,
                 window: self.window,
@@ -186,11 +183,11 @@ impl GuardState {
                 retry_after: Some(wait),
             },
         }
-        .into_response()
+        .into()
     }
 
     /// Spends one admission for `identity`, from the shared pool or else the private share.
-    async fn admit(&self, identity: &Identity) -> Result<Granted, Response> {
+    async fn admit(&self, identity: &Identity) -> Result<Granted, Reply> {
         let key = &self.keys[identity.key.index];
         let user_rpm = identity.requests_per_minute.or(self.default_user_rpm);
         let ask = BudgetAsk {
@@ -307,18 +304,14 @@ enum Verdict {
     Failed,
 }
 
-fn judge(resp: &Response) -> Verdict {
-    match resp
-        .extensions()
-        .get::<UpstreamMeta>()
-        .and_then(|m| m.status)
-    {
+fn judge(reply: &Reply) -> Verdict {
+    match reply.upstream_status() {
         Some(429) => Verdict::Limited,
         Some(502..=504) => Verdict::Retryable,
         Some(s) if s >= 500 => Verdict::Failed,
         Some(_) => Verdict::Healthy,
-        None => match resp.extensions().get::<Rejection>().map(|r| r.reason) {
-            Some("unreachable") => Verdict::Retryable,
+        None => match reply.facts.rejection {
+            Some(Rejection::UpstreamUnreachable) => Verdict::Retryable,
             _ => Verdict::Failed,
         },
     }
@@ -326,8 +319,10 @@ fn judge(resp: &Response) -> Verdict {
 
 /// The pause an upstream 429 asks for (`Retry-After` in seconds; HTTP dates are treated as
 /// the default window).
-fn pause_for(resp: &Response) -> Duration {
-    resp.headers()
+fn pause_for(reply: &Reply) -> Duration {
+    reply
+        .response
+        .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -336,22 +331,12 @@ fn pause_for(resp: &Response) -> Duration {
         .min(MAX_PAUSE)
 }
 
-fn clone_request(req: &Request<Bytes>) -> Request<Bytes> {
-    let mut out = Request::new(req.body().clone());
-    *out.method_mut() = req.method().clone();
-    *out.uri_mut() = req.uri().clone();
-    *out.version_mut() = req.version();
-    *out.headers_mut() = req.headers().clone();
-    *out.extensions_mut() = req.extensions().clone();
-    out
-}
-
-impl<S> Service<Request<Bytes>> for Guard<S>
+impl<S> Service<Outbound> for Guard<S>
 where
-    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
     type Future = BoxFuture;
 
@@ -359,16 +344,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
+    fn call(&mut self, out: Outbound) -> BoxFuture {
         let state = self.state.clone();
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            let route = req.extensions().get::<Route>().copied();
-            let Some(identity) = req.extensions().get::<Arc<Identity>>().cloned() else {
-                return Ok(
-                    GatewayError::Internal("guard reached without identity".into()).into_response(),
-                );
-            };
+            let route = out.ctx.spec.route;
+            let identity = out.ctx.identity.clone();
+            let deadline = out.ctx.deadline;
             let resilience = &state.resilience;
             let permit = match resilience.breaker.try_acquire(Instant::now()) {
                 Ok(p) => p,
@@ -377,12 +359,15 @@ where
                     return Ok(GatewayError::CircuitOpen {
                         retry_after: open.retry_after,
                     }
-                    .into_response());
+                    .into());
                 }
             };
-            let retryable_route = route.is_some_and(Route::is_read);
+            let retryable_route = route.is_read();
             let mut attempt = 0u32;
-            let mut previous: Option<Response> = None;
+            let mut previous: Option<Reply> = None;
+            // Only a read comes back round the loop: a write's request is moved into its one
+            // call, a read's is copied for each attempt (cheap: shared bytes and Arcs).
+            let mut out = Some(out);
             loop {
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
@@ -396,23 +381,28 @@ where
                         return Ok(previous.unwrap_or(refused));
                     }
                 };
+                // Waiting for a connection ends at the request's deadline at the latest: past
+                // it, nothing is sent (a write's client has been told it may have been applied,
+                // and it certainly is not).
                 let queued_at = Instant::now();
-                let slot = match tokio::time::timeout(
-                    state.connection_wait,
-                    state.connections.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(slot)) => slot,
-                    _ => {
-                        drop(permit);
-                        state.refund(granted).await;
-                        state.metrics.throttle(Throttle::UpstreamConnections);
-                        return Ok(
-                            previous.unwrap_or_else(|| GatewayError::UpstreamBusy.into_response())
-                        );
-                    }
-                };
+                let until = deadline.min(tokio::time::Instant::now() + state.connection_wait);
+                let slot =
+                    match tokio::time::timeout_at(until, state.connections.clone().acquire_owned())
+                        .await
+                    {
+                        Ok(Ok(slot)) => slot,
+                        _ => {
+                            drop(permit);
+                            state.refund(granted).await;
+                            let refused = if tokio::time::Instant::now() >= deadline {
+                                GatewayError::RequestTimeout.into()
+                            } else {
+                                state.metrics.throttle(Throttle::UpstreamConnections);
+                                GatewayError::UpstreamBusy.into()
+                            };
+                            return Ok(previous.unwrap_or(refused));
+                        }
+                    };
                 if queued_at.elapsed() > REQUEUE_AFTER {
                     // It waited for a connection: counted when it leaves, not when it queued,
                     // so the upstream (which counts arrivals) sees it within the budget
@@ -431,7 +421,18 @@ where
                     resilience.budget.record_request(Instant::now());
                 }
                 // Only a read ever comes back round this loop; a write leaves after one call.
-                let resp = match inner.call(clone_request(&req)).await {
+                let this = if retryable_route {
+                    out.clone()
+                } else {
+                    out.take()
+                };
+                let Some(this) = this else {
+                    // A write is called once: the loop never comes back for it.
+                    return Ok(previous.unwrap_or_else(|| {
+                        GatewayError::Internal("write sent twice".into()).into()
+                    }));
+                };
+                let resp = match inner.call(this).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
@@ -447,10 +448,7 @@ where
                         "JourneyBee answered 429: pausing this key"
                     );
                 }
-                let never_sent = resp
-                    .extensions()
-                    .get::<UpstreamMeta>()
-                    .is_some_and(|m| !m.maybe_sent);
+                let never_sent = resp.facts.upstream.is_some_and(|m| !m.maybe_sent);
                 if never_sent {
                     state.refund(granted).await;
                 }
@@ -461,7 +459,7 @@ where
                 if retry {
                     let wait = backoff(attempt, state.backoff_base, state.backoff_max);
                     attempt += 1;
-                    state.metrics.upstream_retry(route.unwrap_or(Route::List));
+                    state.metrics.upstream_retry(route);
                     tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying read");
                     previous = Some(resp);
                     tokio::time::sleep(wait).await;

@@ -1,12 +1,13 @@
 //! Identity mapping: a verified subject becomes a JourneyBee identity (upstream key, `userId`,
 //! access level) from the config's user table.
 
-use crate::auth::VerifiedToken;
+use crate::auth::{Authenticated, VerifiedToken};
 use crate::config::{Access, ClaimRules, Identity, Settings};
-use crate::error::{Denial, GatewayError, Response};
+use crate::error::{Denial, GatewayError};
+use crate::exchange::Reply;
 use crate::metrics::Metrics;
-use crate::BoxFuture;
-use http::Request;
+use crate::route::Routed;
+use crate::step::Step;
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -65,12 +66,16 @@ pub fn map_by_rules(rules: &ClaimRules, token: &VerifiedToken) -> Option<Identit
     })
 }
 
-/// The mapped user's config name, attached to the response for the access log.
-#[derive(Debug, Clone)]
-pub struct MappedUser(pub Arc<str>);
+/// An authenticated request mapped to a JourneyBee identity.
+#[derive(Debug)]
+pub struct Identified<B> {
+    /// The routed request.
+    pub routed: Routed<B>,
+    /// Who it is upstream: key, `userId`, access.
+    pub identity: Arc<Identity>,
+}
 
-/// Maps the verified subject to an `Arc<Identity>` in the request's extensions; an unmapped
-/// subject gets 403.
+/// Maps the verified subject to an [`Identity`]; an unmapped subject gets 403.
 #[derive(Clone)]
 pub struct IdentityLayer {
     settings: Arc<Settings>,
@@ -103,43 +108,49 @@ pub struct IdentityMap<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S, B> Service<Request<B>> for IdentityMap<S>
+impl<S, B> Service<Authenticated<B>> for IdentityMap<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Identified<B>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+    fn call(&mut self, req: Authenticated<B>) -> Self::Future {
+        let Authenticated { routed, token } = req;
         // The explicit table wins; an issuer's claim rules map everyone else.
-        let identity: Option<Arc<Identity>> =
-            req.extensions().get::<Arc<VerifiedToken>>().and_then(|t| {
-                self.settings.users.get(&t.subject).cloned().or_else(|| {
-                    let rules = self.settings.auth.issuers.get(t.issuer)?.rules.as_ref()?;
-                    map_by_rules(rules, t).map(Arc::new)
-                })
+        let identity = self
+            .settings
+            .users
+            .get(&token.subject)
+            .cloned()
+            .or_else(|| {
+                let rules = self
+                    .settings
+                    .auth
+                    .issuers
+                    .get(token.issuer)?
+                    .rules
+                    .as_ref()?;
+                map_by_rules(rules, &token).map(Arc::new)
             });
         let Some(identity) = identity else {
             self.metrics.denial(Denial::UnmappedUser);
-            let resp = GatewayError::Forbidden(Denial::UnmappedUser).into_response();
-            return crate::drain::reject(req, resp);
+            let reply = GatewayError::Forbidden(Denial::UnmappedUser).into();
+            return Step::boxed(crate::drain::reject(
+                routed.accepted.http.into_body(),
+                reply,
+            ));
         };
         self.metrics.user_request(&identity);
-        let user = MappedUser(identity.name.clone());
-        req.extensions_mut().insert(identity);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut resp = fut.await?;
-            resp.extensions_mut().insert(user);
-            Ok(resp)
-        })
+        let user = identity.name.clone();
+        Step::next(self.inner.call(Identified { routed, identity })).user(user)
     }
 }

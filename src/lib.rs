@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod drain;
 pub mod error;
+pub mod exchange;
 pub mod guard;
 pub mod identity;
 pub mod idle;
@@ -31,6 +32,7 @@ pub mod signals;
 pub mod sim;
 pub mod stack;
 pub mod state;
+pub mod step;
 pub mod upstream;
 pub mod validate;
 
@@ -38,9 +40,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 
-/// The future every layer of the stack returns: rejections are responses, so the error type
-/// at the edge is `Infallible`.
-pub type BoxFuture = Pin<Box<dyn Future<Output = Result<error::Response, Infallible>> + Send>>;
+/// The future a layer of the stack returns: rejections are replies, so the error type is
+/// `Infallible`. Inside the stack a layer answers a [`exchange::Reply`] (the response and the
+/// facts the log records); the outermost layer turns it into the HTTP response.
+pub type BoxFuture<R = exchange::Reply> =
+    Pin<Box<dyn Future<Output = Result<R, Infallible>> + Send>>;
 
 /// A boxed error, as http-body's combinators use.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

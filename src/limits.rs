@@ -1,9 +1,9 @@
 //! Request limits answered before any work: URI length (414), header size (431), and load
 //! shedding at the global in-flight limit (503 + `Retry-After`, at once, never queued).
 
-use crate::error::{GatewayError, Response};
-use crate::BoxFuture;
-use http::Request;
+use crate::error::GatewayError;
+use crate::exchange::{Accepted, Reply};
+use crate::step::Step;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -73,28 +73,32 @@ fn header_size(headers: &http::HeaderMap) -> usize {
         .sum()
 }
 
-impl<S, B> Service<Request<B>> for Limited<S>
+impl<S, B> Service<Accepted<B>> for Limited<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Accepted<B>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<Held<S::Future>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> BoxFuture {
-        let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    fn call(&mut self, req: Accepted<B>) -> Self::Future {
+        let http = &req.http;
+        let uri_len = http
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
         let refused = if uri_len > self.limits.max_uri_length {
             Some(GatewayError::UriTooLong {
                 limit: self.limits.max_uri_length,
             })
-        } else if header_size(req.headers()) > self.limits.max_header_size {
+        } else if header_size(http.headers()) > self.limits.max_header_size {
             Some(GatewayError::HeadersTooLarge {
                 limit: self.limits.max_header_size,
             })
@@ -105,14 +109,25 @@ where
             None
         };
         if let Some(e) = refused {
-            let resp = e.into_response();
-            return crate::drain::reject(req, resp);
+            return Step::boxed(crate::drain::reject(req.http.into_body(), e.into()));
         }
         let slot = Slot(self.in_flight.clone());
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let _slot = slot;
-            fut.await
+        Step::next(Held {
+            fut: self.inner.call(req),
+            _slot: slot,
         })
+    }
+}
+
+/// The inner future, holding the in-flight slot until it ends (or is dropped).
+pub struct Held<F> {
+    fut: F,
+    _slot: Slot,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Held<F> {
+    type Output = F::Output;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        std::pin::Pin::new(&mut self.fut).poll(cx)
     }
 }

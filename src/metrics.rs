@@ -4,7 +4,7 @@
 //! and (only when switched on) user names from the config table.
 
 use crate::config::Identity;
-use crate::error::{AuthFailure, Denial};
+use crate::error::{AuthFailure, Denial, Rejection};
 use crate::route::Route;
 use http::Method;
 use prometheus::{
@@ -54,62 +54,8 @@ pub enum UpstreamErrorKind {
 
 const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "other"];
 
-/// The result of a cache lookup (the `result` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheResult {
-    /// Served from a fresh entry.
-    Hit,
-    /// Fetched from upstream.
-    Miss,
-    /// Served from an expired entry because upstream failed.
-    Stale,
-    /// The cache was not used (client `no-store`, cache off).
-    Bypass,
-}
-
-impl CacheResult {
-    /// The header value and label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "HIT",
-            CacheResult::Miss => "MISS",
-            CacheResult::Stale => "STALE",
-            CacheResult::Bypass => "BYPASS",
-        }
-    }
-}
-
-/// Why a request was throttled locally (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Throttle {
-    /// The user's fair share is used up.
-    UserShare,
-    /// The upstream key's budget is used up (or paused after an upstream 429).
-    UpstreamBudget,
-    /// The circuit breaker is open.
-    CircuitOpen,
-    /// No upstream connection slot freed in time.
-    UpstreamConnections,
-}
-
-impl Throttle {
-    const ALL: [Throttle; 4] = [
-        Throttle::UserShare,
-        Throttle::UpstreamBudget,
-        Throttle::CircuitOpen,
-        Throttle::UpstreamConnections,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Throttle::UserShare => "user_share",
-            Throttle::UpstreamBudget => "upstream_budget",
-            Throttle::CircuitOpen => "circuit_open",
-            Throttle::UpstreamConnections => "upstream_connections",
-        }
-    }
-}
+pub use crate::error::Throttle;
+pub use crate::exchange::CacheResult;
 
 /// What caused a cache invalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,11 +537,23 @@ impl Metrics {
         }
     }
 
-    /// Records a validation rejection (`reason` is one of [`VALIDATION_REASONS`]).
-    pub fn validation_rejection(&self, route: Route, reason: &str) {
-        if let Some(i) = VALIDATION_REASONS.iter().position(|r| *r == reason) {
-            self.validation[route.index() * VALIDATION_REASONS.len() + i].inc();
-        }
+    /// Records a validation rejection (those with a [`VALIDATION_REASONS`] label; the
+    /// others are counted as rejections by the request metrics only).
+    pub fn validation_rejection(&self, route: Route, rejection: Rejection) {
+        use crate::error::BodyReason;
+        let i = match rejection {
+            Rejection::UnsupportedMediaType => 0,
+            Rejection::BodyTooLarge => 1,
+            Rejection::BodyRead => 2,
+            Rejection::BodyTimeout => 3,
+            Rejection::Body(BodyReason::InvalidJson) => 4,
+            Rejection::Body(BodyReason::NotAnObject) => 5,
+            Rejection::Body(BodyReason::Schema) => 6,
+            Rejection::Body(BodyReason::Domain) => 7,
+            Rejection::Query => 8,
+            _ => return,
+        };
+        self.validation[route.index() * VALIDATION_REASONS.len() + i].inc();
     }
 
     /// Resolves the per-user counters for a user table (empty: per-user counting off). Called

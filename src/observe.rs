@@ -1,22 +1,27 @@
-//! The outermost layer: request id, in-flight gauge, the whole-request timeout, request
+//! The outermost layer: request id, the request's one deadline, in-flight gauge, request
 //! metrics and the access log. Being outermost, it sees every answer, rejections included.
+//!
+//! A write runs to completion once accepted: the rest of its stack runs in a task of its own,
+//! so neither a client that hangs up nor the whole-request timeout can cancel it between
+//! "sent to JourneyBee" and "outcome recorded" (audit event, idempotency record, cache
+//! invalidation, access-log line). The client that is still there gets the answer; one that
+//! timed out gets a 504 saying the write may have been applied, and the access-log line
+//! written when the write finishes says what really happened. A read is cancelled with its
+//! client (nothing it does needs recording).
 
-use crate::error::{ErrorDetail, GatewayError, Rejection, Response};
-use crate::identity::MappedUser;
-use crate::metrics::{CacheResult, Metrics};
+use crate::error::{GatewayError, Response};
+use crate::exchange::{Accepted, Reply, RequestId};
+use crate::metrics::Metrics;
 use crate::route::Route;
-use crate::upstream::UpstreamMeta;
 use crate::BoxFuture;
 use http::{HeaderValue, Method, Request};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tower::{Layer, Service};
-
-/// The request's id: the client's `X-Request-Id` when sane, else a new one.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -28,11 +33,17 @@ fn sane_request_id(v: &HeaderValue) -> bool {
 }
 
 fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).expect("hex is a valid header value")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&out).expect("hex is a valid header value")
 }
 
-/// Adds request ids, metrics and access logging around the stack.
+/// Adds request ids, the deadline, metrics and access logging around the stack.
 #[derive(Clone)]
 pub struct ObserveLayer {
     metrics: Arc<Metrics>,
@@ -40,7 +51,7 @@ pub struct ObserveLayer {
 }
 
 impl ObserveLayer {
-    /// A layer recording into `metrics` and bounding each request by `request_timeout`.
+    /// A layer recording into `metrics` and giving each request `request_timeout`.
     pub fn new(metrics: Arc<Metrics>, request_timeout: Duration) -> Self {
         Self {
             metrics,
@@ -68,87 +79,209 @@ pub struct Observe<S> {
     request_timeout: Duration,
 }
 
-/// Decrements the in-flight gauge however the request ends (including a dropped future when
-/// the client goes away).
-struct InFlight(Arc<Metrics>);
+/// How the client was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// It got the reply.
+    Answered,
+    /// It got a 504 at the deadline; the reply came later.
+    TimedOut,
+    /// It hung up before the reply.
+    Gone,
+}
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight().dec();
+impl Delivery {
+    fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Answered => "answered",
+            Delivery::TimedOut => "timed_out",
+            Delivery::Gone => "client_gone",
+        }
     }
+}
+
+/// One request's record: logged and counted exactly once, when it ends however it ends.
+struct Record {
+    id: HeaderValue,
+    method: Method,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    done: bool,
+}
+
+impl Record {
+    /// Logs and counts the reply, and returns the response (with its id) for the client.
+    fn finish(mut self, reply: Reply, delivery: Delivery) -> Response {
+        self.done = true;
+        let Reply {
+            mut response,
+            facts,
+        } = reply;
+        response.headers_mut().insert(X_REQUEST_ID, self.id.clone());
+        let elapsed = self.started.elapsed();
+        let route = facts.route.unwrap_or(Route::Unmatched);
+        let outcome = response.status().as_u16();
+        // What the client saw: 504 at the deadline, nginx's 499 for a client that left.
+        let status = match delivery {
+            Delivery::Answered => outcome,
+            Delivery::TimedOut => 504,
+            Delivery::Gone => 499,
+        };
+        self.metrics.request(route, &self.method, status, elapsed);
+        let rejection = facts.rejection;
+        tracing::info!(
+            target: "access",
+            request_id = self.id.to_str().unwrap_or("-"),
+            method = self.method.as_str(),
+            route = route.label(),
+            status,
+            outcome_status = (delivery != Delivery::Answered).then_some(outcome),
+            delivery = (delivery != Delivery::Answered).then_some(delivery.as_str()),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream_status = facts.upstream.and_then(|u| u.status),
+            upstream_ms = facts.upstream.map(|u| u.duration.as_secs_f64() * 1000.0),
+            cache = facts.cache.map(|c| c.as_str()),
+            user = facts.user.as_deref(),
+            rejected = rejection.map(|r| r.kind()),
+            reason = rejection.map(|r| r.reason()),
+            detail = facts.detail.as_deref(),
+            "request"
+        );
+        response
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        self.metrics.in_flight().dec();
+        if !self.done {
+            // A read whose client hung up: cancelled with it, logged as nginx logs it.
+            tracing::info!(
+                target: "access",
+                request_id = self.id.to_str().unwrap_or("-"),
+                method = self.method.as_str(),
+                status = 499u16,
+                delivery = Delivery::Gone.as_str(),
+                duration_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
+    }
+}
+
+/// Between a write's task and the request that waits for it: whoever moves it from WAITING
+/// first decides how the client was answered.
+const WAITING: u8 = 0;
+const ANSWERED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+const GONE: u8 = 3;
+
+/// Marks the write's client gone if the waiting request is dropped before it answered.
+struct Waiter(Arc<AtomicU8>);
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(WAITING, GONE, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Accepted<B>, Response = Reply, Error = Infallible>,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = BoxFuture<Response>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+    fn call(&mut self, req: Request<B>) -> BoxFuture<Response> {
         let started = Instant::now();
+        let deadline = started + self.request_timeout;
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if sane_request_id(v) => v.clone(),
             _ => new_request_id(),
         };
-        req.extensions_mut().insert(RequestId(id.clone()));
         let method = req.method().clone();
         self.metrics.in_flight().inc();
-        let guard = InFlight(self.metrics.clone());
-        let metrics = self.metrics.clone();
-        let timeout = self.request_timeout;
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let _guard = guard;
-            let mut resp = match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(never)) => match never {},
-                // A write cut short may still have been delivered.
-                Err(_) if method != Method::GET && method != Method::HEAD => {
-                    GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
-                        .into_response()
-                }
-                Err(_) => GatewayError::RequestTimeout.into_response(),
+        let read = is_read(&method);
+        let record = Record {
+            id: id.clone(),
+            method,
+            started,
+            metrics: self.metrics.clone(),
+            done: false,
+        };
+        let fut = self.inner.call(Accepted {
+            id: RequestId(id.clone()),
+            deadline,
+            http: req,
+        });
+        if read {
+            return Box::pin(async move {
+                let reply = match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(Ok(reply)) => reply,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => GatewayError::RequestTimeout.into(),
+                };
+                Ok(record.finish(reply, Delivery::Answered))
+            });
+        }
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let shared = state.clone();
+        let mut task = tokio::spawn(async move {
+            let reply = match fut.await {
+                Ok(reply) => reply,
+                Err(never) => match never {},
             };
-            resp.headers_mut().insert(X_REQUEST_ID, id.clone());
-            let elapsed = started.elapsed();
-            let route = resp
-                .extensions()
-                .get::<Route>()
-                .copied()
-                .unwrap_or(Route::Unmatched);
-            metrics.request(route, &method, resp.status().as_u16(), elapsed);
-            log_access(&id, &method, route, &resp, elapsed);
-            Ok(resp)
+            let delivery = match shared.compare_exchange(
+                WAITING,
+                ANSWERED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => Delivery::Answered,
+                Err(TIMED_OUT) => Delivery::TimedOut,
+                Err(_) => Delivery::Gone,
+            };
+            record.finish(reply, delivery)
+        });
+        Box::pin(async move {
+            let waiter = Waiter(state);
+            let joined = match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    let gave_up = waiter
+                        .0
+                        .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    if gave_up {
+                        // The write goes on in its task and logs its real outcome there.
+                        let mut resp =
+                            GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
+                                .into_response();
+                        resp.headers_mut().insert(X_REQUEST_ID, id);
+                        return Ok(resp);
+                    }
+                    // It answered just as the deadline passed: that answer is ready.
+                    task.await
+                }
+            };
+            Ok(joined.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a write's task failed");
+                let mut resp = GatewayError::Internal("write task failed".into()).into_response();
+                resp.headers_mut().insert(X_REQUEST_ID, id);
+                resp
+            }))
         })
     }
-}
-
-fn log_access(id: &HeaderValue, method: &Method, route: Route, resp: &Response, elapsed: Duration) {
-    let ext = resp.extensions();
-    let upstream = ext.get::<UpstreamMeta>();
-    let rejection = ext.get::<Rejection>();
-    tracing::info!(
-        target: "access",
-        request_id = id.to_str().unwrap_or("-"),
-        method = method.as_str(),
-        route = route.label(),
-        status = resp.status().as_u16(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        upstream_status = upstream.and_then(|u| u.status),
-        upstream_ms = upstream.map(|u| u.duration.as_secs_f64() * 1000.0),
-        cache = ext.get::<CacheResult>().map(|c| c.as_str()),
-        user = ext.get::<MappedUser>().map(|u| &*u.0),
-        rejected = rejection.map(|r| r.kind),
-        reason = rejection.map(|r| r.reason),
-        detail = ext.get::<ErrorDetail>().map(|d| d.0.as_str()),
-        "request"
-    );
 }

@@ -2,11 +2,12 @@
 //! the user's own route restrictions, and `userId` on every route that takes one.
 
 use crate::config::{Access, Identity};
-use crate::error::{Denial, GatewayError, Response};
+use crate::error::{Denial, GatewayError};
+use crate::exchange::Reply;
+use crate::identity::Identified;
 use crate::metrics::Metrics;
-use crate::route::Route;
-use crate::BoxFuture;
-use http::Request;
+use crate::route::RouteSpec;
+use crate::step::Step;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,65 +44,64 @@ pub struct Policy<S> {
     metrics: Arc<Metrics>,
 }
 
-/// The decision for one request.
-pub fn decide(route: Route, identity: &Identity, query: Option<&str>) -> Result<(), Denial> {
-    let Some(spec) = route.spec() else {
-        // Unmatched requests never get past the router.
-        return Err(Denial::RouteNotAllowed);
-    };
+/// An identified request that policy allows. Only this module can make one, so the layers
+/// after policy cannot be reached by a request it did not look at.
+#[derive(Debug)]
+pub struct Permitted<B>(Identified<B>);
+
+impl<B> Permitted<B> {
+    /// The request.
+    pub fn get(&self) -> &Identified<B> {
+        &self.0
+    }
+
+    /// The request, taken out.
+    pub fn into_inner(self) -> Identified<B> {
+        self.0
+    }
+}
+
+/// The decision for one request; `user_ids` are the `userId`s its query names.
+pub fn decide(spec: &RouteSpec, identity: &Identity, user_ids: &[u64]) -> Result<(), Denial> {
     if spec.is_write() && identity.access != Access::Write {
         return Err(Denial::WriteRequired);
     }
-    if !identity.routes.contains(route) {
+    if !identity.routes.contains(spec.route) {
         return Err(Denial::RouteNotAllowed);
     }
-    if spec.query.takes_user_id() {
-        // Nobody reads as another user. A numeric userId that differs is a denial; one that is
-        // not a number is left to query validation (400), which also refuses repeats.
-        let foreign = query
-            .into_iter()
-            .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-            .any(|(k, v)| k == "userId" && v.parse::<u64>().is_ok_and(|id| id != identity.user_id));
-        if foreign {
-            return Err(Denial::ForeignUserId);
-        }
+    // Nobody reads as another user. A numeric userId that differs is a denial; one that is
+    // not a number is left to query validation (400), which also refuses repeats.
+    if spec.query.takes_user_id() && user_ids.iter().any(|id| *id != identity.user_id) {
+        return Err(Denial::ForeignUserId);
     }
     Ok(())
 }
 
-impl<S, B> Service<Request<B>> for Policy<S>
+impl<S, B> Service<Identified<B>> for Policy<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Permitted<B>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> BoxFuture {
-        let route = req.extensions().get::<Route>().copied();
-        let identity = req.extensions().get::<Arc<Identity>>();
-        let decision = match (route, identity) {
-            (Some(route), Some(identity)) => decide(route, identity, req.uri().query()),
-            // The stack puts both in place before this layer; missing means a wiring bug.
-            _ => {
-                let resp =
-                    GatewayError::Internal("policy reached without route or identity".into())
-                        .into_response();
-                return Box::pin(async move { Ok(resp) });
-            }
-        };
+    fn call(&mut self, req: Identified<B>) -> Self::Future {
+        let decision = decide(req.routed.spec, &req.identity, &req.routed.query.user_ids);
         if let Err(denial) = decision {
             self.metrics.denial(denial);
-            let resp = GatewayError::Forbidden(denial).into_response();
-            return crate::drain::reject(req, resp);
+            let reply = GatewayError::Forbidden(denial).into();
+            return Step::boxed(crate::drain::reject(
+                req.routed.accepted.http.into_body(),
+                reply,
+            ));
         }
-        Box::pin(self.inner.call(req))
+        Step::next(self.inner.call(Permitted(req)))
     }
 }

@@ -14,18 +14,16 @@
 //! lease runs out, never free. With the store unreachable, a keyed create is refused with 503:
 //! answering it without the shared record could send the invitations twice.
 
-use crate::config::{IdempotencySettings, Identity};
-use crate::error::{GatewayError, Response};
+use crate::config::IdempotencySettings;
+use crate::error::GatewayError;
+use crate::exchange::Reply;
 use crate::metrics::Metrics;
 use crate::resilience::valid_key;
-use crate::route::Route;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
-use crate::upstream::UpstreamMeta;
+use crate::validate::Write;
 use crate::BoxFuture;
-use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::Request;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -89,14 +87,7 @@ fn definitive(status: u16) -> bool {
         || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
 }
 
-/// The upstream status of a create's answer, if upstream answered.
-fn settlement(resp: &Response) -> Option<u16> {
-    resp.extensions()
-        .get::<UpstreamMeta>()
-        .and_then(|m| m.status)
-}
-
-fn replayed(out: &StoredOutcome) -> Response {
+fn replayed(out: &StoredOutcome) -> Reply {
     let mut resp = http::Response::new(Full::new(out.body.clone()));
     *resp.status_mut() = http::StatusCode::from_u16(out.status).unwrap_or(http::StatusCode::OK);
     if let Some(v) = out
@@ -108,12 +99,12 @@ fn replayed(out: &StoredOutcome) -> Response {
     }
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    resp
+    Reply::new(resp)
 }
 
 impl ReplayLayer {
     /// Claims the record, waiting (bounded by `wait`) while another request has it in flight.
-    async fn claim(&self, id: &IdemId, fp: &Fingerprint) -> Result<Claim, Response> {
+    async fn claim(&self, id: &IdemId, fp: &Fingerprint) -> Result<Claim, Reply> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             match self.store.claim(id, fp, self.lease, self.ttl).await {
@@ -121,7 +112,7 @@ impl ReplayLayer {
                     return Err(GatewayError::StateUnavailable {
                         retry_after: crate::state::redis::PROBE_INTERVAL,
                     }
-                    .into_response())
+                    .into())
                 }
                 Ok(Claim::InFlight) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(POLL).await;
@@ -132,12 +123,12 @@ impl ReplayLayer {
     }
 }
 
-impl<S> Service<Request<Bytes>> for Replay<S>
+impl<S> Service<Write> for Replay<S>
 where
-    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Write, Response = Reply, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
     type Future = BoxFuture;
 
@@ -145,28 +136,21 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
-        let create = req
-            .extensions()
-            .get::<Route>()
-            .is_some_and(|r| r.is_write());
-        let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
-        let (true, Some(key)) = (create, key) else {
+    fn call(&mut self, req: Write) -> BoxFuture {
+        let Some(key) = req.headers.get(IDEMPOTENCY_KEY).cloned() else {
             return Box::pin(self.inner.call(req));
         };
         let layer = self.layer.clone();
         let mut inner = self.inner.clone();
+        // This runs to completion whatever the client does (the observe layer runs a write in
+        // its own task): the outcome is always recorded, or a retry would send the
+        // invitations again.
         Box::pin(async move {
             let key = match key.to_str() {
                 Ok(k) if valid_key(k) => k.to_string(),
-                _ => return Ok(GatewayError::InvalidIdempotencyKey.into_response()),
+                _ => return Ok(GatewayError::InvalidIdempotencyKey.into()),
             };
-            let Some(identity) = req.extensions().get::<Arc<Identity>>().cloned() else {
-                return Ok(
-                    GatewayError::Internal("replay reached without identity".into())
-                        .into_response(),
-                );
-            };
+            let identity = &req.ctx.identity;
             let id = IdemId {
                 key: identity.key.name.clone(),
                 user: identity.name.clone(),
@@ -174,9 +158,9 @@ where
             };
             // The path is part of what was asked: the same body to another company's route
             // is a different request.
-            let mut material = req.uri().path().as_bytes().to_vec();
+            let mut material = req.target.path().as_bytes().to_vec();
             material.push(0);
-            material.extend_from_slice(req.body());
+            material.extend_from_slice(&req.body);
             let fingerprint = Fingerprint::of(&material);
             match layer.claim(&id, &fingerprint).await {
                 Err(refused) => Ok(refused),
@@ -184,62 +168,43 @@ where
                     layer.metrics.idempotent_replay();
                     Ok(replayed(&out))
                 }
-                Ok(Claim::Mismatch) => Ok(GatewayError::IdempotencyMismatch.into_response()),
-                Ok(Claim::InFlight) => Ok(GatewayError::IdempotencyInFlight.into_response()),
-                Ok(Claim::Unknown) => Ok(GatewayError::IdempotencyOutcomeUnknown.into_response()),
+                Ok(Claim::Mismatch) => Ok(GatewayError::IdempotencyMismatch.into()),
+                Ok(Claim::InFlight) => Ok(GatewayError::IdempotencyInFlight.into()),
+                Ok(Claim::Unknown) => Ok(GatewayError::IdempotencyOutcomeUnknown.into()),
                 Ok(Claim::Proceed) => {
-                    let fut = inner.call(req);
-                    // Run to completion even if this client goes away: the outcome must be
-                    // recorded, or its retry would send the invitations again.
-                    let task = tokio::spawn(async move {
-                        let resp = match fut.await {
-                            Ok(r) => r,
-                            Err(never) => match never {},
-                        };
-                        let sent = resp
-                            .extensions()
-                            .get::<UpstreamMeta>()
-                            .is_some_and(|m| m.maybe_sent);
-                        let (how, resp) = match settlement(&resp) {
-                            Some(status) if definitive(status) => {
-                                let (parts, body) = resp.into_parts();
-                                let body = match body.collect().await {
-                                    Ok(c) => c.to_bytes(),
-                                    Err(never) => match never {},
-                                };
-                                let content_type = parts
-                                    .headers
-                                    .get(CONTENT_TYPE)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_string);
-                                let out = StoredOutcome {
-                                    status,
-                                    content_type,
-                                    body: body.clone(),
-                                };
-                                (
-                                    Settle::Completed(out),
-                                    http::Response::from_parts(parts, Full::new(body)),
-                                )
-                            }
-                            // Refused upstream without being processed: free to retry.
-                            Some(408 | 425 | 429) => (Settle::Release, resp),
-                            // Refused here, or never connected: nothing left the gateway.
-                            _ if !sent => (Settle::Release, resp),
-                            _ => (Settle::Unknown, resp),
-                        };
-                        if layer.store.settle(&id, how, layer.ttl).await.is_err() {
-                            // The record stays in flight; its lease turns it unknown, never
-                            // free, so a repeat is still never sent twice.
-                            tracing::warn!(
-                                "could not record a create's outcome in the state backend"
-                            );
+                    let reply = match inner.call(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    let sent = reply.facts.upstream.is_some_and(|m| m.maybe_sent);
+                    let how = match reply.upstream_status() {
+                        Some(status) if definitive(status) => {
+                            let content_type = reply
+                                .response
+                                .headers()
+                                .get(CONTENT_TYPE)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            // A `Full` body is one shared chunk: cloning it copies nothing.
+                            let body = crate::exchange::body_bytes(reply.response.body());
+                            Settle::Completed(StoredOutcome {
+                                status,
+                                content_type,
+                                body,
+                            })
                         }
-                        resp
-                    });
-                    Ok(task.await.unwrap_or_else(|e| {
-                        GatewayError::Internal(format!("create task: {e}")).into_response()
-                    }))
+                        // Refused upstream without being processed: free to retry.
+                        Some(408 | 425 | 429) => Settle::Release,
+                        // Refused here, or never connected: nothing left the gateway.
+                        _ if !sent => Settle::Release,
+                        _ => Settle::Unknown,
+                    };
+                    if layer.store.settle(&id, how, layer.ttl).await.is_err() {
+                        // The record stays in flight; its lease turns it unknown, never
+                        // free, so a repeat is still never sent twice.
+                        tracing::warn!("could not record a write's outcome in the state backend");
+                    }
+                    Ok(reply)
                 }
             }
         })

@@ -1,9 +1,17 @@
 //! The request path: one tower stack, every layer in order, built by [`build_stack`].
+//!
+//! Each layer takes the request type the layer before it produced and passes on a richer
+//! one, so the order is checked by the compiler: an HTTP request is `Accepted` (id and
+//! deadline), `Routed` (route, parsed query), `Authenticated` (verified token), `Identified`
+//! (upstream key, `userId`), `Permitted` (policy allowed it), then `Validated`: a `Read` goes
+//! through the cache, a `Write` through idempotency, audit and invalidation. Both end as an
+//! `Outbound` request in the guard and the forward.
 
 use crate::audit::AuditLayer;
 use crate::auth::AuthLayer;
-use crate::cache::CacheLayer;
+use crate::cache::{CacheLayer, InvalidateLayer};
 use crate::error::Response;
+use crate::exchange::Reply;
 use crate::guard::GuardLayer;
 use crate::identity::IdentityLayer;
 use crate::limits::{Limits, LimitsLayer};
@@ -12,19 +20,22 @@ use crate::policy::PolicyLayer;
 use crate::route::RouteLayer;
 use crate::server::AppState;
 use crate::upstream::Upstream;
-use crate::validate::ValidateLayer;
+use crate::validate::{Read, ValidateLayer, Validated, Write};
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Body;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
 /// The request path, outermost layer first. Tests and `main` both build it here.
 pub fn build_stack<B>(
     state: &AppState,
-) -> impl Service<Request<B>, Response = Response, Error = Infallible, Future = BoxFuture>
+) -> impl Service<Request<B>, Response = Response, Error = Infallible, Future = BoxFuture<Response>>
        + Clone
        + Send
        + 'static
@@ -33,27 +44,41 @@ where
     B::Error: Into<crate::BoxError>,
 {
     let s = &state.settings;
+    let upstream = Upstream::new(state.client.clone(), &s.upstream, state.metrics.clone());
+    // Reads: the cache in front of the guard and the forward.
+    let reads = ServiceBuilder::new()
+        // Read cache: keyed by (upstream key, group generation, forwarded path and query).
+        .layer(CacheLayer::new(state.cache.clone()))
+        // Guard: fair share, circuit breaker, key budget, connection bound, read retries.
+        .layer(GuardLayer::new(state.guard.clone()))
+        // Upstream forward: the only place a request leaves the gateway.
+        .service(upstream.clone());
     // The read pipeline the validation layer fetches the company's lookups through: the same
-    // cache, budget and upstream as every request, so a lookup is fetched once per TTL per
-    // key and spends budget like any other call.
+    // cache, budget and upstream as every read, so a lookup is fetched once per TTL per key
+    // and spends budget like any other call.
     let lookups = s.check_references.then(|| {
         crate::validate::references::Lookups::new(
-            BoxCloneSyncService::new(
-                ServiceBuilder::new()
-                    .layer(CacheLayer::new(state.cache.clone()))
-                    .layer(GuardLayer::new(state.guard.clone()))
-                    .service(Upstream::new(
-                        state.client.clone(),
-                        &s.upstream,
-                        state.metrics.clone(),
-                    )),
-            ),
+            BoxCloneSyncService::new(reads.clone()),
             state.metrics.clone(),
         )
     });
+    // Writes: sent at most once, never retried, outcome recorded whatever the client does.
+    let writes = ServiceBuilder::new()
+        // Idempotency-Key: a repeated write gets the stored outcome, never a second send.
+        .layer(state.replay.clone())
+        // Audit: one event per write, with its real outcome.
+        .layer(AuditLayer)
+        // Invalidation: an accepted write bumps the generations of the groups it changes
+        // before its answer is returned.
+        .layer(InvalidateLayer::new(state.cache.clone()))
+        // Guard: as for reads, but a write is sent once and never retried.
+        .layer(GuardLayer::new(state.guard.clone()))
+        // Upstream forward.
+        .service(upstream);
     ServiceBuilder::new()
-        // Request id, in-flight, whole-request timeout, request metrics, access log: outermost
-        // so that every answer, rejections included, is counted and logged.
+        // Request id, the request's deadline, in-flight, request metrics, access log:
+        // outermost so that every answer, rejections included, is counted and logged. A
+        // write runs on in its own task once accepted (see `observe`).
         .layer(ObserveLayer::new(
             state.metrics.clone(),
             s.server.request_timeout,
@@ -67,8 +92,9 @@ where
             },
             state.shared.in_flight.clone(),
         ))
-        // Routing: unknown paths 404 and unserved methods 405 before any credential is read.
-        .layer(RouteLayer::new(s.routes))
+        // Routing: unknown paths 404 and unserved methods 405 before any credential is read;
+        // the query is parsed here, once, for every later layer.
+        .layer(RouteLayer::new(s.routes, s.query_limits))
         // Authentication: exactly one valid bearer JWT, else 401.
         .layer(AuthLayer::new(
             state.verifier.clone(),
@@ -82,27 +108,66 @@ where
         // Write policy: read users cannot write, users keep to their routes, nobody reads as
         // another user (403).
         .layer(PolicyLayer::new(state.metrics.clone()))
-        // Validation: read queries canonicalised against the route's documented parameters,
-        // write bodies read (bounded) and checked; a partnership's references checked
-        // against the company's cached lookups.
+        // Validation: a read's canonical query becomes its target; a write's body is read
+        // (bounded) and checked, a partnership's references against the company's lookups.
         .layer(ValidateLayer::new(
             state.validation.clone(),
             lookups,
             state.metrics.clone(),
         ))
-        // Idempotency-Key: a repeated write gets the stored outcome, never a second send.
-        .layer(state.replay.clone())
-        // Audit: one event per write sent upstream, with its outcome.
-        .layer(AuditLayer)
-        // Read cache: keyed by (upstream key, group generation, forwarded path and query);
-        // accepted writes invalidate the groups they change.
-        .layer(CacheLayer::new(state.cache.clone()))
-        // Guard: fair share, circuit breaker, key budget, connection bound, read retries.
-        .layer(GuardLayer::new(state.guard.clone()))
-        // Upstream forward: the only place a request leaves the gateway.
-        .service(Upstream::new(
-            state.client.clone(),
-            &s.upstream,
-            state.metrics.clone(),
-        ))
+        // Reads and writes part here: a read never passes a write-only layer.
+        .service(Split { reads, writes })
+}
+
+/// Sends a validated read one way and a write the other.
+#[derive(Clone)]
+pub struct Split<R, W> {
+    reads: R,
+    writes: W,
+}
+
+impl<R, W> Service<Validated> for Split<R, W>
+where
+    R: Service<Read, Response = Reply, Error = Infallible>,
+    W: Service<Write, Response = Reply, Error = Infallible>,
+    R::Future: Unpin,
+    W::Future: Unpin,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Either<R::Future, W::Future>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Validated) -> Self::Future {
+        match req {
+            Validated::Read(read) => Either::Read(self.reads.call(read)),
+            Validated::Write(write) => Either::Write(self.writes.call(write)),
+        }
+    }
+}
+
+/// The future of one side of a [`Split`].
+pub enum Either<R, W> {
+    /// A read's.
+    Read(R),
+    /// A write's.
+    Write(W),
+}
+
+impl<R, W> Future for Either<R, W>
+where
+    R: Future<Output = Result<Reply, Infallible>> + Unpin,
+    W: Future<Output = Result<Reply, Infallible>> + Unpin,
+{
+    type Output = Result<Reply, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Either::Read(f) => Pin::new(f).poll(cx),
+            Either::Write(f) => Pin::new(f).poll(cx),
+        }
+    }
 }

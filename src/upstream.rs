@@ -4,12 +4,11 @@
 //! buffers the response within a size and time limit, and answers 502/504 itself when
 //! JourneyBee cannot be reached. A create is sent at most once: nothing here retries.
 
-use crate::config::{Identity, UpstreamSettings};
-use crate::error::{GatewayError, Response};
+use crate::config::UpstreamSettings;
+use crate::error::GatewayError;
+use crate::exchange::{Outbound, Reply, UpstreamMeta};
 use crate::metrics::Metrics;
-use crate::observe::RequestId;
 use crate::route::Route;
-use crate::validate::query::ListQuery;
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -70,18 +69,6 @@ pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(https))
-}
-
-/// Facts about the upstream exchange, attached to the response for the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamMeta {
-    /// The upstream's status, if it answered.
-    pub status: Option<u16>,
-    /// Time from sending to the whole body received (or the failure).
-    pub duration: Duration,
-    /// Whether the request may have reached upstream: false only when no connection was
-    /// made, so the budget admission it spent can be refunded.
-    pub maybe_sent: bool,
 }
 
 /// Headers never forwarded upstream, beyond the hop-by-hop set: the client's credentials,
@@ -205,60 +192,48 @@ impl Upstream {
         }
     }
 
-    /// Builds the upstream request from a validated one.
-    fn build(&self, req: Request<Bytes>) -> Result<(Route, Request<Full<Bytes>>), GatewayError> {
-        let (parts, body) = req.into_parts();
-        let route = parts.extensions.get::<Route>().copied();
-        let identity = parts.extensions.get::<Arc<Identity>>();
-        let (Some(route), Some(identity)) = (route, identity) else {
-            return Err(GatewayError::Internal(
-                "upstream reached without route or identity".into(),
-            ));
-        };
+    /// Builds the upstream request.
+    fn build(&self, out: Outbound) -> Result<(Route, Request<Full<Bytes>>), GatewayError> {
+        let Outbound {
+            ctx,
+            method,
+            target,
+            headers: client_headers,
+            body,
+        } = out;
         let t = &self.target;
-        // The path was matched exactly by the router, so it is safe to forward as is.
-        let path_and_query = match parts.extensions.get::<Arc<ListQuery>>() {
-            // A read: the normalized query (with the forced userId where the route takes one)
-            // is what is forwarded, so what the cache keys on is exactly what upstream was
-            // asked.
-            Some(query) if route.is_read() => {
-                let forced = route
-                    .spec()
-                    .is_some_and(|s| s.query.takes_user_id())
-                    .then_some(identity.user_id);
-                let q = query.forward_query(forced);
-                if q.is_empty() {
-                    format!("{}{}", t.path_prefix, parts.uri.path())
-                } else {
-                    format!("{}{}?{}", t.path_prefix, parts.uri.path(), q)
-                }
-            }
-            _ => format!("{}{}", t.path_prefix, parts.uri.path()),
+        let route = ctx.spec.route;
+        // The path was matched exactly by the router, and a read's query is the canonical
+        // one: safe to forward as is.
+        let path_and_query = if t.path_prefix.is_empty() {
+            target
+        } else {
+            http::uri::PathAndQuery::try_from(format!("{}{}", t.path_prefix, target))
+                .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?
         };
-        let uri = Uri::builder()
-            .scheme(t.scheme.clone())
-            .authority(t.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(t.scheme.clone());
+        parts.authority = Some(t.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        let uri = Uri::from_parts(parts)
             .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
-        let mut out = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri)
-            .body(Full::new(body))
-            .map_err(|e| GatewayError::Internal(format!("upstream request: {e}")))?;
-        let headers = out.headers_mut();
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
         if route.is_write() {
-            filter_request_headers(&parts.headers, headers);
+            filter_request_headers(&client_headers, headers);
         }
         // A read forwards no client header: every input that reaches upstream is part of the
         // cache key, and headers are not.
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(header::AUTHORIZATION, identity.key.authorization.clone());
+        headers.insert(
+            header::AUTHORIZATION,
+            ctx.identity.key.authorization.clone(),
+        );
         headers.insert(header::USER_AGENT, t.user_agent.clone());
-        if let Some(id) = parts.extensions.get::<RequestId>() {
-            headers.insert(HeaderName::from_static("x-request-id"), id.0.clone());
-        }
-        Ok((route, out))
+        headers.insert(HeaderName::from_static("x-request-id"), ctx.id.0);
+        Ok((route, req))
     }
 }
 
@@ -267,8 +242,8 @@ enum Failure {
     Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl Service<Request<Bytes>> for Upstream {
-    type Response = Response;
+impl Service<Outbound> for Upstream {
+    type Response = Reply;
     type Error = Infallible;
     type Future = BoxFuture;
 
@@ -276,15 +251,15 @@ impl Service<Request<Bytes>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Bytes>) -> BoxFuture {
-        let built = self.build(req);
+    fn call(&mut self, out: Outbound) -> BoxFuture {
+        let built = self.build(out);
         let client = self.client.clone();
         let target = self.target.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let (route, out) = match built {
                 Ok(b) => b,
-                Err(e) => return Ok(e.into_response()),
+                Err(e) => return Ok(e.into()),
             };
             let started = Instant::now();
             let exchange = async {
@@ -307,13 +282,13 @@ impl Service<Request<Bytes>> for Upstream {
                     filter_response_headers(&mut parts.headers);
                     metrics.upstream_response(route, parts.status.as_u16(), duration);
                     let status = parts.status.as_u16();
-                    let mut resp = http::Response::from_parts(parts, Full::new(bytes));
-                    resp.extensions_mut().insert(UpstreamMeta {
+                    let mut reply = Reply::new(http::Response::from_parts(parts, Full::new(bytes)));
+                    reply.facts.upstream = Some(UpstreamMeta {
                         status: Some(status),
                         duration,
                         maybe_sent: true,
                     });
-                    return Ok(resp);
+                    return Ok(reply);
                 }
                 Err(_elapsed) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Timeout);
@@ -353,13 +328,13 @@ impl Service<Request<Bytes>> for Upstream {
                     }
                 }
             };
-            let mut resp = result.into_response();
-            resp.extensions_mut().insert(UpstreamMeta {
+            let mut reply = Reply::from(result);
+            reply.facts.upstream = Some(UpstreamMeta {
                 status: None,
                 duration,
                 maybe_sent,
             });
-            Ok(resp)
+            Ok(reply)
         })
     }
 }

@@ -5,11 +5,13 @@ pub mod jwks;
 pub mod typ;
 pub mod verify;
 
-use crate::error::{AuthFailure, GatewayError, Response};
+use crate::error::{AuthFailure, GatewayError};
+use crate::exchange::Reply;
 use crate::metrics::Metrics;
-use crate::BoxFuture;
+use crate::route::Routed;
+use crate::step::Step;
 use http::header::AUTHORIZATION;
-use http::Request;
+use http::HeaderMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,8 +40,17 @@ pub fn readiness_json(verifier: &Verifier) -> serde_json::Value {
     serde_json::Value::Object(issuers)
 }
 
-/// Verifies the bearer token and puts an `Arc<VerifiedToken>` in the request's extensions;
-/// refuses with 401 and `WWW-Authenticate` otherwise.
+/// A routed request whose bearer token verified.
+#[derive(Debug)]
+pub struct Authenticated<B> {
+    /// The routed request.
+    pub routed: Routed<B>,
+    /// The verified token.
+    pub token: Arc<VerifiedToken>,
+}
+
+/// Verifies the bearer token; a request continues as [`Authenticated`], or is refused with
+/// 401 and `WWW-Authenticate`.
 #[derive(Clone)]
 pub struct AuthLayer {
     verifier: Arc<Verifier>,
@@ -72,17 +83,14 @@ pub struct Auth<S> {
     metrics: Arc<Metrics>,
 }
 
-/// Pulls the single bearer credential out of a request.
+/// Pulls the single bearer credential out of a request's headers; `in_query` says whether
+/// its query also carries an `access_token`.
 ///
 /// RFC 6750 §2: a client must not use more than one method to send the token, so a second
 /// `Authorization` header or an `access_token` query parameter is refused, not ignored (and a
 /// token in the query string would end up in access logs upstream of us).
-pub fn bearer_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
-    let in_query = req
-        .uri()
-        .query()
-        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
-    let mut values = req.headers().get_all(AUTHORIZATION).iter();
+pub fn bearer_token(headers: &HeaderMap, in_query: bool) -> Result<&str, AuthFailure> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = match (values.next(), values.next()) {
         (None, _) if in_query => return Err(AuthFailure::Malformed),
         (None, _) => return Err(AuthFailure::Missing),
@@ -103,52 +111,64 @@ pub fn bearer_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
     Ok(token)
 }
 
-impl<S, B> Service<Request<B>> for Auth<S>
+impl<S, B> Service<Routed<B>> for Auth<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Authenticated<B>, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + Unpin + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
+    fn call(&mut self, routed: Routed<B>) -> Self::Future {
+        let token = bearer_token(routed.accepted.http.headers(), routed.query.access_token);
         // Fast path: a token verified before (and not expired) is answered from the verified-
         // token cache without awaiting anything, so the rest of the stack is called directly.
-        let cached = bearer_token(&req).map(|t| self.verifier.cached(t));
-        if let Ok(Some(token)) = cached {
-            req.extensions_mut().insert(token);
-            return Box::pin(self.inner.call(req));
+        if let Ok(Some(token)) = token.map(|t| self.verifier.cached(t)) {
+            return Step::next(self.inner.call(Authenticated { routed, token }));
         }
-        let token = bearer_token(&req).map(str::to_owned);
+        let token = token.map(str::to_owned);
         let verifier = self.verifier.clone();
         let metrics = self.metrics.clone();
         let mut inner = self.inner.clone();
-        Box::pin(async move {
+        Step::boxed(Box::pin(async move {
             let verified = match token {
-                Ok(t) => verifier.verify_cached(&t).await,
+                // A key-set refetch for an unknown kid is bounded by jwks_timeout, and by the
+                // request's deadline.
+                Ok(t) => match tokio::time::timeout_at(
+                    routed.accepted.deadline,
+                    verifier.verify_cached(&t),
+                )
+                .await
+                {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return crate::drain::reject(
+                            routed.accepted.http.into_body(),
+                            GatewayError::RequestTimeout.into(),
+                        )
+                        .await
+                    }
+                },
                 Err(e) => Err(e),
             };
             match verified {
-                Ok(token) => {
-                    req.extensions_mut().insert(token);
-                    inner.call(req).await
-                }
+                Ok(token) => inner.call(Authenticated { routed, token }).await,
                 Err(failure) => {
                     metrics.auth_failure(failure);
                     crate::drain::reject(
-                        req,
-                        GatewayError::Unauthenticated(failure).into_response(),
+                        routed.accepted.http.into_body(),
+                        GatewayError::Unauthenticated(failure).into(),
                     )
                     .await
                 }
             }
-        })
+        }))
     }
 }

@@ -5,9 +5,11 @@ pub mod table;
 
 pub use table::{BodyKind, Caching, Group, Route, RouteSpec, Verb, TABLE};
 
-use crate::error::{GatewayError, Response};
-use crate::BoxFuture;
-use http::{Method, Request};
+use crate::error::GatewayError;
+use crate::exchange::{Accepted, Reply};
+use crate::step::Step;
+use crate::validate::query::{ParsedQuery, QueryLimits};
+use http::Method;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
@@ -103,13 +105,17 @@ fn shape(template: &'static str, path: &str) -> Shape {
 /// Matches a method and path against the enabled routes. The path must match a template
 /// exactly (no trailing slash, no percent-encoded separators; ids are positive integers): the
 /// same path is forwarded upstream, so anything looser would forward paths nobody reviewed.
-pub fn match_route(method: &Method, path: &str, enabled: RouteSet) -> Result<Route, GatewayError> {
+pub fn match_route(
+    method: &Method,
+    path: &str,
+    enabled: RouteSet,
+) -> Result<&'static RouteSpec, GatewayError> {
     let verb = Verb::of(method);
     let mut allow: Vec<&'static str> = Vec::new();
     let mut bad_id = None;
     for spec in TABLE.iter().filter(|s| enabled.contains(s.route)) {
         match shape(spec.template, path) {
-            Shape::Match if Some(spec.verb) == verb => return Ok(spec.route),
+            Shape::Match if Some(spec.verb) == verb => return Ok(spec),
             Shape::Match => {
                 if !allow.contains(&spec.verb.as_str()) {
                     allow.push(spec.verb.as_str());
@@ -130,22 +136,35 @@ pub fn match_route(method: &Method, path: &str, enabled: RouteSet) -> Result<Rou
     }
 }
 
+/// A request matched to a route, its query parsed once for every later stage.
+#[derive(Debug)]
+pub struct Routed<B> {
+    /// The request as accepted.
+    pub accepted: Accepted<B>,
+    /// The matched route.
+    pub spec: &'static RouteSpec,
+    /// Its query string, parsed.
+    pub query: ParsedQuery,
+}
+
 /// Routes requests: unknown (or disabled) paths get 404, unserved methods 405 with `Allow`, a
-/// non-numeric id 400; a matched [`Route`] is put in the request's extensions (and copied to
-/// the response's, for the log).
+/// non-numeric id 400; a matched request continues as a [`Routed`] one.
 #[derive(Debug, Clone)]
 pub struct RouteLayer {
     enabled: RouteSet,
+    limits: QueryLimits,
     openapi: bytes::Bytes,
 }
 
 impl RouteLayer {
     /// A router serving the `enabled` routes (and their OpenAPI document at
-    /// [`OPENAPI_PATH`], unauthenticated: it describes the gateway, and holds no secret).
-    pub fn new(enabled: RouteSet) -> Self {
+    /// [`OPENAPI_PATH`], unauthenticated: it describes the gateway, and holds no secret),
+    /// parsing read queries within `limits`.
+    pub fn new(enabled: RouteSet, limits: QueryLimits) -> Self {
         let doc = crate::openapi::document(enabled);
         RouteLayer {
             enabled,
+            limits,
             openapi: bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
         }
     }
@@ -160,6 +179,7 @@ impl<S> Layer<S> for RouteLayer {
         Router {
             inner,
             enabled: self.enabled,
+            limits: self.limits,
             openapi: self.openapi.clone(),
         }
     }
@@ -170,58 +190,60 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Router<S> {
     inner: S,
     enabled: RouteSet,
+    limits: QueryLimits,
     openapi: bytes::Bytes,
 }
 
-impl<S, B> Service<Request<B>> for Router<S>
+impl<S, B> Service<Accepted<B>> for Router<S>
 where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Routed<B>, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> BoxFuture {
-        if req.uri().path() == OPENAPI_PATH {
-            let mut resp = if req.method() == Method::GET {
+    fn call(&mut self, req: Accepted<B>) -> Self::Future {
+        let http = &req.http;
+        if http.uri().path() == OPENAPI_PATH {
+            let reply = if http.method() == Method::GET {
                 let mut r = http::Response::new(http_body_util::Full::new(self.openapi.clone()));
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/json"),
                 );
-                r
+                Reply::new(r)
             } else {
                 GatewayError::MethodNotAllowed {
                     allow: "GET".into(),
                 }
-                .into_response()
+                .into()
             };
-            resp.extensions_mut().insert(Route::Unmatched);
-            return crate::drain::reject(req, resp);
+            return Step::boxed(crate::drain::reject(req.http.into_body(), reply));
         }
-        let route = match match_route(req.method(), req.uri().path(), self.enabled) {
-            Ok(route) => route,
-            Err(e) => {
-                let mut resp = e.into_response();
-                resp.extensions_mut().insert(Route::Unmatched);
-                return crate::drain::reject(req, resp);
-            }
+        let spec = match match_route(http.method(), http.uri().path(), self.enabled) {
+            Ok(spec) => spec,
+            Err(e) => return Step::boxed(crate::drain::reject(req.http.into_body(), e.into())),
         };
-        req.extensions_mut().insert(route);
-        // Called now rather than inside the future: no clone of the rest of the stack.
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut resp = fut.await?;
-            resp.extensions_mut().insert(route);
-            Ok(resp)
-        })
+        let query = ParsedQuery::parse(
+            http.uri().query(),
+            &spec.query,
+            spec.verb == Verb::Get,
+            &self.limits,
+        );
+        let route = spec.route;
+        Step::next(self.inner.call(Routed {
+            accepted: req,
+            spec,
+            query,
+        }))
+        .route(route)
     }
 }
 
@@ -230,7 +252,7 @@ mod tests {
     use super::*;
 
     fn m(method: Method, path: &str) -> Result<Route, GatewayError> {
-        match_route(&method, path, RouteSet::ALL)
+        match_route(&method, path, RouteSet::ALL).map(|s| s.route)
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(super) struct AdminService {
 impl Service<Request<Incoming>> for AdminService {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = BoxFuture<Response>;
 
     fn poll_ready(
         &mut self,
@@ -33,7 +33,7 @@ impl Service<Request<Incoming>> for AdminService {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> BoxFuture {
+    fn call(&mut self, req: Request<Incoming>) -> BoxFuture<Response> {
         let state = self.current.get().state.clone();
         Box::pin(async move { Ok(admin(&state, req).await) })
     }

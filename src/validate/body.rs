@@ -221,6 +221,15 @@ const CUSTOM_FIELD_KEYS: &[&str] = &["customFieldId", "type", "value"];
 /// Arrays longer than their limit get one length error and only their first `limit` items are
 /// inspected: the length error already refuses the body, and it keeps the error list bounded.
 pub fn validate_create(body: &[u8], rules: &BodyRules) -> Result<CreateSummary, BodyRejection> {
+    validate_create_value(body, rules).map(|(summary, _)| summary)
+}
+
+/// [`validate_create`], also giving back the parsed body (for the reference checks: the body
+/// is parsed once).
+pub fn validate_create_value(
+    body: &[u8],
+    rules: &BodyRules,
+) -> Result<(CreateSummary, Value), BodyRejection> {
     let value: Value = serde_json::from_slice(body).map_err(json_error_message)?;
     let Value::Object(map) = value else {
         return Err(BodyRejection::NotAnObject);
@@ -302,13 +311,14 @@ pub fn validate_create(body: &[u8], rules: &BodyRules) -> Result<CreateSummary, 
     if !e.is_empty() {
         return Err(BodyRejection::Domain(e.finish()));
     }
-    Ok(CreateSummary {
+    let summary = CreateSummary {
         name,
         email_domain: first,
         partner_type,
         inactive,
         emails: domains.len(),
-    })
+    };
+    Ok((summary, Value::Object(map)))
 }
 
 /// Turns a serde_json error into a message with its position. Syntax and end-of-input messages

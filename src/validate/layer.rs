@@ -3,25 +3,63 @@
 //! the route's body rules. What passes continues as `Request<Bytes>`, the exact bytes the
 //! client sent, so the forward is byte-for-byte.
 
-use super::body::{validate_create, BodyRules};
-use super::query::{parse_query, QueryLimits};
+use super::body::{validate_create_value, BodyRules, CreateSummary};
+use super::query::QueryLimits;
 use super::references::Lookups;
 use super::writes::validate_write;
-use crate::config::Identity;
-use crate::error::{GatewayError, Response};
+use crate::error::GatewayError;
+use crate::exchange::{Ctx, Reply};
 use crate::metrics::Metrics;
-use crate::route::Route;
-use crate::route::{BodyKind, RouteSpec, Verb};
-use crate::BoxFuture;
+use crate::policy::Permitted;
+use crate::route::BodyKind;
+use crate::step::Step;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Request};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
+
+/// A read that passed validation: ready for the cache.
+#[derive(Debug)]
+pub struct Read {
+    /// The request's context.
+    pub ctx: Ctx,
+    /// The path and canonical query to forward (the forced `userId` included): the cache key.
+    pub target: PathAndQuery,
+    /// The client's headers (the cache reads its `Cache-Control`; none is forwarded).
+    pub headers: HeaderMap,
+}
+
+/// A write that passed validation: its body read in full and checked.
+#[derive(Debug)]
+pub struct Write {
+    /// The request's context.
+    pub ctx: Ctx,
+    /// POST, PATCH or DELETE.
+    pub method: Method,
+    /// The path (a write's query is never forwarded).
+    pub target: PathAndQuery,
+    /// The client's headers.
+    pub headers: HeaderMap,
+    /// The body, exactly as the client sent it.
+    pub body: Bytes,
+    /// For a partnership create: what the audit event records.
+    pub summary: Option<CreateSummary>,
+}
+
+/// A validated request: reads and writes go separate ways from here.
+#[derive(Debug)]
+pub enum Validated {
+    /// A read.
+    Read(Read),
+    /// A write.
+    Write(Write),
+}
 
 /// What the validation layer needs from config.
 #[derive(Debug, Clone)]
@@ -123,58 +161,45 @@ where
     }
 }
 
-/// The read path: synchronous (a GET's body is never read).
-fn check_list<B>(
-    req: Request<B>,
-    spec: &RouteSpec,
-    settings: &ValidationSettings,
-) -> Result<Request<Bytes>, GatewayError> {
-    let (mut parts, _body) = req.into_parts();
-    let query = parse_query(parts.uri.query(), &spec.query, &settings.query)
-        .map_err(GatewayError::InvalidQuery)?;
-    parts.extensions.insert(Arc::new(query));
-    // A GET body has no meaning upstream; it is dropped rather than forwarded.
-    Ok(Request::from_parts(parts, Bytes::new()))
-}
-
-async fn check<B>(
-    req: Request<B>,
-    spec: &RouteSpec,
+/// A write's body, read and checked; the references of a partnership checked against the
+/// company's lookups.
+async fn check_write<B>(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: B,
     settings: &ValidationSettings,
     lookups: Option<&Lookups>,
-) -> Result<Request<Bytes>, GatewayError>
+) -> Result<(Bytes, Option<CreateSummary>), GatewayError>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<crate::BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
-    if spec.verb == Verb::Get {
-        return check_list(Request::from_parts(parts, body), spec, settings);
-    }
+    let spec = ctx.spec;
     if spec.body == BodyKind::None {
         // A DELETE's body has no documented meaning: drained, never forwarded.
         crate::drain::drain(body).await;
-        return Ok(Request::from_parts(parts, Bytes::new()));
+        return Ok((Bytes::new(), None));
     }
-    if !is_json_content_type(&parts.headers) {
+    if !is_json_content_type(headers) {
         // Not read as JSON, but drained so the connection stays usable.
         crate::drain::drain(body).await;
         return Err(GatewayError::UnsupportedMediaType);
     }
-    // A client trickling its body holds a slot; it gets 408 once its time is up.
-    let bytes = tokio::time::timeout(
-        settings.body_read_timeout,
-        read_body(&parts.headers, body, settings.max_body_size),
-    )
-    .await
-    .map_err(|_| GatewayError::BodyTimeout)??;
+    // A client trickling its body holds a slot; it gets 408 once its time is up (or the
+    // request's deadline has passed, whichever is first).
+    let until = ctx
+        .deadline
+        .min(tokio::time::Instant::now() + settings.body_read_timeout);
+    let bytes = tokio::time::timeout_at(until, read_body(headers, body, settings.max_body_size))
+        .await
+        .map_err(|_| GatewayError::BodyTimeout)??;
+    let mut summary = None;
     let references = match spec.body {
         BodyKind::PartnershipCreate => {
-            let summary =
-                validate_create(&bytes, &settings.body).map_err(GatewayError::InvalidBody)?;
-            parts.extensions.insert(Arc::new(summary));
-            // Valid JSON: validate_create parsed it.
-            serde_json::from_slice(&bytes).ok().map(|v| (v, true))
+            let (s, value) =
+                validate_create_value(&bytes, &settings.body).map_err(GatewayError::InvalidBody)?;
+            summary = Some(s);
+            Some((value, true))
         }
         BodyKind::PartnershipUpdate => {
             let value = validate_write(BodyKind::PartnershipUpdate, &bytes)
@@ -187,71 +212,98 @@ where
         }
     };
     if let (Some(lookups), Some((value, create))) = (lookups, references) {
-        if let Some(identity) = parts.extensions.get::<Arc<Identity>>() {
-            lookups
-                .check(identity, &value, create)
-                .await
-                .map_err(GatewayError::UnknownReferences)?;
-        }
+        lookups
+            .check(ctx, &value, create)
+            .await
+            .map_err(GatewayError::UnknownReferences)?;
     }
-    Ok(Request::from_parts(parts, bytes))
+    Ok((bytes, summary))
 }
 
-impl<S, B> Service<Request<B>> for Validate<S>
+impl<S, B> Service<Permitted<B>> for Validate<S>
 where
-    S: Service<Request<Bytes>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Validated, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + Unpin + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
-    type Response = Response;
+    type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> BoxFuture {
-        let settings = self.settings.clone();
-        let lookups = self.lookups.clone();
-        let metrics = self.metrics.clone();
-        let route = req
-            .extensions()
-            .get::<Route>()
-            .copied()
-            .unwrap_or(Route::Unmatched);
-        let Some(spec) = route.spec() else {
-            let resp =
-                GatewayError::Internal("validation reached without a route".into()).into_response();
-            return Box::pin(async move { Ok(resp) });
+    fn call(&mut self, req: Permitted<B>) -> Self::Future {
+        let req = req.into_inner();
+        let routed = req.routed;
+        let spec = routed.spec;
+        let route = spec.route;
+        let (parts, body) = routed.accepted.http.into_parts();
+        let ctx = Ctx {
+            id: routed.accepted.id,
+            deadline: routed.accepted.deadline,
+            spec,
+            identity: req.identity,
         };
-        if spec.verb == Verb::Get {
-            // Nothing to await: call the rest of the stack directly, without cloning it.
-            return match check_list(req, spec, &settings) {
-                Ok(req) => Box::pin(self.inner.call(req)),
-                Err(e) => {
-                    metrics.validation_rejection(route, "query");
-                    let resp = e.into_response();
-                    Box::pin(async move { Ok(resp) })
-                }
-            };
-        }
-        let mut inner = self.inner.clone();
-        Box::pin(async move {
-            match check(req, spec, &settings, lookups.as_ref()).await {
-                Ok(req) => inner.call(req).await,
-                Err(e) => {
-                    // A body refused for its size was not read to its end: the connection
-                    // cannot be reused.
-                    let too_large = matches!(e, GatewayError::PayloadTooLarge { .. });
-                    let resp = crate::drain::finish(!too_large, e.into_response());
-                    if let Some(r) = resp.extensions().get::<crate::error::Rejection>() {
-                        metrics.validation_rejection(route, r.reason);
-                    }
-                    Ok(resp)
-                }
+        match routed.query.list {
+            // A read: nothing to await, so the rest of the stack is called directly. A GET's
+            // body has no meaning upstream: it is dropped, never read nor forwarded.
+            Some(Ok(query)) => {
+                let forced = spec.query.takes_user_id().then_some(ctx.identity.user_id);
+                let target = query.target(parts.uri.path(), forced);
+                Step::next(self.inner.call(Validated::Read(Read {
+                    ctx,
+                    target,
+                    headers: parts.headers,
+                })))
             }
-        })
+            Some(Err(problems)) => {
+                self.metrics
+                    .validation_rejection(route, crate::error::Rejection::Query);
+                Step::boxed(crate::drain::reject(
+                    body,
+                    GatewayError::InvalidQuery(problems).into(),
+                ))
+            }
+            None => {
+                let settings = self.settings.clone();
+                let lookups = self.lookups.clone();
+                let metrics = self.metrics.clone();
+                let mut inner = self.inner.clone();
+                Step::boxed(Box::pin(async move {
+                    match check_write(&ctx, &parts.headers, body, &settings, lookups.as_ref()).await
+                    {
+                        Ok((body, summary)) => {
+                            let target = parts.uri.path_and_query().map_or_else(
+                                || PathAndQuery::from_static("/"),
+                                |pq| {
+                                    PathAndQuery::try_from(pq.path()).unwrap_or_else(|_| pq.clone())
+                                },
+                            );
+                            inner
+                                .call(Validated::Write(Write {
+                                    ctx,
+                                    method: parts.method,
+                                    target,
+                                    headers: parts.headers,
+                                    body,
+                                    summary,
+                                }))
+                                .await
+                        }
+                        Err(e) => {
+                            // A body refused for its size was not read to its end: the
+                            // connection cannot be reused.
+                            let too_large = matches!(e, GatewayError::PayloadTooLarge { .. });
+                            let rejection = e.rejection();
+                            metrics.validation_rejection(route, rejection);
+                            Ok(crate::drain::finish(!too_large, e.into()))
+                        }
+                    }
+                }))
+            }
+        }
     }
 }

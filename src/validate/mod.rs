@@ -20,4 +20,4 @@ impl FieldError {
 }
 
 mod layer;
-pub use layer::{Validate, ValidateLayer, ValidationSettings};
+pub use layer::{Read, Validate, ValidateLayer, Validated, ValidationSettings, Write};

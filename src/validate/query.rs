@@ -96,6 +96,42 @@ impl ListQuery {
         self.forward_query(Some(user_id))
     }
 
+    /// The path and query forwarded upstream for a read of `path` (which the router matched
+    /// exactly): the canonical parameters plus the forced `userId` where the route takes one,
+    /// all ordered by name. The cache keys on exactly this, so what is cached is what
+    /// upstream was asked.
+    pub fn target(&self, path: &str, user_id: Option<u64>) -> http::uri::PathAndQuery {
+        let mut s = String::with_capacity(path.len() + self.canonical.len() + 28);
+        s.push_str(path);
+        s.push('?');
+        let start = s.len();
+        match user_id {
+            None => s.push_str(&self.canonical),
+            Some(id) => {
+                let mut digits = [0u8; 20];
+                let id = format_u64(id, &mut digits);
+                let mut out = form_urlencoded::Serializer::for_suffix(s, start);
+                let mut placed = false;
+                for (k, v) in &self.params {
+                    if !placed && &**k > "userId" {
+                        out.append_pair("userId", id);
+                        placed = true;
+                    }
+                    out.append_pair(k, v);
+                }
+                if !placed {
+                    out.append_pair("userId", id);
+                }
+                s = out.finish();
+            }
+        }
+        if s.len() == start {
+            s.pop();
+        }
+        // A matched path and an encoded query: always a valid request target.
+        http::uri::PathAndQuery::try_from(s).expect("a matched path and an encoded query")
+    }
+
     /// The query string to send upstream: the canonical parameters, plus the forced `userId`
     /// on routes that take one, all ordered by name.
     pub fn forward_query(&self, user_id: Option<u64>) -> String {
@@ -270,11 +306,67 @@ pub fn parse_list_query(
     parse_query(raw, &PARTNERSHIPS, limits)
 }
 
+/// A request's query string, parsed once (by the router) for every later stage: auth looks
+/// for a second credential, policy for another user's id, validation for the canonical form.
+#[derive(Debug)]
+pub struct ParsedQuery {
+    /// It carries `access_token` (RFC 6750 §2.3): a second credential, refused by auth.
+    pub access_token: bool,
+    /// Every well-formed `userId` it names, repeats included (policy refuses another user's).
+    pub user_ids: Vec<u64>,
+    /// A read's canonical query, or every problem found; `None` for a write, whose query is
+    /// never forwarded.
+    pub list: Option<Result<ListQuery, Vec<FieldError>>>,
+}
+
+impl ParsedQuery {
+    /// Parses `raw` for a route: in full against `spec` for a read (`read`), only for the
+    /// credential for a write.
+    pub fn parse(raw: Option<&str>, spec: &QuerySpec, read: bool, limits: &QueryLimits) -> Self {
+        if !read {
+            let access_token = raw.is_some_and(|q| {
+                q.split('&').any(|seg| {
+                    decode(seg.split_once('=').map_or(seg, |(k, _)| k)).as_deref()
+                        == Some("access_token")
+                })
+            });
+            return ParsedQuery {
+                access_token,
+                user_ids: Vec::new(),
+                list: None,
+            };
+        }
+        let mut seen = Seen::default();
+        let list = parse_query_seen(raw, spec, limits, &mut seen);
+        ParsedQuery {
+            access_token: seen.access_token,
+            user_ids: seen.user_ids,
+            list: Some(list),
+        }
+    }
+}
+
+/// What a parse noticed besides the canonical form.
+#[derive(Debug, Default)]
+struct Seen {
+    access_token: bool,
+    user_ids: Vec<u64>,
+}
+
 /// Validates and normalizes a raw query string against a route's [`QuerySpec`].
 pub fn parse_query(
     raw: Option<&str>,
     spec: &QuerySpec,
     limits: &QueryLimits,
+) -> Result<ListQuery, Vec<FieldError>> {
+    parse_query_seen(raw, spec, limits, &mut Seen::default())
+}
+
+fn parse_query_seen(
+    raw: Option<&str>,
+    spec: &QuerySpec,
+    limits: &QueryLimits,
+    noticed: &mut Seen,
 ) -> Result<ListQuery, Vec<FieldError>> {
     let raw = raw.unwrap_or("");
     if raw.len() > limits.max_query_len {
@@ -301,6 +393,13 @@ pub fn parse_query(
             ));
             continue;
         };
+        match name.as_str() {
+            "access_token" => noticed.access_token = true,
+            "userId" => noticed
+                .user_ids
+                .extend(decode(raw_value).as_deref().and_then(parse_id)),
+            _ => {}
+        }
         let Some(&(name, kind)) = spec.params.iter().find(|(k, _)| *k == name) else {
             if spec.open {
                 // Undocumented here: forwarded as given (and part of the cache key).
@@ -499,6 +598,20 @@ fn non_empty(name: &'static str, value: String, errors: &mut Vec<FieldError>) ->
 
 /// A positive integer written as plain ASCII digits (no sign, no spaces), 1..=i64::MAX.
 /// Leading zeros are accepted and normalized away.
+/// `n` in decimal, without allocating.
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
+}
+
 fn parse_id(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;

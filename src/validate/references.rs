@@ -7,14 +7,13 @@
 //! the gateway cannot read (budget spent, upstream down) is never a reason to refuse: the
 //! references it would have checked are left to JourneyBee, and the skip is counted.
 
+use super::layer::Read;
 use super::FieldError;
-use crate::config::Identity;
-use crate::error::Response;
+use crate::exchange::{Ctx, Reply};
 use crate::metrics::{Metrics, ReferenceCheck};
 use crate::route::Route;
-use crate::validate::query::{parse_query, QueryLimits};
-use bytes::Bytes;
-use http::Request;
+use http::uri::PathAndQuery;
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -24,7 +23,7 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
 /// The read pipeline (cache → guard → upstream) lookups are fetched through.
-pub type Fetch = BoxCloneSyncService<Request<Bytes>, Response, Infallible>;
+pub type Fetch = BoxCloneSyncService<Read, Reply, Infallible>;
 
 /// Fetches the company's lookups and checks a body's references against them.
 #[derive(Clone)]
@@ -56,19 +55,24 @@ impl Lookups {
         Self { fetch, metrics }
     }
 
-    /// One lookup's items, or None when it cannot be read now.
-    async fn get(&self, route: Route, identity: &Arc<Identity>) -> Option<Vec<Value>> {
+    /// One lookup's items, or None when it cannot be read now. The lookup is read on behalf
+    /// of the request being checked: same id, same deadline, same upstream key.
+    async fn get(&self, route: Route, ctx: &Ctx) -> Option<Vec<Value>> {
         let spec = route.spec()?;
-        let query = parse_query(None, &spec.query, &QueryLimits::default()).ok()?;
-        let mut req = Request::get(spec.template).body(Bytes::new()).ok()?;
-        req.extensions_mut().insert(route);
-        req.extensions_mut().insert(identity.clone());
-        req.extensions_mut().insert(Arc::new(query));
-        let resp = self.fetch.clone().oneshot(req).await.ok()?;
-        if !resp.status().is_success() {
+        // A lookup takes no query: its path is its whole target.
+        let read = Read {
+            ctx: Ctx {
+                spec,
+                ..ctx.clone()
+            },
+            target: PathAndQuery::from_static(spec.template),
+            headers: HeaderMap::new(),
+        };
+        let reply = self.fetch.clone().oneshot(read).await.ok()?;
+        if !reply.status().is_success() {
             return None;
         }
-        let body = match resp.into_body().collect().await {
+        let body = match reply.response.into_body().collect().await {
             Ok(c) => c.to_bytes(),
             Err(never) => match never {},
         };
@@ -82,7 +86,7 @@ impl Lookups {
     /// problem is listed; lookups that could not be read are skipped (and counted).
     pub async fn check(
         &self,
-        identity: &Arc<Identity>,
+        ctx: &Ctx,
         body: &Value,
         create: bool,
     ) -> Result<(), Vec<FieldError>> {
@@ -97,12 +101,12 @@ impl Lookups {
         // Only what the body names is fetched (a create always needs the custom fields: the
         // company's required ones must be present).
         let (tiers, categories, stages, tags, users, fields) = tokio::join!(
-            self.maybe(has("tierId"), Route::Tiers, identity),
-            self.maybe(has("categoryId"), Route::Categories, identity),
-            self.maybe(has("stageUuid"), Route::PartnerStages, identity),
-            self.maybe(has("tags") || email_tags, Route::Tags, identity),
-            self.maybe(has("assignedUsers"), Route::Users, identity),
-            self.maybe(create || has("customFields"), Route::CustomFields, identity),
+            self.maybe(has("tierId"), Route::Tiers, ctx),
+            self.maybe(has("categoryId"), Route::Categories, ctx),
+            self.maybe(has("stageUuid"), Route::PartnerStages, ctx),
+            self.maybe(has("tags") || email_tags, Route::Tags, ctx),
+            self.maybe(has("assignedUsers"), Route::Users, ctx),
+            self.maybe(create || has("customFields"), Route::CustomFields, ctx),
         );
         let mut problems = Vec::new();
         let mut skipped = false;
@@ -206,14 +210,9 @@ impl Lookups {
         }
     }
 
-    async fn maybe(
-        &self,
-        wanted: bool,
-        route: Route,
-        identity: &Arc<Identity>,
-    ) -> Option<Vec<Value>> {
+    async fn maybe(&self, wanted: bool, route: Route, ctx: &Ctx) -> Option<Vec<Value>> {
         if wanted {
-            self.get(route, identity).await
+            self.get(route, ctx).await
         } else {
             None
         }

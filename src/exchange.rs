@@ -1,0 +1,179 @@
+//! What travels through the stack besides the HTTP message itself: the request's id and
+//! deadline, the context every stage after identity mapping shares, the request that leaves
+//! for upstream, and the reply with the facts the outermost layer logs and counts.
+//!
+//! This module is a leaf: it names data (the route table's specs, the config's identities)
+//! and no layer, so every layer can depend on it without depending on another layer. Each
+//! stage's own request type lives beside the layer that produces it (`route::Routed`,
+//! `auth::Authenticated`, `identity::Identified`, `policy::Permitted`, `validate::Read` and
+//! `validate::Write`): a layer takes the type of the stage before it, so it cannot be reached
+//! without what that stage established.
+
+use crate::config::Identity;
+use crate::error::{GatewayError, Rejection, Response};
+use crate::route::table::RouteSpec;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The request's id: the client's `X-Request-Id` when sane, else a new one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+/// A request as the outermost layer accepted it: its id and its one deadline. Every wait
+/// after this (the body, a connection slot, a key set) ends at the deadline at the latest;
+/// only a write already sent upstream outlives it, to learn its outcome.
+#[derive(Debug)]
+pub struct Accepted<B> {
+    /// The request id (echoed to the client, forwarded upstream, logged).
+    pub id: RequestId,
+    /// When the whole request must be answered (`server.request_timeout` after arrival).
+    pub deadline: Instant,
+    /// The HTTP request.
+    pub http: Request<B>,
+}
+
+/// What every stage after identity mapping knows.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The request id.
+    pub id: RequestId,
+    /// The request's deadline.
+    pub deadline: Instant,
+    /// The matched route.
+    pub spec: &'static RouteSpec,
+    /// Who is asking, as which upstream key and JourneyBee user.
+    pub identity: Arc<Identity>,
+}
+
+/// A request ready to leave: the last two layers (the guard and the forward) take only this.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The request's context.
+    pub ctx: Ctx,
+    /// Method.
+    pub method: Method,
+    /// The path and query to forward: for a read the canonical query (with the forced
+    /// `userId`), exactly what the cache keyed on; for a write the path alone.
+    pub target: http::uri::PathAndQuery,
+    /// End-to-end headers to forward (writes only; a read forwards none, since headers are
+    /// not part of the cache key).
+    pub headers: HeaderMap,
+    /// The body, byte for byte as the client sent it (empty for reads and deletes).
+    pub body: Bytes,
+}
+
+/// Facts about the upstream exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamMeta {
+    /// The upstream's status, if it answered.
+    pub status: Option<u16>,
+    /// Time from sending to the whole body received (or the failure).
+    pub duration: Duration,
+    /// Whether the request may have reached upstream: false only when no connection was
+    /// made, so the budget admission it spent can be refunded.
+    pub maybe_sent: bool,
+}
+
+/// The result of a cache lookup (the `result` label and the `X-Cache` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from a fresh entry.
+    Hit,
+    /// Fetched from upstream.
+    Miss,
+    /// Served from an expired entry because upstream failed.
+    Stale,
+    /// The cache was not used (client `no-store`, cache off).
+    Bypass,
+}
+
+impl CacheResult {
+    /// The header value and label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Stale => "STALE",
+            CacheResult::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// What the layers learned while answering, for the access log and metrics. Plain fields,
+/// set on the way out: nothing here is looked up by type at run time.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The matched route (None: refused before routing).
+    pub route: Option<crate::route::Route>,
+    /// The mapped user's name.
+    pub user: Option<Arc<str>>,
+    /// The upstream exchange, if there was one.
+    pub upstream: Option<UpstreamMeta>,
+    /// Why the gateway answered itself.
+    pub rejection: Option<Rejection>,
+    /// The full error text for the log (never sent to the client).
+    pub detail: Option<Box<str>>,
+    /// The cache's part.
+    pub cache: Option<CacheResult>,
+}
+
+/// A response and the facts behind it.
+#[derive(Debug)]
+pub struct Reply {
+    /// What the client gets.
+    pub response: Response,
+    /// What the log gets.
+    pub facts: Facts,
+}
+
+impl Reply {
+    /// A reply with no facts yet.
+    pub fn new(response: Response) -> Reply {
+        Reply {
+            response,
+            facts: Facts::default(),
+        }
+    }
+
+    /// The response's status.
+    pub fn status(&self) -> http::StatusCode {
+        self.response.status()
+    }
+
+    /// The upstream's status, if upstream answered.
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.facts.upstream.and_then(|u| u.status)
+    }
+}
+
+impl From<GatewayError> for Reply {
+    /// The reply for a failure: [`GatewayError::into_response`] (the one mapping to HTTP),
+    /// and the facts the log records.
+    fn from(e: GatewayError) -> Reply {
+        let rejection = e.rejection();
+        let detail = e.to_string().into_boxed_str();
+        Reply {
+            response: e.into_response(),
+            facts: Facts {
+                rejection: Some(rejection),
+                detail: Some(detail),
+                ..Facts::default()
+            },
+        }
+    }
+}
+
+/// The bytes of a buffered body, without consuming it: a `Full` body is one shared chunk,
+/// yielded at once, so polling a clone of it never waits and copies nothing.
+pub fn body_bytes(body: &http_body_util::Full<Bytes>) -> Bytes {
+    use hyper::body::Body as _;
+    let mut body = body.clone();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
