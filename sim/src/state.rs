@@ -37,7 +37,7 @@ pub enum Fault {
     /// dropped after the delete happened.
     ResetMidResponse,
     /// Read the request and never answer; the connection is held until
-    /// [`SimHandle::shutdown`].
+    /// [`crate::SimHandle::shutdown`].
     BlackHole,
 }
 
