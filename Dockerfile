@@ -22,24 +22,33 @@ FROM rust:1-slim-bookworm AS builder
 # both. No cmake, perl, go, nasm, pkg-config or OpenSSL headers (no OpenSSL is linked).
 WORKDIR /src
 
-# Dependencies first, against stub sources: this layer is reused as long as Cargo.toml and
-# Cargo.lock do not change. Every target the manifest declares needs a stub, or cargo refuses
-# to parse it: the `[[bench]] hot_path` too (a new [[bin]]/[[bench]]/[[test]] or a build script
-# needs one here as well; `tests/dockerfile.rs` catches a missing one).
+# Dependencies first, against stub sources: this layer is reused as long as the manifests and
+# Cargo.lock do not change. Every target the workspace declares needs a stub, or cargo refuses
+# to parse it: the `[[bench]] hot_path` and the simulator member `sim/` (library and binary)
+# too (a new [[bin]]/[[bench]]/[[test]], workspace member or build script needs one here as
+# well; `tests/dockerfile.rs` catches a missing one).
+#
+# The image is built with `--no-default-features`: without the `demo` feature the gateway does
+# not depend on the simulator (`journeybee-sim`), so neither it nor `journeybee-gateway demo`
+# is in the binary. The simulator's manifest is only there for cargo to load the workspace.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src benches \
+COPY sim/Cargo.toml sim/
+RUN mkdir src benches sim/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
- && cargo build --release --locked \
- && rm -rf src benches
+ && echo '' > sim/src/lib.rs \
+ && echo 'fn main() {}' > sim/src/main.rs \
+ && cargo build --release --locked --no-default-features \
+ && rm -rf src benches sim/src
 
 # The real sources. `touch` makes sure cargo rebuilds the crate over the stub's artifacts even
 # when the copied files carry older modification times.
 COPY . .
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
- && ./target/release/journeybee-gateway --version
+ && cargo build --release --locked --no-default-features \
+ && ./target/release/journeybee-gateway --version \
+ && ! ./target/release/journeybee-gateway demo --help >/dev/null 2>&1
 
 # ------------------------------------------------------------------ runtime
 FROM debian:bookworm-slim

@@ -1,10 +1,13 @@
 //! `journeybee-gateway demo`: the simulator as upstream, the gateway in front of it, a read
 //! user and a write user with ready tokens, and copy-paste curl commands. The demo builds a
 //! real config file and loads it through the normal path, so what it shows is what runs.
+//!
+//! Only with the default `demo` feature (it links the `journeybee-sim` crate); release images
+//! build with `--no-default-features` and carry no simulator.
 
 use crate::config;
 use crate::server::Gateway;
-use crate::sim::{SimConfig, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{SimConfig, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod drain;
 pub mod error;
@@ -29,7 +30,6 @@ pub mod resilience;
 pub mod route;
 pub mod server;
 pub mod signals;
-pub mod sim;
 pub mod stack;
 pub mod state;
 pub mod step;

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use journeybee_gateway::{config, demo, logging, reload, server, signals};
+#[cfg(feature = "demo")]
+use journeybee_gateway::demo;
+use journeybee_gateway::{config, logging, reload, server, signals};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +54,7 @@ enum Command {
     },
     /// Start the JourneyBee simulator and the gateway in front of it, with a read user and a
     /// write user, print ready tokens and curl commands, and run until Ctrl-C.
+    #[cfg(feature = "demo")]
     Demo {
         /// Also write the URLs and tokens to this file as KEY=value lines (for scripts).
         #[arg(long)]
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "demo")]
         Command::Demo { env_file } => match runtime().block_on(demo::run(env_file.as_deref())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use journeybee_gateway::sim::Fault;
+use journeybee_sim::Fault;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use journeybee_gateway::sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
 
 #[tokio::test]
 async fn list_is_forwarded_with_mapped_key_and_user_and_no_client_credentials() {

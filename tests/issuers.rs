@@ -215,13 +215,10 @@ async fn oidc_discovery_finds_the_jwks() {
     assert_eq!(h.admin_get("/readyz").await.status, 503);
     drop(h);
     let dir = TestDir::new();
-    let key_file = dir.write("read.key", journeybee_gateway::sim::SIM_READ_KEY);
-    let sim = journeybee_gateway::sim::Simulator::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let key_file = dir.write("read.key", journeybee_sim::SIM_READ_KEY);
+    let sim = journeybee_sim::Simulator::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
     let text = format!(
         r#"
 [server]
@@ -324,7 +321,7 @@ write_scopes = ["partnerships:write"]
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
         h.sim.requests().pop().unwrap().api_key.as_deref(),
-        Some(journeybee_gateway::sim::SIM_WRITE_KEY)
+        Some(journeybee_sim::SIM_WRITE_KEY)
     );
     // Without the scope it is a reader: lists as user 461 on the read key, cannot create.
     let reader = m2m(json!({"jb_user_id": "461"}));
@@ -332,10 +329,7 @@ write_scopes = ["partnerships:write"]
     assert_eq!(r.status, 200, "{}", r.text());
     let up = h.sim.requests().pop().unwrap();
     assert!(up.query.unwrap().contains("userId=461"));
-    assert_eq!(
-        up.api_key.as_deref(),
-        Some(journeybee_gateway::sim::SIM_READ_KEY)
-    );
+    assert_eq!(up.api_key.as_deref(), Some(journeybee_sim::SIM_READ_KEY));
     h.post_json(
         "/api/v1/partnerships",
         Some(&reader),

@@ -128,9 +128,7 @@ async fn requests_over_the_in_flight_limit_are_shed_at_once() {
     let h = Harness::with(opts("max_in_flight = 2")).await;
     let t = h.token("bob@corp.test");
     h.sim
-        .set_fault(journeybee_gateway::sim::Fault::Slow(Duration::from_millis(
-            800,
-        )));
+        .set_fault(journeybee_sim::Fault::Slow(Duration::from_millis(800)));
     let mut tasks = Vec::new();
     for i in 0..2 {
         let client = h.client.clone();

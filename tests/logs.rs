@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use journeybee_gateway::sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use journeybee_gateway::server::Gateway;
-use journeybee_gateway::sim::{SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
 use serde_json::Value;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

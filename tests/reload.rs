@@ -8,7 +8,7 @@ use common::*;
 use http::Method;
 use http_body_util::Full;
 use journeybee_gateway::reload;
-use journeybee_gateway::sim::Fault;
+use journeybee_sim::Fault;
 use std::time::Duration;
 
 fn config_path(h: &Harness) -> std::path::PathBuf {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use journeybee_gateway::sim::Fault;
+use journeybee_sim::Fault;
 use std::time::Duration;
 
 fn opts(upstream: &str, tail: &str) -> Opts {

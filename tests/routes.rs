@@ -358,7 +358,7 @@ async fn a_create_whose_lookups_cannot_be_read_is_checked_by_the_schema_alone() 
     let alice = h.token("alice@corp.test");
     // Upstream refuses every call (the lookups too); the create is still forwarded, never
     // refused for a lookup the gateway could not read.
-    h.sim.set_fault(journeybee_gateway::sim::Fault::Status(500));
+    h.sim.set_fault(journeybee_sim::Fault::Status(500));
     let mut body: Value = serde_json::from_str(&create_body("down-gw.com")).unwrap();
     body["tierId"] = json!(999);
     let r = h

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use journeybee_gateway::sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{Fault, SIM_READ_KEY, SIM_WRITE_KEY};
 use serde_json::json;
 use std::time::Duration;
 

@@ -8,9 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use journeybee_gateway::sim::{
-    Fault, SimConfig, SimHandle, SimKey, Simulator, SIM_READ_KEY, SIM_WRITE_KEY,
-};
+use journeybee_sim::{Fault, SimConfig, SimHandle, SimKey, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
 use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -11,9 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use journeybee_gateway::sim::{
-    Fault, SimConfig, SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY,
-};
+use journeybee_sim::{Fault, SimConfig, SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
 use serde_json::{json, Value};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -1306,7 +1304,7 @@ async fn unknown_routes_ids_and_keys() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // A write-only key cannot read the lookups.
     let w = T::start(SimConfig {
-        keys: vec![journeybee_gateway::sim::SimKey::new("w", false, true)],
+        keys: vec![journeybee_sim::SimKey::new("w", false, true)],
         ..SimConfig::default()
     })
     .await;

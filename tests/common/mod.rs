@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use journeybee_gateway::server::Gateway;
-use journeybee_gateway::sim::{SimConfig, SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{SimConfig, SimHandle, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use std::path::PathBuf;

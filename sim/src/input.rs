@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::data::PartnerType;
+use crate::data::PartnerType;
 
 /// A JSON object body.
 pub(crate) type Obj = Map<String, Value>;

@@ -8,11 +8,11 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::data::{Contact, Dataset, Tag};
-use super::input::{self, Params};
-use super::reply::{bad_request, Answer, Reply};
-use super::time::{format_timestamp, now_secs};
-use super::validate::email_domain;
+use crate::data::{Contact, Dataset, Tag};
+use crate::input::{self, Params};
+use crate::reply::{bad_request, Answer, Reply};
+use crate::time::{format_timestamp, now_secs};
+use crate::validate::email_domain;
 
 const MSG_NO_CONTACT: &str = "Contact not found";
 
@@ -112,7 +112,7 @@ pub(crate) fn create(ds: &mut Dataset, body: &[u8]) -> Answer {
     let f = parse_fields(ds, &obj)?;
     let email = f.email.ok_or_else(|| Reply::bad("email is required"))?;
     if ds.partnership(partnership_id).is_none() {
-        return Err(Reply::not_found(super::partnerships::MSG_NOT_ACCESSIBLE));
+        return Err(Reply::not_found(crate::partnerships::MSG_NOT_ACCESSIBLE));
     }
     let id = ds.take_contact_id();
     let now = now_secs();

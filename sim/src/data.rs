@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::{json, Number, Value};
 
-use super::deals::Deal;
-use super::leads::{Lead, Note};
-use super::time::{days_from_civil, format_date, format_timestamp};
+use crate::deals::Deal;
+use crate::leads::{Lead, Note};
+use crate::time::{days_from_civil, format_date, format_timestamp};
 
 /// Partnership type, as in `partnership.partner_type` and `partnerType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -902,9 +902,9 @@ impl Dataset {
         // Keep the remaining random stream (used for uuids of created
         // partnerships) deterministic too.
         ds.rng = rng;
-        super::lookups::enrich(&mut ds);
-        super::leads::generate(&mut ds);
-        super::deals::generate(&mut ds);
+        crate::lookups::enrich(&mut ds);
+        crate::leads::generate(&mut ds);
+        crate::deals::generate(&mut ds);
         ds
     }
 
@@ -975,7 +975,7 @@ impl Dataset {
             })
             .collect();
         let logo_uuid = uuid(&mut self.rng);
-        let now = super::time::now_secs();
+        let now = crate::time::now_secs();
         let contacts = new
             .contacts
             .into_iter()

@@ -1,12 +1,13 @@
-//! HTTP side of the simulator: accept loop, auth, faults, routing.
+//! HTTP side of the simulator: accept loop, auth, faults, routing. Control requests are
+//! dispatched to [`crate::control`]; the state both share is in [`crate::state`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,11 +23,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::time::Sleep;
 
-use super::control;
-use super::data::{Dataset, GenParams};
-use super::reply::Reply;
-use super::router::{dispatch, match_route, Access};
-use super::{Fault, RateLimitMode, RecordedRequest, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
+use crate::config::{RateLimitMode, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
+use crate::control;
+use crate::data::{Dataset, GenParams};
+use crate::reply::Reply;
+use crate::router::{dispatch, match_route, Access};
+use crate::state::{lock, Fault, RecordedRequest, Recorder, Shared};
 
 const MSG_BAD_KEY: &str = "Invalid API key or insufficient permissions";
 const MSG_NEED_READ: &str = "Read access required for this operation";
@@ -39,55 +41,6 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a truncated response pauses after its partial body, so that the
 /// bytes are flushed to the client before the connection is dropped.
 const RESET_PAUSE: Duration = Duration::from_millis(30);
-
-/// State shared by the accept loop, the connections and the handles.
-pub(crate) struct Shared {
-    pub addr: SocketAddr,
-    pub config: SimConfig,
-    pub data: Mutex<Dataset>,
-    pub fault: Mutex<Fault>,
-    pub recorded: Mutex<Recorder>,
-    /// key → (window start, requests in window)
-    pub rate: Mutex<HashMap<String, (Instant, u32)>>,
-    /// key → arrival instants of the requests served within the sliding window, oldest first
-    pub sliding: Mutex<HashMap<String, VecDeque<Instant>>>,
-    /// 429s answered by the rate limit.
-    pub rate_limited: AtomicUsize,
-    pub shutdown: watch::Sender<bool>,
-    pub stopped: watch::Sender<bool>,
-}
-
-/// What the simulator received: an exact count and the requests themselves, the oldest
-/// dropped past the limit.
-pub(crate) struct Recorder {
-    pub total: usize,
-    pub kept: VecDeque<RecordedRequest>,
-    limit: Option<usize>,
-}
-
-impl Recorder {
-    fn new(limit: Option<usize>) -> Self {
-        Recorder {
-            total: 0,
-            kept: VecDeque::new(),
-            limit,
-        }
-    }
-
-    fn push(&mut self, r: RecordedRequest) {
-        self.total += 1;
-        self.kept.push_back(r);
-        if self.limit.is_some_and(|l| self.kept.len() > l) {
-            self.kept.pop_front();
-        }
-    }
-}
-
-/// Locks a mutex, ignoring poisoning: a panicking test thread must not turn
-/// every later simulator call into a second panic.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Binds, generates the data and spawns the accept loop.
 pub(crate) async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<Arc<Shared>> {

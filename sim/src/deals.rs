@@ -8,17 +8,17 @@
 use serde::Serialize;
 use serde_json::{json, Number, Value};
 
-use super::data::{
+use crate::data::{
     pick_some, uuid, Association, CfValue, CustomFieldOut, CustomFieldValue, Dataset,
     FieldCategory, Stage, Tag, User,
 };
-use super::filter::{parse_flag, parse_id_list};
-use super::input::{self, Params};
-use super::leads::{tag_ids, STATUSES};
-use super::lookups::{deal_stage_out, DealStageOut, DEAL_PHASES};
-use super::reply::{bad_request, Answer, Reply};
-use super::time::{format_timestamp, now_secs, parse_timestamp_millis};
-use super::validate::parse_custom_fields;
+use crate::filter::{parse_flag, parse_id_list};
+use crate::input::{self, Params};
+use crate::leads::{tag_ids, STATUSES};
+use crate::lookups::{deal_stage_out, DealStageOut, DEAL_PHASES};
+use crate::reply::{bad_request, Answer, Reply};
+use crate::time::{format_timestamp, now_secs, parse_timestamp_millis};
+use crate::validate::parse_custom_fields;
 
 const MSG_BAD_QUERY: &str = "Invalid query parameters";
 const MSG_NO_COMPANY: &str = "Company not found or user not authorized";
@@ -62,7 +62,7 @@ pub(crate) fn generate(ds: &mut Dataset) {
     let mut rng = std::mem::replace(&mut ds.extra_rng, fastrand::Rng::with_seed(0));
     let deal_tags = tag_ids(ds, Association::LeadDeal);
     let stage_ids: Vec<u64> = ds.deal_stages.iter().map(|s| s.id).collect();
-    let candidates: Vec<super::leads::Lead> = ds
+    let candidates: Vec<crate::leads::Lead> = ds
         .leads
         .iter()
         .rev()

@@ -1,5 +1,5 @@
 //! The partnership routes: the list and the create (the original two, with
-//! the documented create rules in [`super::validate`]), and `PATCH` /
+//! the documented create rules in [`crate::validate`]), and `PATCH` /
 //! `DELETE /partnerships/{id}` and `GET /partnerships/{id}/users`.
 //!
 //! `{id}` is the list item's top-level `id` (the company partnership id):
@@ -10,12 +10,12 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::data::{Association, CustomFieldValue, Dataset, FieldCategory};
-use super::filter::{list as run_list, parse_list_query, QueryError};
-use super::input;
-use super::reply::{Answer, Reply};
-use super::time::{format_timestamp, now_secs};
-use super::validate::{parse_custom_fields, validate_create, CreateError, DomainRules};
+use crate::data::{Association, CustomFieldValue, Dataset, FieldCategory};
+use crate::filter::{list as run_list, parse_list_query, QueryError};
+use crate::input;
+use crate::reply::{Answer, Reply};
+use crate::time::{format_timestamp, now_secs};
+use crate::validate::{parse_custom_fields, validate_create, CreateError, DomainRules};
 
 const MSG_NO_USER_ID: &str = "userId is required";
 const MSG_BAD_QUERY: &str = "Invalid query parameters";
@@ -99,7 +99,7 @@ struct Update {
     stage_id: Option<u64>,
     assigned_users: Option<Vec<u64>>,
     tags: Option<Vec<u64>>,
-    custom_fields: Vec<(u64, super::data::CfValue)>,
+    custom_fields: Vec<(u64, crate::data::CfValue)>,
     fallback_data: Option<Map<String, Value>>,
 }
 

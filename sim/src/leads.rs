@@ -9,17 +9,17 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::data::{
+use crate::data::{
     pick_some, slug, uuid, Association, CfValue, CustomFieldOut, CustomFieldValue, Dataset,
     FieldCategory, Tag, User,
 };
-use super::filter::{
+use crate::filter::{
     parse_custom_fields_filter, parse_flag, parse_id_list, values_match, CfFilter,
 };
-use super::input::{self, Params};
-use super::reply::{bad_request, Answer, Reply};
-use super::time::{days_from_civil, format_timestamp, now_secs, parse_timestamp_millis};
-use super::validate::parse_custom_fields;
+use crate::input::{self, Params};
+use crate::reply::{bad_request, Answer, Reply};
+use crate::time::{days_from_civil, format_timestamp, now_secs, parse_timestamp_millis};
+use crate::validate::parse_custom_fields;
 
 /// Lead statuses, in pipeline order (the `sort` type `status` uses it).
 pub(crate) const STATUSES: &[&str] = &["new", "contacted", "qualified", "converted", "lost"];
@@ -486,7 +486,7 @@ fn parse_fields(ds: &Dataset, obj: &input::Obj) -> Result<LeadFields, Reply> {
     let email = s("email")?;
     if email
         .as_deref()
-        .is_some_and(|e| super::validate::email_domain(e).is_none())
+        .is_some_and(|e| crate::validate::email_domain(e).is_none())
     {
         return Err(Reply::bad("email is not a valid address"));
     }

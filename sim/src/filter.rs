@@ -4,8 +4,8 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use super::data::{CfValue, CustomFieldValue, Dataset, Item, PartnerType, Partnership};
-use super::time::parse_timestamp_millis;
+use crate::data::{CfValue, CustomFieldValue, Dataset, Item, PartnerType, Partnership};
+use crate::time::parse_timestamp_millis;
 
 /// Why a list query was rejected.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 
 use http::Method;
 
-use super::data::Dataset;
-use super::reply::{answer, Reply};
-use super::validate::DomainRules;
-use super::{contacts, deals, leads, lookups, partnerships, RecordedRequest, SimConfig};
+use crate::config::SimConfig;
+use crate::data::Dataset;
+use crate::reply::{answer, Reply};
+use crate::state::RecordedRequest;
+use crate::validate::DomainRules;
+use crate::{contacts, deals, leads, lookups, partnerships};
 
 /// What a key needs for a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,13 +11,13 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::data::{
+use crate::data::{
     pick_some, uuid, Association, Category, CustomFieldDef, Dataset, FieldCategory, FieldOption,
     FieldType, PartnerType, Stage, Tag, Tier, User,
 };
-use super::input::{self, Params};
-use super::reply::{bad_request, Answer, Reply};
-use super::time::{days_from_civil, format_timestamp, now_secs};
+use crate::input::{self, Params};
+use crate::reply::{bad_request, Answer, Reply};
+use crate::time::{days_from_civil, format_timestamp, now_secs};
 
 /// Partner stage phases.
 pub(crate) const PARTNER_PHASES: &[&str] = &["discovery", "evaluation", "active", "inactive"];
@@ -515,7 +515,7 @@ fn to_values<T: Serialize>(items: impl Iterator<Item = T>) -> Vec<Value> {
         .collect()
 }
 
-/// The lookups as `GET` serves them, for [`super::SimHandle`]'s accessors.
+/// The lookups as `GET` serves them, for [`crate::SimHandle`]'s accessors.
 pub(crate) mod snapshot {
     use super::*;
 

@@ -5,11 +5,11 @@
 
 use serde_json::{Map, Value};
 
-use super::data::{
+use crate::data::{
     Association, CfValue, Dataset, FieldCategory, FieldType, NewContact, NewPartnership,
     PartnerType,
 };
-use super::time::parse_timestamp_millis;
+use crate::time::parse_timestamp_millis;
 
 /// Why a create request was refused, mapped to a status by the server.
 #[derive(Debug, PartialEq, Eq)]
@@ -343,7 +343,7 @@ pub(crate) fn validate_create(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::data::GenParams;
+    use crate::data::GenParams;
 
     fn ds() -> Dataset {
         Dataset::generate(&GenParams {

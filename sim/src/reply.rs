@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::json;
 
-/// Message of the 429s (the rate limit and [`super::Fault::RateLimited`]).
+/// Message of the 429s (the rate limit and [`crate::Fault::RateLimited`]).
 pub(crate) const MSG_TOO_MANY: &str = "Too many requests";
 
 /// A reply: status, serialized JSON body (empty for 204) and an optional
