@@ -24,7 +24,7 @@ WORKDIR /src
 
 # Dependencies first, against stub sources: this layer is reused as long as the manifests and
 # Cargo.lock do not change. Every target the workspace declares needs a stub, or cargo refuses
-# to parse it: the `[[bench]] hot_path` and the simulator member `sim/` (library and binary)
+# to parse it: the `[[bench]]`es (hot_path, allocations) and the simulator member `sim/` (library and binary)
 # too (a new [[bin]]/[[bench]]/[[test]], workspace member or build script needs one here as
 # well; `tests/dockerfile.rs` catches a missing one).
 #
@@ -37,6 +37,7 @@ RUN mkdir src benches sim/src \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
+ && echo 'fn main() {}' > benches/allocations.rs \
  && echo '' > sim/src/lib.rs \
  && echo 'fn main() {}' > sim/src/main.rs \
  && cargo build --release --locked --no-default-features \
