@@ -165,8 +165,14 @@ impl<T> ConnTimeout<T> {
         }
     }
 
-    fn on_write(&mut self) {
+    /// After a write: the answer to the last request in progress may just have gone out, and
+    /// hyper does not read again until the socket has data, so the timer is armed here (it
+    /// wakes the connection, whose next read fails).
+    fn on_write(&mut self, cx: &mut Context<'_>) {
         self.last_activity = Instant::now();
+        if self.poll_timer(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
     }
 
     /// The deadline now in force, if any.
@@ -181,8 +187,8 @@ impl<T> ConnTimeout<T> {
         })
     }
 
-    /// Called when the IO would block: ready with the error once the deadline has passed.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// Ready with the timer that fired once the deadline in force has passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
         let Some((deadline, timer)) = self.deadline() else {
             return Poll::Pending;
         };
@@ -190,7 +196,12 @@ impl<T> ConnTimeout<T> {
             self.sleep.as_mut().reset(deadline);
         }
         ready!(self.sleep.as_mut().poll(cx));
-        let what = match timer {
+        Poll::Ready(timer)
+    }
+
+    /// Called when the IO would block: ready with the error once the deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let what = match ready!(self.poll_timer(cx)) {
             Timer::Idle => "idle keep-alive timeout",
             Timer::HeaderRead => "request headers not received within header_read_timeout",
         };
@@ -227,7 +238,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(r) => {
                 if matches!(r, Ok(n) if n > 0) {
-                    this.on_write();
+                    this.on_write(cx);
                 }
                 Poll::Ready(r)
             }
