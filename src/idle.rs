@@ -362,9 +362,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn no_deadline_while_a_request_is_in_progress_then_idle_from_its_end() {
         let (mut io, mut client, activity) = conn(IDLE, HEADER);
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        client.write_all(request).await.unwrap();
         let mut buf = [0u8; 64];
-        io.read(&mut buf).await.unwrap();
+        io.read_exact(&mut buf[..request.len()]).await.unwrap();
         activity.started();
         // A slow upstream: far beyond both timeouts, nothing happens.
         let read = tokio::time::timeout(IDLE * 10, io.read(&mut buf)).await;
