@@ -1,87 +1,250 @@
-//! Idle keep-alive timeout: a connection with no request in progress and no bytes moving for
-//! `idle_timeout` is closed. hyper's `header_read_timeout` only runs once a request has
-//! started, so an idle keep-alive connection would otherwise be held forever.
+//! A connection's two timeouts, with one timer per connection:
+//!
+//! - **idle**: with no request in progress and no byte of a next request received, the
+//!   connection is closed `idle_timeout` after its last activity (a byte read or written, a
+//!   request starting or finishing). A fresh connection that sends nothing is idle too.
+//! - **header read** (HTTP/1): once the first byte of a request has arrived, its headers must be
+//!   complete (the service called) within `header_read_timeout` of that byte, however the bytes
+//!   trickle in and whether `idle_timeout` is longer or shorter.
+//! - While a request is in progress there is no deadline here: the request's own timeouts
+//!   (body read, upstream response) govern it.
+//!
+//! hyper's own header-read timer is turned off (`server::listen`): it starts whenever hyper
+//! waits for a request, so it also ran while a keep-alive connection waited idle, and closed
+//! it at `header_read_timeout` instead of `idle_timeout`.
+//!
+//! When the deadline passes, the next read (or a write the client does not accept) fails with
+//! `TimedOut` and hyper closes the connection without an answer.
+//!
+//! HTTP/2, recognised by its connection preface, gets the idle deadline only: a client's PING,
+//! SETTINGS and WINDOW_UPDATE frames arrive with no request and must not start a header timer,
+//! and a request's headers arrive as whole frames, bounded by `max_header_list_size`.
+//!
+//! Known approximation: bytes read while a request is in progress belong to it (its body) as
+//! far as this module knows, so a pipelined next request that arrived partially during the
+//! previous one is bounded by `idle_timeout`, not `header_read_timeout`.
 
 use http::Request;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-/// Wraps a connection's IO; reads fail with `TimedOut` once the connection has been idle (no
-/// request in progress, no bytes either way) for the timeout.
-pub struct IdleTimeout<T> {
-    inner: T,
-    timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
-    busy: Arc<AtomicUsize>,
+/// The connection preface every HTTP/2 client sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection's timeouts (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// No request in progress and none started: closed after this long without activity.
+    pub idle: Duration,
+    /// A started HTTP/1 request must deliver its headers within this time of its first byte.
+    pub header_read: Duration,
 }
 
-impl<T> IdleTimeout<T> {
-    /// Wraps `inner`; `busy` counts the connection's requests in progress (see [`Busy`]).
-    pub fn new(inner: T, timeout: Duration, busy: Arc<AtomicUsize>) -> Self {
-        IdleTimeout {
+/// What a connection's requests do, shared by [`ConnTimeout`] (the IO) and [`Busy`] (the
+/// service).
+#[derive(Debug, Default)]
+pub struct Activity {
+    in_progress: AtomicUsize,
+    /// Bumped when a request starts and when one finishes.
+    changes: AtomicU64,
+}
+
+impl Activity {
+    fn started(&self) {
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn finished(&self) {
+        self.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// This many bytes of the HTTP/2 preface matched so far.
+    Sniffing(usize),
+    Http1,
+    Http2,
+}
+
+/// Which timer a deadline belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Idle,
+    HeaderRead,
+}
+
+/// Wraps a connection's IO; reads fail with `TimedOut` once the connection has been idle for
+/// the idle timeout, or a request has started and not delivered its headers within the
+/// header-read timeout.
+pub struct ConnTimeout<T> {
+    inner: T,
+    timeouts: Timeouts,
+    activity: Arc<Activity>,
+    /// `activity.changes` when last looked at.
+    seen: u64,
+    last_activity: Instant,
+    /// Arrival of the first byte of a request that has not reached the service yet.
+    request_started: Option<Instant>,
+    protocol: Protocol,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<T> ConnTimeout<T> {
+    /// Wraps `inner`, accepted just now; `activity` is shared with the connection's [`Busy`].
+    pub fn new(inner: T, timeouts: Timeouts, activity: Arc<Activity>) -> Self {
+        let now = Instant::now();
+        ConnTimeout {
             inner,
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            busy,
+            timeouts,
+            seen: activity.changes.load(Ordering::Acquire),
+            activity,
+            last_activity: now,
+            request_started: None,
+            protocol: Protocol::Sniffing(0),
+            sleep: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
         }
     }
 
-    fn touch(&mut self) {
-        self.sleep.as_mut().reset(Instant::now() + self.timeout);
+    /// Takes in a request starting or finishing since the last look.
+    fn sync(&mut self) {
+        let changes = self.activity.changes.load(Ordering::Acquire);
+        if changes != self.seen {
+            self.seen = changes;
+            self.last_activity = Instant::now();
+            // The request whose first byte started the header timer reached the service (or
+            // one finished: what follows is a new request).
+            self.request_started = None;
+        }
+    }
+
+    fn on_read(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.sync();
+        let now = Instant::now();
+        self.last_activity = now;
+        if let Protocol::Sniffing(mut matched) = self.protocol {
+            self.protocol = Protocol::Sniffing(matched);
+            for &b in data {
+                if b != H2_PREFACE[matched] {
+                    self.protocol = Protocol::Http1;
+                    break;
+                }
+                matched += 1;
+                if matched == H2_PREFACE.len() {
+                    self.protocol = Protocol::Http2;
+                    break;
+                }
+                self.protocol = Protocol::Sniffing(matched);
+            }
+        }
+        if self.protocol == Protocol::Http2 {
+            self.request_started = None;
+            return;
+        }
+        // Blank lines before a request line are ignored by HTTP/1 servers (RFC 9112, 2.2):
+        // some clients send one after a body. They do not start a request.
+        let request_bytes = data.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+        if self.request_started.is_none()
+            && request_bytes
+            && self.activity.in_progress.load(Ordering::Acquire) == 0
+        {
+            self.request_started = Some(now);
+        }
+    }
+
+    /// After a write: the answer to the last request in progress may just have gone out, and
+    /// hyper does not read again until the socket has data, so the timer is armed here (it
+    /// wakes the connection, whose next read fails).
+    fn on_write(&mut self, cx: &mut Context<'_>) {
+        self.last_activity = Instant::now();
+        if self.poll_timer(cx).is_ready() {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// The deadline now in force, if any.
+    fn deadline(&mut self) -> Option<(Instant, Timer)> {
+        self.sync();
+        if self.activity.in_progress.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(match self.request_started {
+            Some(first_byte) => (first_byte + self.timeouts.header_read, Timer::HeaderRead),
+            None => (self.last_activity + self.timeouts.idle, Timer::Idle),
+        })
+    }
+
+    /// Ready with the timer that fired once the deadline in force has passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        let Some((deadline, timer)) = self.deadline() else {
+            return Poll::Pending;
+        };
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        ready!(self.sleep.as_mut().poll(cx));
+        Poll::Ready(timer)
+    }
+
+    /// Called when the IO would block: ready with the error once the deadline has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let what = match ready!(self.poll_timer(cx)) {
+            Timer::Idle => "idle keep-alive timeout",
+            Timer::HeaderRead => "request headers not received within header_read_timeout",
+        };
+        tracing::debug!(timeout = what, "closing connection");
+        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what))
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for ConnTimeout<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    self.touch();
-                }
+                this.on_read(&buf.filled()[before..]);
                 Poll::Ready(r)
             }
-            Poll::Pending => {
-                if self.busy.load(Ordering::Acquire) > 0 {
-                    // A request is being processed (maybe waiting on upstream): not idle.
-                    self.touch();
-                    return Poll::Pending;
-                }
-                if self.sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle keep-alive timeout",
-                    )));
-                }
-                Poll::Pending
-            }
+            Poll::Pending => this.poll_deadline(cx).map(Err),
         }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    this.on_write(cx);
+                }
+                Poll::Ready(r)
+            }
+            // A client that stops reading our answer is idle too.
+            Poll::Pending => this.poll_deadline(cx).map(Err),
         }
-        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -93,25 +256,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     }
 }
 
-/// Counts a connection's requests in progress for [`IdleTimeout`].
+/// Counts a connection's requests in progress for [`ConnTimeout`].
 #[derive(Clone)]
 pub struct Busy<S> {
     inner: S,
-    busy: Arc<AtomicUsize>,
+    activity: Arc<Activity>,
 }
 
 impl<S> Busy<S> {
     /// Wraps the connection's service.
-    pub fn new(inner: S, busy: Arc<AtomicUsize>) -> Self {
-        Busy { inner, busy }
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Busy { inner, activity }
     }
 }
 
-struct Done(Arc<AtomicUsize>);
+struct Done(Arc<Activity>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.finished();
     }
 }
 
@@ -129,12 +292,115 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.busy.fetch_add(1, Ordering::AcqRel);
-        let done = Done(self.busy.clone());
+        self.activity.started();
+        let done = Done(self.activity.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let _done = done;
             fut.await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const IDLE: Duration = Duration::from_secs(6);
+    const HEADER: Duration = Duration::from_secs(2);
+
+    fn conn(
+        idle: Duration,
+        header_read: Duration,
+    ) -> (ConnTimeout<DuplexStream>, DuplexStream, Arc<Activity>) {
+        let (server, client) = tokio::io::duplex(1024);
+        let activity = Arc::new(Activity::default());
+        let io = ConnTimeout::new(server, Timeouts { idle, header_read }, activity.clone());
+        (io, client, activity)
+    }
+
+    /// Reads from `io` until it fails; how long that took (paused clock), and the error.
+    async fn read_until_error(io: &mut ConnTimeout<DuplexStream>) -> (Duration, io::Error) {
+        let start = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match io.read(&mut buf).await {
+                Ok(0) => panic!("unexpected EOF"),
+                Ok(_) => continue,
+                Err(e) => return (start.elapsed(), e),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_lives_the_idle_timeout_even_when_longer_than_header_read() {
+        let (mut io, _client, _) = conn(IDLE, HEADER);
+        let (took, e) = read_until_error(&mut io).await;
+        assert_eq!(took, IDLE);
+        assert!(e.to_string().contains("idle"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_request_has_header_read_timeout_from_its_first_byte() {
+        for (idle, header) in [(IDLE, HEADER), (HEADER, IDLE)] {
+            let (mut io, mut client, _) = conn(idle, header);
+            tokio::time::advance(Duration::from_millis(500)).await;
+            client.write_all(b"GET / HT").await.unwrap();
+            let start = Instant::now();
+            // More bytes keep coming, but the deadline counts from the first.
+            let mut buf = [0u8; 64];
+            assert_eq!(io.read(&mut buf).await.unwrap(), 8);
+            tokio::time::advance(Duration::from_millis(300)).await;
+            client.write_all(b"TP/1.1\r\n").await.unwrap();
+            let (_, e) = read_until_error(&mut io).await;
+            assert_eq!(start.elapsed(), header, "idle {idle:?}, header {header:?}");
+            assert!(e.to_string().contains("header_read_timeout"), "{e}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_deadline_while_a_request_is_in_progress_then_idle_from_its_end() {
+        let (mut io, mut client, activity) = conn(IDLE, HEADER);
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        client.write_all(request).await.unwrap();
+        let mut buf = [0u8; 64];
+        io.read_exact(&mut buf[..request.len()]).await.unwrap();
+        activity.started();
+        // A slow upstream: far beyond both timeouts, nothing happens.
+        let read = tokio::time::timeout(IDLE * 10, io.read(&mut buf)).await;
+        assert!(read.is_err(), "the connection timed out mid-request");
+        activity.finished();
+        let (took, e) = read_until_error(&mut io).await;
+        assert_eq!(took, IDLE);
+        assert!(e.to_string().contains("idle"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blank_lines_and_http2_frames_do_not_start_a_header_timer() {
+        let (mut io, mut client, _) = conn(IDLE, HEADER);
+        client.write_all(b"\r\n").await.unwrap();
+        let (took, e) = read_until_error(&mut io).await;
+        assert_eq!(took, IDLE, "{e}");
+
+        let (mut io, mut client, _) = conn(IDLE, HEADER);
+        client.write_all(H2_PREFACE).await.unwrap();
+        client.write_all(b"\0\0\0\x04\0\0\0\0\0").await.unwrap(); // empty SETTINGS
+        let (took, e) = read_until_error(&mut io).await;
+        assert_eq!(took, IDLE, "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_the_answer_is_idle() {
+        let (mut io, _client, _) = conn(IDLE, HEADER);
+        let start = Instant::now();
+        let chunk = [0u8; 512];
+        let e = loop {
+            if let Err(e) = io.write(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(start.elapsed(), IDLE);
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 }

@@ -349,10 +349,51 @@ async fn shutdown_drains_in_flight_requests() {
     let pending = tokio::spawn(async move { client.request(req).await });
     h.wait_for_upstream(before + 1).await;
     let gw = h.gw.take().unwrap();
-    let addr = gw.addr();
+    #[cfg(target_os = "linux")]
+    let (addr, listener) = {
+        let addr = gw.addr();
+        let sockets = listening_sockets(addr);
+        assert_eq!(
+            sockets.len(),
+            1,
+            "the gateway listens on {addr}: {sockets:?}"
+        );
+        (addr, sockets[0])
+    };
     gw.shutdown().await;
     let resp = pending.await.unwrap().expect("in-flight request completes");
     assert_eq!(resp.status(), 200);
-    // And the listener is closed afterwards.
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    // And the listener is closed afterwards. Not by connecting to its port, which a parallel
+    // test may have bound again by now: that socket itself no longer listens.
+    #[cfg(target_os = "linux")]
+    assert!(
+        !listening_sockets(addr).contains(&listener),
+        "the listener on {addr} is still open"
+    );
+}
+
+/// The inodes (identities) of the IPv4 TCP sockets listening on `addr`, from Linux's
+/// /proc/net/tcp. A socket bound later to the same port has another inode.
+#[cfg(target_os = "linux")]
+fn listening_sockets(addr: std::net::SocketAddr) -> Vec<u64> {
+    let std::net::SocketAddr::V4(v4) = addr else {
+        panic!("an IPv4 listener expected: {addr}");
+    };
+    // The address as the kernel prints it: the network-order word in native hex, then the port.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    const LISTEN: &str = "0A";
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&LISTEN))
+                .then(|| fields[9].parse().unwrap())
+        })
+        .collect()
 }

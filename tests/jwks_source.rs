@@ -276,7 +276,9 @@ async fn not_ready_until_first_success_then_populated() {
     assert!(stats.last_success.is_some());
 }
 
-#[tokio::test]
+// On a paused clock (the cooldown is timed with tokio's): "right after" and "a cooldown later"
+// are exact, however slow this machine is.
+#[tokio::test(start_paused = true)]
 async fn rotation_new_kid_causes_exactly_one_fetch_and_verifies() {
     let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")])).await;
     let cooldown = Duration::from_millis(300);
@@ -293,7 +295,7 @@ async fn rotation_new_kid_causes_exactly_one_fetch_and_verifies() {
         ])
         .to_string(),
     );
-    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+    // The start-up fetch started no cooldown: the first unknown kid fetches at once.
     let new_token = token(&ec_key(), Algorithm::ES256, Some("ec-1"));
     let stale = source.current().unwrap();
     assert!(!stale.contains_kid("ec-1"));
@@ -307,9 +309,16 @@ async fn rotation_new_kid_causes_exactly_one_fetch_and_verifies() {
         &fresh,
         &token(&rsa_key(), Algorithm::RS256, Some("rsa-1"))
     ));
-    // Another unknown kid right after is answered from the set, not the IdP.
+    // Another unknown kid right after, and until the cooldown has passed, is answered from
+    // the set, not the IdP; after it, it fetches again.
     source.refresh_for_unknown_kid().await.unwrap();
     assert_eq!(idp.hits(), 2);
+    tokio::time::advance(cooldown - Duration::from_millis(1)).await;
+    source.refresh_for_unknown_kid().await.unwrap();
+    assert_eq!(idp.hits(), 2, "within the cooldown");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    source.refresh_for_unknown_kid().await.unwrap();
+    assert_eq!(idp.hits(), 3, "after the cooldown");
 
     // The old key is retired: after the next refresh its tokens have no key.
     idp.serve(
@@ -429,7 +438,9 @@ async fn idp_failures_keep_the_last_good_set() {
     assert!(verifies(&source.current().unwrap(), &old_token));
 }
 
-#[tokio::test]
+// On a paused clock: the refresh interval, the retries and the waits below pass without
+// sleeping.
+#[tokio::test(start_paused = true)]
 async fn background_refresh_follows_rotation_and_stops() {
     let idp = Idp::start(set(vec![jwk(&rsa_key(), Algorithm::RS256, "rsa-1")])).await;
     let opts = JwksOptions {

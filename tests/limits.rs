@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,6 +47,7 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     let h = Harness::with(opts("header_read_timeout = \"500ms\"")).await;
     let addr = h.gw.as_ref().unwrap().addr();
     let mut slow = TcpStream::connect(addr).await.unwrap();
+    let first_byte = Instant::now();
     slow.write_all(b"GET /api/v1/partnerships HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
@@ -54,7 +55,7 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     let t = h.token("bob@corp.test");
     assert_eq!(h.get("/api/v1/partnerships", Some(&t)).await.status, 200);
     // Keep dripping a header byte now and then: the deadline is for the whole header section.
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut closed = false;
     while started.elapsed() < Duration::from_secs(5) {
         if slow.write_all(b"X").await.is_err() {
@@ -74,6 +75,8 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
         }
     }
     assert!(closed, "the slow client was not cut off");
+    let took = first_byte.elapsed();
+    assert!(took >= Duration::from_millis(500), "cut off after {took:?}");
 }
 
 #[tokio::test]
@@ -97,30 +100,143 @@ async fn a_slow_body_gets_408() {
     assert_eq!(h.upstream_count(), 0);
 }
 
-#[tokio::test]
-async fn idle_keep_alive_connections_are_closed() {
-    let h = Harness::with(opts("idle_timeout = \"400ms\"")).await;
+/// The short and the long timeout of the tests below: the short one closes a connection in
+/// well under the long one, which tells which of the two closed it.
+const SHORT: Duration = Duration::from_millis(500);
+const LONG: Duration = Duration::from_secs(3);
+
+/// Waits for the gateway to close `s` (EOF, or a reset) and returns the time from
+/// `since` to the close. Fails the test when the connection is still open after `within`.
+async fn time_to_close(s: &mut TcpStream, since: Instant, within: Duration) -> Duration {
+    let mut buf = [0u8; 4096];
+    let read = tokio::time::timeout(within, s.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("still open after {within:?}"));
+    match read {
+        Ok(0) | Err(_) => since.elapsed(),
+        Ok(n) => panic!(
+            "data instead of a close: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+}
+
+/// Sends one GET on `s` and reads its whole answer, which keeps the connection alive.
+async fn keep_alive_exchange(h: &Harness, s: &mut TcpStream) {
     let t = h.token("bob@corp.test");
-    let addr = h.gw.as_ref().unwrap().addr();
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET /api/v1/partnerships HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    // Drain the rest of the response, then wait idle: the server closes.
-    let closed = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-    })
+    let resp = read_response(s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        !resp.to_ascii_lowercase().contains("connection: close"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    // header_read_timeout stays at its default (10 s): only the idle timeout closes in time.
+    let idle = Duration::from_millis(400);
+    let h = Harness::with(opts("idle_timeout = \"400ms\"")).await;
+    let addr = h.gw.as_ref().unwrap().addr();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let sent = Instant::now();
+    keep_alive_exchange(&h, &mut s).await;
+    let answered = Instant::now();
+    let closed = time_to_close(&mut s, sent, Duration::from_secs(8)).await;
+    // Not before idle_timeout (no close right after the answer), and well before the 10 s
+    // header-read timeout could fire.
+    assert!(closed >= idle, "closed {closed:?} after the request");
+    let idle_for = answered.elapsed();
+    assert!(
+        idle_for < Duration::from_secs(5),
+        "closed after {idle_for:?} idle"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_lives_idle_timeout_when_longer_than_header_read_timeout() {
+    let h = Harness::with(opts(&format!(
+        "idle_timeout = \"{}ms\"\nheader_read_timeout = \"{}ms\"",
+        LONG.as_millis(),
+        SHORT.as_millis()
+    )))
     .await;
-    assert!(closed.is_ok(), "idle connection was not closed");
+    let addr = h.gw.as_ref().unwrap().addr();
+
+    // Idle keep-alive: lives the (longer) idle timeout; the header-read timer does not run.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let sent = Instant::now();
+    keep_alive_exchange(&h, &mut s).await;
+    let closed = time_to_close(&mut s, sent, LONG + Duration::from_secs(5)).await;
+    assert!(
+        closed >= LONG,
+        "idle connection closed after {closed:?}, not idle_timeout"
+    );
+
+    // A request started on a fresh connection: its headers are due within the (shorter)
+    // header-read timeout of its first byte.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let first_byte = Instant::now();
+    s.write_all(b"GET /api/v1/partnerships HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let closed = time_to_close(&mut s, first_byte, LONG + Duration::from_secs(5)).await;
+    assert!(closed >= SHORT, "partial request closed after {closed:?}");
+    // The idle timer cannot fire before LONG after the last byte: this close was the header's.
+    assert!(
+        closed < LONG,
+        "partial request closed after {closed:?}, not header_read_timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_started_request_gets_header_read_timeout_when_longer_than_idle_timeout() {
+    let h = Harness::with(opts(&format!(
+        "idle_timeout = \"{}ms\"\nheader_read_timeout = \"{}ms\"",
+        SHORT.as_millis(),
+        LONG.as_millis()
+    )))
+    .await;
+    let addr = h.gw.as_ref().unwrap().addr();
+
+    // After one request on keep-alive, the next one trickles in: first part of a request line,
+    // nothing for longer than idle_timeout (the connection stays open), a little more, then
+    // nothing. It is closed header_read_timeout after its first byte, not when idle.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    keep_alive_exchange(&h, &mut s).await;
+    let first_byte = Instant::now();
+    s.write_all(b"GET /api/v1/partner").await.unwrap();
+    let mut buf = [0u8; 256];
+    let pause = SHORT * 2;
+    let read = tokio::time::timeout(pause, s.read(&mut buf)).await;
+    assert!(
+        read.is_err(),
+        "a started request was closed at idle_timeout: {read:?}"
+    );
+    s.write_all(b"ships HTTP/1.1\r\n").await.unwrap();
+    let closed = time_to_close(&mut s, first_byte, LONG + Duration::from_secs(5)).await;
+    assert!(
+        closed >= LONG,
+        "partial request closed after {closed:?}, not header_read_timeout"
+    );
+
+    // An idle keep-alive connection: closed at the (shorter) idle timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let sent = Instant::now();
+    keep_alive_exchange(&h, &mut s).await;
+    let answered = Instant::now();
+    let closed = time_to_close(&mut s, sent, LONG + Duration::from_secs(5)).await;
+    assert!(closed >= SHORT, "idle connection closed after {closed:?}");
+    // A header-read timer started when the answer went out would fire LONG after it.
+    let idle_for = answered.elapsed();
+    assert!(
+        idle_for < LONG - SHORT,
+        "idle connection closed after {idle_for:?} idle, not idle_timeout"
+    );
 }
 
 #[tokio::test]

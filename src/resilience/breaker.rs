@@ -9,7 +9,8 @@
 use crate::lock;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The `retry_after` suggested while a half-open probe is in flight: its verdict, not a
 /// timer, decides what happens next, so clients are told to come back soon.
@@ -103,7 +104,8 @@ impl CircuitBreaker {
     /// Asks to send a request at `now`. When closed every caller gets a permit; when the
     /// cooldown has ended the first caller gets the half-open probe permit and everyone else
     /// is refused until the probe's verdict.
-    pub fn try_acquire(&self, now: Instant) -> Result<Permit, Open> {
+    pub fn try_acquire(&self, now: impl Into<Instant>) -> Result<Permit, Open> {
+        let now = now.into();
         let mut inner = lock(&self.shared.inner);
         let probe = match inner.phase {
             Phase::Closed { .. } => false,
@@ -145,7 +147,8 @@ impl CircuitBreaker {
 
     /// The state at `now`. An open breaker whose cooldown has ended reports
     /// [`BreakerState::HalfOpen`], since the next request will be a probe.
-    pub fn state_at(&self, now: Instant) -> BreakerState {
+    pub fn state_at(&self, now: impl Into<Instant>) -> BreakerState {
+        let now = now.into();
         match lock(&self.shared.inner).phase {
             Phase::Closed { .. } => BreakerState::Closed,
             Phase::Open { until } if now < until => BreakerState::Open,
@@ -234,7 +237,8 @@ impl Permit {
 
     /// The request failed (upstream error or timeout) at `now`: counts toward opening, or
     /// reopens a half-open breaker for another cooldown from `now`.
-    pub fn failure_at(mut self, now: Instant) {
+    pub fn failure_at(mut self, now: impl Into<Instant>) {
+        let now = now.into();
         self.resolve(Verdict::Failure(now));
     }
 
@@ -410,5 +414,22 @@ mod tests {
         fail(&a, t0);
         assert_eq!(b.state_at(t0), BreakerState::Open);
         assert_eq!(BreakerState::Open.as_gauge(), 2);
+    }
+
+    /// The `*_now` wrappers read tokio's clock: a paused test advances it instead of sleeping
+    /// through the cooldown.
+    #[tokio::test(start_paused = true)]
+    async fn the_cooldown_runs_on_tokios_clock() {
+        let b = CircuitBreaker::new(1, 10 * SEC);
+        b.try_acquire_now().expect("closed").failure();
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(9 * SEC).await;
+        assert_eq!(b.try_acquire_now().unwrap_err().retry_after, SEC);
+        tokio::time::advance(SEC).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let probe = b.try_acquire_now().expect("the probe");
+        assert!(probe.is_probe());
+        probe.success();
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 }

@@ -11,7 +11,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A thread-safe token bucket holding at most `capacity` tokens that refills continuously at
 /// `capacity` tokens per `period`. It starts full.
@@ -41,7 +42,8 @@ impl TokenBucket {
     ///
     /// If `capacity` is zero or `period` is zero: such a bucket could never admit anything,
     /// which is a configuration error to catch at start-up, not at request time.
-    pub fn new(capacity: u32, period: Duration, now: Instant) -> Self {
+    pub fn new(capacity: u32, period: Duration, now: impl Into<Instant>) -> Self {
+        let now = now.into();
         assert!(capacity > 0, "token bucket capacity must be positive");
         assert!(!period.is_zero(), "token bucket period must be positive");
         let unit = period.as_nanos();
@@ -94,7 +96,8 @@ impl TokenBucket {
     ///
     /// While paused (see [`pause_until`](Self::pause_until)) this fails with the time left
     /// in the pause.
-    pub fn try_acquire(&self, now: Instant) -> Result<(), Duration> {
+    pub fn try_acquire(&self, now: impl Into<Instant>) -> Result<(), Duration> {
+        let now = now.into();
         let mut state = lock(&self.state);
         if let Some(until) = state.paused_until {
             if now < until {
@@ -126,7 +129,8 @@ impl TokenBucket {
     /// The bucket then restarts at `until` with a single token and refills at the steady rate:
     /// a 429 proves our picture of upstream's quota was wrong, so bursting straight back in is
     /// what would earn the next 429, while one token lets a request probe right away.
-    pub fn pause_until(&self, until: Instant) {
+    pub fn pause_until(&self, until: impl Into<Instant>) {
+        let until = until.into();
         let mut state = lock(&self.state);
         if state.paused_until.is_some_and(|current| current >= until) || until <= state.last {
             return;
@@ -137,7 +141,8 @@ impl TokenBucket {
     }
 
     /// Whole tokens available at `now` (zero while paused).
-    pub fn remaining(&self, now: Instant) -> u32 {
+    pub fn remaining(&self, now: impl Into<Instant>) -> u32 {
+        let now = now.into();
         let mut state = lock(&self.state);
         if state.paused_until.is_some_and(|until| now < until) {
             return 0;
@@ -148,7 +153,8 @@ impl TokenBucket {
 
     /// Time until the bucket is full again at `now` (the `t` / `reset` of the rate-limit
     /// headers), including any remaining pause.
-    pub fn reset_after(&self, now: Instant) -> Duration {
+    pub fn reset_after(&self, now: impl Into<Instant>) -> Duration {
+        let now = now.into();
         let mut state = lock(&self.state);
         self.refill(&mut state, now);
         let ahead = state.last.saturating_duration_since(now);
@@ -222,7 +228,8 @@ impl RateLimitHeaders {
     pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
     /// A snapshot of `bucket` at `now`, without a `Retry-After`.
-    pub fn from_bucket(bucket: &TokenBucket, now: Instant) -> Self {
+    pub fn from_bucket(bucket: &TokenBucket, now: impl Into<Instant>) -> Self {
+        let now = now.into();
         Self {
             limit: bucket.capacity(),
             window: bucket.period(),
@@ -314,7 +321,8 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
     }
 
     /// The bucket for `key`, created full if absent.
-    pub fn get(&self, key: &K, now: Instant) -> Arc<TokenBucket> {
+    pub fn get(&self, key: &K, now: impl Into<Instant>) -> Arc<TokenBucket> {
+        let now = now.into();
         let mut map = lock(&self.map);
         if let Some(slot) = map.get_mut(key) {
             slot.last_used = slot.last_used.max(now);
@@ -335,7 +343,8 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
     }
 
     /// Takes one token from `key`'s bucket (see [`TokenBucket::try_acquire`]).
-    pub fn try_acquire(&self, key: &K, now: Instant) -> Result<(), Duration> {
+    pub fn try_acquire(&self, key: &K, now: impl Into<Instant>) -> Result<(), Duration> {
+        let now = now.into();
         self.get(key, now).try_acquire(now)
     }
 
@@ -572,5 +581,20 @@ mod tests {
         // Key 3 kept its drained bucket.
         assert!(k.try_acquire(&3, t).is_err());
         assert!(k.len() <= 4);
+    }
+
+    /// [`TokenBucket::try_acquire_now`] reads tokio's clock: a paused test advances it to the
+    /// refill instead of sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn refills_on_tokios_clock() {
+        let b = TokenBucket::new(2, Duration::from_secs(60), Instant::now());
+        assert_eq!(b.try_acquire_now(), Ok(()));
+        assert_eq!(b.try_acquire_now(), Ok(()));
+        let wait = b.try_acquire_now().unwrap_err();
+        assert_eq!(wait, Duration::from_secs(30));
+        tokio::time::advance(wait - MS).await;
+        assert!(b.try_acquire_now().is_err());
+        tokio::time::advance(MS).await;
+        assert_eq!(b.try_acquire_now(), Ok(()));
     }
 }

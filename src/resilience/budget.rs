@@ -8,7 +8,8 @@
 
 use crate::lock;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Parts per million, so ratios like 0.2 are exact in integer arithmetic.
 const PPM: u64 = 1_000_000;
@@ -49,7 +50,8 @@ impl RetryBudget {
     /// # Panics
     ///
     /// If `ratio` is negative or not finite, or `window` is zero.
-    pub fn new(window: Duration, ratio: f64, min_per_sec: u32, now: Instant) -> Self {
+    pub fn new(window: Duration, ratio: f64, min_per_sec: u32, now: impl Into<Instant>) -> Self {
+        let now = now.into();
         assert!(
             ratio.is_finite() && ratio >= 0.0,
             "retry budget ratio must be a non-negative number"
@@ -69,7 +71,7 @@ impl RetryBudget {
     }
 
     /// The usual configuration: 20% of requests over 10 s, plus 3 retries per second.
-    pub fn standard(now: Instant) -> Self {
+    pub fn standard(now: impl Into<Instant>) -> Self {
         Self::new(Duration::from_secs(10), 0.2, 3, now)
     }
 
@@ -102,7 +104,8 @@ impl RetryBudget {
     }
 
     /// Counts an original (non-retry) request, which earns `ratio` retries of budget.
-    pub fn record_request(&self, now: Instant) {
+    pub fn record_request(&self, now: impl Into<Instant>) {
+        let now = now.into();
         let second = self.second(now);
         let mut slots = lock(&self.slots);
         let slot = Self::slot(&mut slots, second);
@@ -110,7 +113,8 @@ impl RetryBudget {
     }
 
     /// Withdraws one retry if the budget allows it, and says whether it did.
-    pub fn try_retry(&self, now: Instant) -> bool {
+    pub fn try_retry(&self, now: impl Into<Instant>) -> bool {
+        let now = now.into();
         let second = self.second(now);
         let mut slots = lock(&self.slots);
         let (requests, retries) = Self::totals(&slots, second);
@@ -307,5 +311,21 @@ mod tests {
         }
         assert!(backoff(3, base, max) <= Duration::from_millis(800));
         assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
+    }
+
+    /// The `*_now` wrappers read tokio's clock: a paused test advances it past the window
+    /// instead of sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn the_window_slides_on_tokios_clock() {
+        // No ratio, a reserve of 1 retry a second over 2 s: 2 retries per window.
+        let b = RetryBudget::new(2 * SEC, 0.0, 1, Instant::now());
+        b.record_request_now();
+        assert!(b.try_retry_now());
+        assert!(b.try_retry_now());
+        assert!(!b.try_retry_now());
+        tokio::time::advance(SEC).await;
+        assert!(!b.try_retry_now(), "both retries are still in the window");
+        tokio::time::advance(SEC).await;
+        assert!(b.try_retry_now());
     }
 }

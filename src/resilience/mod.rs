@@ -9,8 +9,11 @@
 //! The budget windows and idempotency records themselves are history, not logic: they live in
 //! the state store ([`crate::state`]), which outlives config generations and replicas.
 //!
-//! Time is always passed in as a `now: Instant` where behaviour depends on it, so tests are
-//! deterministic; `*_now` wrappers use [`std::time::Instant::now`].
+//! Time is always passed in as a `now` where behaviour depends on it, so tests are
+//! deterministic. The clock is tokio's ([`tokio::time::Instant`]): the `*_now` wrappers read
+//! it, so a test on a paused clock (`start_paused`, `advance`) drives them without sleeping.
+//! A `now` may also be a `std::time::Instant` (converted: the same clock unless a test paused
+//! tokio's).
 
 pub mod breaker;
 pub mod bucket;

@@ -17,8 +17,8 @@ use tower::Service;
 /// Per-connection protocol limits.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConnSettings {
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
+    /// Idle keep-alive and header-read timeouts, both timed by `idle::ConnTimeout`.
+    timeouts: crate::idle::Timeouts,
     /// hyper's own hard cap on the header buffer; set above the JSON-answering limit so that
     /// only grossly oversized requests get hyper's bare 431.
     max_buf_size: usize,
@@ -27,8 +27,10 @@ pub(super) struct ConnSettings {
 impl From<&crate::config::ServerSettings> for ConnSettings {
     fn from(s: &crate::config::ServerSettings) -> Self {
         ConnSettings {
-            header_read_timeout: s.header_read_timeout,
-            idle_timeout: s.idle_timeout,
+            timeouts: crate::idle::Timeouts {
+                idle: s.idle_timeout,
+                header_read: s.header_read_timeout,
+            },
             max_buf_size: ((s.max_header_size + s.max_uri_length) * 2).max(16 << 10),
         }
     }
@@ -50,8 +52,10 @@ pub(super) async fn serve<S>(
         .http1()
         .timer(TokioTimer::new())
         .max_buf_size(conn_settings.max_buf_size)
-        // Slowloris: a client must send its headers within this time.
-        .header_read_timeout(conn_settings.header_read_timeout);
+        // Off: hyper's timer also runs while a keep-alive connection waits for its next
+        // request, closing it at the shorter of the two timeouts. `idle::ConnTimeout` times
+        // both: idle connections and started requests (slowloris).
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -62,9 +66,9 @@ pub(super) async fn serve<S>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                    let io = crate::idle::IdleTimeout::new(stream, conn_settings.idle_timeout, busy.clone());
-                    let svc = crate::idle::Busy::new(svc.clone(), busy);
+                    let activity = Arc::new(crate::idle::Activity::default());
+                    let io = crate::idle::ConnTimeout::new(stream, conn_settings.timeouts, activity.clone());
+                    let svc = crate::idle::Busy::new(svc.clone(), activity);
                     let conn = builder
                         .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
                         .into_owned();

@@ -97,6 +97,8 @@ pub struct Opts {
     pub extra_keys: String,
     /// Lines inserted in [upstream.keys.read].
     pub read_key: String,
+    /// Lines inserted in [upstream.keys.write] (alice's and carol's key).
+    pub write_key: String,
     /// Leave out the static `[[auth.keys]]` (for JWKS-only setups).
     pub no_static_key: bool,
     pub sim: SimConfig,
@@ -115,6 +117,7 @@ impl Default for Opts {
             algorithms: None,
             extra_keys: String::new(),
             read_key: String::new(),
+            write_key: String::new(),
             no_static_key: false,
             sim: SimConfig::default(),
         }
@@ -174,6 +177,7 @@ write = false
 secret_file = "write.key"
 read = true
 write = true
+{write_key}
 
 [auth]
 algorithms = [{algs}]
@@ -216,6 +220,7 @@ check_references = {check_references}
         auth_extra = opts.auth_extra,
         extra_keys = opts.extra_keys,
         read_key = opts.read_key,
+        write_key = opts.write_key,
         algs = opts.algorithms.unwrap_or(algs),
         key = if opts.no_static_key {
             String::new()

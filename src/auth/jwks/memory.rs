@@ -11,7 +11,7 @@ use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Mutex;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Which remembered document: an issuer (by its config name) and where its keys come from
 /// (a JWKS URL, or discovery from an issuer URL). A change of either starts afresh.

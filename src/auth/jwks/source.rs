@@ -7,7 +7,8 @@ use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 /// The shortest refresh interval honoured: a zero interval would turn the background loop into
 /// a busy loop against the IdP.
