@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use journeybee_gateway::server::{AppState, History, Shared};
 use journeybee_gateway::stack::build_stack;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -214,10 +214,22 @@ fn request(method: Method, token: &str) -> Request<Full<Bytes>> {
 }
 
 /// Allocations and bytes per request for `n` requests after `warm` uncounted ones.
-async fn measure(state: &AppState, method: Method, token: &str, warm: usize, n: usize) -> (f64, f64) {
+async fn measure(
+    state: &AppState,
+    method: Method,
+    token: &str,
+    warm: usize,
+    n: usize,
+) -> (f64, f64) {
     let mut stack = build_stack::<Full<Bytes>>(state);
     for _ in 0..warm {
-        let resp = stack.ready().await.unwrap().call(request(method.clone(), token)).await.unwrap();
+        let resp = stack
+            .ready()
+            .await
+            .unwrap()
+            .call(request(method.clone(), token))
+            .await
+            .unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());
     }
     let reqs: Vec<_> = (0..n).map(|_| request(method.clone(), token)).collect();
@@ -254,9 +266,27 @@ fn main() {
         let hit = measure(&cached, Method::GET, &token, warm, n).await;
         let miss = measure(&uncached, Method::GET, &token, warm, n).await;
         let create = measure(&cached, Method::POST, &token, warm, n).await;
+        // The part of a create that is the body's own validation (JSON parse included).
+        let rules = journeybee_gateway::validate::body::BodyRules::default();
+        counting(true);
+        for _ in 0..n {
+            let v = journeybee_gateway::validate::body::validate_create_value(
+                CREATE.as_bytes(),
+                &rules,
+            );
+            assert!(v.is_ok());
+        }
+        let (va, vb) = counted();
+        counting(false);
+        let validation = (va as f64 / n as f64, vb as f64 / n as f64);
         println!("| path | allocations / request | bytes allocated / request |");
         println!("|---|--:|--:|");
-        for (name, (a, b)) in [("hit", hit), ("miss (cache off)", miss), ("create", create)] {
+        for (name, (a, b)) in [
+            ("hit", hit),
+            ("miss (cache off)", miss),
+            ("create", create),
+            ("(of which: create body validation)", validation),
+        ] {
             println!("| {name} | {a:.1} | {b:.0} |");
         }
     });

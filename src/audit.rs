@@ -45,10 +45,11 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Write) -> BoxFuture {
+    fn call(&mut self, mut req: Write) -> BoxFuture {
         let ctx = req.ctx.clone();
         let path_id = route_path_id(req.target.path());
-        let summary = req.summary.clone();
+        // Nothing after this layer needs it.
+        let summary = req.summary.take();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let reply = fut.await?;

@@ -24,7 +24,7 @@ use http_body_util::Full;
 use moka::notification::RemovalCause;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -94,10 +94,17 @@ impl Snapshot {
         }
     }
 
-    fn to_reply(&self) -> Reply {
+    /// The reply, with room for `extra` more headers (the cache's own, the request id) so
+    /// adding them does not grow the map again.
+    fn to_reply(&self, extra: usize) -> Reply {
         let mut resp = http::Response::new(self.body.clone());
         *resp.status_mut() = self.status;
-        *resp.headers_mut() = self.headers.clone();
+        let headers = resp.headers_mut();
+        headers.reserve(self.headers.len() + extra);
+        // Values are shared bytes: copying the map copies no header text.
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
         Reply {
             response: resp,
             facts: self.facts.clone(),
@@ -239,6 +246,28 @@ const L2_POLL: Duration = Duration::from_millis(20);
 /// memory sooner. One per create would be wasted work under a burst of creates; entries of
 /// generations no sweep covered expire with their TTL or are evicted by the capacity bound.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
+/// Header values for a number of seconds, made once each: a hit answers `Cache-Control:
+/// private, max-age=N` and `Age: N` without formatting them again. Beyond the table (an hour)
+/// they are formatted per response.
+const SECONDS_CACHED: usize = 3601;
+static MAX_AGE: [OnceLock<HeaderValue>; SECONDS_CACHED] =
+    [const { OnceLock::new() }; SECONDS_CACHED];
+static AGE: [OnceLock<HeaderValue>; SECONDS_CACHED] = [const { OnceLock::new() }; SECONDS_CACHED];
+
+fn seconds_value(
+    table: &'static [OnceLock<HeaderValue>; SECONDS_CACHED],
+    secs: u64,
+    prefix: &str,
+) -> HeaderValue {
+    let make = || HeaderValue::from_str(&format!("{prefix}{secs}")).expect("ASCII header");
+    match table.get(secs as usize) {
+        Some(slot) => slot.get_or_init(make).clone(),
+        None => make(),
+    }
+}
 
 /// The client's cache directives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,29 +507,29 @@ impl ListCache {
 
     fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Reply {
         let age = now.saturating_duration_since(entry.stored_at);
-        let mut reply = entry.snapshot.to_reply();
+        let mut reply = entry.snapshot.to_reply(4);
         let resp = &mut reply.response;
         // Rounded up, so a response fetched just now says the full TTL.
         let remaining = entry.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
         let h = resp.headers_mut();
-        h.insert("x-cache", HeaderValue::from_static(result.as_str()));
+        h.insert(X_CACHE, HeaderValue::from_static(result.as_str()));
         h.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_str(&format!("private, max-age={remaining}")).expect("ascii header"),
+            seconds_value(&MAX_AGE, remaining, "private, max-age="),
         );
         if result != CacheResult::Miss {
-            h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+            h.insert(header::AGE, seconds_value(&AGE, age.as_secs(), ""));
         }
         reply.facts.cache = Some(result);
         reply
     }
 
     fn passed(&self, snap: &Snapshot, result: CacheResult) -> Reply {
-        let mut reply = snap.to_reply();
+        let mut reply = snap.to_reply(2);
         reply
             .response
             .headers_mut()
-            .insert("x-cache", HeaderValue::from_static(result.as_str()));
+            .insert(X_CACHE, HeaderValue::from_static(result.as_str()));
         reply.facts.cache = Some(result);
         reply
     }
@@ -514,8 +543,14 @@ impl ListCache {
         let spec = read.ctx.spec;
         if !self.settings.enabled || directive == Directive::Bypass {
             self.metrics.cache_lookup(CacheResult::Bypass);
-            let reply = call(&mut inner, outbound(read)).await;
-            return self.passed(&Snapshot::from_reply(reply), CacheResult::Bypass);
+            // Not shared with anyone: the answer is passed on as it is.
+            let mut reply = call(&mut inner, outbound(read)).await;
+            reply.response.headers_mut().insert(
+                X_CACHE,
+                HeaderValue::from_static(CacheResult::Bypass.as_str()),
+            );
+            reply.facts.cache = Some(CacheResult::Bypass);
+            return reply;
         }
         let ttl = match spec.caching {
             Caching::Lookup => self.settings.lookup_ttl,

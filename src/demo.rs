@@ -126,6 +126,7 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
 
     // The usual ports when free, any free port otherwise.
     let mut gateway = None;
+    let mut log = None;
     for (listen, admin) in [
         ("127.0.0.1:8080", "127.0.0.1:9090"),
         ("127.0.0.1:0", "127.0.0.1:0"),
@@ -133,7 +134,9 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
         let text = demo_config(&sim.base_url(), listen, admin, users);
         write(&dir, "gateway.toml", &text)?;
         let settings = config::load(&dir.join("gateway.toml")).map_err(|e| e.to_string())?;
-        crate::logging::init(&settings.log);
+        if log.is_none() {
+            log = Some(crate::logging::init(&settings.log));
+        }
         match Gateway::start(settings).await {
             Ok(g) => {
                 gateway = Some(g);

@@ -177,3 +177,52 @@ pub fn body_bytes(body: &http_body_util::Full<Bytes>) -> Bytes {
         _ => Bytes::new(),
     }
 }
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum ReadError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The stream failed (the peer went away, malformed chunking).
+    Failed(crate::BoxError),
+}
+
+/// Reads a whole body of at most `limit` bytes. A body that arrives in one frame (the usual
+/// case) is kept as that frame's own bytes, with no copy and no allocation; only a body in
+/// several frames is gathered into one buffer, sized by `hint` (a declared length).
+pub async fn read_whole<B>(body: B, limit: usize, hint: Option<u64>) -> Result<Bytes, ReadError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<crate::BoxError>,
+{
+    use http_body_util::BodyExt;
+    let mut body = std::pin::pin!(body);
+    let mut one: Option<Bytes> = None;
+    let mut many: Option<Vec<u8>> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Failed(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing the gateway forwards
+        };
+        total += data.len();
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        match (&mut many, one.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => one = Some(data),
+            (None, Some(first)) => {
+                let want = hint.map_or(0, |n| n as usize).max(first.len() + data.len());
+                let mut buf = Vec::with_capacity(want.min(limit));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                many = Some(buf);
+            }
+        }
+    }
+    Ok(match many {
+        Some(buf) => Bytes::from(buf),
+        None => one.unwrap_or_default(),
+    })
+}

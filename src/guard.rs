@@ -26,8 +26,9 @@ use http::header::RETRY_AFTER;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
 /// An upstream 429 without a usable `Retry-After` pauses the key for a full minute.
@@ -224,7 +225,7 @@ impl GuardState {
             limit: key.private,
             ..ask
         };
-        match local.admit_now(&private, tokio::time::Instant::now()) {
+        match local.admit_now(&private, Instant::now()) {
             Admit::Admitted(t) => {
                 self.metrics.state().decision(BudgetPool::Private, true);
                 Ok(Granted::Private(t))
@@ -385,7 +386,7 @@ where
                 // it, nothing is sent (a write's client has been told it may have been applied,
                 // and it certainly is not).
                 let queued_at = Instant::now();
-                let until = deadline.min(tokio::time::Instant::now() + state.connection_wait);
+                let until = deadline.min(Instant::now() + state.connection_wait);
                 let slot =
                     match tokio::time::timeout_at(until, state.connections.clone().acquire_owned())
                         .await
@@ -394,7 +395,7 @@ where
                         _ => {
                             drop(permit);
                             state.refund(granted).await;
-                            let refused = if tokio::time::Instant::now() >= deadline {
+                            let refused = if Instant::now() >= deadline {
                                 GatewayError::RequestTimeout.into()
                             } else {
                                 state.metrics.throttle(Throttle::UpstreamConnections);

@@ -98,7 +98,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            logging::init(&settings.log);
+            // Held to the end: dropping it writes out the last lines.
+            let _log = logging::init(&settings.log);
             runtime().block_on(async {
                 // Handlers first: a signal sent once "gateway listening" is logged must be
                 // caught, not take its default action.

@@ -21,7 +21,6 @@ use crate::metrics::Metrics;
 use crate::resilience::valid_key;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
 use crate::validate::Write;
-use crate::BoxFuture;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http_body_util::Full;
 use std::convert::Infallible;
@@ -126,26 +125,27 @@ impl ReplayLayer {
 impl<S> Service<Write> for Replay<S>
 where
     S: Service<Write, Response = Reply, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = crate::step::Step<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Write) -> BoxFuture {
+    fn call(&mut self, req: Write) -> Self::Future {
         let Some(key) = req.headers.get(IDEMPOTENCY_KEY).cloned() else {
-            return Box::pin(self.inner.call(req));
+            // No key: nothing to record, nothing to await here.
+            return crate::step::Step::next(self.inner.call(req));
         };
         let layer = self.layer.clone();
         let mut inner = self.inner.clone();
         // This runs to completion whatever the client does (the observe layer runs a write in
         // its own task): the outcome is always recorded, or a retry would send the
         // invitations again.
-        Box::pin(async move {
+        crate::step::Step::boxed(Box::pin(async move {
             let key = match key.to_str() {
                 Ok(k) if valid_key(k) => k.to_string(),
                 _ => return Ok(GatewayError::InvalidIdempotencyKey.into()),
@@ -207,6 +207,6 @@ where
                     Ok(reply)
                 }
             }
-        })
+        }))
     }
 }

@@ -13,7 +13,8 @@ use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
+use hyper::body::Body as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -221,6 +222,8 @@ impl Upstream {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
+        // Sized once: the forwarded headers and the four set below.
+        headers.reserve(client_headers.len() + 4);
         if route.is_write() {
             filter_request_headers(&client_headers, headers);
         }
@@ -239,7 +242,7 @@ impl Upstream {
 
 enum Failure {
     Send(hyper_util::client::legacy::Error),
-    Body(Box<dyn std::error::Error + Send + Sync>),
+    Body(crate::exchange::ReadError),
 }
 
 impl Service<Outbound> for Upstream {
@@ -265,11 +268,10 @@ impl Service<Outbound> for Upstream {
             let exchange = async {
                 let resp = client.request(out).await.map_err(Failure::Send)?;
                 let (parts, body) = resp.into_parts();
-                let bytes = Limited::new(body, target.max_response_size)
-                    .collect()
+                let hint = body.size_hint().exact();
+                let bytes = crate::exchange::read_whole(body, target.max_response_size, hint)
                     .await
-                    .map_err(Failure::Body)?
-                    .to_bytes();
+                    .map_err(Failure::Body)?;
                 Ok::<_, Failure>((parts, bytes))
             };
             let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
@@ -312,19 +314,18 @@ impl Service<Outbound> for Upstream {
                         GatewayError::UpstreamUnreachable(error_chain(&e))
                     }
                 }
-                Ok(Err(Failure::Body(e))) => {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
-                        GatewayError::UpstreamTooLarge {
-                            limit: target.max_response_size,
-                        }
+                Ok(Err(Failure::Body(crate::exchange::ReadError::TooLarge))) => {
+                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    GatewayError::UpstreamTooLarge {
+                        limit: target.max_response_size,
+                    }
+                }
+                Ok(Err(Failure::Body(crate::exchange::ReadError::Failed(e)))) => {
+                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    if create {
+                        GatewayError::CreateOutcomeUnknown(e.to_string())
                     } else {
-                        metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
-                        if create {
-                            GatewayError::CreateOutcomeUnknown(e.to_string())
-                        } else {
-                            GatewayError::UpstreamUnreachable(e.to_string())
-                        }
+                        GatewayError::UpstreamUnreachable(e.to_string())
                     }
                 }
             };

@@ -18,6 +18,7 @@
 use super::FieldError;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 /// Limits and domain lists for create bodies. `Default` gives the documented defaults and the
 /// built-in free-mail list ([`default_free_mail_domains`]); `own_domains` starts empty.
@@ -370,6 +371,26 @@ impl Errors {
 
 /// Joins a parent path and a key (`emails[0]` + `email` → `emails[0].email`). Very long keys
 /// are shortened so an error list cannot be used to reflect large amounts of input.
+/// `base[index]`, written out only when a problem is reported.
+#[derive(Debug, Clone, Copy)]
+struct Indexed(&'static str, usize);
+
+impl fmt::Display for Indexed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.0, self.1)
+    }
+}
+
+/// `base.key`, written out only when a problem is reported.
+#[derive(Debug, Clone, Copy)]
+struct Field<B>(B, &'static str);
+
+impl<B: fmt::Display> fmt::Display for Field<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
 pub(crate) fn join(base: &str, key: &str) -> String {
     let key = shorten(key, 64);
     if base.is_empty() {
@@ -391,7 +412,7 @@ fn shorten(s: &str, max_chars: usize) -> String {
 pub(crate) fn optional<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: impl fmt::Display,
     expected: &str,
     e: &mut Errors,
 ) -> Option<&'a Value> {
@@ -399,7 +420,7 @@ pub(crate) fn optional<'a>(
         None => None,
         Some(Value::Null) => {
             e.push(
-                path,
+                path.to_string(),
                 format!("must be {expected} or omitted; null is not accepted"),
             );
             None
@@ -412,17 +433,20 @@ pub(crate) fn optional<'a>(
 pub(crate) fn required<'a>(
     map: &'a Map<String, Value>,
     key: &str,
-    path: &str,
+    path: impl fmt::Display,
     expected: &str,
     e: &mut Errors,
 ) -> Option<&'a Value> {
     match map.get(key) {
         None => {
-            e.push(path, format!("required ({expected})"));
+            e.push(path.to_string(), format!("required ({expected})"));
             None
         }
         Some(Value::Null) => {
-            e.push(path, format!("required ({expected}); null is not accepted"));
+            e.push(
+                path.to_string(),
+                format!("required ({expected}); null is not accepted"),
+            );
             None
         }
         Some(v) => Some(v),
@@ -482,8 +506,9 @@ fn check_emails(
     }
     let mut domains = Vec::with_capacity(items.len().min(rules.max_emails));
     for (i, item) in items.iter().take(rules.max_emails).enumerate() {
-        let path = format!("emails[{i}]");
-        match check_email_object(item, &path, rules, e) {
+        // Paths are written out only when a problem is reported.
+        let path = Indexed("emails", i);
+        match check_email_object(item, path, rules, e) {
             Some(d) => domains.push(d),
             None => ok = false,
         }
@@ -491,35 +516,43 @@ fn check_emails(
     ok.then_some(domains)
 }
 
-fn check_email_object(v: &Value, path: &str, rules: &BodyRules, e: &mut Errors) -> Option<String> {
+fn check_email_object(
+    v: &Value,
+    path: Indexed,
+    rules: &BodyRules,
+    e: &mut Errors,
+) -> Option<String> {
     let Some(obj) = v.as_object() else {
-        e.push(path, "must be an object with an `email` key");
+        e.push(path.to_string(), "must be an object with an `email` key");
         return None;
     };
     let before = e.list.len() + e.dropped;
-    let email_path = join(path, "email");
+    let email_path = Field(path, "email");
     let mut domain = None;
-    if let Some(v) = required(obj, "email", &email_path, "an e-mail address", e) {
+    if let Some(v) = required(obj, "email", email_path, "an e-mail address", e) {
         match v.as_str() {
-            None => e.push(&email_path, "must be a string"),
+            None => e.push(email_path.to_string(), "must be a string"),
             Some(s) => match email_domain(s) {
                 Ok(d) => domain = Some(d.to_ascii_lowercase()),
-                Err(why) => e.push(&email_path, format!("not a valid e-mail address: {why}")),
+                Err(why) => e.push(
+                    email_path.to_string(),
+                    format!("not a valid e-mail address: {why}"),
+                ),
             },
         }
     }
     for key in ["firstName", "lastName"] {
-        let p = join(path, key);
-        if let Some(v) = optional(obj, key, &p, "a string", e) {
-            check_string(v, &p, rules.max_string_len, e);
+        let p = Field(path, key);
+        if let Some(v) = optional(obj, key, p, "a string", e) {
+            check_string(v, p, rules.max_string_len, e);
         }
     }
-    let tags_path = join(path, "tags");
-    if let Some(v) = optional(obj, "tags", &tags_path, "an array of positive integers", e) {
-        check_id_array(v, &tags_path, rules.max_array_len, e);
+    let tags_path = Field(path, "tags");
+    if let Some(v) = optional(obj, "tags", tags_path, "an array of positive integers", e) {
+        check_id_array(v, tags_path, rules.max_array_len, e);
     }
-    if !rules.allow_unknown_fields {
-        unknown_keys(obj, path, EMAIL_KEYS, e);
+    if !rules.allow_unknown_fields && obj.keys().any(|k| !EMAIL_KEYS.contains(&k.as_str())) {
+        unknown_keys(obj, &path.to_string(), EMAIL_KEYS, e);
     }
     // Only a fully clean contact contributes its domain to the domain rules.
     if e.list.len() + e.dropped == before {
@@ -529,11 +562,14 @@ fn check_email_object(v: &Value, path: &str, rules: &BodyRules, e: &mut Errors) 
     }
 }
 
-pub(crate) fn check_string(v: &Value, path: &str, max_chars: usize, e: &mut Errors) {
+pub(crate) fn check_string(v: &Value, path: impl fmt::Display, max_chars: usize, e: &mut Errors) {
     match v.as_str() {
-        None => e.push(path, "must be a string"),
+        None => e.push(path.to_string(), "must be a string"),
         Some(s) if s.chars().count() > max_chars => {
-            e.push(path, format!("must be at most {max_chars} characters"));
+            e.push(
+                path.to_string(),
+                format!("must be at most {max_chars} characters"),
+            );
         }
         Some(_) => {}
     }
@@ -571,19 +607,29 @@ fn check_reseller(map: &Map<String, Value>, partner_type: Option<PartnerType>, e
 }
 
 /// An array of distinct positive integer ids, at most `max` long.
-pub(crate) fn check_id_array(v: &Value, path: &str, max: usize, e: &mut Errors) {
+pub(crate) fn check_id_array(v: &Value, path: impl fmt::Display, max: usize, e: &mut Errors) {
     let Some(items) = v.as_array() else {
-        e.push(path, "must be an array of positive integers");
+        e.push(path.to_string(), "must be an array of positive integers");
         return;
     };
     if items.len() > max {
-        e.push(path, format!("must have at most {max} items"));
+        e.push(path.to_string(), format!("must have at most {max} items"));
     }
+    // A short list is searched in place (no allocation); a long one through a set.
     let mut seen = HashSet::new();
+    let short = items.len() <= 16;
     for (i, item) in items.iter().take(max).enumerate() {
-        match positive_id(item) {
+        let id = positive_id(item);
+        let mut repeated = |id: u64| {
+            if short {
+                items[..i].iter().any(|x| positive_id(x) == Some(id))
+            } else {
+                !seen.insert(id)
+            }
+        };
+        match id {
             None => e.push(format!("{path}[{i}]"), "must be a positive integer"),
-            Some(id) if !seen.insert(id) => {
+            Some(id) if repeated(id) => {
                 e.push(format!("{path}[{i}]"), format!("duplicate id {id}"))
             }
             Some(_) => {}
@@ -871,22 +917,22 @@ fn check_domains(
 ) {
     let first = &domains[0];
     for (i, d) in domains.iter().enumerate() {
-        let path = format!("emails[{i}].email");
+        let path = || Field(Indexed("emails", i), "email").to_string();
         if d != first {
             e.push(
-                &path,
+                path(),
                 format!("domain {d} differs from {first} (emails[0]); all e-mails must share one business domain"),
             );
         }
         if rules.free_mail_domains.contains(d) {
             e.push(
-                &path,
+                path(),
                 format!("{d} is a free-mail domain; a business e-mail is required"),
             );
         }
         if is_own(d, &rules.own_domains) {
             e.push(
-                &path,
+                path(),
                 format!("{d} is one of your own domains; a company cannot partner with itself"),
             );
         }

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -152,12 +151,10 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::PayloadTooLarge { limit })
-        }
-        Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+    match crate::exchange::read_whole(body, limit, declared).await {
+        Ok(bytes) => Ok(bytes),
+        Err(crate::exchange::ReadError::TooLarge) => Err(GatewayError::PayloadTooLarge { limit }),
+        Err(crate::exchange::ReadError::Failed(e)) => Err(GatewayError::BodyRead(e.to_string())),
     }
 }
 

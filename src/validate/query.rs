@@ -101,33 +101,43 @@ impl ListQuery {
     /// all ordered by name. The cache keys on exactly this, so what is cached is what
     /// upstream was asked.
     pub fn target(&self, path: &str, user_id: Option<u64>) -> http::uri::PathAndQuery {
-        let mut s = String::with_capacity(path.len() + self.canonical.len() + 28);
+        let mut digits = [0u8; 20];
+        let user = user_id.map(|id| format_u64(id, &mut digits));
+        // The canonical form is already encoded, and `userId=<digits>` needs no encoding: the
+        // target is assembled in a buffer of its exact size (which `Bytes` then takes over
+        // without a second allocation). Segments split on `&` are whole parameters (an `&`
+        // inside a value is encoded).
+        let extra = user.map_or(0, |u| "userId=".len() + u.len() + 1);
+        let query_len = (self.canonical.len() + extra)
+            .saturating_sub(usize::from(self.canonical.is_empty() && user.is_some()));
+        let mut s = String::with_capacity(path.len() + usize::from(query_len > 0) + query_len);
         s.push_str(path);
-        s.push('?');
-        let start = s.len();
-        match user_id {
-            None => s.push_str(&self.canonical),
-            Some(id) => {
-                let mut digits = [0u8; 20];
-                let id = format_u64(id, &mut digits);
-                let mut out = form_urlencoded::Serializer::for_suffix(s, start);
-                let mut placed = false;
-                for (k, v) in &self.params {
-                    if !placed && &**k > "userId" {
-                        out.append_pair("userId", id);
-                        placed = true;
-                    }
-                    out.append_pair(k, v);
-                }
-                if !placed {
-                    out.append_pair("userId", id);
-                }
-                s = out.finish();
+        if query_len > 0 {
+            s.push('?');
+        }
+        let mut first = true;
+        let mut push = |s: &mut String, segment: &str| {
+            if !first {
+                s.push('&');
             }
+            first = false;
+            s.push_str(segment);
+        };
+        let mut pending = user;
+        for segment in self.canonical.split('&').filter(|seg| !seg.is_empty()) {
+            let name = segment.split_once('=').map_or(segment, |(k, _)| k);
+            if let Some(u) = pending.filter(|_| name > "userId") {
+                push(&mut s, "userId=");
+                s.push_str(u);
+                pending = None;
+            }
+            push(&mut s, segment);
         }
-        if s.len() == start {
-            s.pop();
+        if let Some(u) = pending {
+            push(&mut s, "userId=");
+            s.push_str(u);
         }
+        debug_assert_eq!(s.len(), s.capacity());
         // A matched path and an encoded query: always a valid request target.
         http::uri::PathAndQuery::try_from(s).expect("a matched path and an encoded query")
     }
