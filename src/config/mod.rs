@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod cache;
+pub mod ceilings;
 mod load;
 mod problems;
 pub mod raw;
@@ -29,6 +30,6 @@ pub(crate) use secret::read_secret;
 pub use server::{LogFormat, LogSettings, ServerSettings};
 pub use settings::{validate, Settings};
 pub use state::{Backend, StateSettings};
-pub use upstream::{UpstreamKey, UpstreamSettings};
+pub use upstream::{RequestsPerMinute, UpstreamKey, UpstreamSettings};
 pub(crate) use users::route_set;
 pub use users::{Access, Identity};

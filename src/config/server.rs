@@ -1,5 +1,6 @@
 //! `[server]` (listeners and request-level limits) and `[log]`.
 
+use super::ceilings::{self, MAX_BODY_SIZE, MAX_HEADER_SIZE, MAX_IN_FLIGHT};
 use super::raw::{RawLog, RawServer};
 use super::Problems;
 use std::net::SocketAddr;
@@ -68,6 +69,42 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettin
     if max_body == 0 {
         p.push("server.max_body_size", "must be greater than zero");
     }
+    let max_body = ceilings::size_at_most(
+        p,
+        "server.max_body_size",
+        max_body,
+        MAX_BODY_SIZE,
+        "a create body is buffered whole and parsed in memory",
+    );
+    let mut header_limit = |path: &str, raw: Option<&str>, default: u64| {
+        let n = p.size(path, raw, default);
+        let n = ceilings::size_at_most(
+            p,
+            path,
+            n,
+            MAX_HEADER_SIZE,
+            "each connection's read buffer may grow to twice max_header_size + max_uri_length",
+        );
+        usize::try_from(n).unwrap_or(usize::MAX)
+    };
+    let max_header_size = header_limit(
+        "server.max_header_size",
+        raw.max_header_size.as_deref(),
+        16 << 10,
+    );
+    let max_uri_length = header_limit(
+        "server.max_uri_length",
+        raw.max_uri_length.as_deref(),
+        8 << 10,
+    );
+    let max_in_flight = p.positive("server.max_in_flight", raw.max_in_flight, 1024);
+    let max_in_flight = ceilings::count_at_most(
+        p,
+        "server.max_in_flight",
+        max_in_flight,
+        MAX_IN_FLIGHT,
+        "each request in progress holds a client connection and its buffers",
+    );
     ServerSettings {
         listen,
         admin_listen,
@@ -82,18 +119,8 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettin
             Duration::from_secs(60),
         ),
         max_body_size: usize::try_from(max_body).unwrap_or(usize::MAX),
-        max_header_size: usize::try_from(p.size(
-            "server.max_header_size",
-            raw.max_header_size.as_deref(),
-            16 << 10,
-        ))
-        .unwrap_or(usize::MAX),
-        max_uri_length: usize::try_from(p.size(
-            "server.max_uri_length",
-            raw.max_uri_length.as_deref(),
-            8 << 10,
-        ))
-        .unwrap_or(usize::MAX),
+        max_header_size,
+        max_uri_length,
         header_read_timeout: p.duration(
             "server.header_read_timeout",
             raw.header_read_timeout.as_deref(),
@@ -109,7 +136,7 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettin
             raw.idle_timeout.as_deref(),
             Duration::from_secs(60),
         ),
-        max_in_flight: p.positive("server.max_in_flight", raw.max_in_flight, 1024),
+        max_in_flight,
     }
 }
 

@@ -2,6 +2,7 @@
 //! section.
 
 use super::cache::{validate_cache, validate_idempotency};
+use super::ceilings::Footprint;
 use super::load::sha256;
 use super::raw::RawConfig;
 use super::server::{validate_log, validate_server};
@@ -124,6 +125,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             crate::route::RouteSet::ALL
         }
     };
+    Footprint::of(&server, upstream.as_ref(), &cache, &idempotency).check(&mut p);
     let check_references = raw.validation.check_references.unwrap_or(true);
     let digest = sha256(&[&p.1]);
     match (upstream, auth) {

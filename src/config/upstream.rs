@@ -1,6 +1,7 @@
 //! `[upstream]`: where JourneyBee is, how to reach it, and its API keys.
 
-use super::raw::{RawUpstream, RawUpstreamKey};
+use super::ceilings::{self, MAX_CONNECTIONS, MAX_RESPONSE_SIZE};
+use super::raw::{RawRequestsPerMinute, RawUpstream, RawUpstreamKey};
 use super::users::valid_name;
 use super::{read_secret, Problems};
 use http::HeaderValue;
@@ -21,8 +22,43 @@ pub struct UpstreamKey {
     pub read: bool,
     /// The key has write access upstream.
     pub write: bool,
-    /// JourneyBee's per-key limit, mirrored by a local token bucket.
-    pub requests_per_minute: u32,
+    /// JourneyBee's per-key limit, mirrored by a local sliding log, or no local budget.
+    pub requests_per_minute: RequestsPerMinute,
+}
+
+/// A key's `requests_per_minute`: JourneyBee's limit, mirrored locally, or `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestsPerMinute {
+    /// At most this many admissions in any budget window (1 to
+    /// [`ceilings::MAX_REQUESTS_PER_MINUTE`]), counted in a sliding log.
+    Limited(u32),
+    /// No local budget: requests on the key are never counted and no log is kept (fair shares
+    /// do not apply either). An upstream 429 still pauses the key.
+    Unlimited,
+}
+
+impl RequestsPerMinute {
+    /// The limit, or `None` when unlimited.
+    pub fn limit(self) -> Option<u32> {
+        match self {
+            RequestsPerMinute::Limited(n) => Some(n),
+            RequestsPerMinute::Unlimited => None,
+        }
+    }
+
+    /// Whether the key has no local budget.
+    pub fn is_unlimited(self) -> bool {
+        self == RequestsPerMinute::Unlimited
+    }
+}
+
+impl std::fmt::Display for RequestsPerMinute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestsPerMinute::Limited(n) => write!(f, "{n}"),
+            RequestsPerMinute::Unlimited => f.write_str("unlimited"),
+        }
+    }
 }
 
 /// `[upstream]`, validated.
@@ -118,6 +154,21 @@ pub(super) fn validate_upstream(
         raw.max_response_size.as_deref(),
         8 << 20,
     );
+    let max_response = ceilings::size_at_most(
+        p,
+        "upstream.max_response_size",
+        max_response,
+        MAX_RESPONSE_SIZE,
+        "a response is buffered whole",
+    );
+    let max_connections = p.positive("upstream.max_connections", raw.max_connections, 64);
+    let max_connections = ceilings::count_at_most(
+        p,
+        "upstream.max_connections",
+        max_connections,
+        MAX_CONNECTIONS,
+        "one TCP connection each, from a range of about 64K ports",
+    );
     Some(UpstreamSettings {
         scheme,
         authority,
@@ -140,7 +191,7 @@ pub(super) fn validate_upstream(
             Duration::from_secs(90),
         ),
         pool_max_idle_per_host: raw.pool_max_idle_per_host.unwrap_or(64),
-        max_connections: p.positive("upstream.max_connections", raw.max_connections, 64),
+        max_connections,
         retries: raw.retries.unwrap_or(2),
         retry_backoff: p.duration(
             "upstream.retry_backoff",
@@ -197,6 +248,24 @@ fn validate_keys(
         if !read && !write {
             p.push(&path, "a key with neither read nor write access is useless");
         }
+        let requests_per_minute = match &k.requests_per_minute {
+            None => RequestsPerMinute::Limited(100),
+            Some(RawRequestsPerMinute::Count(n)) => match ceilings::requests_per_minute(*n) {
+                Ok(n) => RequestsPerMinute::Limited(n),
+                Err(e) => {
+                    p.push(format!("{path}.requests_per_minute"), e);
+                    RequestsPerMinute::Limited(1)
+                }
+            },
+            Some(RawRequestsPerMinute::Word(w)) if w == "unlimited" => RequestsPerMinute::Unlimited,
+            Some(RawRequestsPerMinute::Word(w)) => {
+                p.push(
+                    format!("{path}.requests_per_minute"),
+                    format!("{w:?} is neither a positive integer nor \"unlimited\""),
+                );
+                RequestsPerMinute::Limited(1)
+            }
+        };
         let secret = read_secret(
             &path,
             k.secret_env.as_deref(),
@@ -219,20 +288,13 @@ fn validate_keys(
                 continue;
             }
         };
-        let requests_per_minute = k.requests_per_minute.unwrap_or(100);
-        if requests_per_minute == 0 {
-            p.push(
-                format!("{path}.requests_per_minute"),
-                "must be greater than zero",
-            );
-        }
         keys.push(Arc::new(UpstreamKey {
             name: Arc::from(name.as_str()),
             index: keys.len(),
             authorization,
             read,
             write,
-            requests_per_minute: requests_per_minute.max(1),
+            requests_per_minute,
         }));
     }
     keys

@@ -2,7 +2,7 @@
 //! routes), and the route lists users and rules may be restricted to.
 
 use super::raw::RawUser;
-use super::{Problems, UpstreamKey};
+use super::{ceilings, Problems, RequestsPerMinute, UpstreamKey};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -49,11 +49,10 @@ pub(super) fn validate_users(
     default_rpm: Option<u32>,
     p: &mut Problems,
 ) -> HashMap<String, Arc<Identity>> {
-    if default_rpm == Some(0) {
-        p.push(
-            "rate_limit.per_user_requests_per_minute",
-            "must be greater than zero",
-        );
+    if let Some(n) = default_rpm {
+        if let Err(e) = ceilings::requests_per_minute(i64::from(n)) {
+            p.push("rate_limit.per_user_requests_per_minute", e);
+        }
     }
     let mut users = HashMap::new();
     let mut names = HashSet::new();
@@ -130,15 +129,25 @@ pub(super) fn validate_users(
             user_id,
             access,
             key: key.clone(),
-            requests_per_minute: match u.requests_per_minute.or(default_rpm) {
-                Some(0) => {
+            requests_per_minute: match (u.requests_per_minute, key.requests_per_minute) {
+                (Some(_), RequestsPerMinute::Unlimited) => {
                     p.push(
                         format!("{path}.requests_per_minute"),
-                        "must be greater than zero",
+                        format!(
+                            "a fair share of key {key_name:?}'s budget, but the key is \"unlimited\" \
+                             (no local budget to share): remove one of them"
+                        ),
                     );
                     None
                 }
-                other => other,
+                (Some(n), _) => match ceilings::requests_per_minute(i64::from(n)) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        p.push(format!("{path}.requests_per_minute"), e);
+                        None
+                    }
+                },
+                (None, _) => default_rpm.filter(|n| *n > 0),
             },
             routes: route_set(&format!("{path}.routes"), u.routes.as_deref(), p),
         });
