@@ -80,8 +80,9 @@ impl Resilience {
 #[derive(Debug, Clone)]
 struct KeyBudget {
     name: Arc<str>,
-    /// JourneyBee's limit N.
-    limit: u32,
+    /// JourneyBee's limit N; `None` for an `unlimited` key, whose requests never ask the
+    /// store (only an upstream 429's pause, held in this process, refuses them).
+    limit: Option<u32>,
     /// Asked of the store (N with the memory backend).
     shared: u32,
     /// Spent alone when the shared part is full or unreachable (0 with the memory backend).
@@ -128,10 +129,13 @@ impl GuardState {
                 .keys
                 .iter()
                 .map(|k| {
-                    let (shared, private) = settings.state.split(k.requests_per_minute);
+                    let (shared, private) = settings
+                        .state
+                        .split(k.requests_per_minute)
+                        .unwrap_or_default();
                     KeyBudget {
                         name: k.name.clone(),
-                        limit: k.requests_per_minute,
+                        limit: k.requests_per_minute.limit(),
                         shared,
                         private,
                     }
@@ -154,6 +158,11 @@ impl GuardState {
     /// Publishes budget and breaker gauges (called before each scrape).
     pub async fn refresh_gauges(&self) {
         for k in &self.keys {
+            if k.limit.is_none() {
+                // No local budget, so nothing remains or runs out: no series.
+                self.metrics.clear_budget_remaining(&k.name);
+                continue;
+            }
             let shared = self
                 .store
                 .remaining(&k.name, k.shared, self.window)
@@ -190,6 +199,19 @@ impl GuardState {
     /// Spends one admission for `identity`, from the shared pool or else the private share.
     async fn admit(&self, identity: &Identity) -> Result<Granted, Reply> {
         let key = &self.keys[identity.key.index];
+        let Some(limit) = key.limit else {
+            // `unlimited`: no store call and no log (fair shares do not apply either); only
+            // a pause after an upstream 429 refuses, as this process's own stores hold it.
+            let paused = self.store.local_pause(&key.name).or_else(|| {
+                self.local
+                    .as_ref()
+                    .and_then(|local| local.local_pause(&key.name))
+            });
+            return match paused {
+                Some(wait) => Err(self.throttled(Throttle::UpstreamBudget, 0, wait)),
+                None => Ok(Granted::Private(Ticket::uncounted(key.name.clone()))),
+            };
+        };
         let user_rpm = identity.requests_per_minute.or(self.default_user_rpm);
         let ask = BudgetAsk {
             key: &key.name,
@@ -208,7 +230,7 @@ impl GuardState {
             }
             Ok(Admit::Paused { wait }) => {
                 self.metrics.state().decision(BudgetPool::Shared, false);
-                return Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait));
+                return Err(self.throttled(Throttle::UpstreamBudget, limit, wait));
             }
             Ok(Admit::KeyFull { wait }) => {
                 self.metrics.state().decision(BudgetPool::Shared, false);
@@ -219,7 +241,7 @@ impl GuardState {
         let Some(local) = self.local.as_ref().filter(|_| key.private > 0) else {
             // Never fail open: an unreachable backend without a private share admits nothing.
             let wait = shared_wait.unwrap_or(crate::state::redis::PROBE_INTERVAL);
-            return Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait));
+            return Err(self.throttled(Throttle::UpstreamBudget, limit, wait));
         };
         let private = BudgetAsk {
             limit: key.private,
@@ -237,7 +259,7 @@ impl GuardState {
             Admit::KeyFull { wait } | Admit::Paused { wait } => {
                 self.metrics.state().decision(BudgetPool::Private, false);
                 let wait = shared_wait.map_or(wait, |s| s.min(wait));
-                Err(self.throttled(Throttle::UpstreamBudget, key.limit, wait))
+                Err(self.throttled(Throttle::UpstreamBudget, limit, wait))
             }
         }
     }
@@ -259,6 +281,85 @@ impl GuardState {
         if let Some(local) = &self.local {
             let _ = local.pause(key, pause).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// A guard over one memory store, for a config whose `read` key has the given limit.
+    fn guard(
+        read_rpm: &str,
+    ) -> (
+        Arc<GuardState>,
+        Arc<MemoryStore>,
+        Arc<Identity>,
+        Arc<Metrics>,
+    ) {
+        let dir = std::env::temp_dir().join(format!(
+            "jbgw-guard-{}-{}",
+            std::process::id(),
+            read_rpm.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("read.key"), "jb_read").unwrap();
+        std::fs::write(dir.join("jwt.secret"), "0123456789abcdef0123456789abcdef").unwrap();
+        let text = format!(
+            "[upstream]\nbase_url = \"http://127.0.0.1:9\"\n\
+             [upstream.keys.read]\nsecret_file = \"read.key\"\nrequests_per_minute = {read_rpm}\n\
+             [auth]\nalgorithms = [\"HS256\"]\nissuer = \"https://idp.test\"\naudience = \"gw\"\n\
+             [[auth.keys]]\nhmac_secret_file = \"jwt.secret\"\n\
+             [[users]]\nsubject = \"bob\"\nupstream_key = \"read\"\nuser_id = 2\naccess = \"read\"\n"
+        );
+        let settings = crate::config::from_toml(&text, &dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_dir_all(&dir).ok();
+        let metrics = Metrics::new();
+        let store = Arc::new(MemoryStore::new(1 << 20));
+        let state = GuardState::new(
+            &settings,
+            metrics.clone(),
+            Resilience::new(&settings.upstream),
+            store.clone(),
+            None,
+        );
+        (state, store, settings.users["bob"].clone(), metrics)
+    }
+
+    #[tokio::test]
+    async fn a_limited_key_counts_every_admission() {
+        let (state, store, bob, _) = guard("2");
+        assert!(state.admit(&bob).await.is_ok());
+        assert!(state.admit(&bob).await.is_ok());
+        assert!(
+            state.admit(&bob).await.is_err(),
+            "the third is over the limit"
+        );
+        let left = store.remaining("read", 2, state.window).await.unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn an_unlimited_key_never_asks_the_store_but_honours_a_pause() {
+        let (state, store, bob, metrics) = guard("\"unlimited\"");
+        for _ in 0..10_000 {
+            match state.admit(&bob).await {
+                Ok(Granted::Private(t)) => state.refund(Granted::Private(t)).await,
+                Ok(Granted::Shared(_)) => panic!("an unlimited key asked the store"),
+                Err(_) => panic!("an unlimited key was refused"),
+            }
+        }
+        // Nothing was counted: the store has no log for the key at all.
+        assert_eq!(store.remaining("read", 1, state.window).await.unwrap(), 1);
+        state.refresh_gauges().await;
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            !text.contains("upstream_budget_remaining{"),
+            "no budget series for an unlimited key"
+        );
+        // An upstream 429 still pauses it.
+        state.pause("read", Duration::from_secs(30)).await;
+        assert!(state.admit(&bob).await.is_err(), "paused");
     }
 }
 

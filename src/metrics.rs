@@ -596,6 +596,11 @@ impl Metrics {
             .set(i64::from(remaining));
     }
 
+    /// Drops a key's budget series: an `unlimited` key has no local budget to report.
+    pub fn clear_budget_remaining(&self, key: &str) {
+        let _ = self.budget_remaining.remove_label_values(&[key]);
+    }
+
     /// Creates the per-key 429 series at zero, so rates and alerts see them from the start.
     pub fn declare_upstream_keys(&self, keys: &[&str]) {
         for k in keys {

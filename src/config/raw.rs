@@ -132,7 +132,41 @@ pub struct RawUpstreamKey {
     pub secret_file: Option<PathBuf>,
     pub read: Option<bool>,
     pub write: Option<bool>,
-    pub requests_per_minute: Option<u32>,
+    pub requests_per_minute: Option<RawRequestsPerMinute>,
+}
+
+/// A key's `requests_per_minute` as written: an integer, or a word (`"unlimited"`). Anything
+/// else is a parse error naming both forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawRequestsPerMinute {
+    /// `requests_per_minute = 100` (any integer: the range is checked by `validate`).
+    Count(i64),
+    /// `requests_per_minute = "unlimited"` (any string: the word is checked by `validate`).
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawRequestsPerMinute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawRequestsPerMinute;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a positive integer or \"unlimited\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+                Ok(RawRequestsPerMinute::Count(n))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+                Ok(RawRequestsPerMinute::Count(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                ))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(RawRequestsPerMinute::Word(s.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `[auth]`: how client JWTs are verified. Its own issuer fields describe the default issuer

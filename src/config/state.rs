@@ -2,7 +2,7 @@
 //! records, list-cache coherence), and how a replica behaves while it cannot reach it.
 
 use super::raw::RawState;
-use super::{read_secret, Problems};
+use super::{read_secret, Problems, RequestsPerMinute};
 use crate::state::redis::RedisSettings;
 use std::path::Path;
 use std::time::Duration;
@@ -42,15 +42,17 @@ impl StateSettings {
 
     /// (shared, private) split of a key's limit `n`: each of `max_replicas` replicas keeps
     /// `private`, so `shared + max_replicas × private ≤ n` in every state of the backend.
-    pub fn split(&self, n: u32) -> (u32, u32) {
-        match self.backend {
+    /// `None` for an unlimited key: there is no budget to split.
+    pub fn split(&self, n: RequestsPerMinute) -> Option<(u32, u32)> {
+        let n = n.limit()?;
+        Some(match self.backend {
             Backend::Memory => (n, 0),
             Backend::Redis(_) => {
                 let private = (f64::from(n) * self.private_share).floor() as u32;
                 let shared = n.saturating_sub(private.saturating_mul(self.max_replicas));
                 (shared, private)
             }
-        }
+        })
     }
 }
 
@@ -188,5 +190,40 @@ pub(super) fn validate_state(raw: &RawState, base: &Path, p: &mut Problems) -> S
         max_replicas,
         private_share,
         degraded_max_age,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(max_replicas: u32, private_share: f64) -> StateSettings {
+        StateSettings {
+            backend: Backend::Redis(RedisSettings {
+                url: "redis://127.0.0.1:6379/0".into(),
+                connect_timeout: Duration::from_millis(500),
+                command_timeout: Duration::from_millis(50),
+                key_prefix: "jbgw".into(),
+            }),
+            max_replicas,
+            private_share,
+            degraded_max_age: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn a_limit_splits_and_unlimited_has_nothing_to_split() {
+        let memory = StateSettings::memory();
+        assert_eq!(
+            memory.split(RequestsPerMinute::Limited(100)),
+            Some((100, 0))
+        );
+        assert_eq!(memory.split(RequestsPerMinute::Unlimited), None);
+        let shared = redis(3, 0.1);
+        assert_eq!(
+            shared.split(RequestsPerMinute::Limited(100)),
+            Some((70, 10))
+        );
+        assert_eq!(shared.split(RequestsPerMinute::Unlimited), None);
     }
 }

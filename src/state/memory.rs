@@ -2,8 +2,11 @@
 //! one replica. Owned by the process, so a config reload keeps all of it.
 //!
 //! Memory grows with traffic, never with a configured limit: a log holds only the admissions
-//! of the last window (a limit of 10⁹ reserves nothing), user logs are dropped once empty,
-//! and completed idempotency records are bounded in bytes (oldest first out).
+//! of the last window (nothing is reserved for the limit, and a log gives memory back after a
+//! burst), so it holds at most `requests_per_minute` entries, a number the config caps
+//! (`config::ceilings`); user logs are dropped once empty, and completed idempotency records
+//! are bounded in bytes (oldest first out). A key without a local budget (`"unlimited"`) has
+//! no log at all: the guard never asks the store.
 
 use super::{
     Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreFuture,
@@ -22,7 +25,17 @@ const USER_LOGS_SWEEP_AT: usize = 10_000;
 /// Fixed per-record overhead counted against the idempotency capacity.
 const RECORD_OVERHEAD: u64 = 160;
 
-/// The send times of one key's (or user's) admissions within the window.
+/// A log keeps at least this much room once it has grown (no shrinking churn at low rates).
+const LOG_KEEP: usize = 1024;
+
+// The config's ceilings (`config::ceilings`) count this many bytes per log entry.
+const _: () = assert!(
+    std::mem::size_of::<(Instant, u64)>() as u64 <= crate::config::ceilings::LOG_ENTRY_BYTES
+);
+
+/// The send times of one key's (or user's) admissions within the window. Starts empty and
+/// grows one entry per admission, so it never holds more than the limit; after a burst it
+/// gives back what it no longer needs.
 #[derive(Debug, Default)]
 struct Log {
     sent: VecDeque<(Instant, u64)>,
@@ -36,6 +49,10 @@ impl Log {
             } else {
                 break;
             }
+        }
+        // A quarter full: halve it (amortised, and never below LOG_KEEP).
+        if self.sent.capacity() > LOG_KEEP && self.sent.len() < self.sent.capacity() / 4 {
+            self.sent.shrink_to((self.sent.len() * 2).max(LOG_KEEP));
         }
     }
 
@@ -263,6 +280,12 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
+    fn local_pause(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let until = lock(&self.keys).get(key)?.paused_until?;
+        (until > now).then(|| until - now)
+    }
+
     fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32> {
         let now = Instant::now();
         let left = match lock(&self.keys).get_mut(key) {
@@ -403,5 +426,78 @@ impl Store for MemoryStore {
         _ttl: Duration,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask<'a>(key: &'a str, limit: u32) -> BudgetAsk<'a> {
+        BudgetAsk {
+            key,
+            limit,
+            window: Duration::from_secs(61),
+            user: Some(("bob", limit)),
+        }
+    }
+
+    fn log_capacity(store: &MemoryStore, key: &str) -> usize {
+        lock(&store.keys)
+            .get(key)
+            .map_or(0, |s| s.log.sent.capacity())
+    }
+
+    #[test]
+    fn a_huge_limit_reserves_nothing_and_a_log_holds_at_most_its_limit() {
+        let store = MemoryStore::new(1 << 20);
+        let now = Instant::now();
+        let big = ask("k", crate::config::ceilings::MAX_REQUESTS_PER_MINUTE);
+        assert!(matches!(store.admit_now(&big, now), Admit::Admitted(_)));
+        assert!(
+            log_capacity(&store, "k") < 64,
+            "nothing reserved for the limit"
+        );
+        let small = ask("s", 3);
+        for _ in 0..3 {
+            assert!(matches!(store.admit_now(&small, now), Admit::Admitted(_)));
+        }
+        for _ in 0..100 {
+            assert!(matches!(
+                store.admit_now(&small, now),
+                Admit::KeyFull { .. }
+            ));
+        }
+        assert_eq!(lock(&store.keys)["s"].log.sent.len(), 3);
+    }
+
+    #[test]
+    fn a_log_gives_memory_back_after_a_burst() {
+        let store = MemoryStore::new(1 << 20);
+        let start = Instant::now();
+        let burst = ask("k", 100_000);
+        for _ in 0..100_000 {
+            assert!(matches!(store.admit_now(&burst, start), Admit::Admitted(_)));
+        }
+        assert!(log_capacity(&store, "k") >= 100_000);
+        // A window later, one admission prunes the burst away and shrinks the log.
+        let later = start + Duration::from_secs(62);
+        for _ in 0..8 {
+            store.admit_now(&burst, later);
+        }
+        assert!(
+            log_capacity(&store, "k") <= 2 * LOG_KEEP,
+            "{}",
+            log_capacity(&store, "k")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pause_is_known_locally() {
+        let store = MemoryStore::new(1 << 20);
+        assert_eq!(store.local_pause("k"), None);
+        store.pause("k", Duration::from_secs(5)).await.unwrap();
+        let left = store.local_pause("k").expect("paused");
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
     }
 }

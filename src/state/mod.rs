@@ -100,8 +100,20 @@ pub struct Ticket {
     pub key: Arc<str>,
     /// The user it was counted on, if a share applied.
     pub user: Option<Arc<str>>,
-    /// Unique among the key's admissions.
+    /// Unique among the key's admissions; never 0 (see [`Ticket::uncounted`]).
     pub id: u64,
+}
+
+impl Ticket {
+    /// A request let through on a key without a local budget: nothing was counted, so
+    /// refunding it takes nothing back (no store issues id 0).
+    pub fn uncounted(key: Arc<str>) -> Ticket {
+        Ticket {
+            key,
+            user: None,
+            id: 0,
+        }
+    }
 }
 
 /// The identity of an idempotency record: (upstream key, user, `Idempotency-Key`).
@@ -218,6 +230,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Refuses every admission on `key` for `pause` (an upstream 429's `Retry-After`).
     fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()>;
+
+    /// How long `key` stays paused, if this process knows without asking anyone: the memory
+    /// store does (it holds every pause this process was told of); a remote store answers
+    /// `None`. For keys without a local budget, whose requests never [`admit`](Store::admit).
+    fn local_pause(&self, key: &str) -> Option<Duration> {
+        let _ = key;
+        None
+    }
 
     /// Admissions left on `key` now (for the gauge).
     fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32>;
