@@ -94,8 +94,10 @@ bench_build() {
         log "BENCH_SKIP_BUILD=1: using the existing $BIN"
         return
     fi
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    # What ships: the image's build, without the demo feature (and so without the simulator).
+    log "cargo build --release --no-default-features"
+    (cd "$ROOT" && cargo build --release --no-default-features --quiet) ||
+        die "cargo build --release failed"
 }
 
 # A free loopback TCP port.
@@ -179,7 +181,10 @@ bench_prepare() {
     REDIS_PORT=$(free_port)
 }
 
-# The static upstream: 200 + the ~2 KB list for GET, 201 for POST, nothing else.
+# The static upstream: 200 + the ~2 KB list for GET, 201 for POST, and the lookups the
+# gateway checks a create's references against (tier 2, category 3, tags 10 and 11, no custom
+# fields), so the create path runs with the production default `check_references = true`
+# (each lookup is fetched once, then cached for `lookup_ttl`).
 write_upstream_conf() {
     cat >"$TMP/upstream/nginx.conf" <<EOF
 daemon off;
@@ -212,6 +217,22 @@ http {
             root $TMP/www;
             try_files /partnerships.json =404;
         }
+        location = /api/v1/tiers {
+            default_type application/json;
+            return 200 '[{"id":2,"name":"Gold"}]';
+        }
+        location = /api/v1/categories {
+            default_type application/json;
+            return 200 '[{"id":3,"name":"Resellers"}]';
+        }
+        location = /api/v1/tags {
+            default_type application/json;
+            return 200 '[{"id":10,"name":"emea"},{"id":11,"name":"saas"}]';
+        }
+        location = /api/v1/custom-fields {
+            default_type application/json;
+            return 200 '[]';
+        }
         location / {
             default_type application/json;
             return 404 '{"error":"Not found"}';
@@ -235,7 +256,8 @@ pid $TMP/proxy/nginx.pid;
 error_log $TMP/proxy/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    # Production settings for the peer as for the gateway: every request logged.
+    access_log $TMP/proxy/access.log;
     server_tokens off;
     tcp_nodelay on;
     keepalive_requests 100000000;
@@ -285,8 +307,10 @@ listen = "127.0.0.1:$GW_PORT"
 admin_listen = "127.0.0.1:$GW_ADMIN_PORT"
 shutdown_grace = "2s"
 
+# Production settings: one JSON access-log line per request (and an audit line per create).
 [log]
-level = "warn"
+level = "info"
+format = "json"
 
 [upstream]
 base_url = "http://127.0.0.1:$UPSTREAM_PORT"

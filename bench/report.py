@@ -358,24 +358,23 @@ def main():
     def tratio(a, b):
         return rps[a] / rps[b] if rps.get(a) and rps.get(b) else None
 
+    # Issue 13's targets, with the access log on for both (production settings).
     targets = []
     r = tratio("gw_hit_es256", "nginx_cache_get")
     targets.append(("hit path (ES256) throughput ≥ 1.0× nginx proxy_cache", fmt_ratio(r), verdict(r and r >= 1.0)))
     r = tratio("gw_miss_es256", "nginx_plain_get")
-    targets.append(("miss path (ES256) throughput ≥ 1.0× nginx proxy_pass", fmt_ratio(r), verdict(r and r >= 1.0)))
+    targets.append(("miss path (ES256) throughput ≥ 0.75× nginx proxy_pass", fmt_ratio(r), verdict(r and r >= 0.75)))
     for alg in ("es256", "hs256"):
         r = tratio(f"gw_create_{alg}", "nginx_plain_post")
-        targets.append((f"create ({alg.upper()}) throughput ≥ 1.0× nginx proxy_pass, same POST", fmt_ratio(r), verdict(r and r >= 1.0)))
-    for name, base, peer, what in (
-        ("gw_miss_es256", "direct_get", "nginx_plain_get", "miss (ES256)"),
-        ("gw_create_es256", "direct_post", "nginx_plain_post", "create (ES256)"),
-        ("gw_hit_es256", "direct_get", "nginx_plain_get", "hit (ES256)"),
+        targets.append((f"create ({alg.upper()}) throughput ≥ 0.75× nginx proxy_pass, same POST", fmt_ratio(r), verdict(r and r >= 0.75)))
+    for name, base, what in (
+        ("gw_miss_es256", "direct_get", "miss (ES256)"),
+        ("gw_create_es256", "direct_post", "create (ES256)"),
+        ("gw_hit_es256", "direct_get", "hit (ES256)"),
     ):
-        a, p = added(name, base), added(peer, base)
-        ok = None if a is None or p is None else a <= p
-        targets.append(
-            (f"added p50 @1, {what} ≤ nginx proxy_pass's", f"{fmt_us(a)} vs {fmt_us(p)}", verdict(ok))
-        )
+        a = added(name, base)
+        ok = None if a is None else a <= 25
+        targets.append((f"added p50 @1, {what} ≤ 25 µs", fmt_us(a), verdict(ok)))
     hwm = [w["hwm_kib"] for n in ("gw_hit_es256", "gw_hit_hs256") for w in data.get((n, conns), []) if w["hwm_kib"]]
     peak = max(hwm) / 1024 if hwm else None
     targets.append(
