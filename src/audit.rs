@@ -2,11 +2,13 @@
 //! for a partnership create the partner's name and e-mail domain, the upstream status, the
 //! request id), on the `audit` log target.
 
-use crate::exchange::Reply;
+use crate::exchange::{Ctx, Reply};
+use crate::validate::body::CreateSummary;
 use crate::validate::Write;
-use crate::BoxFuture;
 use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use tower::{Layer, Service};
 
 /// Emits an audit event for every write that leaves validation.
@@ -34,54 +36,96 @@ fn route_path_id(path: &str) -> Option<u64> {
 
 impl<S> Service<Write> for Audit<S>
 where
-    S: Service<Write, Response = Reply, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Write, Response = Reply, Error = Infallible>,
+    S::Future: Unpin,
 {
     type Response = Reply;
     type Error = Infallible;
-    type Future = BoxFuture;
+    type Future = Audited<S::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Write) -> BoxFuture {
-        let ctx = req.ctx.clone();
-        let path_id = route_path_id(req.target.path());
-        // Nothing after this layer needs it.
-        let summary = req.summary.take();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let reply = fut.await?;
-            let route = ctx.spec.route;
-            let identity = &ctx.identity;
-            let status = reply.status();
-            let outcome = match reply.upstream_status() {
-                Some(_) if status.is_success() && route.is_create() => "created",
-                Some(_) if status.is_success() => "applied",
-                Some(_) => "refused_upstream",
-                // No upstream status: either never sent, or sent with the outcome unknown.
-                None if reply.facts.upstream.is_some_and(|u| u.maybe_sent) => "outcome_unknown",
-                None => "not_sent",
-            };
-            tracing::info!(
-                target: "audit",
-                request_id = ctx.id.0.to_str().ok(),
-                user = &*identity.name,
-                user_id = identity.user_id,
-                upstream_key = &*identity.key.name,
-                route = route.label(),
-                path_id,
-                partner_name = summary.as_ref().map(|s| s.name.as_str()),
-                email_domain = summary.as_ref().map(|s| s.email_domain.as_str()),
-                partner_type = summary.as_ref().map(|s| s.partner_type.as_str()),
-                inactive = summary.as_ref().map(|s| s.inactive),
-                status = status.as_u16(),
-                upstream_status = reply.upstream_status(),
-                outcome,
-                "write"
-            );
-            Ok(reply)
-        })
+    fn call(&mut self, mut req: Write) -> Self::Future {
+        let record = Record {
+            ctx: req.ctx.clone(),
+            path_id: route_path_id(req.target.path()),
+            // Nothing after this layer needs it.
+            summary: req.summary.take(),
+        };
+        Audited {
+            inner: self.inner.call(req),
+            record: Some(record),
+        }
+    }
+}
+
+/// What the audit event says besides the outcome.
+struct Record {
+    ctx: Ctx,
+    path_id: Option<u64>,
+    summary: Option<CreateSummary>,
+}
+
+impl Record {
+    fn log(self, reply: &Reply) {
+        let Record {
+            ctx,
+            path_id,
+            summary,
+        } = self;
+        let route = ctx.spec.route;
+        let identity = &ctx.identity;
+        let status = reply.status();
+        let outcome = match reply.upstream_status() {
+            Some(_) if status.is_success() && route.is_create() => "created",
+            Some(_) if status.is_success() => "applied",
+            Some(_) => "refused_upstream",
+            // No upstream status: either never sent, or sent with the outcome unknown.
+            None if reply.facts.upstream.is_some_and(|u| u.maybe_sent) => "outcome_unknown",
+            None => "not_sent",
+        };
+        tracing::info!(
+            target: "audit",
+            request_id = ctx.id.0.to_str().ok(),
+            user = &*identity.name,
+            user_id = identity.user_id,
+            upstream_key = &*identity.key.name,
+            route = route.label(),
+            path_id,
+            partner_name = summary.as_ref().map(|s| s.name.as_str()),
+            email_domain = summary.as_ref().map(|s| s.email_domain.as_str()),
+            partner_type = summary.as_ref().map(|s| s.partner_type.as_str()),
+            inactive = summary.as_ref().map(|s| s.inactive),
+            status = status.as_u16(),
+            upstream_status = reply.upstream_status(),
+            outcome,
+            "write"
+        );
+    }
+}
+
+/// The write's future; logs the audit event when it completes.
+pub struct Audited<F> {
+    inner: F,
+    record: Option<Record>,
+}
+
+impl<F> Future for Audited<F>
+where
+    F: Future<Output = Result<Reply, Infallible>> + Unpin,
+{
+    type Output = Result<Reply, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let reply = match ready!(Pin::new(&mut self.inner).poll(cx)) {
+            Ok(reply) => reply,
+            Err(never) => match never {},
+        };
+        if let Some(record) = self.record.take() {
+            record.log(&reply);
+        }
+        Poll::Ready(Ok(reply))
     }
 }

@@ -392,8 +392,13 @@ impl ListCache {
     /// background).
     pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
-        let scopes: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
-        match self.state.bump(name, &scopes).await {
+        // The scope names on the stack: a write's groups are distinct, so at most all of them.
+        let mut names = [""; Group::ALL.len()];
+        for (slot, group) in names.iter_mut().zip(groups) {
+            *slot = group.as_str();
+        }
+        let scopes = &names[..groups.len().min(names.len())];
+        match self.state.bump(name, scopes).await {
             Ok(values) => {
                 for (group, new) in groups.iter().zip(values) {
                     lock(&self.last_generation).insert((name.clone(), *group), new);

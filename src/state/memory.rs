@@ -257,7 +257,7 @@ impl Store for MemoryStore {
 
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
         let out = self.admit_now(ask, Instant::now());
-        Box::pin(async move { Ok(out) })
+        StoreFuture::ready(Ok(out))
     }
 
     fn refund<'a>(&'a self, ticket: &'a Ticket) -> StoreFuture<'a, ()> {
@@ -269,7 +269,7 @@ impl Store for MemoryStore {
                 log.remove(ticket.id);
             }
         }
-        Box::pin(async { Ok(()) })
+        StoreFuture::ready(Ok(()))
     }
 
     fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()> {
@@ -277,7 +277,7 @@ impl Store for MemoryStore {
         let mut keys = lock(&self.keys);
         let state = keys.entry(Arc::from(key)).or_default();
         state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
-        Box::pin(async { Ok(()) })
+        StoreFuture::ready(Ok(()))
     }
 
     fn local_pause(&self, key: &str) -> Option<Duration> {
@@ -296,7 +296,7 @@ impl Store for MemoryStore {
             }
             None => limit,
         };
-        Box::pin(async move { Ok(left) })
+        StoreFuture::ready(Ok(left))
     }
 
     fn claim<'a>(
@@ -338,7 +338,7 @@ impl Store for MemoryStore {
                 RecState::Unknown => Claim::Unknown,
             },
         };
-        Box::pin(async move { Ok(out) })
+        StoreFuture::ready(Ok(out))
     }
 
     fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()> {
@@ -374,7 +374,7 @@ impl Store for MemoryStore {
                 recs.sweep(now, self.capacity.load(Ordering::Relaxed));
             }
         }
-        Box::pin(async { Ok(()) })
+        StoreFuture::ready(Ok(()))
     }
 
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
@@ -382,12 +382,16 @@ impl Store for MemoryStore {
             .get(key)
             .and_then(|s| s.generations.get(scope).copied())
             .unwrap_or(0);
-        Box::pin(async move { Ok(g) })
+        StoreFuture::ready(Ok(g))
     }
 
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         let mut keys = lock(&self.keys);
-        let state = keys.entry(Arc::from(key)).or_default();
+        // The key's name is copied only the first time it is seen, not per write.
+        if !keys.contains_key(key) {
+            keys.insert(Arc::from(key), KeyState::default());
+        }
+        let state = keys.get_mut(key).expect("inserted above");
         let out = scopes
             .iter()
             .map(|scope| match state.generations.get_mut(*scope) {
@@ -404,7 +408,7 @@ impl Store for MemoryStore {
                 }
             })
             .collect();
-        Box::pin(async move { Ok(out) })
+        StoreFuture::ready(Ok(out))
     }
 
     fn l2_lookup<'a>(
@@ -415,7 +419,7 @@ impl Store for MemoryStore {
     ) -> StoreFuture<'a, L2Lookup> {
         // One process: the local cache is the only level, and its own single-flight
         // coalesces concurrent misses.
-        Box::pin(async { Ok(L2Lookup::Lead) })
+        StoreFuture::ready(Ok(L2Lookup::Lead))
     }
 
     fn l2_put<'a>(
@@ -425,7 +429,7 @@ impl Store for MemoryStore {
         _value: Option<Bytes>,
         _ttl: Duration,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async { Ok(()) })
+        StoreFuture::ready(Ok(()))
     }
 }
 

@@ -24,7 +24,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The future every store method returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub struct StoreFuture<'a, T>(Answer<'a, T>);
+
+enum Answer<'a, T> {
+    /// Known at once (the memory store): no allocation.
+    Ready(Option<Result<T, StoreError>>),
+    /// A round trip (Redis).
+    Pending(Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>),
+}
+
+impl<'a, T> StoreFuture<'a, T> {
+    /// An answer known now.
+    pub fn ready(result: Result<T, StoreError>) -> Self {
+        StoreFuture(Answer::Ready(Some(result)))
+    }
+
+    /// An answer that takes a round trip.
+    pub fn pending(fut: impl Future<Output = Result<T, StoreError>> + Send + 'a) -> Self {
+        StoreFuture(Answer::Pending(Box::pin(fut)))
+    }
+}
+
+impl<T: Unpin> Future for StoreFuture<'_, T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            Answer::Ready(r) => std::task::Poll::Ready(r.take().expect("polled after completion")),
+            Answer::Pending(f) => f.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Why a store could not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -474,7 +474,7 @@ impl Store for RedisStore {
     }
 
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(ask.key);
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let member = format!("{}:{id}", self.replica);
@@ -533,7 +533,7 @@ impl Store for RedisStore {
     }
 
     fn refund<'a>(&'a self, ticket: &'a Ticket) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(&ticket.key);
             let member = format!("{}:{}", self.replica, ticket.id);
             let mut pipe = redis::pipe();
@@ -554,7 +554,7 @@ impl Store for RedisStore {
     }
 
     fn pause<'a>(&'a self, key: &'a str, pause: Duration) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let mut inv = self.scripts.pause.prepare_invoke();
             inv.key(format!("{}:pause", self.tag(key))).arg(ms(pause));
             let _: Value = self
@@ -568,7 +568,7 @@ impl Store for RedisStore {
     }
 
     fn remaining<'a>(&'a self, key: &'a str, limit: u32, window: Duration) -> StoreFuture<'a, u32> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.remaining.prepare_invoke();
             inv.key(format!("{tag}:log"))
@@ -592,7 +592,7 @@ impl Store for RedisStore {
         lease: Duration,
         ttl: Duration,
     ) -> StoreFuture<'a, Claim> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let mut inv = self.scripts.claim.prepare_invoke();
             inv.key(self.idem_key(id))
                 .arg(fingerprint.hex())
@@ -630,7 +630,7 @@ impl Store for RedisStore {
     }
 
     fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let mut inv = self.scripts.settle.prepare_invoke();
             inv.key(self.idem_key(id));
             match &how {
@@ -659,7 +659,7 @@ impl Store for RedisStore {
     }
 
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let mut inv = self.scripts.generation.prepare_invoke();
             inv.key(format!("{}:gen:{scope}", self.tag(key)))
                 .arg(GENERATION_TTL_MS);
@@ -674,7 +674,7 @@ impl Store for RedisStore {
     }
 
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.bump.prepare_invoke();
             // Every scope of one key shares the key's hash slot: one script, one round trip.
@@ -701,7 +701,7 @@ impl Store for RedisStore {
         entry: &'a str,
         lock: Duration,
     ) -> StoreFuture<'a, L2Lookup> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.l2_lookup.prepare_invoke();
             inv.key(format!("{tag}:l2:{entry}"))
@@ -735,7 +735,7 @@ impl Store for RedisStore {
         value: Option<Bytes>,
         ttl: Duration,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.l2_put.prepare_invoke();
             inv.key(format!("{tag}:l2:{entry}"))
