@@ -576,7 +576,7 @@ impl ListCache {
         } else {
             ttl.min(self.degraded_max_age)
         };
-        let mut read = Some(read);
+        let out = outbound(read);
         loop {
             let now = Instant::now();
             let existing = self.store.get(&key).await;
@@ -597,14 +597,9 @@ impl ListCache {
                     Err(_) => continue,
                 },
                 Role::Leader(flight) => {
-                    // A request leads at most once: after leading, it returns below.
-                    let Some(r) = read.take() else {
-                        return crate::error::GatewayError::Internal("read led twice".into())
-                            .into();
-                    };
+                    // Leading spends the request; the loop comes back only for a follower.
                     let shared = coherent && directive == Directive::Normal;
-                    let fetched =
-                        Arc::new(self.fetch(&key, outbound(r), &mut inner, shared, ttl).await);
+                    let fetched = Arc::new(self.fetch(&key, out, &mut inner, shared, ttl).await);
                     flight.complete(fetched.clone());
                     fetched
                 }

@@ -467,9 +467,7 @@ where
             let retryable_route = route.is_read();
             let mut attempt = 0u32;
             let mut previous: Option<Reply> = None;
-            // Only a read comes back round the loop: a write's request is moved into its one
-            // call, a read's is copied for each attempt (cheap: shared bytes and Arcs).
-            let mut out = Some(out);
+            let mut this = out;
             loop {
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
@@ -522,18 +520,9 @@ where
                     // An original request earns retry budget; a retry never does.
                     resilience.budget.record_request(Instant::now());
                 }
-                // Only a read ever comes back round this loop; a write leaves after one call.
-                let this = if retryable_route {
-                    out.clone()
-                } else {
-                    out.take()
-                };
-                let Some(this) = this else {
-                    // A write is called once: the loop never comes back for it.
-                    return Ok(previous.unwrap_or_else(|| {
-                        GatewayError::Internal("write sent twice".into()).into()
-                    }));
-                };
+                // A read keeps a copy for a retry (cheap: shared bytes and Arcs); a write is
+                // moved into its only call, so it cannot be sent twice.
+                let copy = retryable_route.then(|| this.clone());
                 let resp = match inner.call(this).await {
                     Ok(r) => r,
                     Err(never) => match never {},
@@ -554,11 +543,13 @@ where
                 if never_sent {
                     state.refund(granted).await;
                 }
-                let retry = retryable_route
-                    && verdict == Verdict::Retryable
-                    && attempt < state.retries
-                    && resilience.budget.try_retry(Instant::now());
-                if retry {
+                let retry = copy.filter(|_| {
+                    verdict == Verdict::Retryable
+                        && attempt < state.retries
+                        && resilience.budget.try_retry(Instant::now())
+                });
+                if let Some(copy) = retry {
+                    this = copy;
                     let wait = backoff(attempt, state.backoff_base, state.backoff_max);
                     attempt += 1;
                     state.metrics.upstream_retry(route);

@@ -3,10 +3,14 @@
 //!
 //! Lines are written by a thread of their own, not by the runtime thread that logs them: a
 //! runtime thread only appends the formatted line to a shared buffer (no allocation once the
-//! buffer has grown, no system call), and the log thread writes whole batches to stdout. A
-//! slow stdout (a full pipe, a stalled log shipper) therefore does not stall request handling
-//! until the buffer holds [`MAX_PENDING`] bytes; past that, loggers wait for it to drain
-//! rather than drop lines, since audit events travel this way too.
+//! buffer has grown, no system call, no wake-up), and the log thread writes what has gathered
+//! every [`FLUSH_EVERY`] (at once past [`FLUSH_AT`] bytes), as nginx's buffered access log
+//! does. A slow stdout (a full pipe, a stalled log shipper) therefore does not stall request
+//! handling until the buffer holds [`MAX_PENDING`] bytes; past that, loggers wait for it to
+//! drain rather than drop lines, since audit events travel this way too.
+//!
+//! Timestamps are RFC 3339 in UTC with microseconds, the date and time part formatted once
+//! per second ([`Clock`]).
 
 use crate::config::{LogFormat, LogSettings};
 use std::io::Write;
@@ -17,6 +21,10 @@ use tracing_subscriber::EnvFilter;
 
 /// Bytes of log lines waiting for the log thread before loggers wait for it.
 pub const MAX_PENDING: usize = 4 << 20;
+/// How often the log thread writes what has gathered.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+/// Past this many pending bytes the log thread is woken at once.
+pub const FLUSH_AT: usize = 64 << 10;
 
 /// Keeps the log thread running; dropping it writes out every pending line and stops it.
 pub struct LogGuard {
@@ -68,9 +76,14 @@ impl Write for Background {
             drop(state);
             return std::io::stdout().write(line);
         }
+        let was = state.buf.len();
         state.buf.extend_from_slice(line);
+        let now = state.buf.len();
         drop(state);
-        self.0.more.notify_one();
+        // Woken only when a batch is worth writing; otherwise it writes on its next tick.
+        if was < FLUSH_AT && now >= FLUSH_AT {
+            self.0.more.notify_one();
+        }
         Ok(line.len())
     }
 
@@ -97,11 +110,15 @@ fn start(mut out: impl Write + Send + 'static) -> (Background, LogGuard) {
             loop {
                 let closed = {
                     let mut state = crate::lock(&theirs.state);
-                    while state.buf.is_empty() && !state.closed {
-                        state = theirs
+                    while state.buf.len() < FLUSH_AT && !state.closed {
+                        let (next, timeout) = theirs
                             .more
-                            .wait(state)
+                            .wait_timeout(state, FLUSH_EVERY)
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        state = next;
+                        if timeout.timed_out() && !state.buf.is_empty() {
+                            break;
+                        }
                     }
                     // Swap, so both buffers keep their capacity: no allocation per batch.
                     std::mem::swap(&mut batch, &mut state.buf);
@@ -137,6 +154,7 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     let (writer, guard) = start(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(Clock::default())
         .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Json => builder
@@ -147,6 +165,56 @@ pub fn init(settings: &LogSettings) -> LogGuard {
         LogFormat::Text => builder.try_init(),
     };
     guard
+}
+
+/// RFC 3339 UTC timestamps with microseconds; the part up to the seconds is formatted once
+/// per second per thread, the rest is six digits.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Clock;
+
+thread_local! {
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for Clock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = now.as_secs();
+        SECOND.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.0 != secs {
+                cell.1.clear();
+                civil(secs, &mut cell.1);
+                cell.0 = secs;
+            }
+            write!(w, "{}.{:06}Z", cell.1, now.subsec_micros())
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time, UTC (Howard Hinnant's days-to-civil algorithm).
+fn civil(secs: u64, out: &mut String) {
+    use std::fmt::Write as _;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
 }
 
 #[cfg(test)]
@@ -164,6 +232,19 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut s = String::new();
+        civil(0, &mut s);
+        assert_eq!(s, "1970-01-01T00:00:00");
+        s.clear();
+        civil(951_782_400, &mut s); // a leap day
+        assert_eq!(s, "2000-02-29T00:00:00");
+        s.clear();
+        civil(1_796_003_999, &mut s);
+        assert_eq!(s, "2026-11-30T01:59:59");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
@@ -30,7 +30,12 @@ pub type Fetch = BoxCloneSyncService<Read, Reply, Infallible>;
 pub struct Lookups {
     fetch: Fetch,
     metrics: Arc<Metrics>,
+    parsed: Arc<Mutex<HashMap<(Arc<str>, Route), Parsed>>>,
 }
+
+/// A lookup's items as last parsed, with the cached body they were parsed from: while the
+/// cache answers with the same body (the same shared bytes), it is not parsed again.
+type Parsed = (bytes::Bytes, Arc<Vec<Value>>);
 
 /// A custom field definition, as far as a value's check needs it.
 #[derive(Debug)]
@@ -52,12 +57,16 @@ fn ids(items: &[Value], field: &str) -> HashSet<u64> {
 impl Lookups {
     /// Lookups fetched through `fetch`.
     pub fn new(fetch: Fetch, metrics: Arc<Metrics>) -> Self {
-        Self { fetch, metrics }
+        Self {
+            fetch,
+            metrics,
+            parsed: Arc::default(),
+        }
     }
 
     /// One lookup's items, or None when it cannot be read now. The lookup is read on behalf
     /// of the request being checked: same id, same deadline, same upstream key.
-    async fn get(&self, route: Route, ctx: &Ctx) -> Option<Vec<Value>> {
+    async fn get(&self, route: Route, ctx: &Ctx) -> Option<Arc<Vec<Value>>> {
         let spec = route.spec()?;
         // A lookup takes no query: its path is its whole target.
         let read = Read {
@@ -76,10 +85,18 @@ impl Lookups {
             Ok(c) => c.to_bytes(),
             Err(never) => match never {},
         };
-        match serde_json::from_slice::<Value>(&body).ok()? {
-            Value::Array(items) => Some(items),
-            _ => None,
+        let slot = (ctx.identity.key.name.clone(), route);
+        if let Some((bytes, items)) = crate::lock(&self.parsed).get(&slot) {
+            if bytes.as_ptr() == body.as_ptr() && bytes.len() == body.len() {
+                return Some(items.clone());
+            }
         }
+        let items = match serde_json::from_slice::<Value>(&body).ok()? {
+            Value::Array(items) => Arc::new(items),
+            _ => return None,
+        };
+        crate::lock(&self.parsed).insert(slot, (body, items.clone()));
+        Some(items)
     }
 
     /// Checks the references of a partnership create (`create`) or update body. Every
@@ -110,12 +127,12 @@ impl Lookups {
         );
         let mut problems = Vec::new();
         let mut skipped = false;
-        let mut check_id = |field: &str, value: Option<&Value>, known: &Option<Vec<Value>>| {
+        let mut check_id = |field: &str, value: Option<&Value>, known: &Option<Arc<Vec<Value>>>| {
             let (Some(v), Some(items)) = (value, known) else {
                 return;
             };
             if let Some(id) = v.as_u64() {
-                if !ids(items, "id").contains(&id) {
+                if !items.iter().any(|i| i.get("id").and_then(Value::as_u64) == Some(id)) {
                     problems.push(FieldError::new(
                         field,
                         format!("no {field} {id} in this company"),
@@ -210,7 +227,7 @@ impl Lookups {
         }
     }
 
-    async fn maybe(&self, wanted: bool, route: Route, ctx: &Ctx) -> Option<Vec<Value>> {
+    async fn maybe(&self, wanted: bool, route: Route, ctx: &Ctx) -> Option<Arc<Vec<Value>>> {
         if wanted {
             self.get(route, ctx).await
         } else {
