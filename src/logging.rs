@@ -152,19 +152,163 @@ pub fn init(settings: &LogSettings) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
     let (writer, guard) = start(std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_timer(Clock::default())
-        .with_writer(writer);
-    let _ = match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    // A second call finds a subscriber installed and changes nothing.
+    match settings.format {
+        LogFormat::Json => {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(JsonLines { writer })
+                .try_init();
+        }
+        LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_timer(Clock)
+                .with_writer(writer)
+                .try_init();
+        }
+    }
     guard
+}
+
+/// One JSON object per event, written straight into the log buffer: `timestamp`, `level`,
+/// the event's fields (`message` first) and `target`, the shape of tracing-subscriber's
+/// flattened JSON. Formatting an access-log line through the generic formatter cost about a
+/// fifth of a cache hit's CPU; this writes each field once into a reused line buffer.
+struct JsonLines {
+    writer: Background,
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JsonLines {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        LINE.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else {
+                return; // an event logged while formatting one: dropped, never recursed
+            };
+            line.clear();
+            json_line(&mut line, event);
+            let _ = self.writer.clone().write_all(line.as_bytes());
+        });
+    }
+}
+
+/// Formats `event` as one JSON line into `line`.
+fn json_line(line: &mut String, event: &tracing::Event<'_>) {
+    use std::fmt::Write as _;
+    let meta = event.metadata();
+    line.push_str("{\"timestamp\":\"");
+    let _ = timestamp(line);
+    let _ = write!(line, "\",\"level\":\"{}\"", meta.level());
+    event.record(&mut Fields(line));
+    line.push_str(",\"target\":");
+    json_str(line, meta.target());
+    line.push_str("}\n");
+}
+
+/// Appends `s` as a JSON string (RFC 8259 §7 escapes).
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    Escaped(out).push(s);
+    out.push('"');
+}
+
+/// A `fmt::Write` that escapes what it is given for a JSON string.
+struct Escaped<'a>(&'a mut String);
+
+impl Escaped<'_> {
+    fn push(&mut self, s: &str) {
+        use std::fmt::Write as _;
+        let mut plain = 0;
+        for (i, c) in s.char_indices() {
+            let esc = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if (c as u32) < 0x20 => "",
+                _ => continue,
+            };
+            self.0.push_str(&s[plain..i]);
+            if esc.is_empty() {
+                let _ = write!(self.0, "\\u{:04x}", c as u32);
+            } else {
+                self.0.push_str(esc);
+            }
+            plain = i + c.len_utf8();
+        }
+        self.0.push_str(&s[plain..]);
+    }
+}
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s);
+        Ok(())
+    }
+}
+
+/// Writes an event's fields as `,"name":value` pairs.
+struct Fields<'a>(&'a mut String);
+
+impl Fields<'_> {
+    fn key(&mut self, field: &tracing::field::Field) {
+        self.0.push(',');
+        json_str(self.0, field.name());
+        self.0.push(':');
+    }
+}
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.key(field);
+        json_str(self.0, value);
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        use std::fmt::Write as _;
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        use std::fmt::Write as _;
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.key(field);
+        self.0.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        use std::fmt::Write as _;
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.0, "{value}");
+        } else {
+            self.0.push_str("null");
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        self.key(field);
+        self.0.push('"');
+        let _ = write!(Escaped(self.0), "{value:?}");
+        self.0.push('"');
+    }
 }
 
 /// RFC 3339 UTC timestamps with microseconds; the part up to the seconds is formatted once
@@ -178,20 +322,25 @@ thread_local! {
 
 impl tracing_subscriber::fmt::time::FormatTime for Clock {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let secs = now.as_secs();
-        SECOND.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            if cell.0 != secs {
-                cell.1.clear();
-                civil(secs, &mut cell.1);
-                cell.0 = secs;
-            }
-            write!(w, "{}.{:06}Z", cell.1, now.subsec_micros())
-        })
+        timestamp(w)
     }
+}
+
+/// Writes the current time, RFC 3339 UTC with microseconds.
+fn timestamp(w: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            cell.1.clear();
+            civil(secs, &mut cell.1);
+            cell.0 = secs;
+        }
+        write!(w, "{}.{:06}Z", cell.1, now.subsec_micros())
+    })
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of a Unix time, UTC (Howard Hinnant's days-to-civil algorithm).
@@ -232,6 +381,49 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_with_every_field() {
+        let sink = Sink::default();
+        let (writer, guard) = start(sink.clone());
+        let subscriber = {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing_subscriber::registry().with(JsonLines { writer })
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                target: "access",
+                status = 201u16,
+                delta = -3i64,
+                ms = 1.5f64,
+                inf = f64::INFINITY,
+                ok = true,
+                none = None::<&str>,
+                text = "quote \" backslash \\ newline \n tab \t bell \u{7} é",
+                "request {}",
+                "done"
+            );
+        });
+        drop(guard);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["message"], "request done");
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["delta"], -3);
+        assert_eq!(v["ms"], 1.5);
+        assert!(v["inf"].is_null());
+        assert_eq!(v["ok"], true);
+        assert!(v.get("none").is_none());
+        assert_eq!(
+            v["text"],
+            "quote \" backslash \\ newline \n tab \t bell \u{7} é"
+        );
+        let ts = v["timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), "2026-11-30T01:59:59.123456Z".len(), "{ts}");
+        assert!(ts.ends_with('Z'));
     }
 
     #[test]

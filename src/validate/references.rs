@@ -30,8 +30,11 @@ pub type Fetch = BoxCloneSyncService<Read, Reply, Infallible>;
 pub struct Lookups {
     fetch: Fetch,
     metrics: Arc<Metrics>,
-    parsed: Arc<Mutex<HashMap<(Arc<str>, Route), Parsed>>>,
+    parsed: Arc<Mutex<ParsedLookups>>,
 }
+
+/// Per upstream key and lookup route: its last parsed items.
+type ParsedLookups = HashMap<(Arc<str>, Route), Parsed>;
 
 /// A lookup's items as last parsed, with the cached body they were parsed from: while the
 /// cache answers with the same body (the same shared bytes), it is not parsed again.
@@ -132,7 +135,10 @@ impl Lookups {
                 return;
             };
             if let Some(id) = v.as_u64() {
-                if !items.iter().any(|i| i.get("id").and_then(Value::as_u64) == Some(id)) {
+                if !items
+                    .iter()
+                    .any(|i| i.get("id").and_then(Value::as_u64) == Some(id))
+                {
                     problems.push(FieldError::new(
                         field,
                         format!("no {field} {id} in this company"),
