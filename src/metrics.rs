@@ -28,17 +28,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 const METHODS: [&str; 3] = ["GET", "POST", "OTHER"];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Validation rejection reasons (the `reason` label).
-pub const VALIDATION_REASONS: [&str; 9] = [
-    "unsupported_media_type",
-    "body_too_large",
-    "body_read",
-    "body_timeout",
-    "invalid_json",
-    "not_object",
-    "schema",
-    "domain",
-    "query",
+/// The validation rejections counted per route (their `reason` label is
+/// [`Rejection::reason`]).
+pub const VALIDATION_REASONS: [Rejection; 9] = [
+    Rejection::UnsupportedMediaType,
+    Rejection::BodyTooLarge,
+    Rejection::BodyRead,
+    Rejection::BodyTimeout,
+    Rejection::Body(crate::error::BodyReason::InvalidJson),
+    Rejection::Body(crate::error::BodyReason::NotAnObject),
+    Rejection::Body(crate::error::BodyReason::Schema),
+    Rejection::Body(crate::error::BodyReason::Domain),
+    Rejection::Query,
 ];
 
 /// Why an upstream exchange produced no usable response.
@@ -301,7 +302,7 @@ impl Metrics {
         let mut validation = Vec::new();
         for r in Route::ALL {
             for reason in VALIDATION_REASONS {
-                validation.push(val_vec.with_label_values(&[r.label(), reason]));
+                validation.push(val_vec.with_label_values(&[r.label(), reason.reason()]));
             }
         }
         let lookup_vec = counter_vec(
@@ -537,21 +538,11 @@ impl Metrics {
         }
     }
 
-    /// Records a validation rejection (those with a [`VALIDATION_REASONS`] label; the
-    /// others are counted as rejections by the request metrics only).
+    /// Records a validation rejection (those in [`VALIDATION_REASONS`]; the others are
+    /// counted as rejections by the request metrics only).
     pub fn validation_rejection(&self, route: Route, rejection: Rejection) {
-        use crate::error::BodyReason;
-        let i = match rejection {
-            Rejection::UnsupportedMediaType => 0,
-            Rejection::BodyTooLarge => 1,
-            Rejection::BodyRead => 2,
-            Rejection::BodyTimeout => 3,
-            Rejection::Body(BodyReason::InvalidJson) => 4,
-            Rejection::Body(BodyReason::NotAnObject) => 5,
-            Rejection::Body(BodyReason::Schema) => 6,
-            Rejection::Body(BodyReason::Domain) => 7,
-            Rejection::Query => 8,
-            _ => return,
+        let Some(i) = VALIDATION_REASONS.iter().position(|r| *r == rejection) else {
+            return;
         };
         self.validation[route.index() * VALIDATION_REASONS.len() + i].inc();
     }

@@ -175,9 +175,12 @@ fn check_config_subcommand_reports_and_exits() {
     );
     let out = Command::new(bin).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["serve", "check-config", "demo", "healthcheck"] {
+    for cmd in ["serve", "check-config", "healthcheck"] {
         assert!(help.contains(cmd), "{help}");
     }
+    // The demo (and its simulator) exists only with the default `demo` feature.
+    let lists_demo = help.lines().any(|l| l.trim_start().starts_with("demo "));
+    assert_eq!(lists_demo, cfg!(feature = "demo"), "{help}");
 }
 
 #[cfg(unix)]
