@@ -192,11 +192,19 @@ impl<T> ConnTimeout<T> {
         let Some((deadline, timer)) = self.deadline() else {
             return Poll::Pending;
         };
-        if self.sleep.deadline() != deadline {
+        // Activity moves the deadline later on nearly every read and write; re-arming the
+        // timer each time would cost a timer-wheel update per IO. It is moved only when the
+        // deadline comes earlier, and otherwise re-armed once it fires early.
+        if deadline < self.sleep.deadline() {
             self.sleep.as_mut().reset(deadline);
         }
-        ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(timer)
+        loop {
+            ready!(self.sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(timer);
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
     }
 
     /// Called when the IO would block: ready with the error once the deadline has passed.
@@ -270,7 +278,8 @@ impl<S> Busy<S> {
     }
 }
 
-struct Done(Arc<Activity>);
+/// Marks a connection's request finished however it ends.
+pub struct Done(Arc<Activity>);
 
 impl Drop for Done {
     fn drop(&mut self) {
@@ -281,11 +290,11 @@ impl Drop for Done {
 impl<S, B> Service<Request<B>> for Busy<S>
 where
     S: Service<Request<B>>,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = crate::step::Guarded<S::Future, Done>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -293,12 +302,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         self.activity.started();
-        let done = Done(self.activity.clone());
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let _done = done;
-            fut.await
-        })
+        crate::step::Guarded::new(self.inner.call(req), Done(self.activity.clone()))
     }
 }
 

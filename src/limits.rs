@@ -3,7 +3,7 @@
 
 use crate::error::GatewayError;
 use crate::exchange::{Accepted, Reply};
-use crate::step::Step;
+use crate::step::{Guarded, Step};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub struct Limited<S> {
 }
 
 /// Releases an in-flight slot however the request ends.
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -82,7 +82,7 @@ where
 {
     type Response = Reply;
     type Error = Infallible;
-    type Future = Step<Held<S::Future>>;
+    type Future = Step<Guarded<S::Future, Slot>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -112,22 +112,6 @@ where
             return Step::boxed(crate::drain::reject(req.http.into_body(), e.into()));
         }
         let slot = Slot(self.in_flight.clone());
-        Step::next(Held {
-            fut: self.inner.call(req),
-            _slot: slot,
-        })
-    }
-}
-
-/// The inner future, holding the in-flight slot until it ends (or is dropped).
-pub struct Held<F> {
-    fut: F,
-    _slot: Slot,
-}
-
-impl<F: std::future::Future + Unpin> std::future::Future for Held<F> {
-    type Output = F::Output;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        std::pin::Pin::new(&mut self.fut).poll(cx)
+        Step::next(Guarded::new(self.inner.call(req), slot))
     }
 }

@@ -94,3 +94,25 @@ where
         Poll::Ready(Ok(reply))
     }
 }
+
+/// A future that holds `G` (a slot, a counter) until it completes or is dropped: the inner
+/// future is passed through without boxing.
+pub struct Guarded<F, G> {
+    fut: F,
+    _guard: G,
+}
+
+impl<F, G> Guarded<F, G> {
+    /// `fut`, holding `guard` for as long as it lives.
+    pub fn new(fut: F, guard: G) -> Self {
+        Guarded { fut, _guard: guard }
+    }
+}
+
+impl<F: Future + Unpin, G: Unpin> Future for Guarded<F, G> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        Pin::new(&mut self.get_mut().fut).poll(cx)
+    }
+}

@@ -45,7 +45,7 @@ pub(super) async fn serve<S>(
     conn_settings: ConnSettings,
 ) where
     S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
