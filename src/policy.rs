@@ -50,11 +50,6 @@ pub struct Policy<S> {
 pub struct Permitted<B>(Identified<B>);
 
 impl<B> Permitted<B> {
-    /// The request.
-    pub fn get(&self) -> &Identified<B> {
-        &self.0
-    }
-
     /// The request, taken out.
     pub fn into_inner(self) -> Identified<B> {
         self.0

@@ -93,7 +93,11 @@ impl ListQuery {
     /// The query string to send upstream: the canonical parameters plus `userId=<user_id>`,
     /// all ordered by name.
     pub fn upstream_query(&self, user_id: u64) -> String {
-        self.forward_query(Some(user_id))
+        let mut digits = [0u8; 20];
+        let user = format_u64(user_id, &mut digits);
+        let mut s = String::with_capacity(self.query_len(Some(user)));
+        self.push_query(&mut s, Some(user));
+        s
     }
 
     /// The path and query forwarded upstream for a read of `path` (which the router matched
@@ -103,18 +107,31 @@ impl ListQuery {
     pub fn target(&self, path: &str, user_id: Option<u64>) -> http::uri::PathAndQuery {
         let mut digits = [0u8; 20];
         let user = user_id.map(|id| format_u64(id, &mut digits));
-        // The canonical form is already encoded, and `userId=<digits>` needs no encoding: the
-        // target is assembled in a buffer of its exact size (which `Bytes` then takes over
-        // without a second allocation). Segments split on `&` are whole parameters (an `&`
-        // inside a value is encoded).
-        let extra = user.map_or(0, |u| "userId=".len() + u.len() + 1);
-        let query_len = (self.canonical.len() + extra)
-            .saturating_sub(usize::from(self.canonical.is_empty() && user.is_some()));
+        // Assembled in a buffer of its exact size, which `Bytes` then takes over without a
+        // second allocation.
+        let query_len = self.query_len(user);
         let mut s = String::with_capacity(path.len() + usize::from(query_len > 0) + query_len);
         s.push_str(path);
         if query_len > 0 {
             s.push('?');
         }
+        self.push_query(&mut s, user);
+        debug_assert_eq!(s.len(), s.capacity());
+        // A matched path and an encoded query: always a valid request target.
+        http::uri::PathAndQuery::try_from(s).expect("a matched path and an encoded query")
+    }
+
+    /// The length of the query [`Self::push_query`] writes.
+    fn query_len(&self, user: Option<&str>) -> usize {
+        let extra = user.map_or(0, |u| "userId=".len() + u.len() + 1);
+        (self.canonical.len() + extra)
+            .saturating_sub(usize::from(self.canonical.is_empty() && user.is_some()))
+    }
+
+    /// Appends the canonical parameters with `userId=<user>` (if any) in its place by name.
+    /// The canonical form is already encoded, and `userId=<digits>` needs no encoding;
+    /// segments split on `&` are whole parameters (an `&` inside a value is encoded).
+    fn push_query(&self, s: &mut String, user: Option<&str>) {
         let mut first = true;
         let mut push = |s: &mut String, segment: &str| {
             if !first {
@@ -127,36 +144,16 @@ impl ListQuery {
         for segment in self.canonical.split('&').filter(|seg| !seg.is_empty()) {
             let name = segment.split_once('=').map_or(segment, |(k, _)| k);
             if let Some(u) = pending.filter(|_| name > "userId") {
-                push(&mut s, "userId=");
+                push(s, "userId=");
                 s.push_str(u);
                 pending = None;
             }
-            push(&mut s, segment);
+            push(s, segment);
         }
         if let Some(u) = pending {
-            push(&mut s, "userId=");
+            push(s, "userId=");
             s.push_str(u);
         }
-        debug_assert_eq!(s.len(), s.capacity());
-        // A matched path and an encoded query: always a valid request target.
-        http::uri::PathAndQuery::try_from(s).expect("a matched path and an encoded query")
-    }
-
-    /// The query string to send upstream: the canonical parameters, plus the forced `userId`
-    /// on routes that take one, all ordered by name.
-    pub fn forward_query(&self, user_id: Option<u64>) -> String {
-        let Some(user_id) = user_id else {
-            return self.canonical.clone();
-        };
-        let user = user_id.to_string();
-        let mut all: Vec<(&str, &str)> = self
-            .params
-            .iter()
-            .map(|(k, v)| (&**k, v.as_str()))
-            .collect();
-        all.push(("userId", &user));
-        all.sort_by(|a, b| a.0.cmp(b.0));
-        encode(all)
     }
 }
 
