@@ -60,14 +60,42 @@ async fn list(h: &Harness, token: &str) -> Resp {
     r
 }
 
+/// Waits for the one event with `request_id` on `target` and returns it; fails if there are
+/// more.
+async fn the_event(target: &str, request_id: &str) -> Value {
+    eventually(
+        &format!("the {target} event"),
+        Duration::from_secs(10),
+        || !events(target, request_id).is_empty(),
+    )
+    .await;
+    let found = events(target, request_id);
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// Primes alice's cached list (a list from before the write) and returns her token.
+async fn cached_list(h: &Harness) -> String {
+    let alice = h.token("alice@corp.test");
+    list(h, &alice).await;
+    assert_eq!(list(h, &alice).await.header("x-cache"), Some("HIT"));
+    alice
+}
+
+/// The writer's cached list was invalidated: the next one is fetched and shows the partner
+/// created at `domain`.
+async fn fresh_list_shows(h: &Harness, token: &str, domain: &str) {
+    h.sim.set_fault(Fault::None);
+    let after = list(h, token).await;
+    assert_eq!(after.header("x-cache"), Some("MISS"));
+    assert!(after.text().contains(domain), "{}", after.text());
+}
+
 #[tokio::test]
 async fn a_create_whose_client_hangs_up_completes_once_and_is_recorded() {
     logs();
     let h = Harness::start().await;
-    let alice = h.token("alice@corp.test");
-    // A cached list from before the write.
-    list(&h, &alice).await;
-    assert_eq!(list(&h, &alice).await.header("x-cache"), Some("HIT"));
+    let alice = cached_list(&h).await;
 
     h.sim.set_fault(Fault::Slow(Duration::from_millis(400)));
     let body = create_body("hangup-gw.com");
@@ -91,31 +119,16 @@ async fn a_create_whose_client_hangs_up_completes_once_and_is_recorded() {
     drop(socket);
 
     // The write finishes anyway, and says so once.
-    eventually("the audit event", Duration::from_secs(10), || {
-        !events("audit", id).is_empty()
-    })
-    .await;
-    let audit = events("audit", id);
-    assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0]["outcome"], "created", "{audit:?}");
-    assert_eq!(audit[0]["upstream_status"], 201, "{audit:?}");
-    eventually("the access-log line", Duration::from_secs(10), || {
-        !events("access", id).is_empty()
-    })
-    .await;
-    let access = events("access", id);
-    assert_eq!(access.len(), 1, "{access:?}");
-    assert_eq!(access[0]["delivery"], "client_gone", "{access:?}");
-    assert_eq!(access[0]["status"], 499, "{access:?}");
-    assert_eq!(access[0]["outcome_status"], 201, "{access:?}");
+    let audit = the_event("audit", id).await;
+    assert_eq!(audit["outcome"], "created", "{audit:?}");
+    assert_eq!(audit["upstream_status"], 201, "{audit:?}");
+    let access = the_event("access", id).await;
+    assert_eq!(access["delivery"], "client_gone", "{access:?}");
+    assert_eq!(access["status"], 499, "{access:?}");
+    assert_eq!(access["outcome_status"], 201, "{access:?}");
     assert_eq!(h.sim.requests_to("POST", LIST), 1);
 
-    // The writer's cached list was invalidated: the next one is fetched and shows the new
-    // partnership.
-    h.sim.set_fault(Fault::None);
-    let after = list(&h, &alice).await;
-    assert_eq!(after.header("x-cache"), Some("MISS"));
-    assert!(after.text().contains("hangup-gw.com"), "{}", after.text());
+    fresh_list_shows(&h, &alice, "hangup-gw.com").await;
 }
 
 #[tokio::test]
@@ -126,9 +139,7 @@ async fn a_create_cut_by_the_request_timeout_completes_once_and_is_recorded() {
         ..Opts::default()
     })
     .await;
-    let alice = h.token("alice@corp.test");
-    list(&h, &alice).await;
-    assert_eq!(list(&h, &alice).await.header("x-cache"), Some("HIT"));
+    let alice = cached_list(&h).await;
 
     // Upstream answers after the request's deadline (but within its response timeout).
     h.sim.set_fault(Fault::Slow(Duration::from_millis(900)));
@@ -151,28 +162,15 @@ async fn a_create_cut_by_the_request_timeout_completes_once_and_is_recorded() {
     // No audit event yet: the create is still upstream.
     assert!(events("audit", id).is_empty());
 
-    eventually("the audit event", Duration::from_secs(10), || {
-        !events("audit", id).is_empty()
-    })
-    .await;
-    let audit = events("audit", id);
-    assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0]["outcome"], "created", "{audit:?}");
-    eventually("the access-log line", Duration::from_secs(10), || {
-        !events("access", id).is_empty()
-    })
-    .await;
-    let access = events("access", id);
-    assert_eq!(access.len(), 1, "{access:?}");
-    assert_eq!(access[0]["delivery"], "timed_out", "{access:?}");
-    assert_eq!(access[0]["status"], 504, "{access:?}");
-    assert_eq!(access[0]["outcome_status"], 201, "{access:?}");
+    let audit = the_event("audit", id).await;
+    assert_eq!(audit["outcome"], "created", "{audit:?}");
+    let access = the_event("access", id).await;
+    assert_eq!(access["delivery"], "timed_out", "{access:?}");
+    assert_eq!(access["status"], 504, "{access:?}");
+    assert_eq!(access["outcome_status"], 201, "{access:?}");
     assert_eq!(h.sim.requests_to("POST", LIST), 1);
 
-    h.sim.set_fault(Fault::None);
-    let after = list(&h, &alice).await;
-    assert_eq!(after.header("x-cache"), Some("MISS"));
-    assert!(after.text().contains("timeout-gw.com"), "{}", after.text());
+    fresh_list_shows(&h, &alice, "timeout-gw.com").await;
 }
 
 #[tokio::test]
@@ -192,11 +190,6 @@ async fn a_read_is_cancelled_with_its_client() {
     h.wait_for_upstream(1).await;
     drop(socket);
     // Logged as nginx logs a client that left: 499.
-    eventually("the access-log line", Duration::from_secs(10), || {
-        !events("access", id).is_empty()
-    })
-    .await;
-    let access = events("access", id);
-    assert_eq!(access.len(), 1, "{access:?}");
-    assert_eq!(access[0]["status"], 499, "{access:?}");
+    let access = the_event("access", id).await;
+    assert_eq!(access["status"], 499, "{access:?}");
 }
