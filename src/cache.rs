@@ -539,6 +539,44 @@ impl ListCache {
         reply
     }
 
+    /// The body of a fresh, successful cached read of `target` on the key `name`, if there is
+    /// one: what [`ListCache::serve`] would answer as a HIT, without building a response. The
+    /// reference checks read the company's lookups this way; when it says no, they go through
+    /// the whole read pipeline (which coalesces, spends budget and stores).
+    pub async fn peek(
+        &self,
+        name: &Arc<str>,
+        spec: &crate::route::RouteSpec,
+        target: &PathAndQuery,
+    ) -> Option<Bytes> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let ttl = match spec.caching {
+            Caching::Lookup => self.settings.lookup_ttl,
+            Caching::Read | Caching::None => self.settings.ttl,
+        };
+        let (generation, coherent) = self.generation(name, spec.group).await;
+        let max_age = if coherent {
+            ttl
+        } else {
+            ttl.min(self.degraded_max_age)
+        };
+        let key = CacheKey {
+            upstream_key: name.clone(),
+            group: spec.group,
+            generation,
+            target: target.clone(),
+        };
+        let entry = self.store.get(&key).await?;
+        let fresh = Instant::now().saturating_duration_since(entry.stored_at) < max_age;
+        if !fresh || !entry.snapshot.status.is_success() {
+            return None;
+        }
+        self.metrics.cache_lookup(CacheResult::Hit);
+        Some(crate::exchange::body_bytes(&entry.snapshot.body))
+    }
+
     /// Serves a read from the cache or through `inner`.
     async fn serve<S>(self: Arc<Self>, read: Read, mut inner: S) -> Reply
     where

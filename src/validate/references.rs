@@ -29,6 +29,8 @@ pub type Fetch = BoxCloneSyncService<Read, Reply, Infallible>;
 #[derive(Clone)]
 pub struct Lookups {
     fetch: Fetch,
+    /// The cache `fetch` starts with: a fresh lookup is read from it directly.
+    cache: Arc<crate::cache::ListCache>,
     metrics: Arc<Metrics>,
     parsed: Arc<Mutex<ParsedLookups>>,
 }
@@ -58,10 +60,12 @@ fn ids(items: &[Value], field: &str) -> HashSet<u64> {
 }
 
 impl Lookups {
-    /// Lookups fetched through `fetch`.
-    pub fn new(fetch: Fetch, metrics: Arc<Metrics>) -> Self {
+    /// Lookups read from `cache` while fresh there, else fetched through `fetch` (the read
+    /// pipeline that starts with that cache).
+    pub fn new(fetch: Fetch, cache: Arc<crate::cache::ListCache>, metrics: Arc<Metrics>) -> Self {
         Self {
             fetch,
+            cache,
             metrics,
             parsed: Arc::default(),
         }
@@ -72,23 +76,13 @@ impl Lookups {
     async fn get(&self, route: Route, ctx: &Ctx) -> Option<Arc<Vec<Value>>> {
         let spec = route.spec()?;
         // A lookup takes no query: its path is its whole target.
-        let read = Read {
-            ctx: Ctx {
-                spec,
-                ..ctx.clone()
-            },
-            target: PathAndQuery::from_static(spec.template),
-            headers: HeaderMap::new(),
+        let target = PathAndQuery::from_static(spec.template);
+        let name = &ctx.identity.key.name;
+        let body = match self.cache.peek(name, spec, &target).await {
+            Some(body) => body,
+            None => self.fetch_through(ctx, spec, target).await?,
         };
-        let reply = self.fetch.clone().oneshot(read).await.ok()?;
-        if !reply.status().is_success() {
-            return None;
-        }
-        let body = match reply.response.into_body().collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(never) => match never {},
-        };
-        let slot = (ctx.identity.key.name.clone(), route);
+        let slot = (name.clone(), route);
         if let Some((bytes, items)) = crate::lock(&self.parsed).get(&slot) {
             if bytes.as_ptr() == body.as_ptr() && bytes.len() == body.len() {
                 return Some(items.clone());
@@ -100,6 +94,32 @@ impl Lookups {
         };
         crate::lock(&self.parsed).insert(slot, (body, items.clone()));
         Some(items)
+    }
+
+    /// A lookup read through the whole read pipeline (a cache miss: coalesced, budgeted,
+    /// stored for the next create).
+    async fn fetch_through(
+        &self,
+        ctx: &Ctx,
+        spec: &'static crate::route::RouteSpec,
+        target: PathAndQuery,
+    ) -> Option<bytes::Bytes> {
+        let read = Read {
+            ctx: Ctx {
+                spec,
+                ..ctx.clone()
+            },
+            target,
+            headers: HeaderMap::new(),
+        };
+        let reply = self.fetch.clone().oneshot(read).await.ok()?;
+        if !reply.status().is_success() {
+            return None;
+        }
+        match reply.response.into_body().collect().await {
+            Ok(c) => Some(c.to_bytes()),
+            Err(never) => match never {},
+        }
     }
 
     /// Checks the references of a partnership create (`create`) or update body. Every
