@@ -6,13 +6,71 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
+
+/// hyper's service interface (`call(&self)`) for a tower service owned by one connection.
+/// hyper calls it from the connection's task, one call at a time, so an always-ready service
+/// (every layer of the gateway's stack is: limits shed at once rather than queue) is borrowed
+/// for the call instead of cloned per request, as `TowerToHyperService` does; a tower stack's
+/// clone copies every layer. A service that is not ready is cloned and driven to readiness.
+struct Borrowed<S>(std::cell::RefCell<S>);
+
+impl<S> Borrowed<S> {
+    fn new(svc: S) -> Self {
+        Borrowed(std::cell::RefCell::new(svc))
+    }
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Borrowed<S>
+where
+    S: Service<Request<Incoming>> + Clone,
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Call<S>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // Never held across an await: the borrow ends when `call` returns its future.
+        let mut svc = self.0.borrow_mut();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match svc.poll_ready(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => Call::Now(svc.call(req)),
+            _ => Call::Later(Box::pin(tower::util::Oneshot::new(svc.clone(), req))),
+        }
+    }
+}
+
+/// The future of a [`Borrowed`] call.
+enum Call<S: Service<Request<Incoming>>> {
+    /// The service was ready and called at once.
+    Now(S::Future),
+    /// A clone of it is being driven to readiness, then called (rare: boxed).
+    Later(std::pin::Pin<Box<tower::util::Oneshot<S, Request<Incoming>>>>),
+}
+
+impl<S> std::future::Future for Call<S>
+where
+    S: Service<Request<Incoming>>,
+    S::Future: Unpin,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Call::Now(f) => std::pin::Pin::new(f).poll(cx),
+            Call::Later(f) => f.as_mut().poll(cx),
+        }
+    }
+}
 
 /// Per-connection protocol limits.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +128,7 @@ pub(super) async fn serve<S>(
                     let io = crate::idle::ConnTimeout::new(stream, conn_settings.timeouts, activity.clone());
                     let svc = crate::idle::Busy::new(svc.clone(), activity);
                     let conn = builder
-                        .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
+                        .serve_connection(TokioIo::new(io), Borrowed::new(svc))
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

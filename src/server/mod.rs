@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use listen::{serve, ConnSettings};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,20 +36,59 @@ struct Generation {
     stack: Stack,
 }
 
-/// The current generation, swapped atomically by a reload. Each request takes a clone of the
-/// current stack, so requests in flight finish on the generation they started with.
+/// The current generation, swapped atomically by a reload, and a count of the swaps (so a
+/// connection can tell, with one atomic load, whether its copy of the stack is current).
 #[derive(Clone)]
-struct Current(Arc<RwLock<Arc<Generation>>>);
+struct Current(Arc<(RwLock<Arc<Generation>>, AtomicU64)>);
 
 impl Current {
+    fn new(generation: Arc<Generation>) -> Current {
+        Current(Arc::new((RwLock::new(generation), AtomicU64::new(0))))
+    }
+
     fn get(&self) -> Arc<Generation> {
-        self.0.read().expect("generation lock").clone()
+        self.0 .0.read().expect("generation lock").clone()
+    }
+
+    /// Bumped by every swap.
+    fn epoch(&self) -> u64 {
+        self.0 .1.load(Ordering::Acquire)
+    }
+
+    fn swap(&self, generation: Arc<Generation>) {
+        *self.0 .0.write().expect("generation lock") = generation;
+        self.0 .1.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A connection's copy of the current stack.
+    fn stack(&self) -> Swap {
+        // The epoch is read first: a swap between the two reads makes the copy look older
+        // than it is, and the next request takes a new one.
+        let epoch = self.epoch();
+        Swap {
+            current: self.clone(),
+            epoch,
+            stack: self.get().stack.clone(),
+        }
     }
 }
 
-/// The public listener's service: dispatches to the current generation's stack.
-#[derive(Clone)]
-struct Swap(Current);
+/// The public listener's service, one per connection: its own copy of the current
+/// generation's stack, taken again when a reload has swapped the generation. A request costs
+/// one atomic load instead of a copy of every layer; a request in flight keeps the
+/// generation it started on (its future owns what it uses), so nothing is dropped by a swap.
+struct Swap {
+    current: Current,
+    epoch: u64,
+    stack: Stack,
+}
+
+impl Clone for Swap {
+    /// A new connection starts from the current generation.
+    fn clone(&self) -> Swap {
+        self.current.stack()
+    }
+}
 
 impl Service<Request<Incoming>> for Swap {
     type Response = Response;
@@ -65,8 +104,10 @@ impl Service<Request<Incoming>> for Swap {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let mut stack = self.0.get().stack.clone();
-        stack.call(req)
+        if self.current.epoch() != self.epoch {
+            *self = self.current.stack();
+        }
+        self.stack.call(req)
     }
 }
 
@@ -117,18 +158,12 @@ impl Gateway {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
         let (tx, rx) = watch::channel(false);
-        let current = Current(Arc::new(RwLock::new(generation(state))));
+        let current = Current::new(generation(state));
         let admin_svc = AdminService {
             current: current.clone(),
         };
         let tasks = vec![
-            tokio::spawn(serve(
-                listener,
-                Swap(current.clone()),
-                rx.clone(),
-                grace,
-                conn,
-            )),
+            tokio::spawn(serve(listener, current.stack(), rx.clone(), grace, conn)),
             tokio::spawn(serve(admin, admin_svc, rx, grace, conn)),
         ];
         shared.ready.store(true, Ordering::Release);
@@ -158,7 +193,7 @@ impl Gateway {
             );
         }
         let state = AppState::new(settings, self.shared.clone()).await?;
-        *self.current.0.write().expect("generation lock") = generation(state);
+        self.current.swap(generation(state));
         Ok(Reloaded::Swapped)
     }
 
