@@ -228,24 +228,27 @@ struct Escaped<'a>(&'a mut String);
 impl Escaped<'_> {
     fn push(&mut self, s: &str) {
         use std::fmt::Write as _;
+        // Every character that needs escaping is ASCII, so bytes are scanned (no UTF-8
+        // decoding) and the text between them is copied in one piece.
+        let bytes = s.as_bytes();
         let mut plain = 0;
-        for (i, c) in s.char_indices() {
-            let esc = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if (c as u32) < 0x20 => "",
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..0x20 => "",
                 _ => continue,
             };
             self.0.push_str(&s[plain..i]);
             if esc.is_empty() {
-                let _ = write!(self.0, "\\u{:04x}", c as u32);
+                let _ = write!(self.0, "\\u{:04x}", b);
             } else {
                 self.0.push_str(esc);
             }
-            plain = i + c.len_utf8();
+            plain = i + 1;
         }
         self.0.push_str(&s[plain..]);
     }
