@@ -44,7 +44,7 @@ where
     B::Error: Into<crate::BoxError>,
 {
     let s = &state.settings;
-    let upstream = Upstream::new(state.client.clone(), &s.upstream, state.metrics.clone());
+    let upstream = Upstream::new(state.pool.clone(), &s.upstream, state.metrics.clone());
     // Reads: the cache in front of the guard and the forward.
     let reads = ServiceBuilder::new()
         // Read cache: keyed by (upstream key, group generation, forwarded path and query).
@@ -59,6 +59,7 @@ where
     let lookups = s.check_references.then(|| {
         crate::validate::references::Lookups::new(
             BoxCloneSyncService::new(reads.clone()),
+            state.cache.clone(),
             state.metrics.clone(),
         )
     });

@@ -9,7 +9,7 @@ use crate::metrics::Metrics;
 use crate::state::memory::MemoryStore;
 use crate::state::redis::RedisStore;
 use crate::state::SharedStore;
-use crate::upstream::build_client;
+use crate::upstream::{build_client, build_pool};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +39,27 @@ pub struct History {
     resilience: std::sync::Mutex<Option<Arc<Resilience>>>,
     /// The list cache.
     cache: std::sync::Mutex<Option<Arc<ListCache>>>,
-    /// The upstream connection pool, with the settings it was built for.
-    client: std::sync::Mutex<Option<(ClientKey, crate::upstream::HttpClient)>>,
+    /// The IdP client and the upstream connection pool, with the settings they were built
+    /// for.
+    client: std::sync::Mutex<Option<(ClientKey, Clients)>>,
     /// The last good JWKS document of each issuer and key source: a new generation starts
     /// from it, so a reload during an IdP outage keeps the keys that work.
     pub(super) jwks: Arc<crate::auth::jwks::KeyMemory>,
 }
 
-/// What the upstream client is built from: a reload with the same keeps the pool.
+/// The IdP client and JourneyBee's connection pool.
+#[derive(Clone)]
+pub(super) struct Clients {
+    /// For JWKS and discovery documents.
+    pub(super) idp: crate::upstream::HttpClient,
+    /// For JourneyBee.
+    pub(super) upstream: Arc<crate::upstream::pool::Pool>,
+}
+
+/// What the clients are built from: a reload with the same keeps their connections.
 #[derive(Debug, Clone, PartialEq)]
 struct ClientKey {
+    origin: String,
     extra_ca_file: Option<std::path::PathBuf>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
@@ -66,6 +77,7 @@ impl ClientKey {
             .unwrap_or_default();
         let digest = crate::state::Fingerprint::of(&ca).0;
         ClientKey {
+            origin: format!("{}://{}", up.scheme, up.authority),
             extra_ca_file: up.extra_ca_file.clone(),
             connect_timeout: up.connect_timeout,
             pool_idle_timeout: up.pool_idle_timeout,
@@ -150,20 +162,20 @@ impl History {
         }
     }
 
-    pub(super) fn client(
-        &self,
-        settings: &Settings,
-    ) -> Result<crate::upstream::HttpClient, String> {
+    pub(super) fn clients(&self, settings: &Settings) -> Result<Clients, String> {
         let key = ClientKey::of(&settings.upstream);
         let mut c = lock(&self.client);
-        if let Some((k, client)) = &*c {
+        if let Some((k, clients)) = &*c {
             if *k == key {
-                return Ok(client.clone());
+                return Ok(clients.clone());
             }
         }
-        let client = build_client(&settings.upstream)?;
-        *c = Some((key, client.clone()));
-        Ok(client)
+        let clients = Clients {
+            idp: build_client(&settings.upstream)?,
+            upstream: Arc::new(build_pool(&settings.upstream)?),
+        };
+        *c = Some((key, clients.clone()));
+        Ok(clients)
     }
 }
 

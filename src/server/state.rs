@@ -23,8 +23,8 @@ pub struct AppState {
     pub validation: Arc<ValidationSettings>,
     /// The list cache.
     pub cache: Arc<ListCache>,
-    /// The pooled upstream client.
-    pub client: crate::upstream::HttpClient,
+    /// JourneyBee's connections.
+    pub pool: Arc<crate::upstream::pool::Pool>,
     /// Budgets, breaker and retry state in front of upstream.
     pub guard: Arc<GuardState>,
     /// The state store (memory or shared).
@@ -41,9 +41,9 @@ impl AppState {
     pub async fn new(settings: Settings, shared: Arc<Shared>) -> Result<Arc<AppState>, String> {
         let metrics = shared.metrics.clone();
         let history = &shared.history;
-        let client = history.client(&settings)?;
+        let clients = history.clients(&settings)?;
         let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
-            client.clone(),
+            clients.idp,
             &settings.auth,
         ));
         let verifier = Arc::new(
@@ -88,7 +88,7 @@ impl AppState {
             verifier,
             validation,
             cache,
-            client,
+            pool: clients.upstream,
             shared,
         }))
     }

@@ -2,7 +2,10 @@
 //!
 //! It swaps the client's credentials for the mapped API key, filters headers both ways,
 //! buffers the response within a size and time limit, and answers 502/504 itself when
-//! JourneyBee cannot be reached. A create is sent at most once: nothing here retries.
+//! JourneyBee cannot be reached. A create is sent at most once: nothing here retries (the
+//! pool moves a request to another connection only when the first gave it back unsent).
+
+pub mod pool;
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
@@ -14,11 +17,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::Full;
-use hyper::body::Body as _;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pool::PoolError;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::convert::Infallible;
@@ -27,12 +30,16 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::Service;
 
-/// The pooled HTTP(S) client used for JourneyBee.
+/// The pooled HTTP(S) client the gateway fetches its IdP's documents with (JWKS, OpenID
+/// discovery); JourneyBee itself is reached through a [`pool::Pool`].
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds the upstream client: HTTP/1 keep-alive pool (HTTP/2 when ALPN offers it), system
-/// roots plus the optional extra CA bundle.
-pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
+/// TCP (connect timeout, no Nagle, keep-alive probes) and TLS (system roots plus the optional
+/// extra CA bundle), offering HTTP/2 through ALPN when `http2`.
+fn connector(
+    settings: &UpstreamSettings,
+    http2: bool,
+) -> Result<HttpsConnector<HttpConnector>, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.connect_timeout));
@@ -58,18 +65,41 @@ pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    Ok(if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    })
+}
+
+/// Builds the IdP client: HTTP/1 keep-alive pool (HTTP/2 when ALPN offers it).
+pub fn build_client(settings: &UpstreamSettings) -> Result<HttpClient, String> {
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(https))
+        .build(connector(settings, true)?))
+}
+
+/// Builds the pool of HTTP/1.1 connections to JourneyBee.
+pub fn build_pool(settings: &UpstreamSettings) -> Result<pool::Pool, String> {
+    let origin = Uri::builder()
+        .scheme(settings.scheme.clone())
+        .authority(settings.authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|e| format!("upstream.base_url: {e}"))?;
+    Ok(pool::Pool::new(
+        connector(settings, false)?,
+        origin,
+        settings.pool_max_idle_per_host,
+        settings.pool_idle_timeout,
+    ))
 }
 
 /// Headers never forwarded upstream, beyond the hop-by-hop set: the client's credentials,
@@ -156,8 +186,8 @@ pub fn filter_response_headers(headers: &mut HeaderMap) {
 
 /// Where requests go and what they carry.
 struct Target {
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
+    /// The `Host` header: the upstream's authority.
+    host: HeaderValue,
     path_prefix: String,
     response_timeout: Duration,
     max_response_size: usize,
@@ -167,23 +197,22 @@ struct Target {
 /// The forwarding service.
 #[derive(Clone)]
 pub struct Upstream {
-    /// Behind an `Arc`: cloning the service per request then costs one increment, not the
-    /// client's several.
-    client: Arc<HttpClient>,
+    /// Shared by every generation whose upstream settings are the same.
+    pool: Arc<pool::Pool>,
     target: Arc<Target>,
     metrics: Arc<Metrics>,
 }
 
 impl Upstream {
-    /// A forwarder for `settings`, sharing `client`'s connection pool.
-    pub fn new(client: HttpClient, settings: &UpstreamSettings, metrics: Arc<Metrics>) -> Self {
+    /// A forwarder for `settings`, through `pool`.
+    pub fn new(pool: Arc<pool::Pool>, settings: &UpstreamSettings, metrics: Arc<Metrics>) -> Self {
         let user_agent =
             HeaderValue::from_static(concat!("journeybee-gateway/", env!("CARGO_PKG_VERSION")));
         Upstream {
-            client: Arc::new(client),
+            pool,
             target: Arc::new(Target {
-                scheme: settings.scheme.clone(),
-                authority: settings.authority.clone(),
+                host: HeaderValue::from_str(settings.authority.as_str())
+                    .expect("an authority is a valid header value"),
                 path_prefix: settings.path_prefix.clone(),
                 response_timeout: settings.response_timeout,
                 max_response_size: settings.max_response_size,
@@ -212,18 +241,15 @@ impl Upstream {
             http::uri::PathAndQuery::try_from(format!("{}{}", t.path_prefix, target))
                 .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(t.scheme.clone());
-        parts.authority = Some(t.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        let uri = Uri::from_parts(parts)
-            .map_err(|e| GatewayError::Internal(format!("upstream uri: {e}")))?;
+        // Origin-form, as a client sends to the server it is connected to (RFC 9112 §3.2.1).
+        let uri = Uri::from(path_and_query);
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
-        // Sized once: the forwarded headers and the four set below.
-        headers.reserve(client_headers.len() + 4);
+        // Sized once: the forwarded headers and the five set below.
+        headers.reserve(client_headers.len() + 5);
+        headers.insert(header::HOST, t.host.clone());
         if route.is_write() {
             filter_request_headers(&client_headers, headers);
         }
@@ -240,11 +266,6 @@ impl Upstream {
     }
 }
 
-enum Failure {
-    Send(hyper_util::client::legacy::Error),
-    Body(crate::exchange::ReadError),
-}
-
 impl Service<Outbound> for Upstream {
     type Response = Reply;
     type Error = Infallible;
@@ -256,7 +277,7 @@ impl Service<Outbound> for Upstream {
 
     fn call(&mut self, out: Outbound) -> BoxFuture {
         let built = self.build(out);
-        let client = self.client.clone();
+        let pool = self.pool.clone();
         let target = self.target.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
@@ -265,15 +286,7 @@ impl Service<Outbound> for Upstream {
                 Err(e) => return Ok(e.into()),
             };
             let started = Instant::now();
-            let exchange = async {
-                let resp = client.request(out).await.map_err(Failure::Send)?;
-                let (parts, body) = resp.into_parts();
-                let hint = body.size_hint().exact();
-                let bytes = crate::exchange::read_whole(body, target.max_response_size, hint)
-                    .await
-                    .map_err(Failure::Body)?;
-                Ok::<_, Failure>((parts, bytes))
-            };
+            let exchange = pool.send(out, target.max_response_size);
             let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
             let duration = started.elapsed();
             // Any write may have been applied once sent: its outcome is unknown, never retried.
@@ -300,27 +313,27 @@ impl Service<Outbound> for Upstream {
                         GatewayError::UpstreamTimeout
                     }
                 }
-                Ok(Err(Failure::Send(e))) if e.is_connect() => {
+                Ok(Err(PoolError::Connect(e))) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Connect);
-                    // Never connected: the request cannot have been sent, whatever the route.
+                    // Never written: the request cannot have been sent, whatever the route.
                     maybe_sent = false;
-                    GatewayError::UpstreamUnreachable(error_chain(&e))
+                    GatewayError::UpstreamUnreachable(error_chain(&*e))
                 }
-                Ok(Err(Failure::Send(e))) => {
+                Ok(Err(PoolError::Exchange(e))) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
                     if create {
-                        GatewayError::CreateOutcomeUnknown(error_chain(&e))
+                        GatewayError::CreateOutcomeUnknown(error_chain(&*e))
                     } else {
-                        GatewayError::UpstreamUnreachable(error_chain(&e))
+                        GatewayError::UpstreamUnreachable(error_chain(&*e))
                     }
                 }
-                Ok(Err(Failure::Body(crate::exchange::ReadError::TooLarge))) => {
+                Ok(Err(PoolError::Body(crate::exchange::ReadError::TooLarge))) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
                     GatewayError::UpstreamTooLarge {
                         limit: target.max_response_size,
                     }
                 }
-                Ok(Err(Failure::Body(crate::exchange::ReadError::Failed(e)))) => {
+                Ok(Err(PoolError::Body(crate::exchange::ReadError::Failed(e)))) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
                     if create {
                         GatewayError::CreateOutcomeUnknown(e.to_string())

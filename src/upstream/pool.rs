@@ -1,0 +1,239 @@
+//! Upstream connections: HTTP/1.1 keep-alive, each driven by the request that uses it.
+//!
+//! hyper-util's pooled client runs every connection in a task of its own: a request hands
+//! its message to that task and is woken with the answer, a second task on the hot path of
+//! every forward. Here the request's own future polls the connection while it waits (nginx's
+//! upstream keep-alive works the same way, in the worker's one event loop), and leaves it in
+//! the pool, idle and unpolled, once the answer is read whole. A connection the server closed
+//! while idle is noticed when it is next polled, before anything is written (hyper reads a
+//! keep-alive connection before it writes), and the request is sent on another one; idle ones
+//! are dropped after `pool_idle_timeout`. HTTP/1.1 only, as nginx speaks to its upstreams:
+//! ALPN offers nothing else.
+
+use crate::exchange::{read_whole, ReadError};
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::Full;
+use hyper::body::Body as _;
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// One HTTP/1.1 connection: the sending half and the connection future that does its IO.
+struct Conn {
+    tx: http1::SendRequest<Full<Bytes>>,
+    io: http1::Connection<Io, Full<Bytes>>,
+    /// Set once the connection future has ended (closed or failed): never polled again.
+    ended: bool,
+}
+
+/// An idle connection, with when it became idle.
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum PoolError {
+    /// No connection could be made (refused, timed out, TLS): nothing was sent.
+    Connect(crate::BoxError),
+    /// The connection failed after the request may have been written.
+    Exchange(crate::BoxError),
+    /// The response body could not be read whole.
+    Body(ReadError),
+}
+
+/// Connections to one upstream origin.
+pub struct Pool {
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://authority/`, what the connector connects to.
+    origin: Uri,
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+/// Polls the connection, then `fut`, until `fut` is done: the request's task does the
+/// connection's IO while it waits. `Err` when the connection ends with `fut` unanswered
+/// (hyper answers a pending request with the connection's error as it ends, so this is
+/// only a safety net).
+async fn drive<F: Future>(
+    io: &mut http1::Connection<Io, Full<Bytes>>,
+    ended: &mut bool,
+    fut: F,
+) -> Result<F::Output, Option<hyper::Error>> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let mut error = None;
+        if !*ended {
+            if let Poll::Ready(r) = Pin::new(&mut *io).poll(cx) {
+                *ended = true;
+                error = r.err();
+            }
+        }
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Ok(out)),
+            Poll::Pending if *ended => Poll::Ready(Err(error.take())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// What a connection that ended under a request failed with.
+fn ended_with(error: Option<hyper::Error>) -> crate::BoxError {
+    match error {
+        Some(e) => e.into(),
+        None => "connection closed by upstream".into(),
+    }
+}
+
+impl Pool {
+    /// A pool for `origin` (`scheme://authority`), connecting with `connector`.
+    pub fn new(
+        connector: HttpsConnector<HttpConnector>,
+        origin: Uri,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Pool {
+        Pool {
+            connector,
+            origin,
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used idle connection still within its idle timeout.
+    fn checkout(&self) -> Option<Conn> {
+        let now = Instant::now();
+        let mut idle = crate::lock(&self.idle);
+        while let Some(c) = idle.pop_back() {
+            if now.saturating_duration_since(c.since) < self.idle_timeout {
+                return Some(c.conn);
+            }
+            // The rest are older still.
+            idle.clear();
+        }
+        None
+    }
+
+    fn checkin(&self, conn: Conn) {
+        if conn.ended || conn.tx.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = crate::lock(&self.idle);
+        while idle
+            .front()
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        if self.max_idle > 0 {
+            idle.push_back(Idle { conn, since: now });
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, PoolError> {
+        let io = self
+            .connector
+            .clone()
+            .oneshot(self.origin.clone())
+            .await
+            .map_err(PoolError::Connect)?;
+        let (tx, io) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| PoolError::Connect(e.into()))?;
+        Ok(Conn {
+            tx,
+            io,
+            ended: false,
+        })
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) and reads the answer whole, up to `limit`
+    /// bytes. A request is written at most once: it moves to another connection only when
+    /// the first gave it back unsent (closed by the server while idle).
+    pub async fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), PoolError> {
+        // Each attempt that gives the request back unsent drops a dead connection; a fresh
+        // one that does the same is not tried a third time.
+        let mut fresh_attempts = 0;
+        loop {
+            let mut conn = match self.checkout() {
+                Some(c) => c,
+                None => {
+                    fresh_attempts += 1;
+                    self.connect().await?
+                }
+            };
+            let Conn { tx, io, ended } = &mut conn;
+            // Ready first: a pooled connection the server has closed ends here, unused.
+            let ready = drive(io, ended, std::future::poll_fn(|cx| tx.poll_ready(cx))).await;
+            let unsent_error = match ready {
+                // A connection that has ended writes nothing more, whatever its sender says.
+                Ok(Ok(())) if *ended => Some(ended_with(None)),
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.into()),
+                Err(e) => Some(ended_with(e)),
+            };
+            if let Some(e) = unsent_error {
+                if fresh_attempts >= 2 {
+                    return Err(PoolError::Connect(e));
+                }
+                continue;
+            }
+            let answer = match drive(io, ended, tx.try_send_request(req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(back) if fresh_attempts < 2 => {
+                        req = back;
+                        continue;
+                    }
+                    Some(_) => return Err(PoolError::Connect(e.into_error().into())),
+                    None => return Err(PoolError::Exchange(e.into_error().into())),
+                },
+                Err(e) => return Err(PoolError::Exchange(ended_with(e))),
+            };
+            let (parts, body) = answer.into_parts();
+            let hint = body.size_hint().exact();
+            let bytes = match drive(io, ended, read_whole(body, limit, hint)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => return Err(PoolError::Body(e)),
+                Err(e) => return Err(PoolError::Exchange(ended_with(e))),
+            };
+            self.checkin(conn);
+            return Ok((parts, bytes));
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The upstream connection pool, against a raw HTTP/1.1 upstream that counts connections and
+//! requests: keep-alive connections are reused, and a connection the upstream closed while
+//! idle is noticed before anything is written on it, so a create still goes out exactly once.
+
+mod common;
+
+use common::*;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// A raw upstream: answers every request 201 with a small JSON body.
+struct RawUpstream {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    /// Bumped to make the upstream close every open connection, without a word, as a server
+    /// does when its keep-alive timeout ends.
+    close: watch::Sender<u64>,
+    /// One message per connection the upstream has closed.
+    closed: mpsc::UnboundedReceiver<()>,
+}
+
+impl RawUpstream {
+    async fn start() -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (tx, closed) = mpsc::unbounded_channel();
+        let (close, close_rx) = watch::channel(0);
+        let (c, r) = (connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, tx) = (r.clone(), tx.clone());
+                let mut close_rx = close_rx.clone();
+                close_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    serve(stream, &r, close_rx).await;
+                    let _ = tx.send(());
+                });
+            }
+        });
+        RawUpstream {
+            url,
+            connections,
+            requests,
+            close,
+            closed,
+        }
+    }
+
+    /// Closes every connection open now and waits until they are closed.
+    async fn close_all(&mut self, open: usize) {
+        self.close.send_modify(|n| *n += 1);
+        for _ in 0..open {
+            self.closed.recv().await.unwrap();
+        }
+    }
+}
+
+/// Reads requests (head, then a `Content-Length` body) and answers each, until told to close.
+async fn serve(mut stream: TcpStream, requests: &AtomicUsize, mut close: watch::Receiver<u64>) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            tokio::select! {
+                read = stream.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                },
+                _ = close.changed() => return,
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        requests.fetch_add(1, Ordering::SeqCst);
+        let body = r#"{"id":1,"name":"Globex Partners"}"#;
+        let answer = format!(
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A gateway in front of `upstream`; the test's client.
+struct Setup {
+    _dir: TestDir,
+    gw: journeybee_gateway::server::Gateway,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<bytes::Bytes>,
+    >,
+    token: String,
+}
+
+impl Setup {
+    async fn start(upstream: &RawUpstream) -> Setup {
+        let dir = TestDir::new();
+        dir.write("read.key", journeybee_sim::SIM_READ_KEY);
+        dir.write("write.key", journeybee_sim::SIM_WRITE_KEY);
+        dir.write("jwt.secret", JWT_SECRET);
+        let text = config_text(&Opts::default(), &upstream.url, (1, 2, 3));
+        let path = dir.write("gateway.toml", &text);
+        let settings = journeybee_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let gw = journeybee_gateway::server::Gateway::start(settings)
+            .await
+            .unwrap();
+        Setup {
+            _dir: dir,
+            gw,
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+            token: sign(AuthMode::Hs256, &default_claims("alice@corp.test")),
+        }
+    }
+
+    /// Creates a partnership as alice; the answer's status.
+    async fn create(&self, n: usize) -> u16 {
+        let req = http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{}/api/v1/partnerships", self.gw.addr()))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(create_body(&format!("pool{n}.test")).into()))
+            .unwrap();
+        let resp = self.client.request(req).await.expect("gateway answers");
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.unwrap();
+        status
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused() {
+    let upstream = RawUpstream::start().await;
+    let setup = Setup::start(&upstream).await;
+    for n in 0..5 {
+        assert_eq!(setup.create(n).await, 201);
+    }
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), 5);
+    // One request at a time: one connection serves them all.
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_not_written_to() {
+    let mut upstream = RawUpstream::start().await;
+    let setup = Setup::start(&upstream).await;
+    for n in 0..3 {
+        assert_eq!(setup.create(n).await, 201, "create {n}");
+        // The upstream closes the connection the create came on, now idle in the pool: the
+        // next create finds it there, dead.
+        upstream.close_all(1).await;
+    }
+    // Each create was sent once, each on a new connection; none failed on a dead one.
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
