@@ -17,7 +17,7 @@ use journeybee_gateway::stack::build_stack;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tower::{Service, ServiceExt};
 
@@ -28,20 +28,27 @@ thread_local! {
     static COUNT: Cell<(bool, u64, u64)> = const { Cell::new((false, 0, 0)) };
 }
 
+/// Bytes allocated and not yet freed, on every thread.
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(new_size);
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -192,6 +199,14 @@ async fn state(upstream: std::net::SocketAddr, cache: bool) -> Arc<AppState> {
 }
 
 fn request(method: Method, token: &str) -> Request<Full<Bytes>> {
+    request_to(
+        method,
+        token,
+        http::Uri::from_static("/api/v1/partnerships"),
+    )
+}
+
+fn request_to(method: Method, token: &str, uri: http::Uri) -> Request<Full<Bytes>> {
     let body = if method == Method::POST {
         Bytes::from_static(CREATE.as_bytes())
     } else {
@@ -199,7 +214,7 @@ fn request(method: Method, token: &str) -> Request<Full<Bytes>> {
     };
     let mut req = Request::new(Full::new(body));
     *req.method_mut() = method;
-    *req.uri_mut() = http::Uri::from_static("/api/v1/partnerships");
+    *req.uri_mut() = uri;
     let h = req.headers_mut();
     h.insert(
         http::header::AUTHORIZATION,
@@ -244,6 +259,41 @@ async fn measure(
     (allocs as f64 / n as f64, bytes as f64 / n as f64)
 }
 
+/// Lists `from..to` of distinct searches, each a miss the cache stores.
+async fn fill<S>(stack: &mut S, token: &str, from: usize, to: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = journeybee_gateway::error::Response>,
+    S::Error: std::fmt::Debug,
+{
+    for i in from..to {
+        let uri = http::Uri::try_from(format!("/api/v1/partnerships?search=q{i}")).unwrap();
+        let resp = stack
+            .ready()
+            .await
+            .unwrap()
+            .call(request_to(Method::GET, token, uri))
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["x-cache"], "MISS");
+    }
+}
+
+/// What `n` distinct cached lists keep alive, per entry, against what the cache's weigher
+/// counts for them (the figure `[cache] capacity` bounds).
+async fn retained(state: &AppState, token: &str, n: usize) -> (f64, f64) {
+    let mut stack = build_stack::<Full<Bytes>>(state);
+    // The first entries pay for what is made once (connections, maps' first growth).
+    fill(&mut stack, token, 0, 50).await;
+    let (live, weight) = (
+        LIVE.load(Ordering::Relaxed),
+        state.cache.weighted_size().await,
+    );
+    fill(&mut stack, token, 50, 50 + n).await;
+    let live = LIVE.load(Ordering::Relaxed) - live;
+    let weight = state.cache.weighted_size().await as i64 - weight as i64;
+    (live as f64 / n as f64, weight as f64 / n as f64)
+}
+
 fn main() {
     // `cargo test --benches` runs this too: keep that quick.
     let quick = std::env::args().any(|a| a == "--test" || a == "--list");
@@ -279,6 +329,8 @@ fn main() {
         let (va, vb) = counted();
         counting(false);
         let validation = (va as f64 / n as f64, vb as f64 / n as f64);
+        let entries = if quick { 50 } else { 2000 };
+        let (kept, weighed) = retained(&*state(upstream, true).await, &token, entries).await;
         println!("| path | allocations / request | bytes allocated / request |");
         println!("|---|--:|--:|");
         for (name, (a, b)) in [
@@ -289,5 +341,9 @@ fn main() {
         ] {
             println!("| {name} | {a:.1} | {b:.0} |");
         }
+        println!();
+        println!(
+            "{entries} cached lists (1911-byte body each): {kept:.0} bytes kept alive per entry, {weighed:.0} counted by the cache's weigher"
+        );
     });
 }

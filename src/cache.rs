@@ -111,6 +111,26 @@ impl Snapshot {
         }
     }
 
+    /// The same response in allocations of its own. hyper hands out the body and header
+    /// values as slices of the connection's read buffer (8 KiB and up): a stored slice would
+    /// keep that whole buffer alive, several times what the weigher counts for the entry.
+    fn detached(self) -> Snapshot {
+        let body = crate::exchange::body_bytes(&self.body);
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            let mut copy =
+                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), copy);
+        }
+        Snapshot {
+            status: self.status,
+            headers,
+            body: Full::new(Bytes::copy_from_slice(&body)),
+            facts: self.facts,
+        }
+    }
+
     fn body_len(&self) -> usize {
         use hyper::body::Body as _;
         self.body.size_hint().exact().unwrap_or(0) as usize
@@ -491,7 +511,7 @@ impl ListCache {
         if !storable {
             return Fetched::Passed(Box::new(snap));
         }
-        let mut snap = snap;
+        let mut snap = snap.detached();
         for h in [header::CACHE_CONTROL, header::AGE, header::EXPIRES] {
             snap.headers.remove(h);
         }
