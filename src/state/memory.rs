@@ -362,7 +362,10 @@ impl Store for MemoryStore {
                     r.state = RecState::Unknown;
                 }
             }
-            Settle::Completed(outcome) => {
+            Settle::Completed(mut outcome) => {
+                // Its own allocation: the body is a slice of an upstream connection's read
+                // buffer, which would otherwise stay alive, whole, for the record's TTL.
+                outcome.body = bytes::Bytes::copy_from_slice(&outcome.body);
                 let weight = Records::weight(id, Some(&outcome));
                 if let Some(r) = recs.map.get_mut(id) {
                     let old = r.weight;
