@@ -1,17 +1,23 @@
-//! A write runs to completion once sent: a client that hangs up mid-create, and a create cut
-//! by the whole-request timeout, each produce exactly one upstream call, one audit event with
-//! the real outcome, one access-log line saying how the client was answered, and a fresh list
-//! afterwards (the write invalidated the writer's cached lists).
+//! A write runs to completion once sent: a client that hangs up mid-create, a create cut by
+//! the whole-request timeout, and a create in flight across a config reload each produce
+//! exactly one upstream call, one audit event with the real outcome, one access-log line
+//! saying how the client was answered, and a fresh list afterwards (the write invalidated the
+//! writer's cached lists). And a write not yet sent is never sent past its deadline: one
+//! whose deadline passes while it waits for an upstream connection slot is refused.
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
 use journeybee_sim::Fault;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
 /// Every log event of this test binary, as JSON lines (one global subscriber per process).
 #[derive(Clone, Default)]
@@ -91,6 +97,40 @@ async fn fresh_list_shows(h: &Harness, token: &str, domain: &str) {
     assert!(after.text().contains(domain), "{}", after.text());
 }
 
+/// A partnership create for the partner at `domain`, with the request id `id`.
+fn create(h: &Harness, token: &str, id: &str, domain: &str) -> Request<Full<Bytes>> {
+    h.request(http::Method::POST, LIST, Some(token))
+        .header("content-type", "application/json")
+        .header("x-request-id", id)
+        .body(Full::new(Bytes::from(create_body(domain))))
+        .unwrap()
+}
+
+/// Sends `req` from a task of its own (a client that waits for its answer), returning the
+/// status it gets.
+fn in_background(h: &Harness, req: Request<Full<Bytes>>) -> JoinHandle<StatusCode> {
+    let client = h.client.clone();
+    tokio::spawn(async move { client.request(req).await.expect("answered").status() })
+}
+
+/// Waits until the simulator has received `n` partnership creates.
+async fn creates_upstream(h: &Harness, n: usize) {
+    eventually(
+        &format!("{n} create(s) upstream"),
+        Duration::from_secs(10),
+        || h.sim.requests_to("POST", LIST) >= n,
+    )
+    .await;
+}
+
+/// Upstream received exactly one create, the one for `sent`, and none for `not_sent`.
+fn upstream_has_only(h: &Harness, sent: &str, not_sent: &str) {
+    assert_eq!(h.sim.requests_to("POST", LIST), 1);
+    let domains = h.sim.partner_domains();
+    assert!(domains.iter().any(|d| d == sent), "{sent} not created");
+    assert!(!domains.iter().any(|d| d == not_sent), "{not_sent} created");
+}
+
 #[tokio::test]
 async fn a_create_whose_client_hangs_up_completes_once_and_is_recorded() {
     logs();
@@ -144,17 +184,7 @@ async fn a_create_cut_by_the_request_timeout_completes_once_and_is_recorded() {
     // Upstream answers after the request's deadline (but within its response timeout).
     h.sim.set_fault(Fault::Slow(Duration::from_millis(900)));
     let id = "timeout-create-1";
-    let resp = h
-        .send(
-            h.request(http::Method::POST, LIST, Some(&alice))
-                .header("content-type", "application/json")
-                .header("x-request-id", id)
-                .body(http_body_util::Full::new(bytes::Bytes::from(create_body(
-                    "timeout-gw.com",
-                ))))
-                .unwrap(),
-        )
-        .await;
+    let resp = h.send(create(&h, &alice, id, "timeout-gw.com")).await;
     // The client is told the truth it has: the create may have happened.
     let msg = resp.assert_error(504);
     assert!(msg.contains("may have been"), "{msg}");
@@ -192,4 +222,98 @@ async fn a_read_is_cancelled_with_its_client() {
     // Logged as nginx logs a client that left: 499.
     let access = the_event("access", id).await;
     assert_eq!(access["status"], 499, "{access:?}");
+}
+
+#[tokio::test]
+async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_sent() {
+    logs();
+    let h = Harness::with(Opts {
+        server: "request_timeout = \"400ms\"".into(),
+        upstream: "max_connections = 1".into(),
+        ..Opts::default()
+    })
+    .await;
+    let alice = h.token("alice@corp.test");
+
+    // The one upstream connection slot is held by a create upstream answers late: once sent,
+    // a write outlives its own deadline, so it holds the slot past the next one's deadline.
+    let slow = Duration::from_millis(1500);
+    h.sim.set_fault(Fault::Slow(slow));
+    let holder_id = "slot-holder-1";
+    let holder = in_background(&h, create(&h, &alice, holder_id, "slot-holder-gw.com"));
+    creates_upstream(&h, 1).await;
+
+    // The next create waits for that slot until its deadline, and is refused there.
+    let id = "slot-waiter-1";
+    let sent_at = Instant::now();
+    let resp = h.send(create(&h, &alice, id, "slot-waiter-gw.com")).await;
+    let waited = sent_at.elapsed();
+    resp.assert_error(504);
+    assert_eq!(resp.header("x-request-id"), Some(id));
+    assert!(
+        waited < slow,
+        "answered at its deadline, not when the slot freed: {waited:?}"
+    );
+    // Audit and access log say it never left.
+    let audit = the_event("audit", id).await;
+    assert_eq!(audit["outcome"], "not_sent", "{audit:?}");
+    assert!(audit["upstream_status"].is_null(), "{audit:?}");
+    let access = the_event("access", id).await;
+    assert_eq!(access["status"], 504, "{access:?}");
+    assert_eq!(access["reason"], "request_timeout", "{access:?}");
+    // The gateway's own refusal is the outcome, however the deadline race between the
+    // client's answer and the guard's went (`delivery=timed_out` when the client's won).
+    let outcome = access.get("outcome_status").unwrap_or(&access["status"]);
+    assert_eq!(outcome, 504, "{access:?}");
+    assert!(access["upstream_status"].is_null(), "{access:?}");
+    assert!(access["upstream_ms"].is_null(), "{access:?}");
+
+    // The holder completes (its client was told 504 at its own deadline); the slot it frees
+    // comes too late for the refused create, which upstream never sees.
+    assert_eq!(the_event("audit", holder_id).await["outcome"], "created");
+    assert_eq!(holder.await.unwrap(), 504);
+    upstream_has_only(&h, "slot-holder-gw.com", "slot-waiter-gw.com");
+}
+
+#[tokio::test]
+async fn a_create_in_flight_across_a_reload_completes_once_and_invalidates_the_new_cache() {
+    logs();
+    let h = Harness::start().await;
+    let alice = h.token("alice@corp.test");
+
+    // A create upstream answers late, in flight on the first generation.
+    h.sim.set_fault(Fault::Slow(Duration::from_millis(1500)));
+    let id = "reload-create-1";
+    let pending = in_background(&h, create(&h, &alice, id, "reload-gw.com"));
+    creates_upstream(&h, 1).await;
+    h.sim.set_fault(Fault::None);
+
+    // A reload that changes the cache settings: the new generation gets a cache of its own.
+    let gw = h.gw.as_ref().unwrap();
+    let old_cache = gw.state().cache.clone();
+    assert!(h.reload(|t| format!("{t}\n[cache]\nttl = \"45s\"\n")).await);
+    assert!(
+        !Arc::ptr_eq(&old_cache, &gw.state().cache),
+        "a [cache] change builds a new cache"
+    );
+
+    // The new generation caches alice's list from before the create finished.
+    let before = list(&h, &alice).await;
+    assert_eq!(before.header("x-cache"), Some("MISS"));
+    assert!(
+        !before.text().contains("reload-gw.com") && events("audit", id).is_empty(),
+        "the create finished before the list was cached: the test proves nothing"
+    );
+    assert_eq!(list(&h, &alice).await.header("x-cache"), Some("HIT"));
+
+    // The create finishes on the generation it started with, once, recorded once ...
+    assert_eq!(pending.await.unwrap(), 201);
+    let audit = the_event("audit", id).await;
+    assert_eq!(audit["outcome"], "created", "{audit:?}");
+    let access = the_event("access", id).await;
+    assert_eq!(access["status"], 201, "{access:?}");
+    assert!(access["delivery"].is_null(), "{access:?}");
+    assert_eq!(h.sim.requests_to("POST", LIST), 1);
+    // ... and its invalidation reached the new generation's cache.
+    fresh_list_shows(&h, &alice, "reload-gw.com").await;
 }

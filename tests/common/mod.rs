@@ -2,6 +2,7 @@
 //! temp dir (secrets in files, as in production), and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod idp;
 pub mod redis;
 
@@ -236,6 +237,20 @@ check_references = {check_references}
     )
 }
 
+/// Writes the secrets, the key fixtures and `gateway.toml` (for `sim`) into `dir`, and returns
+/// the config's path.
+pub fn write_config(dir: &TestDir, opts: &Opts, sim: &SimHandle) -> PathBuf {
+    let ids = sim.user_ids();
+    dir.write("read.key", SIM_READ_KEY);
+    dir.write("write.key", SIM_WRITE_KEY);
+    dir.write("jwt.secret", JWT_SECRET);
+    for f in ["rsa_public.pem", "ec_public.pem", "ed_public.pem"] {
+        dir.write(f, &fixture(f));
+    }
+    let text = config_text(opts, &sim.base_url(), (ids[0], ids[1], ids[2]));
+    dir.write("gateway.toml", &text)
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         Harness::with(Opts::default()).await
@@ -248,14 +263,7 @@ impl Harness {
         let ids = sim.user_ids();
         let ids = (ids[0], ids[1], ids[2]);
         let dir = TestDir::new();
-        dir.write("read.key", SIM_READ_KEY);
-        dir.write("write.key", SIM_WRITE_KEY);
-        dir.write("jwt.secret", JWT_SECRET);
-        for f in ["rsa_public.pem", "ec_public.pem", "ed_public.pem"] {
-            dir.write(f, &fixture(f));
-        }
-        let text = config_text(&opts, &sim.base_url(), ids);
-        let path = dir.write("gateway.toml", &text);
+        let path = write_config(&dir, &opts, &sim);
         let settings = journeybee_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let gw = Gateway::start(settings).await.unwrap();
         Harness {
@@ -357,6 +365,16 @@ impl Harness {
             || self.upstream_count() >= n,
         )
         .await;
+    }
+
+    /// Edits the config file with `edit` and reloads it as SIGHUP would; true when the new
+    /// config is serving.
+    pub async fn reload(&self, edit: impl FnOnce(String) -> String) -> bool {
+        let path = self.dir.0.join("gateway.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
+        let gw = self.gw.as_ref().expect("an in-process gateway");
+        journeybee_gateway::reload::reload_from(gw, &path, "test").await
     }
 
     pub async fn shutdown(&mut self) {
