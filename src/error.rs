@@ -230,6 +230,10 @@ pub enum GatewayError {
     /// The whole request took longer than `server.request_timeout`.
     #[error("request timed out")]
     RequestTimeout,
+    /// A write's deadline passed before it was sent: the client is told, truthfully, that
+    /// nothing was applied (and the write is never sent after).
+    #[error("write timed out before it was sent")]
+    WriteTimedOutUnsent,
     /// The gateway is shedding load.
     #[error("overloaded")]
     Overloaded,
@@ -467,7 +471,9 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => Rejection::UpstreamTimeout,
             GatewayError::CreateOutcomeUnknown(_) => Rejection::OutcomeUnknown,
             GatewayError::UpstreamTooLarge { .. } => Rejection::UpstreamTooLarge,
-            GatewayError::RequestTimeout => Rejection::RequestTimeout,
+            GatewayError::RequestTimeout | GatewayError::WriteTimedOutUnsent => {
+                Rejection::RequestTimeout
+            }
             GatewayError::Overloaded => Rejection::Shed,
             GatewayError::UriTooLong { .. } => Rejection::UriTooLong,
             GatewayError::HeadersTooLarge { .. } => Rejection::HeadersTooLarge,
@@ -584,6 +590,12 @@ impl GatewayError {
             GatewayError::RequestTimeout => json_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Request timed out in the gateway",
+                &[],
+            ),
+            GatewayError::WriteTimedOutUnsent => json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Request timed out in the gateway before it was sent to JourneyBee: nothing was \
+                 applied, it is safe to retry",
                 &[],
             ),
             GatewayError::Overloaded => {

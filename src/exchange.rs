@@ -14,6 +14,7 @@ use crate::error::{GatewayError, Rejection, Response};
 use crate::route::table::RouteSpec;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,8 +32,48 @@ pub struct Accepted<B> {
     pub id: RequestId,
     /// When the whole request must be answered (`server.request_timeout` after arrival).
     pub deadline: Instant,
+    /// Whether a write may still be sent.
+    pub gate: SendGate,
     /// The HTTP request.
     pub http: Request<B>,
+}
+
+/// Decides, once, between a write's send and its client's answer at the deadline: the guard
+/// takes the gate as it sends, the observe layer closes it when it answers the client at the
+/// deadline. Whichever comes first wins, so a client answered at its deadline is told the
+/// truth: "may have been applied" only if the write had been handed to upstream, else "not
+/// sent", and then it never is. Reads have no gate (a read is cancelled with its client).
+#[derive(Debug, Clone, Default)]
+pub struct SendGate(Option<Arc<AtomicU8>>);
+
+const GATE_OPEN: u8 = 0;
+const GATE_SENT: u8 = 1;
+const GATE_CLOSED: u8 = 2;
+
+impl SendGate {
+    /// An open gate, for a write.
+    pub fn open() -> SendGate {
+        SendGate(Some(Arc::new(AtomicU8::new(GATE_OPEN))))
+    }
+
+    /// The guard, about to send: false when the client was already told it was not sent.
+    pub fn take(&self) -> bool {
+        self.0.as_ref().is_none_or(|g| {
+            match g.compare_exchange(GATE_OPEN, GATE_SENT, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => true,
+                Err(now) => now == GATE_SENT,
+            }
+        })
+    }
+
+    /// The observe layer, answering at the deadline: true when the write had not been sent
+    /// (and now will not be).
+    pub fn close(&self) -> bool {
+        self.0.as_ref().is_some_and(|g| {
+            g.compare_exchange(GATE_OPEN, GATE_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
 }
 
 /// What every stage after identity mapping knows.
@@ -42,6 +83,8 @@ pub struct Ctx {
     pub id: RequestId,
     /// The request's deadline.
     pub deadline: Instant,
+    /// Whether a write may still be sent.
+    pub gate: SendGate,
     /// The matched route.
     pub spec: &'static RouteSpec,
     /// Who is asking, as which upstream key and JourneyBee user.

@@ -98,12 +98,56 @@ pub struct GuardState {
     /// The private shares (only with a shared backend).
     local: Option<Arc<MemoryStore>>,
     resilience: Arc<Resilience>,
-    connections: Arc<Semaphore>,
+    connections: Arc<ConnectionLimit>,
     connection_wait: Duration,
     retries: u32,
     backoff_base: Duration,
     backoff_max: Duration,
     metrics: Arc<Metrics>,
+}
+
+/// The bound on upstream connections in use (`upstream.max_connections`), shared by every
+/// generation: requests still running on the generation a reload replaced hold slots of the
+/// same bound as the new generation's, so together they never use more than the limit. A
+/// reload that changes the limit resizes it in place.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    slots: Arc<Semaphore>,
+    size: std::sync::Mutex<usize>,
+}
+
+impl ConnectionLimit {
+    /// A bound of `size` connections.
+    pub fn new(size: usize) -> Arc<ConnectionLimit> {
+        Arc::new(ConnectionLimit {
+            slots: Arc::new(Semaphore::new(size)),
+            size: std::sync::Mutex::new(size),
+        })
+    }
+
+    /// Makes the bound `size`: larger at once; smaller as slots in use are given back (the
+    /// excess is taken as it frees, ahead of any waiting request, and never given out again).
+    pub fn resize(&self, size: usize) {
+        let mut current = crate::lock(&self.size);
+        if size > *current {
+            self.slots.add_permits(size - *current);
+        } else if size < *current {
+            let excess = *current - size;
+            let rest = excess - self.slots.forget_permits(excess);
+            if rest > 0 {
+                let slots = self.slots.clone();
+                let rest = u32::try_from(rest).unwrap_or(u32::MAX);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Ok(taken) = slots.acquire_many_owned(rest).await {
+                            taken.forget();
+                        }
+                    });
+                }
+            }
+        }
+        *current = size;
+    }
 }
 
 /// An admission, from the pool that granted it.
@@ -114,11 +158,12 @@ enum Granted {
 
 impl GuardState {
     /// The guard for `settings`, spending budget in `store` (and, with a shared backend, the
-    /// private shares in `local`).
+    /// private shares in `local`), bounding connections with `connections`.
     pub fn new(
         settings: &Settings,
         metrics: Arc<Metrics>,
         resilience: Arc<Resilience>,
+        connections: Arc<ConnectionLimit>,
         store: SharedStore,
         local: Option<Arc<MemoryStore>>,
     ) -> Arc<GuardState> {
@@ -146,7 +191,7 @@ impl GuardState {
             store,
             local,
             resilience,
-            connections: Arc::new(Semaphore::new(up.max_connections)),
+            connections,
             connection_wait: up.response_timeout,
             retries: up.retries,
             backoff_base: up.retry_backoff,
@@ -320,10 +365,32 @@ mod budget_tests {
             &settings,
             metrics.clone(),
             Resilience::new(&settings.upstream),
+            ConnectionLimit::new(settings.upstream.max_connections),
             store.clone(),
             None,
         );
         (state, store, settings.users["bob"].clone(), metrics)
+    }
+
+    #[tokio::test]
+    async fn the_connection_bound_resizes_in_place() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.slots.clone().acquire_owned().await.unwrap();
+        let b = limit.slots.clone().acquire_owned().await.unwrap();
+        // Smaller while both slots are in use: the excess is taken as they come back.
+        limit.resize(1);
+        drop(a);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            limit.slots.available_permits(),
+            0,
+            "the freed slot was the excess"
+        );
+        drop(b);
+        assert_eq!(limit.slots.available_permits(), 1);
+        // Larger: at once.
+        limit.resize(3);
+        assert_eq!(limit.slots.available_permits(), 3);
     }
 
     #[tokio::test]
@@ -486,23 +553,27 @@ where
                 // and it certainly is not).
                 let queued_at = Instant::now();
                 let until = deadline.min(Instant::now() + state.connection_wait);
-                let slot =
-                    match tokio::time::timeout_at(until, state.connections.clone().acquire_owned())
-                        .await
-                    {
-                        Ok(Ok(slot)) => slot,
-                        _ => {
-                            drop(permit);
-                            state.refund(granted).await;
-                            let refused = if Instant::now() >= deadline {
-                                GatewayError::RequestTimeout.into()
-                            } else {
-                                state.metrics.throttle(Throttle::UpstreamConnections);
-                                GatewayError::UpstreamBusy.into()
-                            };
-                            return Ok(previous.unwrap_or(refused));
-                        }
-                    };
+                let slot = match tokio::time::timeout_at(
+                    until,
+                    state.connections.slots.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        drop(permit);
+                        state.refund(granted).await;
+                        let refused = if Instant::now() >= deadline && retryable_route {
+                            GatewayError::RequestTimeout.into()
+                        } else if Instant::now() >= deadline {
+                            GatewayError::WriteTimedOutUnsent.into()
+                        } else {
+                            state.metrics.throttle(Throttle::UpstreamConnections);
+                            GatewayError::UpstreamBusy.into()
+                        };
+                        return Ok(previous.unwrap_or(refused));
+                    }
+                };
                 if queued_at.elapsed() > REQUEUE_AFTER {
                     // It waited for a connection: counted when it leaves, not when it queued,
                     // so the upstream (which counts arrivals) sees it within the budget
@@ -515,6 +586,14 @@ where
                             return Ok(previous.unwrap_or(refused));
                         }
                     };
+                }
+                if !retryable_route && !this.ctx.gate.take() {
+                    // The write's client was answered at its deadline and told that nothing
+                    // was sent: it never is.
+                    drop(slot);
+                    drop(permit);
+                    state.refund(granted).await;
+                    return Ok(GatewayError::WriteTimedOutUnsent.into());
                 }
                 if attempt == 0 {
                     // An original request earns retry budget; a retry never does.

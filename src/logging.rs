@@ -163,9 +163,12 @@ pub fn init(settings: &LogSettings) -> LogGuard {
                 .try_init();
         }
         LogFormat::Text => {
+            // Colours only on a terminal: escape codes in a file or a log collector's pipe
+            // are noise (and break grep).
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_timer(Clock)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .with_writer(writer)
                 .try_init();
         }

@@ -10,7 +10,7 @@
 //! client (nothing it does needs recording).
 
 use crate::error::{GatewayError, Response};
-use crate::exchange::{Accepted, Reply, RequestId};
+use crate::exchange::{Accepted, Reply, RequestId, SendGate};
 use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::BoxFuture;
@@ -221,9 +221,15 @@ where
             metrics: self.metrics.clone(),
             done: false,
         };
+        let gate = if read {
+            SendGate::default()
+        } else {
+            SendGate::open()
+        };
         let fut = self.inner.call(Accepted {
             id: RequestId(id.clone()),
             deadline,
+            gate: gate.clone(),
             http: req,
         });
         if read {
@@ -265,10 +271,14 @@ where
                         .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok();
                     if gave_up {
-                        // The write goes on in its task and logs its real outcome there.
-                        let mut resp =
+                        // The write goes on in its task and logs its real outcome there; the
+                        // client hears whether it had been sent.
+                        let error = if gate.close() {
+                            GatewayError::WriteTimedOutUnsent
+                        } else {
                             GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
-                                .into_response();
+                        };
+                        let mut resp = error.into_response();
                         resp.headers_mut().insert(X_REQUEST_ID, id);
                         return Ok(resp);
                     }

@@ -248,7 +248,9 @@ async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_s
     let sent_at = Instant::now();
     let resp = h.send(create(&h, &alice, id, "slot-waiter-gw.com")).await;
     let waited = sent_at.elapsed();
-    resp.assert_error(504);
+    let message = resp.assert_error(504);
+    // It is told the truth: nothing was sent, safe to retry (not "may have been applied").
+    assert!(message.contains("before it was sent"), "{message}");
     assert_eq!(resp.header("x-request-id"), Some(id));
     assert!(
         waited < slow,
@@ -316,4 +318,36 @@ async fn a_create_in_flight_across_a_reload_completes_once_and_invalidates_the_n
     assert_eq!(h.sim.requests_to("POST", LIST), 1);
     // ... and its invalidation reached the new generation's cache.
     fresh_list_shows(&h, &alice, "reload-gw.com").await;
+}
+
+#[tokio::test]
+async fn the_connection_bound_holds_across_a_reload() {
+    logs();
+    let h = Harness::with(Opts {
+        server: "request_timeout = \"400ms\"".into(),
+        upstream: "max_connections = 1".into(),
+        ..Opts::default()
+    })
+    .await;
+    let alice = h.token("alice@corp.test");
+
+    // The one slot is taken by a create in flight on the first generation.
+    let slow = Duration::from_millis(1500);
+    h.sim.set_fault(Fault::Slow(slow));
+    let holder_id = "reload-slot-holder-1";
+    let holder = in_background(&h, create(&h, &alice, holder_id, "reload-holder-gw.com"));
+    creates_upstream(&h, 1).await;
+
+    // A reload (same bound): the new generation's requests wait for the same slot, and a
+    // create whose deadline passes there is never sent.
+    assert!(h.reload(|t| format!("{t}\n[cache]\nttl = \"45s\"\n")).await);
+    let id = "reload-slot-waiter-1";
+    let resp = h.send(create(&h, &alice, id, "reload-waiter-gw.com")).await;
+    let message = resp.assert_error(504);
+    assert!(message.contains("before it was sent"), "{message}");
+    assert_eq!(the_event("audit", id).await["outcome"], "not_sent");
+
+    assert_eq!(the_event("audit", holder_id).await["outcome"], "created");
+    assert_eq!(holder.await.unwrap(), 504);
+    upstream_has_only(&h, "reload-holder-gw.com", "reload-waiter-gw.com");
 }

@@ -107,3 +107,29 @@ async fn logs_carry_access_and_audit_events_and_no_secret() {
     assert_eq!(a["outcome"], "created");
     assert_eq!(a["request_id"], created["request_id"]);
 }
+
+/// A production gateway's stdout is a pipe to a log collector: escape codes there are noise.
+#[tokio::test]
+async fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    let sim = journeybee_sim::Simulator::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let dir = TestDir::new();
+    let opts = Opts {
+        tail: "[log]\nformat = \"text\"\nlevel = \"debug\"\n".into(),
+        ..Opts::default()
+    };
+    let process = common::binary::GatewayProcess::start(&write_config(&dir, &opts, &sim));
+    let listening = |lines: &Vec<String>| lines.iter().any(|l| l.contains("gateway listening"));
+    eventually(
+        "the line saying it listens",
+        std::time::Duration::from_secs(10),
+        || listening(&process.stdout()) || process.exited(),
+    )
+    .await;
+    let (out, err) = process.stop();
+    assert!(listening(&out), "stdout: {out:?}, stderr: {err:?}");
+    for line in out.iter().chain(&err) {
+        assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
+    }
+}

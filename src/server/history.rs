@@ -3,7 +3,7 @@
 
 use crate::cache::ListCache;
 use crate::config::Settings;
-use crate::guard::Resilience;
+use crate::guard::{ConnectionLimit, Resilience};
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::state::memory::MemoryStore;
@@ -39,6 +39,8 @@ pub struct History {
     resilience: std::sync::Mutex<Option<Arc<Resilience>>>,
     /// The list cache.
     cache: std::sync::Mutex<Option<Arc<ListCache>>>,
+    /// The bound on upstream connections in use, across generations.
+    connections: std::sync::Mutex<Option<Arc<ConnectionLimit>>>,
     /// The IdP client and the upstream connection pool, with the settings they were built
     /// for.
     client: std::sync::Mutex<Option<(ClientKey, Clients)>>,
@@ -95,6 +97,7 @@ impl History {
             shared: std::sync::Mutex::new(None),
             resilience: std::sync::Mutex::new(None),
             cache: std::sync::Mutex::new(None),
+            connections: std::sync::Mutex::new(None),
             client: std::sync::Mutex::new(None),
             jwks: Default::default(),
         }
@@ -138,6 +141,22 @@ impl History {
             _ => {
                 let fresh = Resilience::new(&settings.upstream);
                 *r = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
+    pub(super) fn connections(&self, settings: &Settings) -> Arc<ConnectionLimit> {
+        let size = settings.upstream.max_connections;
+        let mut c = lock(&self.connections);
+        match &*c {
+            Some(existing) => {
+                existing.resize(size);
+                existing.clone()
+            }
+            None => {
+                let fresh = ConnectionLimit::new(size);
+                *c = Some(fresh.clone());
                 fresh
             }
         }

@@ -65,6 +65,7 @@ impl AppState {
             &settings,
             metrics.clone(),
             history.resilience(&settings),
+            history.connections(&settings),
             store.clone(),
             local,
         );

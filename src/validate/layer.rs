@@ -241,6 +241,7 @@ where
         let ctx = Ctx {
             id: routed.accepted.id,
             deadline: routed.accepted.deadline,
+            gate: routed.accepted.gate,
             spec,
             identity: req.identity,
         };

@@ -89,7 +89,7 @@ impl GatewayProcess {
     }
 
     /// Whether the process has closed its stdout (it exited).
-    fn exited(&self) -> bool {
+    pub fn exited(&self) -> bool {
         self.readers.first().is_some_and(JoinHandle::is_finished)
     }
 
