@@ -39,8 +39,8 @@ RT_ROWS = [
     ("miss_cache_off", "miss, cache off", "1: the budget admit script"),
     ("miss_cache_on", "miss, cache on (a new query each time)", "~4: generation, L2 lookup + lock, admit, L2 put"),
     ("l2_hit", "L2 hit (restarted gateway, list in Redis)", "2: generation, L2 lookup"),
-    ("create", "create, no Idempotency-Key", "2: admit + bump"),
-    ("create_idem", "create, new Idempotency-Key each time", "4: claim + admit + settle + bump"),
+    ("create", "create, no Idempotency-Key", "3: the lookups' generations (one script), admit, bump"),
+    ("create_idem", "create, new Idempotency-Key each time", "5: claim, the lookups' generations, admit, settle, bump"),
 ]
 
 

@@ -133,7 +133,9 @@ def classify(args, inner):
         if ":idem:" in k0:
             return "settle (EVALSHA)" if argv and argv[0] in ("done", "unknown", "release") else "claim (EVALSHA)"
         if is_gen(k0):
-            return "bump generation (EVALSHA)" if "INCR" in inner else "generation (EVALSHA)"
+            if "INCR" in inner:
+                return "bump generation (EVALSHA)"
+            return "generations (EVALSHA)" if nkeys > 1 else "generation (EVALSHA)"
         if ":l2:" in k0:
             return "L2 lookup + lock (EVALSHA)" if len(argv) == 2 else "L2 put + unlock (EVALSHA)"
         return f"{name} (other script)"

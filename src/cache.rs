@@ -407,6 +407,40 @@ impl ListCache {
         }
     }
 
+    /// The key's current generations of `groups`, in one store call, and whether they came
+    /// from the store (as [`ListCache::generation`], for several groups at once).
+    async fn generations(&self, name: &Arc<str>, groups: &[Group]) -> (Vec<u64>, bool) {
+        for group in groups {
+            let slot = (name.clone(), *group);
+            let pending = lock(&self.pending_bumps).contains(&slot);
+            if pending && self.state.bump(name, &[group.as_str()]).await.is_ok() {
+                lock(&self.pending_bumps).remove(&slot);
+            }
+        }
+        let mut names = [""; Group::ALL.len()];
+        for (slot, group) in names.iter_mut().zip(groups) {
+            *slot = group.as_str();
+        }
+        let scopes = &names[..groups.len().min(names.len())];
+        match self.state.generations(name, scopes).await {
+            Ok(values) => {
+                let mut last = lock(&self.last_generation);
+                for (group, g) in groups.iter().zip(&values) {
+                    last.insert((name.clone(), *group), *g);
+                }
+                (values, true)
+            }
+            Err(_) => {
+                let last = lock(&self.last_generation);
+                let values = groups
+                    .iter()
+                    .map(|g| last.get(&(name.clone(), *g)).copied().unwrap_or(0))
+                    .collect();
+                (values, false)
+            }
+        }
+    }
+
     /// Makes every cached list of the key `name` unusable, on every replica sharing the
     /// state, before returning (O(1): a generation bump; the memory is reclaimed in the
     /// background).
@@ -559,42 +593,50 @@ impl ListCache {
         reply
     }
 
-    /// The body of a fresh, successful cached read of `target` on the key `name`, if there is
-    /// one: what [`ListCache::serve`] would answer as a HIT, without building a response. The
-    /// reference checks read the company's lookups this way; when it says no, they go through
-    /// the whole read pipeline (which coalesces, spends budget and stores).
+    /// The bodies of fresh, successful cached reads of several whole-path routes (lookups)
+    /// on the key `name`, in order, `None` where there is none: what [`ListCache::serve`]
+    /// would answer as a HIT, without building a response, and with every generation read in
+    /// one store call. The reference checks read the company's lookups this way; where it
+    /// says no, they go through the whole read pipeline (which coalesces, spends budget and
+    /// stores).
     pub async fn peek(
         &self,
         name: &Arc<str>,
-        spec: &crate::route::RouteSpec,
-        target: &PathAndQuery,
-    ) -> Option<Bytes> {
-        if !self.settings.enabled {
-            return None;
+        specs: &[&'static crate::route::RouteSpec],
+    ) -> Vec<Option<Bytes>> {
+        if !self.settings.enabled || specs.is_empty() {
+            return vec![None; specs.len()];
         }
-        let ttl = match spec.caching {
-            Caching::Lookup => self.settings.lookup_ttl,
-            Caching::Read | Caching::None => self.settings.ttl,
-        };
-        let (generation, coherent) = self.generation(name, spec.group).await;
-        let max_age = if coherent {
-            ttl
-        } else {
-            ttl.min(self.degraded_max_age)
-        };
-        let key = CacheKey {
-            upstream_key: name.clone(),
-            group: spec.group,
-            generation,
-            target: target.clone(),
-        };
-        let entry = self.store.get(&key).await?;
-        let fresh = Instant::now().saturating_duration_since(entry.stored_at) < max_age;
-        if !fresh || !entry.snapshot.status.is_success() {
-            return None;
+        let groups: Vec<Group> = specs.iter().map(|s| s.group).collect();
+        let (generations, coherent) = self.generations(name, &groups).await;
+        let mut out = Vec::with_capacity(specs.len());
+        for (spec, generation) in specs.iter().zip(generations) {
+            let ttl = match spec.caching {
+                Caching::Lookup => self.settings.lookup_ttl,
+                Caching::Read | Caching::None => self.settings.ttl,
+            };
+            let max_age = if coherent {
+                ttl
+            } else {
+                ttl.min(self.degraded_max_age)
+            };
+            let key = CacheKey {
+                upstream_key: name.clone(),
+                group: spec.group,
+                generation,
+                // A lookup takes no query: its path is its whole target.
+                target: PathAndQuery::from_static(spec.template),
+            };
+            let body = self.store.get(&key).await.filter(|entry| {
+                Instant::now().saturating_duration_since(entry.stored_at) < max_age
+                    && entry.snapshot.status.is_success()
+            });
+            out.push(body.map(|entry| {
+                self.metrics.cache_lookup(CacheResult::Hit);
+                crate::exchange::body_bytes(&entry.snapshot.body)
+            }));
         }
-        self.metrics.cache_lookup(CacheResult::Hit);
-        Some(crate::exchange::body_bytes(&entry.snapshot.body))
+        out
     }
 
     /// Serves a read from the cache or through `inner`.

@@ -164,6 +164,7 @@ pub const STATE_OPS: &[&str] = &[
     "claim",
     "settle",
     "generation",
+    "generations",
     "bump",
     "l2_lookup",
     "l2_put",

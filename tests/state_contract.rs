@@ -181,6 +181,13 @@ async fn contract(store: &dyn Store) {
     let both = store.bump("k1", &["partnerships", "tags"]).await.unwrap();
     assert_eq!(both.len(), 2);
     assert!(both[0] > g1 && both[1] > tags);
+    // Read together, the same values as one by one (a scope never seen included).
+    let read = store
+        .generations("k1", &["tags", "partnerships", "categories"])
+        .await
+        .unwrap();
+    assert_eq!(read[..2], [both[1], both[0]]);
+    assert_eq!(read[2], store.generation("k1", "categories").await.unwrap());
 }
 
 #[tokio::test]

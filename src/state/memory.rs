@@ -388,6 +388,20 @@ impl Store for MemoryStore {
         StoreFuture::ready(Ok(g))
     }
 
+    fn generations<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+        let keys = lock(&self.keys);
+        let state = keys.get(key);
+        let out = scopes
+            .iter()
+            .map(|scope| {
+                state
+                    .and_then(|s| s.generations.get(*scope).copied())
+                    .unwrap_or(0)
+            })
+            .collect();
+        StoreFuture::ready(Ok(out))
+    }
+
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         let mut keys = lock(&self.keys);
         // The key's name is copied only the first time it is seen, not per write.

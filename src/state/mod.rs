@@ -294,6 +294,10 @@ pub trait Store: Send + Sync + 'static {
     /// served.
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
 
+    /// The key's generations of `scopes`, in order, in one step (one round trip: a create's
+    /// reference checks read four lookups' at once).
+    fn generations<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>>;
+
     /// Bumps the key's generations of `scopes` in one step (after an accepted write, before
     /// its answer is returned), returning the new values in order.
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>>;

@@ -175,6 +175,21 @@ redis.call('SET', KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]), 'NX', 'PX'
 return redis.call('GET', KEYS[1])
 ";
 
+/// [`GENERATION`] for each of KEYS (one key's scopes: one hash slot).
+const GENERATIONS: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local g = redis.call('GET', key)
+  if not g then
+    local t = redis.call('TIME')
+    redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]), 'NX', 'PX', ARGV[1])
+    g = redis.call('GET', key)
+  end
+  out[i] = g
+end
+return out
+";
+
 struct Scripts {
     admit: Script,
     remaining: Script,
@@ -185,6 +200,7 @@ struct Scripts {
     l2_put: Script,
     bump: Script,
     generation: Script,
+    generations: Script,
 }
 
 /// How to reach the server.
@@ -304,6 +320,7 @@ impl RedisStore {
                 l2_put: Script::new(L2_PUT),
                 bump: Script::new(BUMP),
                 generation: Script::new(GENERATION),
+                generations: Script::new(GENERATIONS),
             },
             epochs: Mutex::new(std::collections::HashMap::new()),
             replica: hex(&id),
@@ -670,6 +687,29 @@ impl Store for RedisStore {
                 })
                 .await?;
             Ok(int(&v).unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn generations<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+        StoreFuture::pending(async move {
+            let tag = self.tag(key);
+            let mut inv = self.scripts.generations.prepare_invoke();
+            for scope in scopes {
+                inv.key(format!("{tag}:gen:{scope}"));
+            }
+            inv.arg(GENERATION_TTL_MS);
+            let v: Value = self
+                .run("generations", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
+                .await?;
+            let mut out: Vec<u64> = array(v)
+                .iter()
+                .map(|g| int(g).unwrap_or(0).max(0) as u64)
+                .collect();
+            out.resize(scopes.len(), 0);
+            Ok(out)
         })
     }
 

@@ -12,13 +12,17 @@ use super::FieldError;
 use crate::exchange::{Ctx, Reply};
 use crate::metrics::{Metrics, ReferenceCheck};
 use crate::route::Route;
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
@@ -71,17 +75,60 @@ impl Lookups {
         }
     }
 
-    /// One lookup's items, or None when it cannot be read now. The lookup is read on behalf
-    /// of the request being checked: same id, same deadline, same upstream key.
-    async fn get(&self, route: Route, ctx: &Ctx) -> Option<Arc<Vec<Value>>> {
-        let spec = route.spec()?;
-        // A lookup takes no query: its path is its whole target.
-        let target = PathAndQuery::from_static(spec.template);
-        let name = &ctx.identity.key.name;
-        let body = match self.cache.peek(name, spec, &target).await {
-            Some(body) => body,
-            None => self.fetch_through(ctx, spec, target).await?,
+    /// The items of the lookups `routes`, in order, None where one cannot be read now. They
+    /// are read on behalf of the request being checked (same id, deadline and upstream key):
+    /// fresh ones from the cache, every generation in one store call; the others through the
+    /// read pipeline, concurrently.
+    async fn get_all(&self, routes: &[Route], ctx: &Ctx) -> Vec<Option<Arc<Vec<Value>>>> {
+        let Some(specs) = routes.iter().map(|r| r.spec()).collect::<Option<Vec<_>>>() else {
+            return vec![None; routes.len()];
         };
+        let name = &ctx.identity.key.name;
+        let mut bodies = self.cache.peek(name, &specs).await;
+        type Fetching<'f> = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'f>>;
+        let mut fetches: Vec<Option<Fetching<'_>>> = bodies
+            .iter()
+            .zip(&specs)
+            .map(|(body, spec)| {
+                body.is_none().then(|| {
+                    // A lookup takes no query: its path is its whole target.
+                    let target = PathAndQuery::from_static(spec.template);
+                    Box::pin(self.fetch_through(ctx, spec, target)) as Fetching<'_>
+                })
+            })
+            .collect();
+        if fetches.iter().any(Option::is_some) {
+            std::future::poll_fn(|cx| {
+                let mut waiting = false;
+                for (body, fetch) in bodies.iter_mut().zip(fetches.iter_mut()) {
+                    if let Some(f) = fetch {
+                        match f.as_mut().poll(cx) {
+                            Poll::Ready(b) => {
+                                *body = b;
+                                *fetch = None;
+                            }
+                            Poll::Pending => waiting = true,
+                        }
+                    }
+                }
+                if waiting {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+        }
+        routes
+            .iter()
+            .zip(bodies)
+            .map(|(route, body)| self.parsed(name, *route, body?))
+            .collect()
+    }
+
+    /// A lookup's items parsed from `body`, or as last parsed while the cache answers with
+    /// the same body (the same shared bytes).
+    fn parsed(&self, name: &Arc<str>, route: Route, body: Bytes) -> Option<Arc<Vec<Value>>> {
         let slot = (name.clone(), route);
         if let Some((bytes, items)) = crate::lock(&self.parsed).get(&slot) {
             if bytes.as_ptr() == body.as_ptr() && bytes.len() == body.len() {
@@ -103,7 +150,7 @@ impl Lookups {
         ctx: &Ctx,
         spec: &'static crate::route::RouteSpec,
         target: PathAndQuery,
-    ) -> Option<bytes::Bytes> {
+    ) -> Option<Bytes> {
         let read = Read {
             ctx: Ctx {
                 spec,
@@ -140,14 +187,18 @@ impl Lookups {
             .is_some_and(|e| e.iter().any(|m| m.get("tags").is_some()));
         // Only what the body names is fetched (a create always needs the custom fields: the
         // company's required ones must be present).
-        let (tiers, categories, stages, tags, users, fields) = tokio::join!(
-            self.maybe(has("tierId"), Route::Tiers, ctx),
-            self.maybe(has("categoryId"), Route::Categories, ctx),
-            self.maybe(has("stageUuid"), Route::PartnerStages, ctx),
-            self.maybe(has("tags") || email_tags, Route::Tags, ctx),
-            self.maybe(has("assignedUsers"), Route::Users, ctx),
-            self.maybe(create || has("customFields"), Route::CustomFields, ctx),
-        );
+        let wanted = [
+            (has("tierId"), Route::Tiers),
+            (has("categoryId"), Route::Categories),
+            (has("stageUuid"), Route::PartnerStages),
+            (has("tags") || email_tags, Route::Tags),
+            (has("assignedUsers"), Route::Users),
+            (create || has("customFields"), Route::CustomFields),
+        ];
+        let routes: Vec<Route> = wanted.iter().filter(|(w, _)| *w).map(|(_, r)| *r).collect();
+        let mut found = self.get_all(&routes, ctx).await.into_iter();
+        let [tiers, categories, stages, tags, users, fields] =
+            wanted.map(|(w, _)| if w { found.next().flatten() } else { None });
         let mut problems = Vec::new();
         let mut skipped = false;
         let mut check_id = |field: &str, value: Option<&Value>, known: &Option<Arc<Vec<Value>>>| {
@@ -250,14 +301,6 @@ impl Lookups {
             Ok(())
         } else {
             Err(problems)
-        }
-    }
-
-    async fn maybe(&self, wanted: bool, route: Route, ctx: &Ctx) -> Option<Arc<Vec<Value>>> {
-        if wanted {
-            self.get(route, ctx).await
-        } else {
-            None
         }
     }
 }
