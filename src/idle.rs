@@ -255,6 +255,29 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
         }
     }
 
+    // Vectored writes pass through: without them hyper copies every response body into its
+    // header buffer to send both in one write, instead of one `writev` of the two.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    this.on_write(cx);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.poll_deadline(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
