@@ -120,11 +120,22 @@ struct Setup {
 
 impl Setup {
     async fn start(upstream: &RawUpstream) -> Setup {
+        Setup::at(&upstream.url, false).await
+    }
+
+    /// A gateway whose upstream is `url`; with `test_ca`, trusting the test CA
+    /// (`upstream.extra_ca_file`).
+    async fn at(url: &str, test_ca: bool) -> Setup {
         let dir = TestDir::new();
         dir.write("read.key", journeybee_sim::SIM_READ_KEY);
         dir.write("write.key", journeybee_sim::SIM_WRITE_KEY);
         dir.write("jwt.secret", JWT_SECRET);
-        let text = config_text(&Opts::default(), &upstream.url, (1, 2, 3));
+        let mut opts = Opts::default();
+        if test_ca {
+            dir.write("ca.pem", &fixture("tls_ca.pem"));
+            opts.upstream = "extra_ca_file = \"ca.pem\"".into();
+        }
+        let text = config_text(&opts, url, (1, 2, 3));
         let path = dir.write("gateway.toml", &text);
         let settings = journeybee_gateway::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let gw = journeybee_gateway::server::Gateway::start(settings)
@@ -182,4 +193,97 @@ async fn a_connection_closed_while_idle_is_not_written_to() {
     // Each create was sent once, each on a new connection; none failed on a dead one.
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 3);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+/// The TLS side of a test upstream: the test CA's certificate for `localhost` and 127.0.0.1.
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    let pem = fixture("tls_server.pem");
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = fixture("tls_server_key.pem");
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS upstream (a test CA's certificate for `localhost`), answering every request 201:
+/// the pool's connections are TLS ones, verified against `upstream.extra_ca_file`, with SNI
+/// and `Host` from the base URL, and kept alive like plain ones.
+#[tokio::test]
+async fn a_tls_upstream_is_verified_and_its_connections_reused() {
+    let acceptor = tls_acceptor();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let hosts = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (c, h) = (connections.clone(), hosts.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let h = h.clone();
+            let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                let host = req.headers()["host"].to_str().unwrap().to_string();
+                h.lock().unwrap().push(host);
+                async {
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(201)
+                            .header("content-type", "application/json")
+                            .body(Full::new(bytes::Bytes::from_static(br#"{"id":1}"#)))
+                            .unwrap(),
+                    )
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service),
+            );
+        }
+    });
+
+    let setup = Setup::at(&format!("https://localhost:{port}"), true).await;
+    for n in 0..3 {
+        assert_eq!(setup.create(n).await, 201, "create {n}");
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one TLS connection, reused"
+    );
+    assert_eq!(*hosts.lock().unwrap(), vec![format!("localhost:{port}"); 3]);
+}
+
+/// The same upstream without the CA: the certificate is refused, nothing is sent, and the
+/// client hears 502.
+#[tokio::test]
+async fn an_upstream_certificate_from_an_unknown_ca_is_refused() {
+    let acceptor = tls_acceptor();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let h = handshakes.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if acceptor.accept(tcp).await.is_ok() {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let setup = Setup::at(&format!("https://localhost:{port}"), false).await;
+    assert_eq!(setup.create(0).await, 502);
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake completed"
+    );
 }
