@@ -639,24 +639,34 @@ impl ListCache {
         out
     }
 
-    /// Serves a read from the cache or through `inner`.
-    async fn serve<S>(self: Arc<Self>, read: Read, mut inner: S) -> Reply
+    /// Whether a read goes around the cache (the cache is off, or the client said
+    /// `no-store`).
+    fn bypassed(&self, directive: Directive) -> bool {
+        !self.settings.enabled || directive == Directive::Bypass
+    }
+
+    /// A read that goes around the cache: not shared with anyone, the answer is passed on as
+    /// it is. Its own (small) future: a bypassed read does not carry `serve`'s states.
+    async fn bypass<S>(&self, read: Read, mut inner: S) -> Reply
     where
         S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
-        let directive = client_directive(&read.headers);
+        self.metrics.cache_lookup(CacheResult::Bypass);
+        let mut reply = call(&mut inner, outbound(read)).await;
+        reply.response.headers_mut().insert(
+            X_CACHE,
+            HeaderValue::from_static(CacheResult::Bypass.as_str()),
+        );
+        reply.facts.cache = Some(CacheResult::Bypass);
+        reply
+    }
+
+    /// Serves a read from the cache or through `inner` (a read the cache does not bypass).
+    async fn serve<S>(self: Arc<Self>, read: Read, directive: Directive, mut inner: S) -> Reply
+    where
+        S: Service<Outbound, Response = Reply, Error = Infallible>,
+    {
         let spec = read.ctx.spec;
-        if !self.settings.enabled || directive == Directive::Bypass {
-            self.metrics.cache_lookup(CacheResult::Bypass);
-            // Not shared with anyone: the answer is passed on as it is.
-            let mut reply = call(&mut inner, outbound(read)).await;
-            reply.response.headers_mut().insert(
-                X_CACHE,
-                HeaderValue::from_static(CacheResult::Bypass.as_str()),
-            );
-            reply.facts.cache = Some(CacheResult::Bypass);
-            return reply;
-        }
         let ttl = match spec.caching {
             Caching::Lookup => self.settings.lookup_ttl,
             Caching::Read | Caching::None => self.settings.ttl,
@@ -699,7 +709,10 @@ impl ListCache {
                 Role::Leader(flight) => {
                     // Leading spends the request; the loop comes back only for a follower.
                     let shared = coherent && directive == Directive::Normal;
-                    let fetched = Arc::new(self.fetch(&key, out, &mut inner, shared, ttl).await);
+                    // Boxed: the fetch (L2, upstream, store) is most of this future's size,
+                    // and a hit, which never fetches, would move it whole when boxed.
+                    let fetch = Box::pin(self.fetch(&key, out, &mut inner, shared, ttl));
+                    let fetched = Arc::new(fetch.await);
                     flight.complete(fetched.clone());
                     fetched
                 }
@@ -945,7 +958,11 @@ where
     fn call(&mut self, read: Read) -> BoxFuture {
         let inner = self.inner.clone();
         let cache = self.cache.clone();
-        Box::pin(async move { Ok(cache.serve(read, inner).await) })
+        let directive = client_directive(&read.headers);
+        if cache.bypassed(directive) {
+            return Box::pin(async move { Ok(cache.bypass(read, inner).await) });
+        }
+        Box::pin(async move { Ok(cache.serve(read, directive, inner).await) })
     }
 }
 

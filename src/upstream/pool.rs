@@ -39,9 +39,11 @@ struct Conn {
     ended: bool,
 }
 
-/// An idle connection, with when it became idle.
+/// An idle connection, with when it became idle. Boxed: a connection (hyper's dispatcher, its
+/// buffers, a TLS session) is kilobytes, and every request's future would otherwise carry it
+/// inline, moved with the future each time it is boxed.
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -127,7 +129,7 @@ impl Pool {
     }
 
     /// The most recently used idle connection still within its idle timeout.
-    fn checkout(&self) -> Option<Conn> {
+    fn checkout(&self) -> Option<Box<Conn>> {
         let now = Instant::now();
         let mut idle = crate::lock(&self.idle);
         while let Some(c) = idle.pop_back() {
@@ -140,7 +142,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Box<Conn>) {
         if conn.ended || conn.tx.is_closed() {
             return;
         }
@@ -160,7 +162,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, PoolError> {
+    async fn connect(&self) -> Result<Box<Conn>, PoolError> {
         let io = self
             .connector
             .clone()
@@ -171,11 +173,11 @@ impl Pool {
             .handshake(io)
             .await
             .map_err(|e| PoolError::Connect(e.into()))?;
-        Ok(Conn {
+        Ok(Box::new(Conn {
             tx,
             io,
             ended: false,
-        })
+        }))
     }
 
     /// Sends `req` (origin-form URI, `Host` set) and reads the answer whole, up to `limit`
@@ -194,10 +196,11 @@ impl Pool {
                 Some(c) => c,
                 None => {
                     fresh_attempts += 1;
-                    self.connect().await?
+                    // Boxed: connecting (TCP, TLS) is a large future, and rare.
+                    Box::pin(self.connect()).await?
                 }
             };
-            let Conn { tx, io, ended } = &mut conn;
+            let Conn { tx, io, ended } = &mut *conn;
             // Ready first: a pooled connection the server has closed ends here, unused.
             let ready = drive(io, ended, std::future::poll_fn(|cx| tx.poll_ready(cx))).await;
             let unsent_error = match ready {
