@@ -384,8 +384,16 @@ fn parse_query_seen(
         )]);
     }
     let mut errors = Vec::new();
-    let mut seen: HashSet<&'static str> = HashSet::new();
-    let mut repeated: HashSet<&'static str> = HashSet::new();
+    // The documented parameters given, and given twice, by their place in the spec (a spec
+    // has at most 64: checked by a test over every route).
+    let mut seen: u64 = 0;
+    let mut repeated: u64 = 0;
+    let bit = |name: &str| {
+        spec.params
+            .iter()
+            .position(|(k, _)| *k == name)
+            .map_or(0, |i| 1u64 << i)
+    };
     let mut unknown: HashSet<String> = HashSet::new();
     let mut params: Vec<(std::borrow::Cow<'static, str>, String)> = Vec::new();
     let mut client_user_id = None;
@@ -393,26 +401,31 @@ fn parse_query_seen(
     // Empty segments (`a=1&&b=2`) are skipped, as form_urlencoded::parse does.
     for segment in raw.split('&').filter(|s| !s.is_empty()) {
         let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
-        let Some(name) = decode(raw_name) else {
+        let Some(name) = decode_borrowed(raw_name) else {
             errors.push(FieldError::new(
                 shorten(raw_name, 64),
                 "parameter name is not valid UTF-8 after percent-decoding",
             ));
             continue;
         };
-        match name.as_str() {
+        match &*name {
             "access_token" => noticed.access_token = true,
             "userId" => noticed
                 .user_ids
                 .extend(decode(raw_value).as_deref().and_then(parse_id)),
             _ => {}
         }
-        let Some(&(name, kind)) = spec.params.iter().find(|(k, _)| *k == name) else {
+        let Some((index, &(name, kind))) = spec
+            .params
+            .iter()
+            .enumerate()
+            .find(|(_, (k, _))| *k == name)
+        else {
             if spec.open {
                 // Undocumented here: forwarded as given (and part of the cache key).
                 match decode(raw_value) {
                     Some(v) if v.len() <= limits.max_value_len => {
-                        params.push((std::borrow::Cow::Owned(name), v));
+                        params.push((std::borrow::Cow::Owned(name.into_owned()), v));
                     }
                     _ => errors.push(FieldError::new(
                         shorten(&name, 64),
@@ -424,7 +437,7 @@ fn parse_query_seen(
                 }
                 continue;
             }
-            if unknown.insert(name.clone()) {
+            if unknown.insert(name.to_string()) {
                 errors.push(FieldError::new(
                     shorten(&name, 64),
                     "unknown query parameter",
@@ -434,8 +447,10 @@ fn parse_query_seen(
         };
         // A repeated parameter is ambiguous (first wins? last wins? both?), and upstream's
         // reading is undocumented, so it is refused instead of guessed.
-        if !seen.insert(name) {
-            if repeated.insert(name) {
+        let b = 1u64 << index;
+        if seen & b != 0 {
+            if repeated & b == 0 {
+                repeated |= b;
                 errors.push(FieldError::new(
                     name,
                     "given more than once; give each parameter once",
@@ -443,6 +458,7 @@ fn parse_query_seen(
             }
             continue;
         }
+        seen |= b;
         let Some(value) = decode(raw_value) else {
             errors.push(FieldError::new(
                 name,
@@ -531,7 +547,8 @@ fn parse_query_seen(
             params.push((std::borrow::Cow::Borrowed(name), v));
         }
     }
-    if seen.contains("assigned") && seen.contains("unassigned") {
+    let (assigned, unassigned) = (bit("assigned"), bit("unassigned"));
+    if assigned != 0 && seen & assigned != 0 && unassigned != 0 && seen & unassigned != 0 {
         errors.push(FieldError::new(
             "unassigned",
             "cannot be combined with assigned; give one of them",
@@ -553,6 +570,16 @@ fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
+}
+
+/// [`decode`], without a copy when there is nothing to decode (a parameter's name, nearly
+/// always).
+fn decode_borrowed(s: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if s.bytes().any(|b| b == b'+' || b == b'%') {
+        decode(s).map(std::borrow::Cow::Owned)
+    } else {
+        Some(std::borrow::Cow::Borrowed(s))
+    }
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` → space, `%XX` → byte, a malformed `%`
@@ -888,6 +915,15 @@ fn sort_list(value: &str, sort_types: &[&str], errors: &mut Vec<FieldError>) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_query_spec_fits_the_parsers_bitmask() {
+        for route in crate::route::Route::ALL {
+            if let Some(spec) = route.spec() {
+                assert!(spec.query.params.len() <= 64, "{route:?}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
