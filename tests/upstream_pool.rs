@@ -9,6 +9,7 @@ use http::Method;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -126,14 +127,22 @@ impl Setup {
     /// A gateway whose upstream is `url`; with `test_ca`, trusting the test CA
     /// (`upstream.extra_ca_file`).
     async fn at(url: &str, test_ca: bool) -> Setup {
+        Setup::with(url, test_ca, "").await
+    }
+
+    /// [`Setup::at`], with more `[upstream]` lines.
+    async fn with(url: &str, test_ca: bool, upstream: &str) -> Setup {
         let dir = TestDir::new();
         dir.write("read.key", journeybee_sim::SIM_READ_KEY);
         dir.write("write.key", journeybee_sim::SIM_WRITE_KEY);
         dir.write("jwt.secret", JWT_SECRET);
-        let mut opts = Opts::default();
+        let mut opts = Opts {
+            upstream: upstream.into(),
+            ..Opts::default()
+        };
         if test_ca {
             dir.write("ca.pem", &fixture("tls_ca.pem"));
-            opts.upstream = "extra_ca_file = \"ca.pem\"".into();
+            opts.upstream.push_str("\nextra_ca_file = \"ca.pem\"");
         }
         let text = config_text(&opts, url, (1, 2, 3));
         let path = dir.write("gateway.toml", &text);
@@ -193,6 +202,21 @@ async fn a_connection_closed_while_idle_is_not_written_to() {
     // Each create was sent once, each on a new connection; none failed on a dead one.
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 3);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_pool_idle_timeout() {
+    let mut upstream = RawUpstream::start().await;
+    let setup = Setup::with(&upstream.url, false, "pool_idle_timeout = \"300ms\"").await;
+    assert_eq!(setup.create(0).await, 201);
+    // Nobody takes the connection again: the gateway closes it on its own (the upstream sees
+    // the close; it never closes a connection itself unless told to).
+    let closed = tokio::time::timeout(Duration::from_secs(5), upstream.closed.recv()).await;
+    assert!(
+        closed.is_ok(),
+        "the idle connection was still open after 5 s"
+    );
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
 }
 
 /// The TLS side of a test upstream: the test CA's certificate for `localhost` and 127.0.0.1.

@@ -191,7 +191,11 @@ impl History {
         }
         let clients = Clients {
             idp: build_client(&settings.upstream)?,
-            upstream: Arc::new(build_pool(&settings.upstream)?),
+            upstream: {
+                let pool = Arc::new(build_pool(&settings.upstream)?);
+                crate::upstream::pool::Pool::start_reaper(&pool);
+                pool
+            },
         };
         *c = Some((key, clients.clone()));
         Ok(clients)

@@ -7,8 +7,8 @@
 //! the pool, idle and unpolled, once the answer is read whole. A connection the server closed
 //! while idle is noticed when it is next polled, before anything is written (hyper reads a
 //! keep-alive connection before it writes), and the request is sent on another one; idle ones
-//! are dropped after `pool_idle_timeout`. HTTP/1.1 only, as nginx speaks to its upstreams:
-//! ALPN offers nothing else.
+//! are closed after `pool_idle_timeout` (by a reaper task). HTTP/1.1 only, as nginx speaks to
+//! its upstreams: ALPN offers nothing else.
 
 use crate::exchange::{read_whole, ReadError};
 use bytes::Bytes;
@@ -140,6 +140,42 @@ impl Pool {
             idle.clear();
         }
         None
+    }
+
+    /// Drops the connections idle for `idle_timeout` or longer (closing them).
+    fn reap(&self) {
+        let now = Instant::now();
+        let expired: Vec<Idle> = {
+            let mut idle = crate::lock(&self.idle);
+            let keep = idle
+                .iter()
+                .position(|c| now.saturating_duration_since(c.since) < self.idle_timeout)
+                .unwrap_or(idle.len());
+            idle.drain(..keep).collect()
+        };
+        // Closed outside the lock.
+        drop(expired);
+    }
+
+    /// Reaps `pool`'s idle connections every half `idle_timeout` while the pool lives, so a
+    /// connection nobody takes is closed on time rather than at the next request.
+    pub fn start_reaper(pool: &std::sync::Arc<Pool>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let every = (pool.idle_timeout / 2).max(Duration::from_millis(10));
+        let weak = std::sync::Arc::downgrade(pool);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(pool) => pool.reap(),
+                    None => return,
+                }
+            }
+        });
     }
 
     fn checkin(&self, conn: Box<Conn>) {
