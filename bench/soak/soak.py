@@ -267,9 +267,12 @@ class Traffic:
             return kind, "GET", lp, {"Authorization": "Bearer " + self.read[:-4] + "AAAA"}, None
         if kind == "unknown_path":
             p = rng.choice(["/api/v1/partners", "/api/v2/partnerships", "/admin", "/metrics",
-                            "/api/v1/partnerships/123", "/__sim/fault"])
+                            "/api/v1/partnerships/123/notes", "/__sim/fault"])
             return kind, "GET", p, dict(auth_w), None
         if kind == "wrong_method":
+            # /api/v1/partnerships/{id} is a route (PATCH and DELETE): a GET on it is a 405.
+            if rng.random() < 0.5:
+                return kind, "GET", "/api/v1/partnerships/123", dict(auth_w), None
             return kind, "DELETE", lp, dict(auth_w), None
         raise AssertionError(kind)
 
