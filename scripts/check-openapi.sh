@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
-# Checks the gateway's OpenAPI document with real tools from PyPI, against the running demo:
+# Checks the gateway's OpenAPI document with real tools from PyPI, against a running gateway:
 #
 #   1. creates (or reuses) a Python venv with the pinned packages of
 #      scripts/openapi-requirements.txt (openapi-spec-validator, schemathesis);
-#   2. starts `journeybee-gateway demo` (simulator + gateway on loopback);
+#   2. starts the production shape on loopback (scripts/lib.sh start_stack): the simulator as its
+#      own process (`journeybee-sim`) and the gateway binary (built like the image, without the
+#      `demo` feature) running `serve --config` on the demo's config (users alice and bob);
 #   3. fetches GET /openapi.json WITHOUT a token (it must be public) and validates it with
 #      openapi-spec-validator (OpenAPI 3.1, JSON Schema 2020-12);
 #   4. fuzzes every operation of the document with schemathesis (positive and negative cases
-#      generated from the schema) as the demo's WRITE user, checking only that nothing answers
+#      generated from the schema) as the WRITE user (alice), checking only that nothing answers
 #      5xx. Bounded: a few examples per operation, a fixed seed, a hard timeout.
 #
-# The demo's upstream is a simulator with JourneyBee's 100 requests/min limit: once the budget
+# The upstream is the simulator with JourneyBee's 100 requests/min limit: once the budget
 # is spent the gateway answers 429 itself, which is a correct answer, not a failure. A 404 the
 # simulator gives for an id it does not know is passed through: also fine. Any 5xx is a failure
 # (and is listed with the request that caused it).
 #
-# Usage: scripts/check-openapi.sh [path/to/journeybee-gateway]
-#        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway)
+# Usage: scripts/check-openapi.sh [path/to/journeybee-gateway [path/to/journeybee-sim]]
+#        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway; the
+#        simulator next to it. Build both with `cargo build --release --no-default-features`
+#        and `cargo build --release -p journeybee-sim`, as scripts/test.sh does.)
 #
 # Environment:
 #   OPENAPI_VENV        venv directory (default: a per-requirements-hash directory under
 #                       ${XDG_CACHE_HOME:-~/.cache}/journeybee-gateway, reused across runs)
 #   OPENAPI_MAX_EXAMPLES  examples per operation and phase (default 10)
 #   OPENAPI_FUZZ_TIMEOUT  hard limit for the fuzzer, in seconds (default 100)
-#   KEEP_WORK=1         keep the temporary directory (document, reports, logs)
+#   KEEP_WORK=1         keep the temporary directory (document, reports, logs, config)
 #
 # Figures (operations, requests, failures, statuses) are printed at the end and saved in
 # target/openapi-check/summary.txt (with the fuzzer's JSON report next to it).
@@ -34,19 +38,7 @@ CHECK_NAME=check-openapi
 . "$(dirname "$0")/lib.sh"
 
 # ------------------------------------------------------------------ arguments and paths
-BIN=${1:-}
-if [ -z "$BIN" ]; then
-  here=$(cd "$(dirname "$0")/.." && pwd)
-  if [ -x "$here/target/release/journeybee-gateway" ]; then
-    BIN=$here/target/release/journeybee-gateway
-  elif [ -x "$here/target/debug/journeybee-gateway" ]; then
-    BIN=$here/target/debug/journeybee-gateway
-  else
-    die "no binary: build with 'cargo build --release' or pass its path as \$1"
-  fi
-fi
-[ -x "$BIN" ] || die "$BIN is not an executable file"
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+stack_binaries "${1:-}" "${2:-}" # GW_BIN, SIM_BIN
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 REQUIREMENTS=$ROOT/scripts/openapi-requirements.txt
@@ -57,16 +49,22 @@ OUT=$ROOT/target/openapi-check
 
 # ------------------------------------------------------------------ cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-check-openapi.XXXXXX")
-DEMO_PID=
+SIM_PID=
+GW_PID=
 
 
 cleanup() {
   local rc=$?
   set +e
-  stop_pid "$DEMO_PID" "journeybee-gateway demo"
-  if [ "$rc" -ne 0 ] && [ -s "$WORK/demo.log" ]; then
-    printf '\n----- last lines of demo.log -----\n' >&2
-    tail -n 40 "$WORK/demo.log" >&2
+  stop_pid "$GW_PID" "journeybee-gateway serve"
+  stop_pid "$SIM_PID" journeybee-sim
+  if [ "$rc" -ne 0 ]; then
+    for f in sim.log gateway.log; do
+      if [ -s "$WORK/$f" ]; then
+        printf '\n----- last lines of %s -----\n' "$f" >&2
+        tail -n 40 "$WORK/$f" >&2
+      fi
+    done
   fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     printf 'check-openapi: work directory kept: %s\n' "$WORK" >&2
@@ -132,11 +130,8 @@ log "$("$PY" -c 'import importlib.metadata as m; print("openapi-spec-validator",
 
 CURL=(curl -sS --noproxy '*' --connect-timeout 5 --max-time 20)
 
-# ------------------------------------------------------------------ 2. the demo
-log "starting $BIN demo"
-"$BIN" demo --env-file "$WORK/demo.env" >"$WORK/demo.log" 2>&1 &
-DEMO_PID=$!
-wait_until 60 "the demo's env file" test -s "$WORK/demo.env"
+# ------------------------------------------------------------------ 2. simulator and gateway
+start_stack "$WORK" "$WORK/stack.env"
 
 JBGW_URL='' JBGW_ADMIN_URL='' WRITE_TOKEN=''
 while IFS='=' read -r key value; do
@@ -145,14 +140,14 @@ while IFS='=' read -r key value; do
     JBGW_ADMIN_URL) JBGW_ADMIN_URL=$value ;;
     WRITE_TOKEN) WRITE_TOKEN=$value ;;
   esac
-done <"$WORK/demo.env"
+done <"$WORK/stack.env"
 for v in JBGW_URL JBGW_ADMIN_URL WRITE_TOKEN; do
-  [ -n "${!v}" ] || die "the demo's env file has no $v"
+  [ -n "${!v}" ] || die "the stack's env file has no $v"
 done
 for u in "$JBGW_URL" "$JBGW_ADMIN_URL"; do
   case $u in
     http://127.0.0.1:*) ;;
-    *) die "refusing a non-loopback address from the demo: $u" ;;
+    *) die "refusing a non-loopback gateway address: $u" ;;
   esac
 done
 wait_until 30 "gateway readiness ($JBGW_ADMIN_URL/readyz)" "${CURL[@]}" -f "$JBGW_ADMIN_URL/readyz"

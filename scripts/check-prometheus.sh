@@ -4,21 +4,28 @@
 #
 #   1. promtool check rules / test rules on dashboards/alerts.yml and alerts_test.yml;
 #   2. static checks of dashboards/journeybee-gateway.json (datasource variable on every panel);
-#   3. starts `journeybee-gateway demo` (simulator + gateway on loopback) and drives traffic of
+#   3. starts the production shape on loopback (scripts/lib.sh start_stack): the simulator as its
+#      own process (`journeybee-sim`) and the gateway binary (built like the image, without the
+#      `demo` feature) running `serve --config` on the demo's config, and drives traffic of
 #      every kind through it with curl (lists: miss, hit, bypass; creates: 201, 409; 400, 406,
 #      413, 415 validation rejections; 401 for missing, malformed, mis-signed, expired tokens;
 #      403 for a read user creating, a foreign userId, an unmapped user; 404, 405; upstream 429);
 #   4. `promtool check metrics` on the gateway's /metrics (any reported problem fails);
-#   5. starts its own Prometheus on a free loopback port (temporary storage, generated config,
-#      1s scrapes of the admin listener, alerts.yml loaded), drives more traffic between scrapes;
+#   5. starts a second gateway on the same config whose state backend (Redis) is unreachable
+#      (a degraded replica) and its own Prometheus on a free loopback port (temporary storage,
+#      generated config, 1s scrapes of both admin listeners, alerts.yml loaded), drives more
+#      traffic between scrapes, and exhausts the simulator's rate limit (an upstream 429);
 #   6. evaluates every panel query of the dashboard (and every template-variable query) through
 #      Prometheus's HTTP API, failing on an error or an empty result, and fails if an expression
 #      of the dashboard or the alert rules names a metric the gateway does not export; checks
 #      that every alert rule evaluates without error against the live data, and that the
-#      upstream 429 provoked above puts JourneyBeeUpstreamRateLimited in pending.
+#      upstream 429 provoked above puts JourneyBeeUpstreamRateLimited in pending (and the
+#      degraded replica JourneyBeeStateBackendDegraded).
 #
-# Usage: scripts/check-prometheus.sh [path/to/journeybee-gateway]
-#        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway)
+# Usage: scripts/check-prometheus.sh [path/to/journeybee-gateway [path/to/journeybee-sim]]
+#        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway; the
+#        simulator next to it. Build both with `cargo build --release --no-default-features`
+#        and `cargo build --release -p journeybee-sim`, as scripts/test.sh does.)
 #
 # Installs Debian's `prometheus` package (and curl/python3 when missing) if promtool or
 # prometheus is not on PATH; that needs root. The package's own service is never used (its
@@ -32,19 +39,7 @@ CHECK_NAME=check-prometheus
 . "$(dirname "$0")/lib.sh"
 
 # ------------------------------------------------------------------ arguments and paths
-BIN=${1:-}
-if [ -z "$BIN" ]; then
-  here=$(cd "$(dirname "$0")/.." && pwd)
-  if [ -x "$here/target/release/journeybee-gateway" ]; then
-    BIN=$here/target/release/journeybee-gateway
-  elif [ -x "$here/target/debug/journeybee-gateway" ]; then
-    BIN=$here/target/debug/journeybee-gateway
-  else
-    die "no binary: build with 'cargo build --release' or pass its path as \$1"
-  fi
-fi
-[ -x "$BIN" ] || die "$BIN is not an executable file"
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+stack_binaries "${1:-}" "${2:-}" # GW_BIN, SIM_BIN
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DASHBOARD=$ROOT/dashboards/journeybee-gateway.json
@@ -56,7 +51,8 @@ done
 
 # ------------------------------------------------------------------ cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jbgw-check-prometheus.XXXXXX")
-DEMO_PID=
+SIM_PID=
+GW_PID=
 DEGRADED_PID=
 PROM_PID=
 POLICY_RC_CREATED=
@@ -67,10 +63,11 @@ cleanup() {
   set +e
   stop_pid "$PROM_PID" prometheus
   stop_pid "$DEGRADED_PID" "journeybee-gateway serve (degraded replica)"
-  stop_pid "$DEMO_PID" "journeybee-gateway demo"
+  stop_pid "$GW_PID" "journeybee-gateway serve"
+  stop_pid "$SIM_PID" journeybee-sim
   if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ "$rc" -ne 0 ]; then
-    for f in demo.log degraded.log prometheus.log; do
+    for f in sim.log gateway.log degraded.log prometheus.log; do
       if [ -s "$WORK/$f" ]; then
         printf '\n----- last lines of %s -----\n' "$f" >&2
         tail -n 40 "$WORK/$f" >&2
@@ -181,11 +178,8 @@ if errors:
 print(f"  {n} panels, schemaVersion {d.get('schemaVersion')}, variables: {', '.join(variables)}")
 PY
 
-# ------------------------------------------------------------------ 3. the demo
-log "starting $BIN demo"
-"$BIN" demo --env-file "$WORK/demo.env" >"$WORK/demo.log" 2>&1 &
-DEMO_PID=$!
-wait_until 60 "the demo's env file" test -s "$WORK/demo.env"
+# ------------------------------------------------------------------ 3. simulator and gateway
+start_stack "$WORK" "$WORK/stack.env"
 
 JBGW_URL='' JBGW_ADMIN_URL='' READ_TOKEN='' WRITE_TOKEN='' JBGW_CONFIG_FILE=''
 while IFS='=' read -r key value; do
@@ -196,14 +190,14 @@ while IFS='=' read -r key value; do
     WRITE_TOKEN) WRITE_TOKEN=$value ;;
     JBGW_CONFIG_FILE) JBGW_CONFIG_FILE=$value ;;
   esac
-done <"$WORK/demo.env"
-for v in JBGW_URL JBGW_ADMIN_URL READ_TOKEN WRITE_TOKEN; do
-  [ -n "${!v}" ] || die "the demo's env file has no $v"
+done <"$WORK/stack.env"
+for v in JBGW_URL JBGW_ADMIN_URL READ_TOKEN WRITE_TOKEN JBGW_CONFIG_FILE; do
+  [ -n "${!v}" ] || die "the stack's env file has no $v"
 done
 for u in "$JBGW_URL" "$JBGW_ADMIN_URL"; do
   case $u in
     http://127.0.0.1:*) ;;
-    *) die "refusing a non-loopback address from the demo: $u" ;;
+    *) die "refusing a non-loopback gateway address: $u" ;;
   esac
 done
 ADMIN_HOSTPORT=${JBGW_ADMIN_URL#http://}
@@ -211,12 +205,11 @@ ADMIN_HOSTPORT=${ADMIN_HOSTPORT%%/*}
 wait_until 30 "gateway readiness ($JBGW_ADMIN_URL/readyz)" "${CURL[@]}" -f "$JBGW_ADMIN_URL/readyz"
 log "gateway $JBGW_URL, admin $JBGW_ADMIN_URL"
 
-# Extra tokens signed with the demo's HMAC secret: expired, wrong issuer, unmapped subject.
+# Extra tokens signed with the config's HMAC secret: expired, wrong issuer, unmapped subject.
 EXPIRED_TOKEN='' WRONG_ISS_TOKEN='' UNMAPPED_TOKEN=''
-SECRET_FILE=
-[ -n "$JBGW_CONFIG_FILE" ] && SECRET_FILE=$(dirname "$JBGW_CONFIG_FILE")/jwt.secret
-if [ -n "$SECRET_FILE" ] && [ -r "$SECRET_FILE" ]; then
-  read -r EXPIRED_TOKEN WRONG_ISS_TOKEN UNMAPPED_TOKEN < <(python3 - "$SECRET_FILE" <<'PY'
+SECRET_FILE=$(dirname "$JBGW_CONFIG_FILE")/jwt.secret
+[ -r "$SECRET_FILE" ] || die "no $SECRET_FILE next to the gateway's config"
+read -r EXPIRED_TOKEN WRONG_ISS_TOKEN UNMAPPED_TOKEN < <(python3 - "$SECRET_FILE" "$STACK_ISSUER" "$STACK_AUDIENCE" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 secret = open(sys.argv[1], "rb").read()
 def b64(b):
@@ -227,17 +220,15 @@ def mint(claims):
     sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(sig)}"
 now = int(time.time())
-base = {"iss": "journeybee-gateway-demo", "aud": "journeybee-gateway", "iat": now - 60}
+base = {"iss": sys.argv[2], "aud": sys.argv[3], "iat": now - 60}
 print(
     mint({**base, "sub": "alice@example.com", "iat": now - 7200, "exp": now - 3600}),
     mint({**base, "sub": "alice@example.com", "iss": "https://evil.example", "exp": now + 600}),
     mint({**base, "sub": "mallory@example.com", "exp": now + 600}),
 )
 PY
-  )
-else
-  log "note: no jwt.secret next to the demo config; skipping expired/wrong-issuer/unmapped tokens"
-fi
+)
+[ -n "$UNMAPPED_TOKEN" ] || die "cannot mint the extra tokens"
 # The write token with its signature's first character changed: a bad signature.
 sig=${WRITE_TOKEN##*.}
 if [ "${sig:0:1}" = A ]; then first=B; else first=A; fi
@@ -351,38 +342,39 @@ grep -q '^# TYPE process_cpu_seconds_total ' "$METRICS" || die "/metrics has no 
 # ------------------------------------------------------------------ 5. Prometheus
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 
-# A second replica of the demo's config whose state backend (Redis) is unreachable (a closed
+# A second replica of the gateway's config whose state backend (Redis) is unreachable (a closed
 # loopback port): it must start, serve degraded (/readyz 200, state "degraded"), export
-# jbgw_state_backend_up 0, and so put JourneyBeeStateBackendDegraded in pending below.
+# jbgw_state_backend_up 0, and so put JourneyBeeStateBackendDegraded in pending below. Its
+# listeners bind port 0 too (the config is copied as is); its addresses come from its log.
 TARGETS="\"$ADMIN_HOSTPORT\""
 DEGRADED_ADMIN=''
-if [ -n "$JBGW_CONFIG_FILE" ] && [ -f "$JBGW_CONFIG_FILE" ]; then
-  DEAD_PORT=$(free_port)
-  DEGRADED_ADMIN=127.0.0.1:$(free_port)
-  DEGRADED_CONFIG=$(dirname "$JBGW_CONFIG_FILE")/degraded-replica.toml
-  python3 - "$JBGW_CONFIG_FILE" "$DEGRADED_CONFIG" "127.0.0.1:$(free_port)" "$DEGRADED_ADMIN" "$DEAD_PORT" <<'PY'
-import re, sys
-src, dst, listen, admin, dead = sys.argv[1:6]
+DEAD_PORT=$(free_port)
+DEGRADED_CONFIG=$(dirname "$JBGW_CONFIG_FILE")/degraded-replica.toml
+python3 - "$JBGW_CONFIG_FILE" "$DEGRADED_CONFIG" "$DEAD_PORT" <<'PY'
+import sys
+src, dst, dead = sys.argv[1:4]
 text = open(src).read()
-text = re.sub(r'(?m)^listen = .*$', f'listen = "{listen}"', text, count=1)
-text = re.sub(r'(?m)^admin_listen = .*$', f'admin_listen = "{admin}"', text, count=1)
 text += f'\n[state]\nbackend = "redis"\nurl = "redis://127.0.0.1:{dead}/0"\nkey_prefix = "check-prometheus"\n'
 open(dst, "w").write(text)
 PY
-  log "starting a degraded replica (state backend unreachable) on admin $DEGRADED_ADMIN"
-  "$BIN" serve --config "$DEGRADED_CONFIG" >"$WORK/degraded.log" 2>&1 &
-  DEGRADED_PID=$!
-  degraded_ready() {
-    "${CURL[@]}" -f "http://$DEGRADED_ADMIN/readyz" | python3 -c '
+log "starting a degraded replica (state backend unreachable)"
+env -u RUST_LOG -u JBGW_CONFIG "$GW_BIN" serve --config "$DEGRADED_CONFIG" >"$WORK/degraded.log" 2>&1 &
+DEGRADED_PID=$!
+wait_until 30 "the degraded replica's \"gateway listening\" log line" stack_listening "$WORK/degraded.log"
+DEGRADED_ADMIN=$(stack_listening "$WORK/degraded.log" | cut -d' ' -f2)
+case $DEGRADED_ADMIN in
+  127.0.0.1:*) ;;
+  *) die "refusing a non-loopback admin address of the degraded replica: $DEGRADED_ADMIN" ;;
+esac
+log "  degraded replica admin http://$DEGRADED_ADMIN (pid $DEGRADED_PID)"
+degraded_ready() {
+  "${CURL[@]}" -f "http://$DEGRADED_ADMIN/readyz" | python3 -c '
 import json, sys
 state = json.load(sys.stdin)["state"]
 sys.exit(0 if state == {"backend": "redis", "status": "degraded"} else 1)'
-  }
-  wait_until 30 "the degraded replica ready and reporting state degraded" degraded_ready
-  TARGETS="$TARGETS, \"$DEGRADED_ADMIN\""
-else
-  log "note: the demo's env file names no config file; the state-backend alert is not exercised live"
-fi
+}
+wait_until 30 "the degraded replica ready and reporting state degraded" degraded_ready
+TARGETS="$TARGETS, \"$DEGRADED_ADMIN\""
 
 PROM_PORT=$(free_port)
 PROM_URL=http://127.0.0.1:$PROM_PORT
@@ -446,7 +438,7 @@ for i in $(seq 1 250); do
   if [ "$code" = 429 ]; then got429=$i; break; fi
   [ "$code" = 200 ] || die "list $i answered $code while exhausting the rate limit"
 done
-[ -n "$got429" ] || die "no 429 after 250 uncached lists (is the demo's upstream rate limit off?)"
+[ -n "$got429" ] || die "no 429 after 250 uncached lists (is the simulator's rate limit off?)"
 "${CURL[@]}" -f -o "$WORK/metrics-429.txt" "$JBGW_ADMIN_URL/metrics" || die "cannot fetch /metrics"
 upstream_list_4xx=$(awk '/^jbgw_upstream_requests_total\{/ && /route="list"/ && /status_class="4xx"/ { n += $2 } END { print n + 0 }' "$WORK/metrics-429.txt")
 throttled=$(awk '/^jbgw_[a-z_]*throttled_total[{ ]/ { n += $NF } END { print n + 0 }' "$WORK/metrics-429.txt")

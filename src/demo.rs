@@ -97,8 +97,9 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<(), String> {
 }
 
 /// Runs the demo until Ctrl-C (or SIGTERM). With `env_file`, also writes the addresses and
-/// tokens there as `KEY=value` lines once serving, for scripts (benchmarks, the Prometheus
-/// check) that drive the demo.
+/// tokens there as `KEY=value` lines once serving, for scripts that drive the demo. (The
+/// project's own scripts run the production shape instead: scripts/lib.sh `start_stack` starts
+/// the `journeybee-sim` binary and `journeybee-gateway serve` on this config, with JSON logs.)
 pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
     // Installed before anything listens, so an early Ctrl-C still cleans up.
     let stop = crate::signals::shutdown();
@@ -106,7 +107,7 @@ pub async fn run(env_file: Option<&Path>) -> Result<(), String> {
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {
             rate_limit_per_minute: Some(100),
-            // Lets scripts (the soak, the Prometheus check) switch upstream faults.
+            // Lets the user switch upstream faults (`PUT /__sim/fault`).
             control: true,
             // The demo may run for days: keep the count exact but only recent requests.
             record_limit: Some(1_000),

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The soak driver behind bench/soak.sh (python3 stdlib only).
 
-Given a running `journeybee-gateway demo` (its env file and pid), it:
-  - checks the simulator's control endpoint (`/__sim/...`, SimConfig.control);
-  - warms up, idles, samples the process (VmRSS, open fds);
+Given a running gateway in front of a running `journeybee-sim` (the env file bench/soak.sh
+writes, the gateway's pid and optionally the simulator's), it:
+  - checks the simulator's control endpoint (`/__sim/...`, on unless --no-control);
+  - warms up, idles, samples the gateway process (VmRSS, open fds);
   - drives mixed traffic for --duration seconds with --workers threads at about --rps requests/s
     in total (each worker keeps one keep-alive connection to the gateway), while a scheduler
     switches the simulator's faults every --period seconds;
@@ -72,7 +73,7 @@ def read_env(path):
                 env[k] = v
     for k in ("JBGW_URL", "JBGW_ADMIN_URL", "SIM_URL", "READ_TOKEN", "WRITE_TOKEN"):
         if not env.get(k):
-            print(f"soak: the demo's env file has no {k}", file=sys.stderr)
+            print(f"soak: the env file has no {k}", file=sys.stderr)
             sys.exit(2)
     for k in ("JBGW_URL", "JBGW_ADMIN_URL", "SIM_URL"):
         if not env[k].startswith("http://127.0.0.1:"):
@@ -267,9 +268,12 @@ class Traffic:
             return kind, "GET", lp, {"Authorization": "Bearer " + self.read[:-4] + "AAAA"}, None
         if kind == "unknown_path":
             p = rng.choice(["/api/v1/partners", "/api/v2/partnerships", "/admin", "/metrics",
-                            "/api/v1/partnerships/123", "/__sim/fault"])
+                            "/api/v1/partnerships/123/notes", "/__sim/fault"])
             return kind, "GET", p, dict(auth_w), None
         if kind == "wrong_method":
+            # /api/v1/partnerships/{id} is a route (PATCH and DELETE): a GET on it is a 405.
+            if rng.random() < 0.5:
+                return kind, "GET", "/api/v1/partnerships/123", dict(auth_w), None
             return kind, "DELETE", lp, dict(auth_w), None
         raise AssertionError(kind)
 
@@ -547,7 +551,9 @@ def metric_lines(metrics, names):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--env", required=True)
-    ap.add_argument("--pid", type=int, required=True)
+    ap.add_argument("--pid", type=int, required=True, help="the gateway's pid (sampled)")
+    ap.add_argument("--sim-pid", type=int, default=0,
+                    help="the simulator's pid (RSS reported, not part of the verdict)")
     ap.add_argument("--duration", type=float, default=180)
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--rps", type=float, default=20)
@@ -578,9 +584,8 @@ def main():
     except (OSError, ValueError):
         st, sim0 = None, None
     if not isinstance(sim0, dict) or "requests" not in sim0:
-        print(f"soak: the demo's simulator has no control endpoint (GET /__sim/stats -> {st}).\n"
-              "      src/demo.rs must start it with `control: true` in its SimConfig "
-              "(and the release binary must be rebuilt).", file=sys.stderr)
+        print(f"soak: the simulator has no control endpoint (GET /__sim/stats -> {st}).\n"
+              "      journeybee-sim must run without --no-control.", file=sys.stderr)
         return 2
     one_shot(env["SIM_URL"] + "/__sim/fault", "PUT", '{"mode":"none"}',
              {"Content-Type": "application/json"}, timeout=5)
@@ -636,6 +641,7 @@ def main():
     sampler.stop.set()
     sampler.join(5)
     end = proc_sample(a.pid)
+    sim_end = proc_sample(a.sim_pid) if a.sim_pid else None
     try:
         metrics = read_metrics(env["JBGW_ADMIN_URL"])
     except OSError as e:
@@ -705,8 +711,9 @@ def main():
     w(f"Software: {a.software}  ")
     if a.note:
         w(f"Note: {a.note}  ")
-    w(f"Setup: `journeybee-gateway demo` (simulator + gateway in one process, loopback; "
-      f"simulator 100 req/min per key, mirrored by the gateway; list cache 30 s); "
+    w(f"Setup: `journeybee-gateway serve` (built without the demo feature, the demo's config) "
+      f"in front of `journeybee-sim`, two processes on loopback "
+      f"(simulator 100 req/min per key, mirrored by the gateway; list cache 30 s); "
       f"{a.duration:g} s of traffic after a {a.warmup:g} s warm-up, {a.workers} workers "
       f"(one keep-alive connection each), ~{a.rps:g} req/s in total; a fault every "
       f"{2 * a.period:g} s, on for {a.period:g} s (first after {a.baseline:g} s); 5xx tolerated "
@@ -794,7 +801,7 @@ def main():
         w("None.")
     w("")
 
-    w("## Process (gateway and simulator share the demo process)\n")
+    w("## Gateway process\n")
     w("| sample | VmRSS | fds | sockets | other fds | threads |")
     w("|---|--:|--:|--:|--:|--:|")
     for label, s in (("cold (before any traffic)", cold), ("start (after warm-up and idle)",
@@ -806,8 +813,13 @@ def main():
     w(f"Peak RSS: {peak_rss / 1024:.1f} MiB sampled every 2 s, VmHWM at the end "
       f"{end.get('VmHWM', 0) / 1024:.1f} MiB. Most fds during the run: {max_fds}. "
       f"fd growth start → end: {fd_growth:+d} (other than sockets: {other_growth:+d}); "
-      f"leak when > {fd_margin} (each upstream connection is two sockets in this process) "
+      f"leak when > {fd_margin} (client and upstream connections are sockets of this process) "
       f"or non-socket fds grow by > 2: **{'LEAK' if fd_leak else 'no leak'}**.\n")
+    if sim_end and "error" not in sim_end:
+        w(f"The simulator runs in a process of its own (not part of the verdict; it keeps every "
+          f"create, as the real API does): VmRSS {sim_end.get('VmRSS', 0) / 1024:.1f} MiB, "
+          f"VmHWM {sim_end.get('VmHWM', 0) / 1024:.1f} MiB, {sim_end.get('fds')} fds at the "
+          f"end.\n")
     if samples:
         w("Over the run, every ~20 s: RSS, open fds, the list cache's weighed size and entries "
           "(capacity-bounded; entries live for the TTL plus the stale-if-error window), and "

@@ -4,11 +4,15 @@
 //! Once listening it prints one line on stdout,
 //!
 //! ```text
-//! SIM_URL=http://127.0.0.1:41234 SIM_READ_KEY=jb_sim_read_... SIM_WRITE_KEY=jb_sim_write_...
+//! SIM_URL=http://127.0.0.1:41234 SIM_READ_KEY=jb_sim_read_... SIM_WRITE_KEY=jb_sim_write_... SIM_USER_IDS=101,102,... SIM_COMPANY_DOMAINS=acme-partners.io
 //! ```
 //!
-//! (the simulator's own fake keys), optionally writes the same as `KEY=value` lines to
-//! `--env-file`, and serves until SIGINT or SIGTERM. Logs go to stderr (`RUST_LOG` filters).
+//! (the simulator's own fake keys; the company's active user ids, valid as `userId`, in the
+//! order of `GET /api/v1/users`; the company's own e-mail domains, comma-separated),
+//! optionally writes the same as `KEY=value` lines to `--env-file`, and serves until SIGINT
+//! or SIGTERM. Logs go to stderr (`RUST_LOG` filters). A gateway config for this simulator
+//! needs the keys, user ids among `SIM_USER_IDS`, and `SIM_COMPANY_DOMAINS` as
+//! `[validation] own_domains` (scripts/lib.sh writes one).
 
 #![forbid(unsafe_code)]
 
@@ -59,8 +63,8 @@ struct Cli {
     /// Keep only the most recent this-many requests in memory (the count stays exact).
     #[arg(long, default_value_t = 1_000, value_name = "N")]
     record_limit: usize,
-    /// Also write SIM_URL, SIM_READ_KEY and SIM_WRITE_KEY to this file as KEY=value lines once
-    /// listening (written whole, then renamed into place).
+    /// Also write SIM_URL, SIM_READ_KEY, SIM_WRITE_KEY, SIM_USER_IDS and SIM_COMPANY_DOMAINS
+    /// to this file as KEY=value lines once listening (written whole, then renamed into place).
     #[arg(long, value_name = "PATH")]
     env_file: Option<PathBuf>,
 }
@@ -122,6 +126,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// What the simulator tells its caller once listening, as `(KEY, value)` pairs: printed on
+/// one line and written to `--env-file`.
+fn announcement(
+    url: &str,
+    user_ids: &[u64],
+    company_domains: &[String],
+) -> Vec<(&'static str, String)> {
+    let ids: Vec<String> = user_ids.iter().map(u64::to_string).collect();
+    vec![
+        ("SIM_URL", url.to_string()),
+        ("SIM_READ_KEY", SIM_READ_KEY.to_string()),
+        ("SIM_WRITE_KEY", SIM_WRITE_KEY.to_string()),
+        ("SIM_USER_IDS", ids.join(",")),
+        ("SIM_COMPANY_DOMAINS", company_domains.join(",")),
+    ]
+}
+
 fn write_env_file(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)?;
@@ -141,7 +162,9 @@ async fn main() -> ExitCode {
         .try_init();
     // Installed before listening, so a signal sent once the line is printed is handled.
     let stop = shutdown_signal();
-    let sim = match Simulator::start(cli.listen, cli.sim_config()).await {
+    let config = cli.sim_config();
+    let company_domains = config.company_domains.clone();
+    let sim = match Simulator::start(cli.listen, config).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("journeybee-sim: cannot listen on {}: {e}", cli.listen);
@@ -149,20 +172,19 @@ async fn main() -> ExitCode {
         }
     };
     let url = sim.base_url();
+    let pairs = announcement(&url, &sim.user_ids(), &company_domains);
+    let pair = |(k, v): &(&str, String)| format!("{k}={v}");
     if let Some(path) = &cli.env_file {
-        let env =
-            format!("SIM_URL={url}\nSIM_READ_KEY={SIM_READ_KEY}\nSIM_WRITE_KEY={SIM_WRITE_KEY}\n");
+        let env: String = pairs.iter().map(|p| pair(p) + "\n").collect();
         if let Err(e) = write_env_file(path, &env) {
             eprintln!("journeybee-sim: {}: {e}", path.display());
             return ExitCode::from(1);
         }
     }
     {
+        let line: Vec<String> = pairs.iter().map(pair).collect();
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "SIM_URL={url} SIM_READ_KEY={SIM_READ_KEY} SIM_WRITE_KEY={SIM_WRITE_KEY}"
-        );
+        let _ = writeln!(out, "{}", line.join(" "));
         let _ = out.flush();
     }
     tracing::info!(%url, control = !cli.no_control, "journeybee simulator serving");
@@ -209,8 +231,29 @@ mod tests {
             }
         );
         let c = Cli::parse_from(["journeybee-sim"]).sim_config();
+        assert_eq!(c.company_domains, [journeybee_sim::DEFAULT_COMPANY_DOMAIN]);
         assert!(c.control);
         assert_eq!(c.rate_limit_per_minute, None);
         assert_eq!(c.rate_limit_mode, RateLimitMode::FixedMinute);
+    }
+
+    #[test]
+    fn the_announcement_names_keys_user_ids_and_domains() {
+        let pairs = announcement(
+            "http://127.0.0.1:1",
+            &[101, 102],
+            &["a.example".to_string(), "b.example".to_string()],
+        );
+        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            text,
+            [
+                "SIM_URL=http://127.0.0.1:1".to_string(),
+                format!("SIM_READ_KEY={SIM_READ_KEY}"),
+                format!("SIM_WRITE_KEY={SIM_WRITE_KEY}"),
+                "SIM_USER_IDS=101,102".to_string(),
+                "SIM_COMPANY_DOMAINS=a.example,b.example".to_string(),
+            ]
+        );
     }
 }
