@@ -224,9 +224,14 @@ async fn a_read_is_cancelled_with_its_client() {
     assert_eq!(access["status"], 499, "{access:?}");
 }
 
-#[tokio::test]
-async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_sent() {
-    logs();
+/// How long upstream takes to answer the create that holds the only connection slot.
+const SLOT_HELD: Duration = Duration::from_millis(1500);
+
+/// A gateway with one upstream connection slot and a 400 ms request timeout, the slot held by
+/// a create (`holder_id`) that upstream answers after [`SLOT_HELD`]: once sent, a write
+/// outlives its own deadline, so it holds the slot past the next one's deadline. The harness,
+/// alice's token and the holder's status.
+async fn one_slot_held(holder_id: &str, domain: &str) -> (Harness, String, JoinHandle<StatusCode>) {
     let h = Harness::with(Opts {
         server: "request_timeout = \"400ms\"".into(),
         upstream: "max_connections = 1".into(),
@@ -234,14 +239,17 @@ async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_s
     })
     .await;
     let alice = h.token("alice@corp.test");
-
-    // The one upstream connection slot is held by a create upstream answers late: once sent,
-    // a write outlives its own deadline, so it holds the slot past the next one's deadline.
-    let slow = Duration::from_millis(1500);
-    h.sim.set_fault(Fault::Slow(slow));
-    let holder_id = "slot-holder-1";
-    let holder = in_background(&h, create(&h, &alice, holder_id, "slot-holder-gw.com"));
+    h.sim.set_fault(Fault::Slow(SLOT_HELD));
+    let holder = in_background(&h, create(&h, &alice, holder_id, domain));
     creates_upstream(&h, 1).await;
+    (h, alice, holder)
+}
+
+#[tokio::test]
+async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_sent() {
+    logs();
+    let holder_id = "slot-holder-1";
+    let (h, alice, holder) = one_slot_held(holder_id, "slot-holder-gw.com").await;
 
     // The next create waits for that slot until its deadline, and is refused there.
     let id = "slot-waiter-1";
@@ -253,7 +261,7 @@ async fn a_create_whose_deadline_passes_waiting_for_a_connection_slot_is_never_s
     assert!(message.contains("before it was sent"), "{message}");
     assert_eq!(resp.header("x-request-id"), Some(id));
     assert!(
-        waited < slow,
+        waited < SLOT_HELD,
         "answered at its deadline, not when the slot freed: {waited:?}"
     );
     // Audit and access log say it never left.
@@ -323,20 +331,9 @@ async fn a_create_in_flight_across_a_reload_completes_once_and_invalidates_the_n
 #[tokio::test]
 async fn the_connection_bound_holds_across_a_reload() {
     logs();
-    let h = Harness::with(Opts {
-        server: "request_timeout = \"400ms\"".into(),
-        upstream: "max_connections = 1".into(),
-        ..Opts::default()
-    })
-    .await;
-    let alice = h.token("alice@corp.test");
-
     // The one slot is taken by a create in flight on the first generation.
-    let slow = Duration::from_millis(1500);
-    h.sim.set_fault(Fault::Slow(slow));
     let holder_id = "reload-slot-holder-1";
-    let holder = in_background(&h, create(&h, &alice, holder_id, "reload-holder-gw.com"));
-    creates_upstream(&h, 1).await;
+    let (h, alice, holder) = one_slot_held(holder_id, "reload-holder-gw.com").await;
 
     // A reload (same bound): the new generation's requests wait for the same slot, and a
     // create whose deadline passes there is never sent.
