@@ -387,23 +387,13 @@ impl ListCache {
     /// The key's current generation, and whether it came from the store (false: the store
     /// is down and this is the last one seen).
     async fn generation(&self, name: &Arc<str>, group: Group) -> (u64, bool) {
-        let slot = (name.clone(), group);
-        let pending = lock(&self.pending_bumps).contains(&slot);
-        if pending && self.state.bump(name, &[group.as_str()]).await.is_ok() {
-            lock(&self.pending_bumps).remove(&slot);
-        }
+        self.bump_if_pending(name, group).await;
         match self.state.generation(name, group.as_str()).await {
             Ok(g) => {
-                let mut last = lock(&self.last_generation);
-                if last.get(&slot) != Some(&g) {
-                    last.insert(slot, g);
-                }
+                self.remember(name, group, g);
                 (g, true)
             }
-            Err(_) => (
-                lock(&self.last_generation).get(&slot).copied().unwrap_or(0),
-                false,
-            ),
+            Err(_) => (self.last_seen(name, group), false),
         }
     }
 
@@ -411,34 +401,68 @@ impl ListCache {
     /// from the store (as [`ListCache::generation`], for several groups at once).
     async fn generations(&self, name: &Arc<str>, groups: &[Group]) -> (Vec<u64>, bool) {
         for group in groups {
-            let slot = (name.clone(), *group);
-            let pending = lock(&self.pending_bumps).contains(&slot);
-            if pending && self.state.bump(name, &[group.as_str()]).await.is_ok() {
-                lock(&self.pending_bumps).remove(&slot);
-            }
+            self.bump_if_pending(name, *group).await;
         }
-        let mut names = [""; Group::ALL.len()];
-        for (slot, group) in names.iter_mut().zip(groups) {
-            *slot = group.as_str();
-        }
-        let scopes = &names[..groups.len().min(names.len())];
-        match self.state.generations(name, scopes).await {
+        let mut buf = [""; Group::ALL.len()];
+        match self
+            .state
+            .generations(name, scope_names(groups, &mut buf))
+            .await
+        {
             Ok(values) => {
-                let mut last = lock(&self.last_generation);
                 for (group, g) in groups.iter().zip(&values) {
-                    last.insert((name.clone(), *group), *g);
+                    self.remember(name, *group, *g);
                 }
                 (values, true)
             }
             Err(_) => {
-                let last = lock(&self.last_generation);
-                let values = groups
-                    .iter()
-                    .map(|g| last.get(&(name.clone(), *g)).copied().unwrap_or(0))
-                    .collect();
+                let values = groups.iter().map(|g| self.last_seen(name, *g)).collect();
                 (values, false)
             }
         }
+    }
+
+    /// A bump the store could not take when its write was accepted, retried before the
+    /// generation is read again.
+    async fn bump_if_pending(&self, name: &Arc<str>, group: Group) {
+        let slot = (name.clone(), group);
+        let pending = lock(&self.pending_bumps).contains(&slot);
+        if pending && self.state.bump(name, &[group.as_str()]).await.is_ok() {
+            lock(&self.pending_bumps).remove(&slot);
+        }
+    }
+
+    /// Records the key's generation of `group` as read from the store, for when it is down.
+    fn remember(&self, name: &Arc<str>, group: Group, generation: u64) {
+        let mut last = lock(&self.last_generation);
+        let slot = (name.clone(), group);
+        if last.get(&slot) != Some(&generation) {
+            last.insert(slot, generation);
+        }
+    }
+
+    /// The last generation of `group` read from the store (0 if none).
+    fn last_seen(&self, name: &Arc<str>, group: Group) -> u64 {
+        lock(&self.last_generation)
+            .get(&(name.clone(), group))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The TTL of `spec`'s entries, and how old one may be when served: its TTL, but without
+    /// the store (`coherent` false) at most `degraded_max_age`, since a local entry may then be
+    /// older than a write on another replica.
+    fn max_age(&self, spec: &crate::route::RouteSpec, coherent: bool) -> (Duration, Duration) {
+        let ttl = match spec.caching {
+            Caching::Lookup => self.settings.lookup_ttl,
+            Caching::Read | Caching::None => self.settings.ttl,
+        };
+        let max_age = if coherent {
+            ttl
+        } else {
+            ttl.min(self.degraded_max_age)
+        };
+        (ttl, max_age)
     }
 
     /// Makes every cached list of the key `name` unusable, on every replica sharing the
@@ -446,16 +470,11 @@ impl ListCache {
     /// background).
     pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
-        // The scope names on the stack: a write's groups are distinct, so at most all of them.
-        let mut names = [""; Group::ALL.len()];
-        for (slot, group) in names.iter_mut().zip(groups) {
-            *slot = group.as_str();
-        }
-        let scopes = &names[..groups.len().min(names.len())];
-        match self.state.bump(name, scopes).await {
+        let mut buf = [""; Group::ALL.len()];
+        match self.state.bump(name, scope_names(groups, &mut buf)).await {
             Ok(values) => {
                 for (group, new) in groups.iter().zip(values) {
-                    lock(&self.last_generation).insert((name.clone(), *group), new);
+                    self.remember(name, *group, new);
                     self.sweep(name.clone(), *group, new);
                 }
             }
@@ -611,15 +630,7 @@ impl ListCache {
         let (generations, coherent) = self.generations(name, &groups).await;
         let mut out = Vec::with_capacity(specs.len());
         for (spec, generation) in specs.iter().zip(generations) {
-            let ttl = match spec.caching {
-                Caching::Lookup => self.settings.lookup_ttl,
-                Caching::Read | Caching::None => self.settings.ttl,
-            };
-            let max_age = if coherent {
-                ttl
-            } else {
-                ttl.min(self.degraded_max_age)
-            };
+            let (_, max_age) = self.max_age(spec, coherent);
             let key = CacheKey {
                 upstream_key: name.clone(),
                 group: spec.group,
@@ -667,10 +678,6 @@ impl ListCache {
         S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
         let spec = read.ctx.spec;
-        let ttl = match spec.caching {
-            Caching::Lookup => self.settings.lookup_ttl,
-            Caching::Read | Caching::None => self.settings.ttl,
-        };
         let name = &read.ctx.identity.key.name;
         let (generation, coherent) = self.generation(name, spec.group).await;
         let key = CacheKey {
@@ -679,13 +686,7 @@ impl ListCache {
             generation,
             target: read.target.clone(),
         };
-        // Without the store, a local entry may be older than a write on another replica:
-        // only young ones are served.
-        let max_age = if coherent {
-            ttl
-        } else {
-            ttl.min(self.degraded_max_age)
-        };
+        let (ttl, max_age) = self.max_age(spec, coherent);
         let out = outbound(read);
         loop {
             let now = Instant::now();
@@ -889,6 +890,18 @@ impl Drop for FlightGuard {
         let mut table = self.cache.inflight.lock().expect("inflight lock");
         table.remove(&self.key);
     }
+}
+
+/// The store's scope names of `groups`, written into `buf` (on the stack: a write's or a
+/// create's groups are distinct, so at most all of them).
+fn scope_names<'a>(
+    groups: &[Group],
+    buf: &'a mut [&'static str; Group::ALL.len()],
+) -> &'a [&'static str] {
+    for (slot, group) in buf.iter_mut().zip(groups) {
+        *slot = group.as_str();
+    }
+    &buf[..groups.len().min(Group::ALL.len())]
 }
 
 async fn call<S>(inner: &mut S, req: Outbound) -> Reply
