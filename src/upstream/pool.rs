@@ -130,29 +130,25 @@ impl Pool {
 
     /// The most recently used idle connection still within its idle timeout.
     fn checkout(&self) -> Option<Box<Conn>> {
-        let now = Instant::now();
         let mut idle = crate::lock(&self.idle);
-        while let Some(c) = idle.pop_back() {
-            if now.saturating_duration_since(c.since) < self.idle_timeout {
-                return Some(c.conn);
-            }
-            // The rest are older still.
-            idle.clear();
-        }
-        None
+        drop(self.take_expired(&mut idle));
+        idle.pop_back().map(|c| c.conn)
     }
 
-    /// Drops the connections idle for `idle_timeout` or longer (closing them).
-    fn reap(&self) {
+    /// The connections idle for `idle_timeout` or longer, taken out of `idle` (oldest first:
+    /// they sit at the front).
+    fn take_expired(&self, idle: &mut VecDeque<Idle>) -> Vec<Idle> {
         let now = Instant::now();
-        let expired: Vec<Idle> = {
-            let mut idle = crate::lock(&self.idle);
-            let keep = idle
-                .iter()
-                .position(|c| now.saturating_duration_since(c.since) < self.idle_timeout)
-                .unwrap_or(idle.len());
-            idle.drain(..keep).collect()
-        };
+        let fresh = idle
+            .iter()
+            .position(|c| now.saturating_duration_since(c.since) < self.idle_timeout)
+            .unwrap_or(idle.len());
+        idle.drain(..fresh).collect()
+    }
+
+    /// Closes the connections idle for `idle_timeout` or longer.
+    fn reap(&self) {
+        let expired = self.take_expired(&mut crate::lock(&self.idle));
         // Closed outside the lock.
         drop(expired);
     }
@@ -183,13 +179,8 @@ impl Pool {
             return;
         }
         let now = Instant::now();
+        // Expired ones are the reaper's (and checkout's) to drop.
         let mut idle = crate::lock(&self.idle);
-        while idle
-            .front()
-            .is_some_and(|c| now.saturating_duration_since(c.since) >= self.idle_timeout)
-        {
-            idle.pop_front();
-        }
         if idle.len() >= self.max_idle {
             idle.pop_front();
         }
@@ -224,8 +215,9 @@ impl Pool {
         mut req: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<(http::response::Parts, Bytes), PoolError> {
-        // Each attempt that gives the request back unsent drops a dead connection; a fresh
-        // one that does the same is not tried a third time.
+        // Each attempt that gives the request back unsent drops a dead connection; past this
+        // many fresh ones doing the same, the upstream is taken to be unreachable.
+        const FRESH_ATTEMPTS: u32 = 2;
         let mut fresh_attempts = 0;
         loop {
             let mut conn = match self.checkout() {
@@ -247,7 +239,7 @@ impl Pool {
                 Err(e) => Some(ended_with(e)),
             };
             if let Some(e) = unsent_error {
-                if fresh_attempts >= 2 {
+                if fresh_attempts >= FRESH_ATTEMPTS {
                     return Err(PoolError::Connect(e));
                 }
                 continue;
@@ -255,7 +247,7 @@ impl Pool {
             let answer = match drive(io, ended, tx.try_send_request(req)).await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => match e.take_message() {
-                    Some(back) if fresh_attempts < 2 => {
+                    Some(back) if fresh_attempts < FRESH_ATTEMPTS => {
                         req = back;
                         continue;
                     }
