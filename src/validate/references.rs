@@ -19,10 +19,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
@@ -85,39 +82,15 @@ impl Lookups {
         };
         let name = &ctx.identity.key.name;
         let mut bodies = self.cache.peek(name, &specs).await;
-        type Fetching<'f> = Pin<Box<dyn Future<Output = Option<Bytes>> + Send + 'f>>;
-        let mut fetches: Vec<Option<Fetching<'_>>> = bodies
-            .iter()
-            .zip(&specs)
-            .map(|(body, spec)| {
-                body.is_none().then(|| {
-                    // A lookup takes no query: its path is its whole target.
-                    let target = PathAndQuery::from_static(spec.template);
-                    Box::pin(self.fetch_through(ctx, spec, target)) as Fetching<'_>
-                })
-            })
-            .collect();
-        if fetches.iter().any(Option::is_some) {
-            std::future::poll_fn(|cx| {
-                let mut waiting = false;
-                for (body, fetch) in bodies.iter_mut().zip(fetches.iter_mut()) {
-                    if let Some(f) = fetch {
-                        match f.as_mut().poll(cx) {
-                            Poll::Ready(b) => {
-                                *body = b;
-                                *fetch = None;
-                            }
-                            Poll::Pending => waiting = true,
-                        }
-                    }
-                }
-                if waiting {
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
-            .await;
+        let misses: Vec<usize> = (0..bodies.len()).filter(|&i| bodies[i].is_none()).collect();
+        let fetched = futures_util::future::join_all(misses.iter().map(|&i| {
+            // A lookup takes no query: its path is its whole target.
+            let target = PathAndQuery::from_static(specs[i].template);
+            self.fetch_through(ctx, specs[i], target)
+        }))
+        .await;
+        for (i, body) in misses.into_iter().zip(fetched) {
+            bodies[i] = body;
         }
         routes
             .iter()
@@ -200,7 +173,6 @@ impl Lookups {
         let [tiers, categories, stages, tags, users, fields] =
             wanted.map(|(w, _)| if w { found.next().flatten() } else { None });
         let mut problems = Vec::new();
-        let mut skipped = false;
         let mut check_id = |field: &str, value: Option<&Value>, known: &Option<Arc<Vec<Value>>>| {
             let (Some(v), Some(items)) = (value, known) else {
                 return;
@@ -278,19 +250,12 @@ impl Lookups {
         if let Some(items) = &fields {
             check_custom_fields(obj, items, create, &mut problems);
         }
-        let wanted = [
-            (has("tierId"), &tiers),
-            (has("categoryId"), &categories),
-            (has("stageUuid"), &stages),
-            (has("tags") || email_tags, &tags),
-            (has("assignedUsers"), &users),
-            (create || has("customFields"), &fields),
-        ];
-        for (asked, got) in wanted {
-            if asked && got.is_none() {
-                skipped = true;
-            }
-        }
+        // A lookup asked for and not read: its references are left to JourneyBee.
+        let read = [&tiers, &categories, &stages, &tags, &users, &fields];
+        let skipped = wanted
+            .iter()
+            .zip(read)
+            .any(|((asked, _), got)| *asked && got.is_none());
         let result = match (problems.is_empty(), skipped) {
             (false, _) => ReferenceCheck::Refused,
             (true, true) => ReferenceCheck::Skipped,
