@@ -563,13 +563,13 @@ where
                     _ => {
                         drop(permit);
                         state.refund(granted).await;
-                        let refused = if Instant::now() >= deadline && retryable_route {
-                            GatewayError::RequestTimeout.into()
-                        } else if Instant::now() >= deadline {
-                            GatewayError::WriteTimedOutUnsent.into()
-                        } else {
+                        let refused = if Instant::now() < deadline {
                             state.metrics.throttle(Throttle::UpstreamConnections);
                             GatewayError::UpstreamBusy.into()
+                        } else if retryable_route {
+                            GatewayError::RequestTimeout.into()
+                        } else {
+                            GatewayError::WriteTimedOutUnsent.into()
                         };
                         return Ok(previous.unwrap_or(refused));
                     }
@@ -587,6 +587,8 @@ where
                         }
                     };
                 }
+                // Only a write takes its gate (a lookup read on a write's behalf carries the
+                // write's context, gate included).
                 if !retryable_route && !this.ctx.gate.take() {
                     // The write's client was answered at its deadline and told that nothing
                     // was sent: it never is.

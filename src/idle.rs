@@ -236,6 +236,26 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnTimeout<T> {
     }
 }
 
+impl<T> ConnTimeout<T> {
+    /// What a write to the inner IO returned, as seen by the connection's timer: bytes
+    /// written are activity, and a client that stops reading our answer is idle too.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(r) => {
+                if matches!(r, Ok(n) if n > 0) {
+                    self.on_write(cx);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.poll_deadline(cx).map(Err),
+        }
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -243,16 +263,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                if matches!(r, Ok(n) if n > 0) {
-                    this.on_write(cx);
-                }
-                Poll::Ready(r)
-            }
-            // A client that stops reading our answer is idle too.
-            Poll::Pending => this.poll_deadline(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(cx, r)
     }
 
     // Vectored writes pass through: without them hyper copies every response body into its
@@ -263,15 +275,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                if matches!(r, Ok(n) if n > 0) {
-                    this.on_write(cx);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.poll_deadline(cx).map(Err),
-        }
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
