@@ -109,15 +109,9 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     stop_pid "$PY_PID" "soak driver"
-    stop_pid "$GW_PID" "journeybee-gateway serve"
-    stop_pid "$SIM_PID" journeybee-sim
+    stop_stack
     if [ "$rc" -ne 0 ]; then
-        for f in sim.log gateway.log; do
-            if [ -s "$TMP/$f" ]; then
-                printf '\n----- last lines of %s -----\n' "$f" >&2
-                tail -n 5 "$TMP/$f" >&2
-            fi
-        done
+        tail_logs "$TMP" 5 sim.log gateway.log
     fi
     if [ "$KEEP_TMP" = 1 ] || [ "$rc" -ne 0 ]; then
         log "temp dir kept (sim.log, gateway.log, gateway/, unexpected.jsonl): $TMP"

@@ -56,15 +56,9 @@ GW_PID=
 cleanup() {
   local rc=$?
   set +e
-  stop_pid "$GW_PID" "journeybee-gateway serve"
-  stop_pid "$SIM_PID" journeybee-sim
+  stop_stack
   if [ "$rc" -ne 0 ]; then
-    for f in sim.log gateway.log; do
-      if [ -s "$WORK/$f" ]; then
-        printf '\n----- last lines of %s -----\n' "$f" >&2
-        tail -n 40 "$WORK/$f" >&2
-      fi
-    done
+    tail_logs "$WORK" 40 sim.log gateway.log
   fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     printf 'check-openapi: work directory kept: %s\n' "$WORK" >&2

@@ -63,16 +63,10 @@ cleanup() {
   set +e
   stop_pid "$PROM_PID" prometheus
   stop_pid "$DEGRADED_PID" "journeybee-gateway serve (degraded replica)"
-  stop_pid "$GW_PID" "journeybee-gateway serve"
-  stop_pid "$SIM_PID" journeybee-sim
+  stop_stack
   if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ "$rc" -ne 0 ]; then
-    for f in sim.log gateway.log degraded.log prometheus.log; do
-      if [ -s "$WORK/$f" ]; then
-        printf '\n----- last lines of %s -----\n' "$f" >&2
-        tail -n 40 "$WORK/$f" >&2
-      fi
-    done
+    tail_logs "$WORK" 40 sim.log gateway.log degraded.log prometheus.log
   fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then
     printf 'check-prometheus: work directory kept: %s\n' "$WORK" >&2

@@ -24,6 +24,25 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# stop_stack: stops what start_stack started (the gateway first, then the simulator).
+stop_stack() {
+  stop_pid "${GW_PID:-}" "journeybee-gateway serve"
+  stop_pid "${SIM_PID:-}" journeybee-sim
+}
+
+# tail_logs DIR LINES FILE...: the last LINES lines of each non-empty DIR/FILE, on stderr (a
+# failed run's context).
+tail_logs() {
+  local dir=$1 lines=$2 f
+  shift 2
+  for f in "$@"; do
+    if [ -s "$dir/$f" ]; then
+      printf '\n----- last lines of %s -----\n' "$f" >&2
+      tail -n "$lines" "$dir/$f" >&2
+    fi
+  done
+}
+
 # wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2s until it succeeds; fails
 # at once if the simulator, the gateway (or Prometheus) it waits on has exited.
 wait_until() {
