@@ -1,20 +1,33 @@
 //! The list cache: upstream list responses kept per (upstream key, generation, userId,
 //! canonical query), bounded in bytes by moka's weigher, with coalesced misses, O(1)
-//! invalidation on write, client `Cache-Control` and stale-if-error.
+//! invalidation on write, client `Cache-Control`, and stale copies served within bounds.
+//!
+//! Freshness and staleness (RFC 9111 §4.2, RFC 5861), per copy, local or in the shared L2:
+//! - younger than the TTL: fresh, a `HIT`;
+//! - older, within `stale_while_revalidate`: answered at once (`STALE`, detail
+//!   `revalidating`) while one background fetch, across the fleet (the L2 lock), refreshes it,
+//!   spending only the key's headroom above `[rate_limit] refresh_reserve`;
+//! - older, within `max_stale`: refreshed in the foreground, and served (`STALE` with the
+//!   reason: `budget`, `rate-limited`, `error`, `timeout`, `breaker`) when that cannot be done;
+//! - beyond `max_stale`: gone (every copy, and every L2 key, has an end).
+//!
+//! Only copies of the current generation are ever served: a write bumps the generation,
+//! which makes every older copy unreachable on every replica, stale or not.
 //!
 //! Concurrent misses for one key are coalesced by a small single-flight table in front of
 //! moka (moka's `try_get_with` cannot refresh an entry that is present but expired, which
-//! stale-if-error needs to keep): the first request fetches, the others wait for its answer,
+//! stale serving needs to keep): the first request fetches, the others wait for its answer,
 //! errors included, and none of them is forwarded.
 
 use crate::config::CacheSettings;
-use crate::exchange::{CacheResult, Facts, Outbound, Reply, UpstreamMeta};
+use crate::error::{Rejection, Throttle};
+use crate::exchange::{BudgetClass, CacheResult, Facts, Outbound, Reply, UpstreamMeta};
 use crate::lock;
-use crate::metrics::{InvalidationCause, Metrics};
+use crate::metrics::{InvalidationCause, Metrics, StaleReason};
 use crate::route::{Caching, Group};
-use crate::state::{L2Lookup, SharedStore};
+use crate::state::{L2Copy, L2Lookup, SharedStore};
 use crate::validate::query::ListQuery;
-use crate::validate::{Read, Write};
+use crate::validate::{Purpose, Read, Write};
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -146,9 +159,23 @@ impl Snapshot {
             + 96
     }
 
-    /// Whether upstream failed in a way stale-if-error covers (no answer, 5xx, 429).
-    fn is_upstream_failure(&self) -> bool {
-        self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS
+    /// Why this answer is a reason to serve a stale copy instead, if it is one: the budget
+    /// or the breaker refused the fetch, or upstream answered 429 or 5xx, timed out or could
+    /// not be reached. Anything else (a 4xx, a 200 that was not storable) is passed on.
+    fn stale_reason(&self) -> Option<StaleReason> {
+        match self.facts.rejection {
+            Some(Rejection::Throttled(Throttle::CircuitOpen)) => Some(StaleReason::Breaker),
+            Some(Rejection::Throttled(_)) => Some(StaleReason::Budget),
+            Some(Rejection::UpstreamTimeout | Rejection::RequestTimeout) => {
+                Some(StaleReason::Timeout)
+            }
+            Some(Rejection::UpstreamUnreachable | Rejection::UpstreamTooLarge) => {
+                Some(StaleReason::Error)
+            }
+            _ if self.status == StatusCode::TOO_MANY_REQUESTS => Some(StaleReason::RateLimited),
+            _ if self.status.is_server_error() => Some(StaleReason::Error),
+            _ => None,
+        }
     }
 }
 
@@ -156,20 +183,33 @@ impl Snapshot {
 #[derive(Debug)]
 struct Entry {
     snapshot: Snapshot,
+    /// When it was fetched from upstream (for a copy from the L2: backdated by its age there).
     stored_at: Instant,
     /// How long it is fresh (the route's TTL).
     ttl: Duration,
 }
 
-/// The outcome of one upstream fetch, shared with everyone who waited for it.
+impl Entry {
+    fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
+    }
+}
+
+/// The outcome of one fetch, shared with everyone who waited for it.
 #[derive(Debug)]
 enum Fetched {
-    /// Stored and fresh.
+    /// Fetched from upstream, stored and fresh.
     Stored(Arc<Entry>),
-    /// Answered but not storable (not 200 JSON, `no-store`, too large), or a failure.
+    /// Answered but not storable (not 200 JSON, `no-store`, too large), or a failure with no
+    /// copy to serve instead.
     Passed(Box<Snapshot>),
     /// Fetched by another replica (the shared L2), now stored here too.
     Shared(Arc<Entry>),
+    /// A copy past its freshness, served for this reason.
+    Stale(Arc<Entry>, StaleReason),
+    /// A background refresh found another replica refreshing it and brought nothing back:
+    /// whoever waited on it looks again.
+    Elsewhere,
 }
 
 /// The L2 name of a cached read: its generation and a digest of the forwarded target, so the
@@ -179,50 +219,64 @@ fn l2_id(key: &CacheKey) -> String {
     format!("{}:{}", key.generation, &fp.hex()[..32])
 }
 
-/// A stored list as the L2 holds it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Wire {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+/// The L2's layout of a stored list: raw bytes, no text encoding of the body. `JBL1`, the
+/// status (u16), the header count (u16), each header as a u16 length and name then a u16
+/// length and value, then the body to the end. The server stamps when it was stored (see
+/// `state::redis`), so its age is the server's, the same for every replica.
+const WIRE_MAGIC: &[u8; 4] = b"JBL1";
 
 fn encode(snap: &Snapshot) -> Bytes {
-    use base64::Engine;
-    let wire = Wire {
-        status: snap.status.as_u16(),
-        headers: snap
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        body: base64::engine::general_purpose::STANDARD
-            .encode(crate::exchange::body_bytes(&snap.body)),
-    };
-    Bytes::from(serde_json::to_vec(&wire).unwrap_or_default())
+    let body = crate::exchange::body_bytes(&snap.body);
+    let mut out = Vec::with_capacity(snap.weight() + 16);
+    out.extend_from_slice(WIRE_MAGIC);
+    out.extend_from_slice(&snap.status.as_u16().to_be_bytes());
+    let headers: Vec<_> = snap
+        .headers
+        .iter()
+        .filter(|(n, v)| n.as_str().len() <= 0xffff && v.len() <= 0xffff)
+        .collect();
+    out.extend_from_slice(&(headers.len().min(0xffff) as u16).to_be_bytes());
+    for (name, value) in headers.into_iter().take(0xffff) {
+        out.extend_from_slice(&(name.as_str().len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.extend_from_slice(&body);
+    Bytes::from(out)
 }
 
-fn decode(bytes: &[u8]) -> Option<Snapshot> {
-    use base64::Engine;
-    let wire: Wire = serde_json::from_slice(bytes).ok()?;
-    let mut headers = HeaderMap::new();
-    for (n, v) in wire.headers {
-        headers.append(
-            http::HeaderName::from_bytes(n.as_bytes()).ok()?,
-            HeaderValue::from_str(&v).ok()?,
-        );
+fn decode(bytes: &Bytes) -> Option<Snapshot> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (rest.len() >= n).then(|| rest.split_at(n))?;
+        *rest = tail;
+        Some(head)
     }
+    fn u16_at(rest: &mut &[u8]) -> Option<u16> {
+        take(rest, 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    let mut rest: &[u8] = bytes;
+    if take(&mut rest, 4)? != WIRE_MAGIC {
+        return None;
+    }
+    let status = StatusCode::from_u16(u16_at(&mut rest)?).ok()?;
+    let count = u16_at(&mut rest)? as usize;
+    let mut headers = HeaderMap::with_capacity(count);
+    for _ in 0..count {
+        let len = u16_at(&mut rest)? as usize;
+        let name = http::HeaderName::from_bytes(take(&mut rest, len)?).ok()?;
+        let len = u16_at(&mut rest)? as usize;
+        let value = HeaderValue::from_bytes(take(&mut rest, len)?).ok()?;
+        headers.append(name, value);
+    }
+    let body = bytes.slice(bytes.len() - rest.len()..);
     Some(Snapshot {
-        status: StatusCode::from_u16(wire.status).ok()?,
+        status,
         headers,
-        body: Full::new(Bytes::from(
-            base64::engine::general_purpose::STANDARD
-                .decode(wire.body)
-                .ok()?,
-        )),
+        body: Full::new(body),
         facts: Facts {
             upstream: Some(UpstreamMeta {
-                status: Some(wire.status),
+                status: Some(status.as_u16()),
                 duration: std::time::Duration::ZERO,
                 maybe_sent: true,
             }),
@@ -247,12 +301,25 @@ pub struct ListCache {
     /// Generations to bump once the store answers again (a write was accepted while it was
     /// down).
     pending_bumps: Mutex<HashSet<(Arc<str>, Group)>>,
+    /// Per key and group: how many writes this replica has had accepted. A fetch that
+    /// started before a write is not stored after it, whatever the store's state: with the
+    /// store down the generation cannot move, and this is what tells them apart.
+    write_epochs: Mutex<HashMap<(Arc<str>, Group), u64>>,
+    /// Admin purges of everything: part of every write epoch.
+    purges: std::sync::atomic::AtomicU64,
     /// Per key: when the next background sweep of older generations may be registered. See
     /// [`SWEEP_INTERVAL`].
     next_sweep: Mutex<HashMap<(Arc<str>, Group), Instant>>,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
+    /// Company lookups read for reference checks are kept even with `[cache] enabled =
+    /// false` (they would otherwise multiply every create's upstream cost).
+    keep_lookups: bool,
     metrics: Arc<Metrics>,
 }
+
+/// How often pending generation bumps (writes accepted while the store was down) are
+/// retried in the background, until the store takes them.
+const PENDING_RETRY: Duration = Duration::from_millis(250);
 
 /// How long a replica waits for another one's fetch of the same list (shared L2) before
 /// fetching itself; the fetch lock expires after twice that.
@@ -293,7 +360,7 @@ fn seconds_value(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Directive {
     Normal,
-    /// `no-cache` (or `Pragma: no-cache`): refetch, store the fresh answer.
+    /// `no-cache`, `max-age=0` (or `Pragma: no-cache`): refetch, store the fresh answer.
     Revalidate,
     /// `no-store`: neither read nor write the cache.
     Bypass,
@@ -312,7 +379,12 @@ fn client_directive(headers: &HeaderMap) -> Directive {
         if t.eq_ignore_ascii_case("no-store") {
             return Directive::Bypass;
         }
-        if t.eq_ignore_ascii_case("no-cache") {
+        // `max-age=0` asks for nothing older than now: a real fetch, like `no-cache`.
+        if t.eq_ignore_ascii_case("no-cache")
+            || t.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("max-age") && v.trim().trim_matches('"') == "0"
+            })
+        {
             d = Directive::Revalidate;
         }
     }
@@ -342,11 +414,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl ListCache {
-    /// A cache for `settings` whose generations live in `state`.
+    /// A cache for `settings` whose generations live in `state`; `keep_lookups` when reference
+    /// checks read the company's lookups through it.
     pub fn new(
         settings: &CacheSettings,
         state: SharedStore,
         degraded_max_age: Duration,
+        keep_lookups: bool,
         metrics: Arc<Metrics>,
     ) -> Arc<ListCache> {
         let evictions = metrics.clone();
@@ -355,8 +429,8 @@ impl ListCache {
             .weigher(|k: &CacheKey, v: &Arc<Entry>| {
                 u32::try_from(k.weight() + v.snapshot.weight()).unwrap_or(u32::MAX)
             })
-            // Entries outlive their freshness by the stale window, for stale-if-error.
-            .time_to_live(settings.ttl.max(settings.lookup_ttl) + settings.stale_if_error)
+            // Entries outlive their freshness by the stale window (`max_stale`), and no longer.
+            .time_to_live(settings.ttl.max(settings.lookup_ttl) + settings.max_stale)
             .support_invalidation_closures()
             .eviction_listener(move |_k, _v, cause| {
                 if cause == RemovalCause::Size {
@@ -364,24 +438,75 @@ impl ListCache {
                 }
             })
             .build();
-        Arc::new(ListCache {
+        let cache = Arc::new(ListCache {
             settings: settings.clone(),
             store,
             state,
             degraded_max_age,
             last_generation: Mutex::new(HashMap::new()),
             pending_bumps: Mutex::new(HashSet::new()),
+            write_epochs: Mutex::new(HashMap::new()),
+            purges: std::sync::atomic::AtomicU64::new(0),
             next_sweep: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            keep_lookups,
             metrics,
-        })
+        });
+        cache.retry_pending_bumps();
+        cache
     }
 
     /// Whether this cache was built for `settings` and `state` (so a reload keeps it).
-    pub fn fits(&self, settings: &CacheSettings, state: &SharedStore, degraded: Duration) -> bool {
+    pub fn fits(
+        &self,
+        settings: &CacheSettings,
+        state: &SharedStore,
+        degraded: Duration,
+        keep_lookups: bool,
+    ) -> bool {
         self.settings == *settings
             && Arc::ptr_eq(&self.state, state)
             && self.degraded_max_age == degraded
+            && self.keep_lookups == keep_lookups
+    }
+
+    /// Retries the bumps the store could not take, in the background, as soon as it answers
+    /// again: read-your-writes for the other replicas must not wait until this one next
+    /// reads the group. The task holds the cache weakly and ends with it.
+    fn retry_pending_bumps(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(PENDING_RETRY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(cache) = cache.upgrade() else { return };
+                cache.flush_pending_bumps().await;
+            }
+        });
+    }
+
+    /// Sends every pending generation bump to the store (in the background, and at
+    /// shutdown); true when none is left.
+    pub async fn flush_pending_bumps(&self) -> bool {
+        let pending: Vec<(Arc<str>, Group)> = lock(&self.pending_bumps).iter().cloned().collect();
+        for (name, group) in pending {
+            self.bump_if_pending(&name, group).await;
+        }
+        lock(&self.pending_bumps).is_empty()
+    }
+
+    /// How many writes to `group` on `name` this replica has had accepted.
+    fn write_epoch(&self, name: &Arc<str>, group: Group) -> u64 {
+        let purges = self.purges.load(std::sync::atomic::Ordering::Acquire);
+        lock(&self.write_epochs)
+            .get(&(name.clone(), group))
+            .copied()
+            .unwrap_or(0)
+            .wrapping_add(purges)
     }
 
     /// The key's current generation, and whether it came from the store (false: the store
@@ -470,6 +595,14 @@ impl ListCache {
     /// background).
     pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
         self.metrics.cache_invalidation(cause);
+        {
+            // First, whatever the store says: a fetch in flight now must not store its
+            // (pre-write) answer as fresh after this write.
+            let mut epochs = lock(&self.write_epochs);
+            for group in groups {
+                *epochs.entry((name.clone(), *group)).or_insert(0) += 1;
+            }
+        }
         let mut buf = [""; Group::ALL.len()];
         match self.state.bump(name, scope_names(groups, &mut buf)).await {
             Ok(values) => {
@@ -524,6 +657,8 @@ impl ListCache {
                         }
                     }
                 }
+                self.purges
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 self.store.invalidate_all();
                 self.metrics.cache_invalidation(InvalidationCause::Admin);
                 Ok(())
@@ -553,14 +688,17 @@ impl ListCache {
         self.store.weighted_size()
     }
 
-    /// Turns an upstream answer into what is shared and maybe stored.
-    async fn settle(&self, key: &CacheKey, reply: Reply, ttl: Duration) -> Fetched {
+    /// Turns an upstream answer into what is shared and maybe stored. `epoch`: this
+    /// replica's write epoch of the key's group when the fetch started; if a write was
+    /// accepted since, the answer (maybe from before it) is passed on but not stored.
+    async fn settle(&self, key: &CacheKey, reply: Reply, ttl: Duration, epoch: u64) -> Fetched {
         let snap = Snapshot::from_reply(reply);
         let storable = snap.status == StatusCode::OK
             && snap.facts.upstream.is_some()
             && is_json(&snap.headers)
             && !upstream_forbids_storing(&snap.headers)
-            && key.weight() + snap.weight() <= self.settings.max_entry_size;
+            && key.weight() + snap.weight() <= self.settings.max_entry_size
+            && self.write_epoch(&key.upstream_key, key.group) == epoch;
         if !storable {
             return Fetched::Passed(Box::new(snap));
         }
@@ -577,15 +715,22 @@ impl ListCache {
         Fetched::Stored(entry)
     }
 
-    fn usable_stale(&self, entry: &Entry, now: Instant) -> bool {
-        !self.settings.stale_if_error.is_zero()
-            && now.saturating_duration_since(entry.stored_at)
-                < entry.ttl + self.settings.stale_if_error
+    /// Whether a copy may still be served stale: within its TTL plus `max_stale`.
+    fn within_max_stale(&self, entry: &Entry, now: Instant) -> bool {
+        !self.settings.max_stale.is_zero() && entry.age(now) < entry.ttl + self.settings.max_stale
     }
 
-    fn respond(&self, entry: &Entry, result: CacheResult, now: Instant) -> Reply {
-        let age = now.saturating_duration_since(entry.stored_at);
-        let mut reply = entry.snapshot.to_reply(4);
+    /// Whether a copy past its freshness is still inside `stale_while_revalidate`.
+    fn within_revalidate(&self, entry: &Entry, now: Instant) -> bool {
+        entry.age(now) < entry.ttl + self.settings.stale_while_revalidate
+    }
+
+    /// The answer from a stored copy, with `X-Cache`, `Age` (RFC 9111 §5.1), the freshness
+    /// left, and `Cache-Status` (RFC 9211).
+    fn respond(&self, entry: &Entry, status: Status, now: Instant) -> Reply {
+        let age = entry.age(now);
+        let result = status.result();
+        let mut reply = entry.snapshot.to_reply(5);
         let resp = &mut reply.response;
         // Rounded up, so a response fetched just now says the full TTL.
         let remaining = entry.ttl.saturating_sub(age).as_secs_f64().ceil() as u64;
@@ -598,16 +743,30 @@ impl ListCache {
         if result != CacheResult::Miss {
             h.insert(header::AGE, seconds_value(&AGE, age.as_secs(), ""));
         }
+        let ttl = if remaining > 0 {
+            remaining as i64
+        } else {
+            // Negative: stale by that many seconds, rounded up (RFC 9211 §2.5).
+            -(age.saturating_sub(entry.ttl).as_secs_f64().ceil() as i64).max(1)
+        };
+        h.insert(CACHE_STATUS, status.header(Some(ttl)));
+        self.metrics.cache_lookup(result);
+        self.metrics.economy().served_age(result, age.as_secs_f64());
+        if let Status::Stale(reason) = status {
+            self.metrics.economy().stale_served(reason);
+        }
         reply.facts.cache = Some(result);
         reply
     }
 
-    fn passed(&self, snap: &Snapshot, result: CacheResult) -> Reply {
-        let mut reply = snap.to_reply(2);
-        reply
-            .response
-            .headers_mut()
-            .insert(X_CACHE, HeaderValue::from_static(result.as_str()));
+    /// An answer that was not stored (a failure with no copy to serve, or not storable).
+    fn passed(&self, snap: &Snapshot, status: Status) -> Reply {
+        let mut reply = snap.to_reply(3);
+        let result = status.result();
+        let h = reply.response.headers_mut();
+        h.insert(X_CACHE, HeaderValue::from_static(result.as_str()));
+        h.insert(CACHE_STATUS, status.header(None));
+        self.metrics.cache_lookup(result);
         reply.facts.cache = Some(result);
         reply
     }
@@ -623,7 +782,7 @@ impl ListCache {
         name: &Arc<str>,
         specs: &[&'static crate::route::RouteSpec],
     ) -> Vec<Option<Bytes>> {
-        if !self.settings.enabled || specs.is_empty() {
+        if !(self.settings.enabled || self.keep_lookups) || specs.is_empty() {
             return vec![None; specs.len()];
         }
         let groups: Vec<Group> = specs.iter().map(|s| s.group).collect();
@@ -639,8 +798,7 @@ impl ListCache {
                 target: PathAndQuery::from_static(spec.template),
             };
             let body = self.store.get(&key).await.filter(|entry| {
-                Instant::now().saturating_duration_since(entry.stored_at) < max_age
-                    && entry.snapshot.status.is_success()
+                entry.age(Instant::now()) < max_age && entry.snapshot.status.is_success()
             });
             out.push(body.map(|entry| {
                 self.metrics.cache_lookup(CacheResult::Hit);
@@ -650,10 +808,11 @@ impl ListCache {
         out
     }
 
-    /// Whether a read goes around the cache (the cache is off, or the client said
-    /// `no-store`).
-    fn bypassed(&self, directive: Directive) -> bool {
-        !self.settings.enabled || directive == Directive::Bypass
+    /// Whether a read goes around the cache: the client said `no-store`, or the cache is off
+    /// (but for the lookups reference checks read, kept whenever those checks are on).
+    fn bypassed(&self, directive: Directive, purpose: Purpose) -> bool {
+        directive == Directive::Bypass
+            || !(self.settings.enabled || (self.keep_lookups && purpose == Purpose::References))
     }
 
     /// A read that goes around the cache: not shared with anyone, the answer is passed on as
@@ -663,21 +822,29 @@ impl ListCache {
         S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
         self.metrics.cache_lookup(CacheResult::Bypass);
-        let mut reply = call(&mut inner, outbound(read)).await;
-        reply.response.headers_mut().insert(
+        let class = match read.purpose {
+            Purpose::References => BudgetClass::Lookup,
+            Purpose::Client => BudgetClass::Cold,
+        };
+        let mut reply = call(&mut inner, outbound(read, class)).await;
+        let h = reply.response.headers_mut();
+        h.insert(
             X_CACHE,
             HeaderValue::from_static(CacheResult::Bypass.as_str()),
         );
+        h.insert(CACHE_STATUS, Status::Bypass.header(None));
         reply.facts.cache = Some(CacheResult::Bypass);
         reply
     }
 
     /// Serves a read from the cache or through `inner` (a read the cache does not bypass).
-    async fn serve<S>(self: Arc<Self>, read: Read, directive: Directive, mut inner: S) -> Reply
+    async fn serve<S>(self: Arc<Self>, read: Read, directive: Directive, inner: S) -> Reply
     where
-        S: Service<Outbound, Response = Reply, Error = Infallible>,
+        S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
     {
         let spec = read.ctx.spec;
+        let purpose = read.purpose;
         let name = &read.ctx.identity.key.name;
         let (generation, coherent) = self.generation(name, spec.group).await;
         let key = CacheKey {
@@ -687,136 +854,306 @@ impl ListCache {
             target: read.target.clone(),
         };
         let (ttl, max_age) = self.max_age(spec, coherent);
-        let out = outbound(read);
+        let forced = directive == Directive::Revalidate;
+        let out = outbound(read, BudgetClass::Cold);
         loop {
             let now = Instant::now();
             let existing = self.store.get(&key).await;
-            if directive == Directive::Normal {
-                if let Some(entry) = existing
-                    .as_ref()
-                    .filter(|e| now.saturating_duration_since(e.stored_at) < max_age)
-                {
-                    self.metrics.cache_lookup(CacheResult::Hit);
-                    return self.respond(entry, CacheResult::Hit, now);
+            if let Some(entry) = existing.as_ref().filter(|_| !forced) {
+                if entry.age(now) < max_age {
+                    return self.respond(entry, Status::Hit, now);
+                }
+                if coherent && self.within_revalidate(entry, now) {
+                    // RFC 5861 stale-while-revalidate: the copy now, the refresh behind it.
+                    self.revalidate(&key, &out, &inner, ttl, purpose);
+                    return self.respond(entry, Status::Stale(StaleReason::Revalidating), now);
                 }
             }
-            let fetched = match self.join_or_lead(&key) {
+            // A copy to serve if the fetch cannot be made: only while the generation is
+            // known to be current (the store answered), so never one from before a write.
+            let fallback = existing.filter(|e| coherent && self.within_max_stale(e, now));
+            let (fetched, collapsed) = match self.join_or_lead(&key) {
                 Role::Follower(mut rx) => match rx.wait_for(Option::is_some).await {
-                    Ok(v) => v.clone().expect("waited for Some"),
+                    Ok(v) => (v.clone().expect("waited for Some"), true),
                     // The leader was cancelled (its client went away): try again, maybe as
                     // the new leader.
                     Err(_) => continue,
                 },
                 Role::Leader(flight) => {
                     // Leading spends the request; the loop comes back only for a follower.
-                    let shared = coherent && directive == Directive::Normal;
+                    let shared = coherent && self.state.is_shared();
+                    let how = How {
+                        forced,
+                        shared,
+                        ttl,
+                        purpose,
+                    };
                     // Boxed: the fetch (L2, upstream, store) is most of this future's size,
                     // and a hit, which never fetches, would move it whole when boxed.
-                    let fetch = Box::pin(self.fetch(&key, out, &mut inner, shared, ttl));
+                    let fetch = Box::pin(self.clone().fetch(
+                        key.clone(),
+                        out.clone(),
+                        inner.clone(),
+                        how,
+                        fallback.clone(),
+                    ));
                     let fetched = Arc::new(fetch.await);
                     flight.complete(fetched.clone());
-                    fetched
+                    (fetched, false)
                 }
             };
             let now = Instant::now();
             return match &*fetched {
-                Fetched::Stored(entry) => {
-                    self.metrics.cache_lookup(CacheResult::Miss);
-                    self.respond(entry, CacheResult::Miss, now)
-                }
-                Fetched::Shared(entry) => {
-                    self.metrics.cache_lookup(CacheResult::Hit);
-                    self.respond(entry, CacheResult::Hit, now)
-                }
-                Fetched::Passed(snap) => match existing {
-                    Some(old) if snap.is_upstream_failure() && self.usable_stale(&old, now) => {
-                        self.metrics.cache_lookup(CacheResult::Stale);
-                        self.respond(&old, CacheResult::Stale, now)
+                Fetched::Stored(entry) => self.respond(
+                    entry,
+                    Status::Fetched {
+                        forced,
+                        refreshed: fallback.is_some(),
+                        collapsed,
+                    },
+                    now,
+                ),
+                Fetched::Shared(entry) => self.respond(entry, Status::SharedHit, now),
+                Fetched::Stale(entry, reason) => self.respond(entry, Status::Stale(*reason), now),
+                Fetched::Elsewhere => continue,
+                Fetched::Passed(snap) => match (snap.stale_reason(), fallback) {
+                    // A follower's own copy, when the fetch it waited for failed.
+                    (Some(reason), Some(old)) if self.within_max_stale(&old, now) => {
+                        self.respond(&old, Status::Stale(reason), now)
                     }
-                    _ => {
-                        self.metrics.cache_lookup(CacheResult::Miss);
-                        self.passed(snap, CacheResult::Miss)
-                    }
+                    _ => self.passed(
+                        snap,
+                        Status::Forwarded {
+                            forced,
+                            collapsed,
+                            upstream: snap.facts.upstream.and_then(|u| u.status),
+                        },
+                    ),
                 },
             };
         }
     }
 
-    /// A local miss: the shared L2 first (when the store is shared and answering), so one
-    /// replica's fetch is every replica's hit; else upstream, then into both levels.
-    async fn fetch<S>(
-        &self,
+    /// Refreshes `key` in the background, once in this process (the single-flight table)
+    /// and once across the fleet (the L2 lock), spending only the budget above the reserve.
+    /// Requests meanwhile get the stale copy; a refresh that cannot be made leaves it.
+    fn revalidate<S>(
+        self: &Arc<Self>,
         key: &CacheKey,
-        req: Outbound,
-        inner: &mut S,
-        shared: bool,
+        out: &Outbound,
+        inner: &S,
         ttl: Duration,
+        purpose: Purpose,
+    ) where
+        S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let Role::Leader(flight) = self.join_or_lead(key) else {
+            return; // already being fetched here
+        };
+        let (cache, key, out, inner) = (self.clone(), key.clone(), out.clone(), inner.clone());
+        let how = How {
+            forced: false,
+            shared: self.state.is_shared(),
+            ttl,
+            purpose,
+        };
+        tokio::spawn(async move {
+            let fetched = cache.background(key, out, inner, how).await;
+            flight.complete(Arc::new(fetched));
+        });
+    }
+
+    /// A background refresh: the L2 first (another replica may have refreshed it, or be
+    /// refreshing it), then upstream as a `refresh`.
+    async fn background<S>(
+        self: Arc<Self>,
+        key: CacheKey,
+        out: Outbound,
+        inner: S,
+        how: How,
     ) -> Fetched
     where
         S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
-        let entry_id = l2_id(key);
-        let mut lead = false;
+        let entry_id = l2_id(&key);
         let mut lease = None;
-        if shared && self.state.is_shared() {
-            let deadline = Instant::now() + L2_WAIT;
-            loop {
-                match self
-                    .state
-                    .l2_lookup(&key.upstream_key, &entry_id, L2_WAIT * 2)
-                    .await
-                {
-                    Ok(L2Lookup::Hit { value, ttl_left }) => {
-                        if let Some(snapshot) = decode(&value) {
-                            let age = ttl.saturating_sub(ttl_left);
-                            let entry = Arc::new(Entry {
-                                ttl,
-                                snapshot,
-                                stored_at: Instant::now()
-                                    .checked_sub(age)
-                                    .unwrap_or_else(Instant::now),
-                            });
-                            self.store.insert(key.clone(), entry.clone()).await;
-                            return Fetched::Shared(entry);
-                        }
-                        lead = true;
-                        break;
+        if how.shared {
+            match self
+                .state
+                .l2_lookup(&key.upstream_key, &entry_id, how.ttl, L2_WAIT * 2)
+                .await
+            {
+                Ok(L2Lookup::Fresh(copy)) => {
+                    if let Some(entry) = self.adopt(&key, copy, how.ttl).await {
+                        return Fetched::Shared(entry);
                     }
-                    Ok(L2Lookup::Lead) => {
-                        lead = true;
-                        lease = Some(L2Lease {
-                            state: self.state.clone(),
-                            key: key.upstream_key.clone(),
-                            entry: entry_id.clone(),
-                            armed: true,
-                        });
-                        break;
-                    }
-                    Ok(L2Lookup::Busy) if Instant::now() < deadline => {
-                        tokio::time::sleep(L2_POLL).await;
-                    }
-                    // Another replica's fetch is taking long, or the store is down: fetch.
-                    Ok(L2Lookup::Busy) | Err(_) => break,
                 }
+                Ok(L2Lookup::Lead { .. }) => lease = Some(self.lease(&key, &entry_id)),
+                // Another replica is refreshing it: once across the fleet.
+                Ok(L2Lookup::Busy { stale }) => {
+                    return match stale {
+                        Some(copy) => match self.adopt(&key, copy, how.ttl).await {
+                            Some(e) => Fetched::Stale(e, StaleReason::Revalidating),
+                            None => Fetched::Elsewhere,
+                        },
+                        None => Fetched::Elsewhere,
+                    };
+                }
+                Err(_) => {}
             }
         }
-        let resp = call(inner, req).await;
-        let fetched = self.settle(key, resp, ttl).await;
-        if lead {
+        self.upstream(&key, out, inner, how.refresh_class(), how.ttl, lease)
+            .await
+    }
+
+    /// The fetch a request leads (no fresh copy here): the shared L2 first (when the store
+    /// is shared and answering), so one replica's fetch is every replica's hit; else
+    /// upstream, then into both levels. A stale copy, local or from the L2, is served when
+    /// upstream cannot be asked or fails, or at once while another replica refreshes it.
+    async fn fetch<S>(
+        self: Arc<Self>,
+        key: CacheKey,
+        out: Outbound,
+        inner: S,
+        how: How,
+        mut fallback: Option<Arc<Entry>>,
+    ) -> Fetched
+    where
+        S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let entry_id = l2_id(&key);
+        let mut lease = None;
+        if how.shared && !how.forced {
+            let deadline = Instant::now() + L2_WAIT;
+            loop {
+                let lookup = self
+                    .state
+                    .l2_lookup(&key.upstream_key, &entry_id, how.ttl, L2_WAIT * 2)
+                    .await;
+                let (stale, busy) = match lookup {
+                    Ok(L2Lookup::Fresh(copy)) => match self.adopt(&key, copy, how.ttl).await {
+                        Some(entry) => return Fetched::Shared(entry),
+                        None => break, // unreadable: fetch it
+                    },
+                    Ok(L2Lookup::Lead { stale }) => {
+                        lease = Some(self.lease(&key, &entry_id));
+                        (stale, false)
+                    }
+                    Ok(L2Lookup::Busy { stale }) => (stale, true),
+                    // The store stopped answering: upstream is the only way.
+                    Err(_) => break,
+                };
+                if let Some(copy) = stale {
+                    if let Some(entry) = self.adopt(&key, copy, how.ttl).await {
+                        fallback = fresher(fallback, entry);
+                    }
+                }
+                let now = Instant::now();
+                if let Some(copy) = fallback.as_ref().filter(|e| self.within_revalidate(e, now)) {
+                    // Stale-while-revalidate on a copy another replica stored: the copy now;
+                    // the refresh behind it is this replica's if it took the lock, else the
+                    // lock holder's (once across the fleet).
+                    if let Some(lease) = lease.take() {
+                        let (cache, key, out, inner) =
+                            (self.clone(), key.clone(), out.clone(), inner.clone());
+                        tokio::spawn(async move {
+                            let class = how.refresh_class();
+                            cache
+                                .upstream(&key, out, inner, class, how.ttl, Some(lease))
+                                .await;
+                        });
+                    }
+                    return Fetched::Stale(copy.clone(), StaleReason::Revalidating);
+                }
+                if !busy || now >= deadline {
+                    // This replica leads, or another replica's fetch is taking long: fetch.
+                    break;
+                }
+                tokio::time::sleep(L2_POLL).await;
+            }
+        }
+        let class = match (how.forced, &fallback) {
+            (true, _) => BudgetClass::Forced,
+            (false, Some(_)) => how.refresh_class(),
+            (false, None) => how.cold_class(),
+        };
+        let fetched = self.upstream(&key, out, inner, class, how.ttl, lease).await;
+        match (fetched, fallback) {
+            (Fetched::Passed(snap), Some(old)) => match snap.stale_reason() {
+                Some(reason) if self.within_max_stale(&old, Instant::now()) => {
+                    Fetched::Stale(old, reason)
+                }
+                _ => Fetched::Passed(snap),
+            },
+            (fetched, _) => fetched,
+        }
+    }
+
+    /// One upstream call of `class` for `key`: stored in this replica and, when it holds
+    /// the L2 lock (`lease`), in the L2 for its freshness plus `max_stale`.
+    async fn upstream<S>(
+        &self,
+        key: &CacheKey,
+        mut out: Outbound,
+        mut inner: S,
+        class: BudgetClass,
+        ttl: Duration,
+        lease: Option<L2Lease>,
+    ) -> Fetched
+    where
+        S: Service<Outbound, Response = Reply, Error = Infallible>,
+    {
+        out.class = class;
+        let epoch = self.write_epoch(&key.upstream_key, key.group);
+        let resp = call(&mut inner, out).await;
+        let fetched = self.settle(key, resp, ttl, epoch).await;
+        if let Some(mut lease) = lease {
             let value = match &fetched {
                 Fetched::Stored(e) => Some(encode(&e.snapshot)),
                 _ => None,
             };
             let _ = self
                 .state
-                .l2_put(&key.upstream_key, &entry_id, value, ttl)
+                .l2_put(
+                    &key.upstream_key,
+                    &lease.entry,
+                    value,
+                    ttl + self.settings.max_stale,
+                )
                 .await;
-        }
-        // Stored and unlocked (or the store is down, and the lock expires by itself).
-        if let Some(lease) = lease.as_mut() {
+            // Stored and unlocked (or the store is down, and the lock expires by itself).
             lease.armed = false;
         }
         fetched
+    }
+
+    /// A copy read from the L2, as an entry of this replica (backdated by its age there),
+    /// stored here too while it is still within `max_stale`.
+    async fn adopt(&self, key: &CacheKey, copy: L2Copy, ttl: Duration) -> Option<Arc<Entry>> {
+        let snapshot = decode(&copy.value)?;
+        let entry = Arc::new(Entry {
+            ttl,
+            snapshot,
+            stored_at: Instant::now().checked_sub(copy.age)?,
+        });
+        let now = Instant::now();
+        if !self.within_max_stale(&entry, now) && entry.age(now) >= ttl {
+            return None;
+        }
+        self.store.insert(key.clone(), entry.clone()).await;
+        Some(entry)
+    }
+
+    /// The L2 fetch lock this replica now holds for `key`.
+    fn lease(&self, key: &CacheKey, entry_id: &str) -> L2Lease {
+        L2Lease {
+            state: self.state.clone(),
+            key: key.upstream_key.clone(),
+            entry: entry_id.to_string(),
+            armed: true,
+        }
     }
 
     fn join_or_lead(self: &Arc<Self>, key: &CacheKey) -> Role {
@@ -833,6 +1170,137 @@ impl ListCache {
             key: key.clone(),
             tx,
         })
+    }
+}
+
+/// How a fetch is made.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// The client forced a real fetch (`no-cache`, `max-age=0`): the L2 is not read.
+    forced: bool,
+    /// The L2 is worth asking (a shared store whose generation was just read).
+    shared: bool,
+    /// The route's freshness lifetime.
+    ttl: Duration,
+    /// Who the read is for.
+    purpose: Purpose,
+}
+
+impl How {
+    /// The budget class of a fetch that refreshes an existing copy.
+    fn refresh_class(&self) -> BudgetClass {
+        match self.purpose {
+            Purpose::References => BudgetClass::Lookup,
+            Purpose::Client => BudgetClass::Refresh,
+        }
+    }
+
+    /// The budget class of a fetch with no copy anywhere.
+    fn cold_class(&self) -> BudgetClass {
+        match self.purpose {
+            Purpose::References => BudgetClass::Lookup,
+            Purpose::Client => BudgetClass::Cold,
+        }
+    }
+}
+
+/// The younger of a copy and another.
+fn fresher(a: Option<Arc<Entry>>, b: Arc<Entry>) -> Option<Arc<Entry>> {
+    match a {
+        Some(a) if a.stored_at >= b.stored_at => Some(a),
+        _ => Some(b),
+    }
+}
+
+/// What the cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// A fresh copy of this replica's.
+    Hit,
+    /// A fresh copy another replica stored in the L2.
+    SharedHit,
+    /// Fetched and stored.
+    Fetched {
+        forced: bool,
+        refreshed: bool,
+        collapsed: bool,
+    },
+    /// Forwarded, not stored (a failure with no copy, or not storable).
+    Forwarded {
+        forced: bool,
+        collapsed: bool,
+        upstream: Option<u16>,
+    },
+    /// A copy past its freshness.
+    Stale(StaleReason),
+    /// The cache was not used.
+    Bypass,
+}
+
+/// This cache's name in `Cache-Status`.
+const CACHE_NAME: &str = "journeybee-gateway";
+const CACHE_STATUS: header::HeaderName = header::HeaderName::from_static("cache-status");
+
+impl Status {
+    fn result(self) -> CacheResult {
+        match self {
+            Status::Hit | Status::SharedHit => CacheResult::Hit,
+            Status::Fetched { .. } | Status::Forwarded { .. } => CacheResult::Miss,
+            Status::Stale(_) => CacheResult::Stale,
+            Status::Bypass => CacheResult::Bypass,
+        }
+    }
+
+    /// The `Cache-Status` member, with `ttl` (negative: stale) when a copy is served.
+    fn header(self, ttl: Option<i64>) -> HeaderValue {
+        use std::fmt::Write as _;
+        let mut v = String::with_capacity(64);
+        v.push_str(CACHE_NAME);
+        let fwd = |forced: bool, refreshed: bool| match (forced, refreshed) {
+            (true, _) => "request",
+            (false, true) => "stale",
+            (false, false) => "uri-miss",
+        };
+        match self {
+            Status::Hit => v.push_str("; hit"),
+            Status::SharedHit => v.push_str("; hit; detail=shared"),
+            Status::Stale(_) => v.push_str("; hit"),
+            Status::Fetched {
+                forced,
+                refreshed,
+                collapsed,
+            } => {
+                let _ = write!(
+                    v,
+                    "; fwd={}; fwd-status=200; stored",
+                    fwd(forced, refreshed)
+                );
+                if collapsed {
+                    v.push_str("; collapsed");
+                }
+            }
+            Status::Forwarded {
+                forced,
+                collapsed,
+                upstream,
+            } => {
+                let _ = write!(v, "; fwd={}", fwd(forced, false));
+                if let Some(status) = upstream {
+                    let _ = write!(v, "; fwd-status={status}");
+                }
+                if collapsed {
+                    v.push_str("; collapsed");
+                }
+            }
+            Status::Bypass => v.push_str("; fwd=bypass"),
+        }
+        if let Some(ttl) = ttl {
+            let _ = write!(v, "; ttl={ttl}");
+        }
+        if let Status::Stale(reason) = self {
+            let _ = write!(v, "; detail={}", reason.as_str());
+        }
+        HeaderValue::from_str(&v).expect("ASCII header")
     }
 }
 
@@ -904,20 +1372,28 @@ fn scope_names<'a>(
     &buf[..groups.len().min(Group::ALL.len())]
 }
 
+/// Calls `inner` once it is ready (tower's contract: a service is called only after
+/// `poll_ready` said so).
 async fn call<S>(inner: &mut S, req: Outbound) -> Reply
 where
     S: Service<Outbound, Response = Reply, Error = Infallible>,
 {
-    match inner.call(req).await {
+    use tower::ServiceExt as _;
+    let ready = match inner.ready().await {
+        Ok(ready) => ready,
+        Err(never) => match never {},
+    };
+    match ready.call(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     }
 }
 
 /// A read as it leaves: no client header travels (headers are not part of the cache key).
-fn outbound(read: Read) -> Outbound {
+fn outbound(read: Read, class: BudgetClass) -> Outbound {
     Outbound {
         ctx: read.ctx,
+        class,
         method: http::Method::GET,
         target: read.target,
         headers: HeaderMap::new(),
@@ -972,7 +1448,7 @@ where
         let inner = self.inner.clone();
         let cache = self.cache.clone();
         let directive = client_directive(&read.headers);
-        if cache.bypassed(directive) {
+        if cache.bypassed(directive, read.purpose) {
             return Box::pin(async move { Ok(cache.bypass(read, inner).await) });
         }
         Box::pin(async move { Ok(cache.serve(read, directive, inner).await) })
@@ -1029,6 +1505,7 @@ where
         let name = write.ctx.identity.key.name.clone();
         let fut = self.inner.call(Outbound {
             ctx: write.ctx,
+            class: BudgetClass::Write,
             method: write.method,
             target: write.target,
             headers: write.headers,

@@ -91,11 +91,61 @@ pub struct Ctx {
     pub identity: Arc<Identity>,
 }
 
+/// What an upstream call is spent on, deciding how much of a key's budget it may use: a
+/// saturated key spends first on what nobody can be answered without (`Write`, `Cold`,
+/// `Lookup`), and refreshes copies people already have (`Refresh`, `Forced`) only from the
+/// headroom above `[rate_limit] refresh_reserve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetClass {
+    /// A create, update or delete.
+    Write,
+    /// A read with no copy anywhere (neither local nor in the shared L2).
+    Cold,
+    /// A read refreshing a copy that exists (stale, or refreshed in the background).
+    Refresh,
+    /// A read the client forced past the cache (`Cache-Control: no-cache`, `max-age=0`).
+    Forced,
+    /// A company lookup fetched for a write's reference checks.
+    Lookup,
+}
+
+impl BudgetClass {
+    /// Every class, for pre-resolving metric label sets.
+    pub const ALL: [BudgetClass; 5] = [
+        BudgetClass::Write,
+        BudgetClass::Cold,
+        BudgetClass::Refresh,
+        BudgetClass::Forced,
+        BudgetClass::Lookup,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetClass::Write => "write",
+            BudgetClass::Cold => "cold",
+            BudgetClass::Refresh => "refresh",
+            BudgetClass::Forced => "forced",
+            BudgetClass::Lookup => "lookup",
+        }
+    }
+
+    /// Whether it may spend the reserve (else only the headroom above it).
+    pub fn has_reserve(self) -> bool {
+        match self {
+            BudgetClass::Write | BudgetClass::Cold | BudgetClass::Lookup => true,
+            BudgetClass::Refresh | BudgetClass::Forced => false,
+        }
+    }
+}
+
 /// A request ready to leave: the last two layers (the guard and the forward) take only this.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     /// The request's context.
     pub ctx: Ctx,
+    /// What the budget is spent on (set by the cache for reads, `Write` for writes).
+    pub class: BudgetClass,
     /// Method.
     pub method: Method,
     /// The path and query to forward: for a read the canonical query (with the forced
@@ -127,7 +177,7 @@ pub enum CacheResult {
     Hit,
     /// Fetched from upstream.
     Miss,
-    /// Served from an expired entry because upstream failed.
+    /// Served from an expired copy: being refreshed, or it could not be refreshed.
     Stale,
     /// The cache was not used (client `no-store`, cache off).
     Bypass,

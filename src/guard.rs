@@ -16,7 +16,7 @@
 
 use crate::config::{Identity, Settings, UpstreamSettings};
 use crate::error::{GatewayError, Rejection, Throttle};
-use crate::exchange::{Outbound, Reply};
+use crate::exchange::{BudgetClass, Outbound, Reply};
 use crate::metrics::{BudgetPool, Metrics};
 use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
 use crate::state::memory::MemoryStore;
@@ -87,6 +87,10 @@ struct KeyBudget {
     shared: u32,
     /// Spent alone when the shared part is full or unreachable (0 with the memory backend).
     private: u32,
+    /// Admissions of the shared part kept for classes that have the reserve
+    /// ([`BudgetClass::has_reserve`]): the others are admitted only below `shared - reserve`,
+    /// and never from the private share (kept for when the store is down).
+    reserve: u32,
 }
 
 /// The guard's state for one config generation; the budget itself lives in the store.
@@ -178,11 +182,15 @@ impl GuardState {
                         .state
                         .split(k.requests_per_minute)
                         .unwrap_or_default();
+                    let limit = k.requests_per_minute.limit();
                     KeyBudget {
                         name: k.name.clone(),
-                        limit: k.requests_per_minute.limit(),
+                        limit,
                         shared,
                         private,
+                        reserve: limit.map_or(0, |n| {
+                            (f64::from(n) * settings.refresh_reserve).ceil() as u32
+                        }),
                     }
                 })
                 .collect(),
@@ -241,8 +249,9 @@ impl GuardState {
         .into()
     }
 
-    /// Spends one admission for `identity`, from the shared pool or else the private share.
-    async fn admit(&self, identity: &Identity) -> Result<Granted, Reply> {
+    /// Spends one admission of `class` for `identity`, from the shared pool or else the
+    /// private share.
+    async fn admit(&self, identity: &Identity, class: BudgetClass) -> Result<Granted, Reply> {
         let key = &self.keys[identity.key.index];
         let Some(limit) = key.limit else {
             // `unlimited`: no store call and no log (fair shares do not apply either); only
@@ -258,32 +267,50 @@ impl GuardState {
             };
         };
         let user_rpm = identity.requests_per_minute.or(self.default_user_rpm);
+        let decision = |pool, admitted| self.metrics.economy().decision(class, pool, admitted);
+        let shared = if class.has_reserve() {
+            key.shared
+        } else {
+            key.shared.saturating_sub(key.reserve)
+        };
+        if shared == 0 {
+            // Nothing above the reserve to spend (and a limit of 0 is never asked of the
+            // store): refused without a round trip.
+            decision(BudgetPool::Shared, false);
+            return Err(self.throttled(Throttle::UpstreamBudget, limit, self.window));
+        }
         let ask = BudgetAsk {
             key: &key.name,
-            limit: key.shared,
+            limit: shared,
             window: self.window,
             user: user_rpm.map(|n| (&*identity.name, n)),
         };
         let shared_wait = match self.store.admit(&ask).await {
             Ok(Admit::Admitted(t)) => {
-                self.metrics.state().decision(BudgetPool::Shared, true);
+                decision(BudgetPool::Shared, true);
                 return Ok(Granted::Shared(t));
             }
             Ok(Admit::UserFull { wait }) => {
-                self.metrics.state().decision(BudgetPool::Shared, false);
+                decision(BudgetPool::Shared, false);
                 return Err(self.throttled(Throttle::UserShare, user_rpm.unwrap_or(0), wait));
             }
             Ok(Admit::Paused { wait }) => {
-                self.metrics.state().decision(BudgetPool::Shared, false);
+                decision(BudgetPool::Shared, false);
                 return Err(self.throttled(Throttle::UpstreamBudget, limit, wait));
             }
             Ok(Admit::KeyFull { wait }) => {
-                self.metrics.state().decision(BudgetPool::Shared, false);
+                decision(BudgetPool::Shared, false);
                 Some(wait)
             }
             Err(_unavailable) => None,
         };
-        let Some(local) = self.local.as_ref().filter(|_| key.private > 0) else {
+        // The private share is for classes with the reserve only: a refresh has a copy to
+        // serve instead.
+        let Some(local) = self
+            .local
+            .as_ref()
+            .filter(|_| key.private > 0 && class.has_reserve())
+        else {
             // Never fail open: an unreachable backend without a private share admits nothing.
             let wait = shared_wait.unwrap_or(crate::state::redis::PROBE_INTERVAL);
             return Err(self.throttled(Throttle::UpstreamBudget, limit, wait));
@@ -294,15 +321,15 @@ impl GuardState {
         };
         match local.admit_now(&private, Instant::now()) {
             Admit::Admitted(t) => {
-                self.metrics.state().decision(BudgetPool::Private, true);
+                decision(BudgetPool::Private, true);
                 Ok(Granted::Private(t))
             }
             Admit::UserFull { wait } => {
-                self.metrics.state().decision(BudgetPool::Private, false);
+                decision(BudgetPool::Private, false);
                 Err(self.throttled(Throttle::UserShare, user_rpm.unwrap_or(0), wait))
             }
             Admit::KeyFull { wait } | Admit::Paused { wait } => {
-                self.metrics.state().decision(BudgetPool::Private, false);
+                decision(BudgetPool::Private, false);
                 let wait = shared_wait.map_or(wait, |s| s.min(wait));
                 Err(self.throttled(Throttle::UpstreamBudget, limit, wait))
             }
@@ -396,10 +423,10 @@ mod budget_tests {
     #[tokio::test]
     async fn a_limited_key_counts_every_admission() {
         let (state, store, bob, _) = guard("2");
-        assert!(state.admit(&bob).await.is_ok());
-        assert!(state.admit(&bob).await.is_ok());
+        assert!(state.admit(&bob, BudgetClass::Cold).await.is_ok());
+        assert!(state.admit(&bob, BudgetClass::Cold).await.is_ok());
         assert!(
-            state.admit(&bob).await.is_err(),
+            state.admit(&bob, BudgetClass::Cold).await.is_err(),
             "the third is over the limit"
         );
         let left = store.remaining("read", 2, state.window).await.unwrap();
@@ -410,7 +437,7 @@ mod budget_tests {
     async fn an_unlimited_key_never_asks_the_store_but_honours_a_pause() {
         let (state, store, bob, metrics) = guard("\"unlimited\"");
         for _ in 0..10_000 {
-            match state.admit(&bob).await {
+            match state.admit(&bob, BudgetClass::Cold).await {
                 Ok(Granted::Private(t)) => state.refund(Granted::Private(t)).await,
                 Ok(Granted::Shared(_)) => panic!("an unlimited key asked the store"),
                 Err(_) => panic!("an unlimited key was refused"),
@@ -426,7 +453,10 @@ mod budget_tests {
         );
         // An upstream 429 still pauses it.
         state.pause("read", Duration::from_secs(30)).await;
-        assert!(state.admit(&bob).await.is_err(), "paused");
+        assert!(
+            state.admit(&bob, BudgetClass::Cold).await.is_err(),
+            "paused"
+        );
     }
 }
 
@@ -519,6 +549,7 @@ where
         Box::pin(async move {
             let route = out.ctx.spec.route;
             let identity = out.ctx.identity.clone();
+            let class = out.class;
             let deadline = out.ctx.deadline;
             let resilience = &state.resilience;
             let permit = match resilience.breaker.try_acquire(Instant::now()) {
@@ -538,7 +569,7 @@ where
             loop {
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
-                let mut granted = match state.admit(&identity).await {
+                let mut granted = match state.admit(&identity, class).await {
                     Ok(g) => g,
                     Err(refused) => {
                         // Not sent: says nothing about upstream health, so the permit is
@@ -579,7 +610,7 @@ where
                     // so the upstream (which counts arrivals) sees it within the budget
                     // margin of the gateway's count.
                     state.refund(granted).await;
-                    granted = match state.admit(&identity).await {
+                    granted = match state.admit(&identity, class).await {
                         Ok(g) => g,
                         Err(refused) => {
                             drop(permit);

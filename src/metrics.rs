@@ -14,7 +14,10 @@ use prometheus::{
 use std::sync::Arc;
 use std::time::Duration;
 
+mod economy;
 mod issuers;
+
+pub use economy::{BudgetPool, EconomyMetrics, StaleReason};
 
 /// Common prefix of every gateway metric.
 pub const PREFIX: &str = "jbgw";
@@ -112,6 +115,7 @@ pub struct Metrics {
     issuers: issuers::IssuerGauges,
     per_user: std::sync::RwLock<Vec<IntCounter>>,
     state: StateMetrics,
+    economy: EconomyMetrics,
     reference_checks: [IntCounter; 3],
 }
 
@@ -137,22 +141,11 @@ pub enum ReloadResult {
     Unchanged = 2,
 }
 
-/// Budget pools a decision is counted in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetPool {
-    /// The budget every replica shares (the memory backend's whole budget).
-    Shared = 0,
-    /// This replica's private share, used when the shared budget is full or unreachable.
-    Private = 1,
-}
-
 /// The state backend's health, command latency and errors, and the budget decisions.
 pub struct StateMetrics {
     up: IntGauge,
     command_duration: HistogramVec,
     errors: IntCounterVec,
-    /// [pool][admitted, denied]
-    decisions: [[IntCounter; 2]; 2],
 }
 
 /// Every state operation, so their series exist from the start.
@@ -184,11 +177,6 @@ impl StateMetrics {
         if !ok {
             self.errors.with_label_values(&[op]).inc();
         }
-    }
-
-    /// Counts a budget decision.
-    pub fn decision(&self, pool: BudgetPool, admitted: bool) {
-        self.decisions[pool as usize][usize::from(!admitted)].inc();
     }
 }
 
@@ -444,21 +432,13 @@ impl Metrics {
             for op in STATE_OPS {
                 errors.with_label_values(&[op]);
             }
-            let decisions_vec = counter_vec(
-                "budget_decisions_total",
-                "Upstream budget decisions, by pool (shared, private) and result (admitted, denied).",
-                &["pool", "result"],
-            );
-            let decisions = ["shared", "private"].map(|pool| {
-                ["admitted", "denied"].map(|r| decisions_vec.with_label_values(&[pool, r]))
-            });
             StateMetrics {
                 up,
                 command_duration,
                 errors,
-                decisions,
             }
         };
+        let economy = EconomyMetrics::new(&registry);
         Arc::new(Metrics {
             in_flight: gauge("requests_in_flight", "Requests being processed."),
             cache_entries: gauge("cache_entries", "Entries in the list cache."),
@@ -480,6 +460,7 @@ impl Metrics {
             cache_invalidations,
             user_vec,
             config_reloads,
+            economy,
             state,
             reference_checks,
             throttled,
@@ -644,7 +625,12 @@ impl Metrics {
         self.reference_checks[result as usize].inc();
     }
 
-    /// The state backend's metrics.
+    /// The budget economy's handles (decisions by class, stale served, served age).
+    pub fn economy(&self) -> &EconomyMetrics {
+        &self.economy
+    }
+
+    /// The state backend's handles.
     pub fn state(&self) -> &StateMetrics {
         &self.state
     }

@@ -281,7 +281,11 @@ async fn an_upstream_error_is_shared_with_waiters_and_not_cached() {
 
 #[tokio::test]
 async fn expired_entries_are_refetched_and_served_stale_when_upstream_fails() {
-    let h = Harness::with(opts("ttl = \"1s\"\nstale_if_error = \"5m\"")).await;
+    // No stale-while-revalidate: past its TTL a copy is refetched in the foreground.
+    let h = Harness::with(opts(
+        "ttl = \"1s\"\nmax_stale = \"5m\"\nstale_while_revalidate = \"0s\"",
+    ))
+    .await;
     let t = h.token("bob@corp.test");
     let fresh = h.get("/api/v1/partnerships?view=all", Some(&t)).await;
     assert_eq!(fresh.header("x-cache"), Some("MISS"));
@@ -301,11 +305,23 @@ async fn expired_entries_are_refetched_and_served_stale_when_upstream_fails() {
             retry_after_secs: 3,
         },
     ] {
+        let detail = match fault {
+            Fault::RateLimited { .. } => "rate-limited",
+            _ => "error",
+        };
         h.sim.set_fault(fault);
         let stale = h.get("/api/v1/partnerships?view=all", Some(&t)).await;
         assert_eq!(stale.status, 200);
         assert_eq!(stale.header("x-cache"), Some("STALE"));
         assert_eq!(stale.body, fresh.body);
+        // RFC 9211: served from the cache, stale (a negative ttl), and why.
+        let status = stale.header("cache-status").unwrap();
+        assert!(
+            status.starts_with("journeybee-gateway; hit; ttl=-")
+                && status.ends_with(&format!("; detail={detail}")),
+            "{status}"
+        );
+        assert!(stale.header("age").unwrap().parse::<u64>().unwrap() >= 1);
     }
     // Nothing cached for this query: the error itself comes back.
     let r = h.get("/api/v1/partnerships?view=referral", Some(&t)).await;
@@ -325,8 +341,8 @@ async fn expired_entries_are_refetched_and_served_stale_when_upstream_fails() {
 }
 
 #[tokio::test]
-async fn stale_if_error_can_be_switched_off() {
-    let h = Harness::with(opts("ttl = \"1s\"\nstale_if_error = \"0s\"")).await;
+async fn stale_serving_can_be_switched_off() {
+    let h = Harness::with(opts("ttl = \"1s\"\nmax_stale = \"0s\"")).await;
     let t = h.token("bob@corp.test");
     h.get("/api/v1/partnerships", Some(&t)).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -453,4 +469,187 @@ async fn lookups_are_counted() {
     );
     assert!(m.contains("jbgw_cache_lookups_total{result=\"miss\"} 1"));
     assert!(m.contains("jbgw_cache_entries 1"));
+}
+
+#[tokio::test]
+async fn the_older_name_stale_if_error_still_configures_max_stale() {
+    let h = Harness::with(opts("ttl = \"1s\"\nstale_if_error = \"0s\"")).await;
+    let t = h.token("bob@corp.test");
+    h.get("/api/v1/partnerships", Some(&t)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.sim.set_fault(Fault::Status(500));
+    assert_eq!(h.get("/api/v1/partnerships", Some(&t)).await.status, 500);
+}
+
+#[tokio::test]
+async fn every_cached_route_answer_carries_cache_status() {
+    let h = Harness::start().await;
+    let t = h.token("bob@corp.test");
+    let p = "/api/v1/partnerships?view=all";
+    let miss = h.get(p, Some(&t)).await;
+    assert_eq!(
+        miss.header("cache-status"),
+        Some("journeybee-gateway; fwd=uri-miss; fwd-status=200; stored; ttl=30")
+    );
+    let hit = h.get(p, Some(&t)).await;
+    let status = hit.header("cache-status").unwrap();
+    assert!(
+        status.starts_with("journeybee-gateway; hit; ttl="),
+        "{status}"
+    );
+    let forced = get_with(&h, p, &t, &[("cache-control", "max-age=0")]).await;
+    assert_eq!(forced.header("x-cache"), Some("MISS"));
+    assert!(
+        forced
+            .header("cache-status")
+            .unwrap()
+            .starts_with("journeybee-gateway; fwd=request; fwd-status=200; stored"),
+        "{:?}",
+        forced.header("cache-status")
+    );
+    assert_eq!(h.upstream_count(), 2, "max-age=0 forced a real fetch");
+    let bypass = get_with(&h, p, &t, &[("cache-control", "no-store")]).await;
+    assert_eq!(
+        bypass.header("cache-status"),
+        Some("journeybee-gateway; fwd=bypass")
+    );
+    h.sim.set_fault(Fault::Status(503));
+    let failed = h.get("/api/v1/partnerships?view=reseller", Some(&t)).await;
+    assert_eq!(failed.status, 503);
+    assert_eq!(
+        failed.header("cache-status"),
+        Some("journeybee-gateway; fwd=uri-miss; fwd-status=503")
+    );
+}
+
+/// The value of one counter series in the admin listener's `/metrics`.
+async fn counter(h: &Harness, series: &str) -> f64 {
+    let text = h.admin_get("/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn an_expired_list_is_answered_at_once_and_refreshed_in_the_background() {
+    let h = Harness::with(opts("ttl = \"1s\"\nstale_while_revalidate = \"1m\"")).await;
+    let t = h.token("bob@corp.test");
+    let p = "/api/v1/partnerships?view=all";
+    let fresh = h.get(p, Some(&t)).await;
+    assert_eq!(fresh.header("x-cache"), Some("MISS"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The upstream is slow now: the stale copy must not wait for it.
+    h.sim.set_fault(Fault::Slow(Duration::from_millis(300)));
+    let stale = h.get(p, Some(&t)).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.header("x-cache"), Some("STALE"));
+    assert_eq!(stale.body, fresh.body);
+    let status = stale.header("cache-status").unwrap();
+    assert!(status.ends_with("; detail=revalidating"), "{status}");
+    assert!(stale.header("age").unwrap().parse::<u64>().unwrap() >= 1);
+    // One background refresh, spent as a refresh, stores a fresh copy.
+    h.wait_for_upstream(2).await;
+    until("the refresh to be stored", || async {
+        h.get(p, Some(&t)).await.header("x-cache") == Some("HIT")
+    })
+    .await;
+    assert_eq!(h.upstream_count(), 2, "refreshed once");
+    assert_eq!(
+        counter(
+            &h,
+            "jbgw_budget_decisions_total{class=\"refresh\",pool=\"shared\",result=\"admitted\"}"
+        )
+        .await,
+        1.0
+    );
+    assert!(counter(&h, "jbgw_cache_stale_served_total{reason=\"revalidating\"}").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_refresh_spends_only_the_headroom_above_the_reserve_and_a_cold_list_keeps_it() {
+    // A limit of 4 with half in reserve: refreshes only while fewer than 2 are in the window.
+    let h = Harness::with(Opts {
+        read_key: "requests_per_minute = 4".into(),
+        tail: "[cache]\nttl = \"1s\"\n[rate_limit]\nrefresh_reserve = 0.5\n".into(),
+        ..Opts::default()
+    })
+    .await;
+    let t = h.token("bob@corp.test");
+    let a = "/api/v1/partnerships?view=all";
+    let first = h.get(a, Some(&t)).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert_eq!(
+        h.get("/api/v1/partnerships?view=reseller", Some(&t))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(h.upstream_count(), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Expired, and the key has 2 of 4 left: both in reserve. Served stale, no refresh spent.
+    let stale = h.get(a, Some(&t)).await;
+    assert_eq!(stale.header("x-cache"), Some("STALE"));
+    until("the refresh to be refused", || async {
+        counter(
+            &h,
+            "jbgw_budget_decisions_total{class=\"refresh\",pool=\"shared\",result=\"denied\"}",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(h.upstream_count(), 2, "no refresh reached upstream");
+    // Past the revalidation window too (forced by the client), still a copy: never a 429.
+    let forced = get_with(&h, a, &t, &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.status, 200, "{}", forced.text());
+    assert_eq!(forced.header("x-cache"), Some("STALE"));
+    assert!(forced
+        .header("cache-status")
+        .unwrap()
+        .ends_with("; detail=budget"));
+    // A list nobody has a copy of still gets the reserve.
+    let cold = h.get("/api/v1/partnerships?view=referral", Some(&t)).await;
+    assert_eq!(cold.status, 200, "{}", cold.text());
+    assert_eq!(cold.header("x-cache"), Some("MISS"));
+    assert_eq!(h.upstream_count(), 3);
+}
+
+#[tokio::test]
+async fn with_no_copy_the_answer_is_429_with_retry_after() {
+    let h = Harness::with(Opts {
+        read_key: "requests_per_minute = 1".into(),
+        ..Opts::default()
+    })
+    .await;
+    let t = h.token("bob@corp.test");
+    assert_eq!(
+        h.get("/api/v1/partnerships?view=all", Some(&t))
+            .await
+            .status,
+        200
+    );
+    let r = h.get("/api/v1/partnerships?view=reseller", Some(&t)).await;
+    r.assert_error(429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        r.header("cache-status"),
+        Some("journeybee-gateway; fwd=uri-miss")
+    );
+}
+
+/// Asks `check` every few milliseconds until it says yes, failing with `what` after ten
+/// seconds: waiting for background work (a refresh, a refusal) instead of sleeping.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -199,10 +199,10 @@ async fn the_memory_store_keeps_the_contract() {
     // One process: the local cache is the only level.
     assert_eq!(
         store
-            .l2_lookup("k1", "e", Duration::from_secs(1))
+            .l2_lookup("k1", "e", Duration::from_secs(1), Duration::from_secs(1))
             .await
             .unwrap(),
-        L2Lookup::Lead
+        L2Lookup::Lead { stale: None }
     );
 }
 
@@ -229,34 +229,73 @@ async fn the_redis_store_keeps_the_contract() {
 
     // The shared L2: the first asker leads, the next sees it busy, then a hit.
     let ttl = Duration::from_secs(30);
+    let lock = Duration::from_secs(4);
     assert_eq!(
-        store.l2_lookup("k1", "e1", ttl).await.unwrap(),
-        L2Lookup::Lead
+        store.l2_lookup("k1", "e1", ttl, lock).await.unwrap(),
+        L2Lookup::Lead { stale: None }
     );
     assert_eq!(
-        store.l2_lookup("k1", "e1", ttl).await.unwrap(),
-        L2Lookup::Busy
+        store.l2_lookup("k1", "e1", ttl, lock).await.unwrap(),
+        L2Lookup::Busy { stale: None }
     );
     store
-        .l2_put("k1", "e1", Some(Bytes::from_static(b"list")), ttl)
+        .l2_put("k1", "e1", Some(Bytes::from_static(b"list")), ttl * 2)
         .await
         .unwrap();
-    match store.l2_lookup("k1", "e1", ttl).await.unwrap() {
-        L2Lookup::Hit { value, ttl_left } => {
-            assert_eq!(&value[..], b"list");
-            assert!(ttl_left > Duration::from_secs(25) && ttl_left <= ttl);
+    match store.l2_lookup("k1", "e1", ttl, lock).await.unwrap() {
+        L2Lookup::Fresh(copy) => {
+            assert_eq!(&copy.value[..], b"list");
+            assert!(copy.age < Duration::from_secs(5), "{:?}", copy.age);
         }
-        other => panic!("expected a hit, got {other:?}"),
+        other => panic!("expected a fresh copy, got {other:?}"),
+    }
+    // Past its freshness the copy is kept (for the stale window) and comes with the lock:
+    // the first asker refreshes it, the next is told another replica does, both with the copy.
+    match store
+        .l2_lookup("k1", "e1", Duration::ZERO, lock)
+        .await
+        .unwrap()
+    {
+        L2Lookup::Lead { stale: Some(copy) } => assert_eq!(&copy.value[..], b"list"),
+        other => panic!("expected the lead with the stale copy, got {other:?}"),
+    }
+    match store
+        .l2_lookup("k1", "e1", Duration::ZERO, lock)
+        .await
+        .unwrap()
+    {
+        L2Lookup::Busy { stale: Some(copy) } => assert_eq!(&copy.value[..], b"list"),
+        other => panic!("expected busy with the stale copy, got {other:?}"),
+    }
+    // Every L2 key has a TTL: the copy for what it was kept for, the lock for its lease.
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("contract*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains(":l2v2:")), "{keys:?}");
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(k)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} has no TTL ({ttl})");
     }
     // A fetch that stored nothing releases the lock for the next asker.
     assert_eq!(
-        store.l2_lookup("k1", "e2", ttl).await.unwrap(),
-        L2Lookup::Lead
+        store.l2_lookup("k1", "e2", ttl, lock).await.unwrap(),
+        L2Lookup::Lead { stale: None }
     );
     store.l2_put("k1", "e2", None, ttl).await.unwrap();
     assert_eq!(
-        store.l2_lookup("k1", "e2", ttl).await.unwrap(),
-        L2Lookup::Lead
+        store.l2_lookup("k1", "e2", ttl, lock).await.unwrap(),
+        L2Lookup::Lead { stale: None }
     );
 
     // Two stores on one server and prefix are one budget (two replicas).

@@ -27,11 +27,19 @@ pub struct CacheSettings {
     pub capacity: u64,
     /// Responses larger than this pass through uncached.
     pub max_entry_size: usize,
-    /// How long past its TTL an entry may be served when upstream fails; zero disables.
-    pub stale_if_error: Duration,
+    /// How long past its TTL a copy (local or in the shared L2) is kept and may be served
+    /// when it cannot be refreshed (budget spent, upstream 429/5xx/timeout, breaker open);
+    /// zero disables stale serving. Bounded by [`MAX_STALE_LIMIT`].
+    pub max_stale: Duration,
+    /// How long past its TTL a copy is answered at once while one background fetch refreshes
+    /// it (RFC 5861 `stale-while-revalidate`); at most `max_stale`.
+    pub stale_while_revalidate: Duration,
     /// How long a company-wide lookup (tiers, tags, stages, ...) is fresh.
     pub lookup_ttl: Duration,
 }
+
+/// The longest `max_stale` accepted: every copy, in memory and in Redis, has an end.
+pub const MAX_STALE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) fn validate_cache(raw: &RawCache, p: &mut Problems) -> CacheSettings {
     let ttl = p.duration("cache.ttl", raw.ttl.as_deref(), Duration::from_secs(30));
@@ -51,16 +59,38 @@ pub(super) fn validate_cache(raw: &RawCache, p: &mut Problems) -> CacheSettings 
     if max_entry > capacity {
         p.push("cache.max_entry_size", "must not exceed cache.capacity");
     }
+    let max_stale = match (&raw.max_stale, &raw.stale_if_error) {
+        (Some(_), Some(_)) => {
+            p.push(
+                "cache.stale_if_error",
+                "is the older name of cache.max_stale: set only max_stale",
+            );
+            Duration::ZERO
+        }
+        (None, Some(old)) => p.duration("cache.stale_if_error", Some(old), Duration::ZERO),
+        (new, None) => p.duration("cache.max_stale", new.as_deref(), Duration::from_secs(300)),
+    };
+    if max_stale > MAX_STALE_LIMIT {
+        p.push("cache.max_stale", "must be at most 24h");
+    }
+    let stale_while_revalidate = p.duration(
+        "cache.stale_while_revalidate",
+        raw.stale_while_revalidate.as_deref(),
+        Duration::from_secs(60).min(max_stale),
+    );
+    if stale_while_revalidate > max_stale {
+        p.push(
+            "cache.stale_while_revalidate",
+            "must not exceed cache.max_stale (a copy is never served older than that)",
+        );
+    }
     CacheSettings {
         enabled,
         ttl,
         capacity,
         max_entry_size: usize::try_from(max_entry).unwrap_or(usize::MAX),
-        stale_if_error: p.duration(
-            "cache.stale_if_error",
-            raw.stale_if_error.as_deref(),
-            Duration::from_secs(300),
-        ),
+        max_stale,
+        stale_while_revalidate,
         lookup_ttl: p.duration(
             "cache.lookup_ttl",
             raw.lookup_ttl.as_deref(),

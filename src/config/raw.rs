@@ -65,6 +65,7 @@ pub struct RawState {
 pub struct RawRateLimit {
     pub per_user_requests_per_minute: Option<u32>,
     pub budget_margin: Option<String>,
+    pub refresh_reserve: Option<f64>,
 }
 
 /// `[idempotency]`: remembered create outcomes for `Idempotency-Key`.
@@ -299,7 +300,10 @@ pub struct RawCache {
     pub ttl: Option<String>,
     pub capacity: Option<String>,
     pub max_entry_size: Option<String>,
+    pub max_stale: Option<String>,
+    /// The older name of `max_stale`, still accepted.
     pub stale_if_error: Option<String>,
+    pub stale_while_revalidate: Option<String>,
     pub lookup_ttl: Option<String>,
 }
 

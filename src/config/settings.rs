@@ -48,6 +48,10 @@ pub struct Settings {
     /// Each admission counts against the key's budget for 60 s plus this margin, because
     /// JourneyBee counts a request when it arrives, a little after the gateway admitted it.
     pub budget_margin: Duration,
+    /// The share of each key's limit kept for requests that have no copy anywhere (`cold`),
+    /// writes and reference lookups: refreshes of cached lists and client-forced refetches
+    /// are admitted only while the key has more than this left.
+    pub refresh_reserve: f64,
     /// Where budgets, idempotency records and cache coherence live.
     pub state: StateSettings,
     /// The routes served (the table minus `[routes] disabled`).
@@ -111,6 +115,17 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     if budget_margin > Duration::from_secs(60) {
         p.push("rate_limit.budget_margin", "must be at most 60s");
     }
+    let refresh_reserve = match raw.rate_limit.refresh_reserve {
+        None => 0.2,
+        Some(r) if r.is_finite() && (0.0..1.0).contains(&r) => r,
+        Some(_) => {
+            p.push(
+                "rate_limit.refresh_reserve",
+                "must be a fraction of the key's limit, at least 0 and below 1",
+            );
+            0.0
+        }
+    };
     let state = state::validate_state(&raw.state, base, &mut p);
     let routes = match crate::route::RouteSet::parse(&raw.routes.disabled) {
         Ok(disabled) => crate::route::TABLE
@@ -145,6 +160,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
                 .per_user_requests_per_minute
                 .filter(|n| *n > 0),
             budget_margin,
+            refresh_reserve,
             state,
             routes,
             check_references,

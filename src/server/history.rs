@@ -171,10 +171,19 @@ impl History {
         let mut c = lock(&self.cache);
         let degraded = settings.state.degraded_max_age;
         match &*c {
-            Some(existing) if existing.fits(&settings.cache, store, degraded) => existing.clone(),
+            Some(existing)
+                if existing.fits(&settings.cache, store, degraded, settings.check_references) =>
+            {
+                existing.clone()
+            }
             _ => {
-                let fresh =
-                    ListCache::new(&settings.cache, store.clone(), degraded, metrics.clone());
+                let fresh = ListCache::new(
+                    &settings.cache,
+                    store.clone(),
+                    degraded,
+                    settings.check_references,
+                    metrics.clone(),
+                );
                 *c = Some(fresh.clone());
                 fresh
             }

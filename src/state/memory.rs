@@ -432,11 +432,12 @@ impl Store for MemoryStore {
         &'a self,
         _key: &'a str,
         _entry: &'a str,
+        _fresh_for: Duration,
         _lock: Duration,
     ) -> StoreFuture<'a, L2Lookup> {
         // One process: the local cache is the only level, and its own single-flight
         // coalesces concurrent misses.
-        StoreFuture::ready(Ok(L2Lookup::Lead))
+        StoreFuture::ready(Ok(L2Lookup::Lead { stale: None }))
     }
 
     fn l2_put<'a>(
@@ -444,7 +445,7 @@ impl Store for MemoryStore {
         _key: &'a str,
         _entry: &'a str,
         _value: Option<Bytes>,
-        _ttl: Duration,
+        _keep: Duration,
     ) -> StoreFuture<'a, ()> {
         StoreFuture::ready(Ok(()))
     }

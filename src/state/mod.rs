@@ -228,20 +228,32 @@ pub enum Settle {
     Release,
 }
 
+/// A copy of a cached list kept in the shared L2, and how old it is by the server's clock
+/// (RFC 9111 §5.1: a copy read from the L2 carries the age it has there, not zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Copy {
+    /// The stored list.
+    pub value: Bytes,
+    /// Time since it was stored.
+    pub age: Duration,
+}
+
 /// A cached list as shared between replicas (the L2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum L2Lookup {
-    /// Another replica fetched it under the current generation.
-    Hit {
-        /// The stored list.
-        value: Bytes,
-        /// How much longer it is fresh (the server's clock).
-        ttl_left: Duration,
+    /// Another replica fetched it under the current generation, and it is still fresh.
+    Fresh(L2Copy),
+    /// No fresh copy, and this replica now holds the fetch lock: fetch, then
+    /// [`Store::l2_put`]. `stale`: the copy past its freshness, if one is kept.
+    Lead {
+        /// The copy past its freshness, still within the stale window.
+        stale: Option<L2Copy>,
     },
-    /// Not there, and this replica now holds the fetch lock: fetch, then [`Store::l2_put`].
-    Lead,
-    /// Not there, and another replica is fetching it: poll again shortly.
-    Busy,
+    /// No fresh copy, and another replica is fetching it: serve `stale` or poll again shortly.
+    Busy {
+        /// The copy past its freshness, still within the stale window.
+        stale: Option<L2Copy>,
+    },
 }
 
 /// The state every replica shares (or, in memory, every generation of one process).
@@ -302,21 +314,25 @@ pub trait Store: Send + Sync + 'static {
     /// its answer is returned), returning the new values in order.
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>>;
 
-    /// Looks a list up in the shared L2, taking the fetch lock (for `lock`) when it is absent.
+    /// Looks a list up in the shared L2: a copy younger than `fresh_for` is fresh; otherwise
+    /// the fetch lock is taken (for `lock`) if free, and any older copy still kept comes along.
     fn l2_lookup<'a>(
         &'a self,
         key: &'a str,
         entry: &'a str,
+        fresh_for: Duration,
         lock: Duration,
     ) -> StoreFuture<'a, L2Lookup>;
 
-    /// Stores a fetched list in the L2 for `ttl` and releases the fetch lock.
+    /// Stores a fetched list in the L2, kept for `keep` (its freshness plus the stale window:
+    /// every L2 key has a TTL), and releases the fetch lock if this replica still holds it.
+    /// `None` stores nothing and only releases the lock.
     fn l2_put<'a>(
         &'a self,
         key: &'a str,
         entry: &'a str,
         value: Option<Bytes>,
-        ttl: Duration,
+        keep: Duration,
     ) -> StoreFuture<'a, ()>;
 }
 

@@ -12,8 +12,8 @@
 //!   [`StoreError::Unavailable`] at once for [`PROBE_INTERVAL`], then lets one command probe.
 
 use super::{
-    hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
-    StoreFuture, StoredOutcome, Ticket,
+    hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Copy, L2Lookup, Settle, Store,
+    StoreError, StoreFuture, StoredOutcome, Ticket,
 };
 use crate::lock;
 use crate::metrics::Metrics;
@@ -136,17 +136,34 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 ";
 
-/// {1, value, pttl} a hit; {2} this replica leads the fetch; {3} another replica does.
+/// A list in the L2 is a hash: `at` (when it was stored, the server's clock in ms) and `v`
+/// (the list's raw bytes). {1, v, age} a fresh copy (younger than ARGV[3] ms); else the fetch
+/// lock is tried: {2, v?, age?} this replica leads the fetch, {3, v?, age?} another replica
+/// does, with the older copy when one is kept.
 const L2_LOOKUP: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then return {1, v, redis.call('PTTL', KEYS[1])} end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then return {2} end
-return {3}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local r = redis.call('HMGET', KEYS[1], 'at', 'v')
+local age = -1
+if r[1] and r[2] then
+  age = math.max(0, now - tonumber(r[1]))
+  if age < tonumber(ARGV[3]) then return {1, r[2], age} end
+end
+local got = 3
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then got = 2 end
+if age >= 0 then return {got, r[2], age} end
+return {got}
 ";
 
-/// Stores (when ARGV[1] is non-empty) and releases the lock if it is still ours.
+/// Stores (when ARGV[1], the time to keep it in ms, is non-empty) stamped with the server's
+/// clock, and releases the lock if it is still ours.
 const L2_PUT: &str = r"
-if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1]) end
+if ARGV[1] ~= '' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'at', now, 'v', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
@@ -739,15 +756,20 @@ impl Store for RedisStore {
         &'a self,
         key: &'a str,
         entry: &'a str,
+        fresh_for: Duration,
         lock: Duration,
     ) -> StoreFuture<'a, L2Lookup> {
         StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.l2_lookup.prepare_invoke();
-            inv.key(format!("{tag}:l2:{entry}"))
+            // `l2v2`: hashes of raw bytes. The earlier layout (`l2`, JSON strings) is never
+            // read, so replicas of both versions side by side during a rolling deploy each see
+            // only their own copies (and the older ones expire with their TTL).
+            inv.key(format!("{tag}:l2v2:{entry}"))
                 .key(format!("{tag}:lock:{entry}"))
                 .arg(ms(lock))
-                .arg(&self.replica);
+                .arg(&self.replica)
+                .arg(ms(fresh_for));
             let v: Value = self
                 .run("l2_lookup", |mut c| {
                     let inv = &inv;
@@ -755,15 +777,17 @@ impl Store for RedisStore {
                 })
                 .await?;
             let a = array(v);
-            Ok(match a.first().and_then(int) {
-                Some(1) => L2Lookup::Hit {
-                    value: Bytes::from(a.get(1).and_then(bytes).unwrap_or_default()),
-                    ttl_left: Duration::from_millis(
-                        a.get(2).and_then(int).unwrap_or(0).max(0) as u64
-                    ),
-                },
-                Some(2) => L2Lookup::Lead,
-                _ => L2Lookup::Busy,
+            let copy = match (a.get(1).and_then(bytes), a.get(2).and_then(int)) {
+                (Some(value), Some(age)) => Some(L2Copy {
+                    value: Bytes::from(value),
+                    age: Duration::from_millis(age.max(0) as u64),
+                }),
+                _ => None,
+            };
+            Ok(match (a.first().and_then(int), copy) {
+                (Some(1), Some(copy)) => L2Lookup::Fresh(copy),
+                (Some(2), stale) => L2Lookup::Lead { stale },
+                (_, stale) => L2Lookup::Busy { stale },
             })
         })
     }
@@ -773,15 +797,15 @@ impl Store for RedisStore {
         key: &'a str,
         entry: &'a str,
         value: Option<Bytes>,
-        ttl: Duration,
+        keep: Duration,
     ) -> StoreFuture<'a, ()> {
         StoreFuture::pending(async move {
             let tag = self.tag(key);
             let mut inv = self.scripts.l2_put.prepare_invoke();
-            inv.key(format!("{tag}:l2:{entry}"))
+            inv.key(format!("{tag}:l2v2:{entry}"))
                 .key(format!("{tag}:lock:{entry}"));
             match &value {
-                Some(v) => inv.arg(ms(ttl)).arg(v.as_ref()),
+                Some(v) => inv.arg(ms(keep).max(1)).arg(v.as_ref()),
                 None => inv.arg("").arg(""),
             };
             inv.arg(&self.replica);

@@ -230,6 +230,7 @@ impl Upstream {
             target,
             headers: client_headers,
             body,
+            class: _,
         } = out;
         let t = &self.target;
         let route = ctx.spec.route;

@@ -32,6 +32,18 @@ pub struct Read {
     pub target: PathAndQuery,
     /// The client's headers (the cache reads its `Cache-Control`; none is forwarded).
     pub headers: HeaderMap,
+    /// Who the read is for.
+    pub purpose: Purpose,
+}
+
+/// Who a read is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The client that asked for it.
+    Client,
+    /// A write's reference checks (a company lookup): cached whenever reference checks are
+    /// on, even with `[cache] enabled = false`, and spent as the `lookup` budget class.
+    References,
 }
 
 /// A write that passed validation: its body read in full and checked.
@@ -255,6 +267,7 @@ where
                     ctx,
                     target,
                     headers: parts.headers,
+                    purpose: Purpose::Client,
                 })))
             }
             Some(Err(problems)) => {

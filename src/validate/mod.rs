@@ -20,4 +20,4 @@ impl FieldError {
 }
 
 mod layer;
-pub use layer::{Read, Validate, ValidateLayer, Validated, ValidationSettings, Write};
+pub use layer::{Purpose, Read, Validate, ValidateLayer, Validated, ValidationSettings, Write};

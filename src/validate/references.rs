@@ -7,7 +7,7 @@
 //! the gateway cannot read (budget spent, upstream down) is never a reason to refuse: the
 //! references it would have checked are left to JourneyBee, and the skip is counted.
 
-use super::layer::Read;
+use super::layer::{Purpose, Read};
 use super::FieldError;
 use crate::exchange::{Ctx, Reply};
 use crate::metrics::{Metrics, ReferenceCheck};
@@ -131,6 +131,7 @@ impl Lookups {
             },
             target,
             headers: HeaderMap::new(),
+            purpose: Purpose::References,
         };
         let reply = self.fetch.clone().oneshot(read).await.ok()?;
         if !reply.status().is_success() {
