@@ -100,6 +100,8 @@ struct Setup {
     server: String,
     /// The replicas reach the simulator through a [`Gate`].
     gated: bool,
+    /// Lines for `[cache]`.
+    cache: String,
     sim: SimConfig,
 }
 
@@ -112,8 +114,14 @@ impl Setup {
             upstream: String::new(),
             server: String::new(),
             gated: false,
+            cache: String::new(),
             sim: SimConfig::default(),
         }
+    }
+
+    fn cache(mut self, lines: &str) -> Setup {
+        self.cache = lines.to_string();
+        self
     }
 
     /// The Redis backend on `redis` with a prefix of its own, plus `extra` lines.
@@ -188,7 +196,7 @@ impl Cluster {
                 .read_rpm
                 .map(|n| format!("requests_per_minute = {n}"))
                 .unwrap_or_default(),
-            tail: setup.state.clone(),
+            tail: format!("{}\n[cache]\n{}\n", setup.state, setup.cache),
             upstream: setup.upstream.clone(),
             server: setup.server.clone(),
             ..Opts::default()
@@ -443,7 +451,9 @@ async fn three_hundred_concurrent_lists_on_three_replicas_stay_within_the_key_li
     }
     let m = c.admin_get(0, "/metrics").await.text();
     assert!(
-        m.contains("jbgw_budget_decisions_total{pool=\"shared\",result=\"admitted\"}"),
+        m.contains(
+            "jbgw_budget_decisions_total{class=\"cold\",pool=\"shared\",result=\"admitted\"}"
+        ),
         "{m}"
     );
     assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
@@ -714,19 +724,21 @@ async fn redis_killed_mid_test_private_shares_fail_closed_creates_and_recovery()
     assert_eq!(retried.header("idempotent-replayed"), None);
     let m = c.admin_get(0, "/metrics").await.text();
     assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
-    assert!(
-        sample(
-            &m,
-            "jbgw_budget_decisions_total{pool=\"private\",result=\"admitted\"}"
-        )
-        .is_some_and(|v| v >= 1.0)
-            || sample(
-                &m,
-                "jbgw_budget_decisions_total{pool=\"private\",result=\"denied\"}"
-            )
-            .is_some_and(|v| v >= 1.0),
-        "private-pool decisions are counted: {m}"
-    );
+    let private: f64 = ["cold", "write"]
+        .iter()
+        .flat_map(|class| {
+            ["admitted", "denied"].map(|result| {
+                sample(
+                    &m,
+                    &format!(
+                        "jbgw_budget_decisions_total{{class=\"{class}\",pool=\"private\",result=\"{result}\"}}"
+                    ),
+                )
+                .unwrap_or(0.0)
+            })
+        })
+        .sum();
+    assert!(private >= 1.0, "private-pool decisions are counted: {m}");
     c.shutdown().await;
 }
 
@@ -1552,5 +1564,149 @@ async fn a_fetch_abandoned_by_its_client_releases_the_shared_lock() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     c.sim.set_fault(Fault::None);
+    c.shutdown().await;
+}
+
+/// The `Cache-Status` of `r`, which must say it was served stale for `detail`.
+fn assert_stale(r: &Resp, detail: &str) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-cache"), Some("STALE"), "{}", r.everything());
+    let status = r.header("cache-status").unwrap_or_default();
+    assert!(
+        status.starts_with("journeybee-gateway; hit; ttl=-")
+            && status.ends_with(&format!("; detail={detail}")),
+        "{status}"
+    );
+    assert!(r.header("age").unwrap().parse::<u64>().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn a_replica_out_of_budget_answers_from_the_stale_copy_another_replica_fetched() {
+    let redis = RedisServer::start().await;
+    // 3 a minute, none private (3 x floor(0.3) = 0): all shared; 1 in reserve for cold lists.
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(&redis.url(), "")
+            .read_rpm(3)
+            .cache("ttl = \"1s\"\nstale_while_revalidate = \"0s\""),
+    )
+    .await;
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=all";
+    let fetched = c.get(0, list, &bob).await;
+    assert_eq!(fetched.header("x-cache"), Some("MISS"));
+    for other in ["?view=reseller", "?view=referral"] {
+        let r = c
+            .get(0, &format!("/api/v1/partnerships{other}"), &bob)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(c.upstream_lists(), 3, "the key's budget is spent");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Replica 1 never had the list: the L2 keeps the expired copy, and with no budget
+    // left to refresh it, that copy is the answer, with its honest age.
+    let stale = c.get(1, list, &bob).await;
+    assert_stale(&stale, "budget");
+    assert_eq!(stale.body, fetched.body);
+    assert_eq!(c.upstream_lists(), 3, "nothing was sent");
+    // No copy anywhere: the honest 429, with Retry-After.
+    let cold = c.get(2, "/api/v1/partnerships?view=assigned", &bob).await;
+    cold.assert_error(429);
+    assert!(cold.header("retry-after").is_some());
+    assert_eq!(
+        cold.header("cache-status"),
+        Some("journeybee-gateway; fwd=uri-miss")
+    );
+    assert_eq!(c.upstream_lists(), 3);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_a_create_on_a_no_replica_serves_a_stale_copy_from_before_it() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(&redis.url(), "")
+            .cache("ttl = \"1s\"\nstale_while_revalidate = \"1m\""),
+    )
+    .await;
+    let alice = c.token("alice@corp.test");
+    let domain = fresh_domain("stalegen");
+    let list = format!("/api/v1/partnerships?view=all&search={domain}");
+    let before = c.get(1, &list, &alice).await;
+    assert_eq!(before.header("x-cache"), Some("MISS"));
+    assert!(!before.text().contains(&domain));
+    assert_eq!(
+        c.get(2, &list, &alice).await.header("x-cache"),
+        Some("HIT"),
+        "replica 2 holds the copy too"
+    );
+    let created = c.create(0, &alice, &create_body(&domain), None).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Upstream fails now: the copies from before the create are of an older generation, so
+    // neither is served, stale or not. The failure is the answer.
+    c.sim.set_fault(Fault::Status(503));
+    for replica in [1, 2] {
+        let r = c.get(replica, &list, &alice).await;
+        assert_eq!(r.status, 503, "replica {replica}: {}", r.everything());
+        assert!(!r.text().contains("partnerships"));
+    }
+    c.sim.set_fault(Fault::None);
+    let after = c.get(1, &list, &alice).await;
+    assert_eq!(after.header("x-cache"), Some("MISS"));
+    assert!(after.text().contains(&domain), "{}", after.text());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_list_is_refreshed_once_across_replicas() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(3)
+            .redis(&redis.url(), "")
+            .cache("ttl = \"1s\"\nstale_while_revalidate = \"1m\""),
+    )
+    .await;
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=all&tags=2";
+    let first = c.get(0, list, &bob).await;
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    for replica in [1, 2] {
+        assert_eq!(
+            c.get(replica, list, &bob).await.header("x-cache"),
+            Some("HIT")
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A slow upstream keeps the one refresh in flight while every replica is asked.
+    c.sim.set_fault(Fault::Slow(Duration::from_millis(400)));
+    let answers =
+        futures_util::future::join_all((0..3).map(|replica| c.get(replica, list, &bob))).await;
+    for r in &answers {
+        assert_stale(r, "revalidating");
+        assert_eq!(r.body, first.body);
+    }
+    // Every replica ends with the refreshed copy, and upstream saw one refresh.
+    for replica in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = c.get(replica, list, &bob).await;
+            if r.header("x-cache") == Some("HIT") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {replica}: {}",
+                r.everything()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        c.upstream_lists(),
+        2,
+        "one fetch, one refresh for three replicas"
+    );
     c.shutdown().await;
 }
