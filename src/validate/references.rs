@@ -34,7 +34,16 @@ pub struct Lookups {
     cache: Arc<crate::cache::ListCache>,
     metrics: Arc<Metrics>,
     parsed: Arc<Mutex<ParsedLookups>>,
+    /// Per upstream key and lookup route: when a read of it last failed. For
+    /// [`NEGATIVE_TTL`] after, creates skip it (the schema-only check) instead of each
+    /// spending an upstream call on a lookup that just failed.
+    failed: Arc<Mutex<HashMap<(Arc<str>, Route), tokio::time::Instant>>>,
 }
+
+/// How long a lookup that could not be read (404, 5xx, timeout, no budget) is not asked
+/// again: long enough that a burst of creates costs one failed read, not one each; short
+/// enough that a recovered upstream is used again within half a minute.
+const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Per upstream key and lookup route: its last parsed items.
 type ParsedLookups = HashMap<(Arc<str>, Route), Parsed>;
@@ -69,6 +78,7 @@ impl Lookups {
             cache,
             metrics,
             parsed: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
@@ -82,7 +92,16 @@ impl Lookups {
         };
         let name = &ctx.identity.key.name;
         let mut bodies = self.cache.peek(name, &specs).await;
-        let misses: Vec<usize> = (0..bodies.len()).filter(|&i| bodies[i].is_none()).collect();
+        let now = tokio::time::Instant::now();
+        let misses: Vec<usize> = {
+            let mut failed = crate::lock(&self.failed);
+            failed.retain(|_, at| now.saturating_duration_since(*at) < NEGATIVE_TTL);
+            (0..bodies.len())
+                .filter(|&i| {
+                    bodies[i].is_none() && !failed.contains_key(&(name.clone(), routes[i]))
+                })
+                .collect()
+        };
         let fetched = futures_util::future::join_all(misses.iter().map(|&i| {
             // A lookup takes no query: its path is its whole target.
             let target = PathAndQuery::from_static(specs[i].template);
@@ -90,6 +109,9 @@ impl Lookups {
         }))
         .await;
         for (i, body) in misses.into_iter().zip(fetched) {
+            if body.is_none() {
+                crate::lock(&self.failed).insert((name.clone(), routes[i]), now);
+            }
             bodies[i] = body;
         }
         routes
