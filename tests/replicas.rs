@@ -1710,3 +1710,38 @@ async fn an_expired_list_is_refreshed_once_across_replicas() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bump_redis_missed_reaches_the_other_replicas_once_it_answers() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(2).redis(&redis.url(), "")).await;
+    let alice = c.token("alice@corp.test");
+    let domain = fresh_domain("pending");
+    let list = format!("/api/v1/partnerships?view=all&search={domain}");
+    let before = c.get(1, &list, &alice).await;
+    assert_eq!(before.header("x-cache"), Some("MISS"));
+    assert_eq!(c.get(1, &list, &alice).await.header("x-cache"), Some("HIT"));
+    // Redis stops answering (its data kept); replica 0 accepts a create on its private
+    // share, and cannot bump the shared generation.
+    redis.freeze();
+    let created = c.create(0, &alice, &create_body(&domain), None).await;
+    redis.thaw();
+    assert_eq!(created.status, 201, "{}", created.text());
+    // Nobody asks replica 0 anything: its pending bump goes out by itself, and replica 1's
+    // copy from before the create stops being served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = c.get(1, &list, &alice).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        if r.text().contains(&domain) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 1 still serves the list from before the create: {}",
+            r.everything()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.shutdown().await;
+}
