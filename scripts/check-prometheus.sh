@@ -328,7 +328,8 @@ fi
 for family in requests_total request_duration_seconds requests_in_flight upstream_requests_total \
   upstream_duration_seconds upstream_errors_total auth_failures_total authz_denials_total \
   validation_rejections_total cache_lookups_total cache_entries cache_bytes \
-  cache_evictions_total cache_invalidations_total build_info; do
+  cache_evictions_total cache_invalidations_total build_info budget_decisions_total \
+  cache_stale_served_total cache_served_age_seconds; do
   grep -q "^# TYPE jbgw_$family " "$METRICS" || die "/metrics has no jbgw_$family"
 done
 grep -q '^# TYPE process_cpu_seconds_total ' "$METRICS" || die "/metrics has no process_* metrics"
