@@ -657,7 +657,7 @@ impl GatewayError {
             GatewayError::UpstreamBusy => {
                 let mut r = json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many requests in progress to JourneyBee, retry later",
+                    "Too many requests in progress to JourneyBee; nothing was sent, retry later",
                     &[],
                 );
                 r.headers_mut()

@@ -232,14 +232,26 @@ async fn a_write_takes_a_fresh_connection_after_the_write_idle_bound_and_a_read_
     // Idle past the bound (time itself is the event waited for here).
     tokio::time::sleep(bound + Duration::from_millis(200)).await;
     assert_eq!(setup.read().await, 201);
-    assert_eq!(connections(), 1, "a read reuses a connection idle past the bound");
+    assert_eq!(
+        connections(),
+        1,
+        "a read reuses a connection idle past the bound"
+    );
     tokio::time::sleep(bound + Duration::from_millis(200)).await;
     assert_eq!(setup.create(1).await, 201);
-    assert_eq!(connections(), 2, "a write after the bound opens a new connection");
+    assert_eq!(
+        connections(),
+        2,
+        "a write after the bound opens a new connection"
+    );
     // Within the bound, a write reuses it.
     assert_eq!(setup.create(2).await, 201);
     assert_eq!(connections(), 2, "a write within the bound reuses");
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), 4, "each sent once");
+    assert_eq!(
+        upstream.requests.load(Ordering::SeqCst),
+        4,
+        "each sent once"
+    );
 }
 
 #[tokio::test]
