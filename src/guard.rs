@@ -759,8 +759,8 @@ where
                     }
                 };
                 // Waiting for a connection ends at the request's deadline at the latest: past
-                // it, nothing is sent (a write's client has been told it may have been applied,
-                // and it certainly is not).
+                // it, nothing is sent (a write's client has been told it was not sent, and it
+                // certainly is not).
                 let queued_at = Instant::now();
                 let until = deadline.min(Instant::now() + state.connection_wait);
                 let slot = match tokio::time::timeout_at(until, state.connections.acquire()).await {
