@@ -10,13 +10,61 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 const CREATE: &str = "/api/v1/partnerships";
+
+/// Every log event of this test binary, as JSON lines (one global subscriber per process).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    })
+}
+
+/// Waits for the write's audit event (request id `id`) and returns its `outcome`.
+async fn audit_outcome(id: &str) -> String {
+    let found = || -> Vec<serde_json::Value> {
+        let text = String::from_utf8(logs().0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["target"] == "audit" && e["request_id"] == id)
+            .collect()
+    };
+    eventually("the audit event", Duration::from_secs(10), || {
+        !found().is_empty()
+    })
+    .await;
+    let events = found();
+    assert_eq!(events.len(), 1, "{events:?}");
+    events[0]["outcome"].as_str().unwrap().to_string()
+}
 
 /// An upstream that accepts TCP connections and reads whatever comes (the TLS ClientHello)
 /// without ever answering: the handshake never completes. Returns its `https://` URL and the
@@ -42,11 +90,13 @@ async fn silent_tls_upstream() -> (String, Arc<AtomicUsize>) {
     (url, accepted)
 }
 
+/// A keyed create; its request id is the key, so its audit event can be found.
 async fn create_with_key(h: &Harness, token: &str, key: &str, body: &str) -> Resp {
     let req = h
         .request(Method::POST, CREATE, Some(token))
         .header("content-type", "application/json")
         .header("idempotency-key", key)
+        .header("x-request-id", key)
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     h.send(req).await
@@ -115,6 +165,7 @@ async fn with_reference_lookups_the_create_is_still_bounded_by_connect_timeouts(
 /// response_timeout 20 s): "not sent" within `max`, refunded, then sent once after a reload to
 /// a healthy upstream.
 async fn silent_tls_create(check_references: bool, max: Duration) {
+    logs();
     let (silent, accepted) = silent_tls_upstream().await;
     let h = Harness::with(Opts {
         check_references,
@@ -135,8 +186,13 @@ async fn silent_tls_create(check_references: bool, max: Duration) {
     let body = create_body("tls-silent.test");
     let budget = write_budget_left(&h).await;
 
+    let key = if check_references {
+        "silent-refs"
+    } else {
+        "silent-1"
+    };
     let started = Instant::now();
-    let r = create_with_key(&h, &alice, "silent-1", &body).await;
+    let r = create_with_key(&h, &alice, key, &body).await;
     let took = started.elapsed();
     let message = r.assert_error(502);
     assert!(
@@ -156,11 +212,12 @@ async fn silent_tls_create(check_references: bool, max: Duration) {
         budget,
         "the admission was refunded"
     );
+    assert_eq!(audit_outcome(key).await, "not_sent");
 
     // A healthy upstream now: the same key is free, and the create goes out once.
     reload_upstream(&h, &silent, &sim, &[]).await;
     assert_eq!(h.sim.requests_to("POST", CREATE), 0);
-    sent_exactly_once(&h, &alice, "silent-1", &body).await;
+    sent_exactly_once(&h, &alice, key, &body).await;
     if !check_references {
         assert_eq!(
             h.upstream_count(),
@@ -175,6 +232,7 @@ async fn silent_tls_create(check_references: bool, max: Duration) {
 /// connection attempt ends.
 #[tokio::test]
 async fn a_create_whose_deadline_passes_while_connecting_is_answered_not_sent() {
+    logs();
     let (silent, _) = silent_tls_upstream().await;
     let h = Harness::with(Opts {
         server: "request_timeout = \"1s\"".into(),
@@ -205,6 +263,8 @@ async fn a_create_whose_deadline_passes_while_connecting_is_answered_not_sent() 
         started.elapsed() < Duration::from_millis(2800),
         "answered at the 1 s deadline, not after the 3 s connect_timeout"
     );
+    // Once its connection attempt ends, the write says it was never sent.
+    assert_eq!(audit_outcome("deadline-1").await, "not_sent");
 
     reload_upstream(
         &h,
