@@ -163,11 +163,9 @@ impl Pool {
     fn checkout(&self, write: bool) -> Option<Box<Conn>> {
         let mut idle = crate::lock(&self.idle);
         let expired = self.take_expired(&mut idle);
-        let newest = idle.back()?;
-        let conn = if write && newest.since.elapsed() >= WRITE_IDLE_MAX {
-            None
-        } else {
-            idle.pop_back().map(|c| c.conn)
+        let conn = match idle.back() {
+            Some(newest) if write && newest.since.elapsed() >= WRITE_IDLE_MAX => None,
+            _ => idle.pop_back().map(|c| c.conn),
         };
         drop(idle);
         // Closed outside the lock.
