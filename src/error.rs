@@ -215,6 +215,11 @@ pub enum GatewayError {
     /// The upstream could not be reached (DNS, connect, TLS, reset before a response).
     #[error("upstream unreachable: {0}")]
     UpstreamUnreachable(String),
+    /// A write that was never handed to a connection: none could be made (refused, TCP or
+    /// TLS not done within `upstream.connect_timeout`), or none was ready in time. Nothing
+    /// was sent, so the client may retry, and its idempotency key is free.
+    #[error("write not sent: {0}")]
+    WriteNotSent(String),
     /// The upstream did not answer in time.
     #[error("upstream timed out")]
     UpstreamTimeout,
@@ -467,7 +472,9 @@ impl GatewayError {
             }),
             GatewayError::InvalidQuery(_) => Rejection::Query,
             GatewayError::UnknownReferences(_) => Rejection::References,
-            GatewayError::UpstreamUnreachable(_) => Rejection::UpstreamUnreachable,
+            GatewayError::UpstreamUnreachable(_) | GatewayError::WriteNotSent(_) => {
+                Rejection::UpstreamUnreachable
+            }
             GatewayError::UpstreamTimeout => Rejection::UpstreamTimeout,
             GatewayError::CreateOutcomeUnknown(_) => Rejection::OutcomeUnknown,
             GatewayError::UpstreamTooLarge { .. } => Rejection::UpstreamTooLarge,
@@ -572,6 +579,12 @@ impl GatewayError {
                 "JourneyBee API is unreachable",
                 &[],
             ),
+            GatewayError::WriteNotSent(_) => json_error(
+                StatusCode::BAD_GATEWAY,
+                "JourneyBee API could not be reached: the request was not sent and nothing was \
+                 applied; it is safe to retry",
+                &[],
+            ),
             GatewayError::UpstreamTimeout => json_error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "JourneyBee API did not answer in time",
@@ -644,7 +657,7 @@ impl GatewayError {
             GatewayError::UpstreamBusy => {
                 let mut r = json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many requests in progress to JourneyBee, retry later",
+                    "Too many requests in progress to JourneyBee; nothing was sent, retry later",
                     &[],
                 );
                 r.headers_mut()

@@ -38,11 +38,13 @@ pub struct Accepted<B> {
     pub http: Request<B>,
 }
 
-/// Decides, once, between a write's send and its client's answer at the deadline: the guard
-/// takes the gate as it sends, the observe layer closes it when it answers the client at the
-/// deadline. Whichever comes first wins, so a client answered at its deadline is told the
-/// truth: "may have been applied" only if the write had been handed to upstream, else "not
-/// sent", and then it never is. Reads have no gate (a read is cancelled with its client).
+/// Decides, once, between a write's send and its client's answer at the deadline: the
+/// upstream pool takes the gate as it hands the request to a ready connection, the observe
+/// layer closes it when it answers the client at the deadline. Whichever comes first wins, so
+/// a client answered at its deadline is told the truth: "may have been applied" only if the
+/// write had been handed to a connection, else "not sent" (while it waited for a slot, for a
+/// connection, for a TLS handshake), and then it never is. Reads have no gate (a read is
+/// cancelled with its client).
 #[derive(Debug, Clone, Default)]
 pub struct SendGate(Option<Arc<AtomicU8>>);
 
@@ -56,7 +58,8 @@ impl SendGate {
         SendGate(Some(Arc::new(AtomicU8::new(GATE_OPEN))))
     }
 
-    /// The guard, about to send: false when the client was already told it was not sent.
+    /// The pool, about to hand the write to a connection: false when the client was already
+    /// told it was not sent.
     pub fn take(&self) -> bool {
         self.0.as_ref().is_none_or(|g| {
             match g.compare_exchange(GATE_OPEN, GATE_SENT, Ordering::AcqRel, Ordering::Acquire) {
@@ -64,6 +67,30 @@ impl SendGate {
                 Err(now) => now == GATE_SENT,
             }
         })
+    }
+
+    /// The pool, given the request back unwritten by a connection that ended: not sent
+    /// after all, so a deadline that comes now answers "not sent" (unless the retry on
+    /// another connection takes the gate first).
+    pub fn untake(&self) {
+        if let Some(g) = &self.0 {
+            let _ = g.compare_exchange(GATE_SENT, GATE_OPEN, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Whether the write may have been handed to upstream: the gate was taken (always true
+    /// without a gate, as a read's outcome is never claimed to be unsent).
+    pub fn taken(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|g| g.load(Ordering::Acquire) == GATE_SENT)
+    }
+
+    /// Whether the client was already told the write was not sent (so it must not be).
+    pub fn is_closed(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Acquire) == GATE_CLOSED)
     }
 
     /// The observe layer, answering at the deadline: true when the write had not been sent
@@ -165,8 +192,9 @@ pub struct UpstreamMeta {
     pub status: Option<u16>,
     /// Time from sending to the whole body received (or the failure).
     pub duration: Duration,
-    /// Whether the request may have reached upstream: false only when no connection was
-    /// made, so the budget admission it spent can be refunded.
+    /// Whether the request may have reached upstream: false when it was never handed to a
+    /// connection (none could be made in time, or the write's gate was closed first), so
+    /// the budget admission it spent is refunded and a write's idempotency key released.
     pub maybe_sent: bool,
 }
 

@@ -114,10 +114,50 @@ pub struct GuardState {
 /// generation: requests still running on the generation a reload replaced hold slots of the
 /// same bound as the new generation's, so together they never use more than the limit. A
 /// reload that changes the limit resizes it in place.
+///
+/// Invariant, kept under one mutex: permits in the semaphore (free plus held) minus `debt`
+/// equal the configured size. A shrink forgets the free permits it can and owes the rest as
+/// `debt`; a slot given back while there is debt pays one unit instead of returning its
+/// permit; a grow cancels debt first and adds permits only for the remainder. So any
+/// interleaving of shrinks, grows and releases ends, once every slot is back, with exactly
+/// the configured number free, and never more in use than the largest size in force since.
 #[derive(Debug)]
 pub struct ConnectionLimit {
     slots: Arc<Semaphore>,
-    size: std::sync::Mutex<usize>,
+    sizing: std::sync::Mutex<Sizing>,
+}
+
+#[derive(Debug)]
+struct Sizing {
+    /// The configured bound.
+    size: usize,
+    /// Permits a shrink could not take at once (they were in use): taken as they come back.
+    debt: usize,
+}
+
+/// One upstream connection slot, held while the request uses upstream; given back (or used to
+/// pay a shrink's debt) on drop.
+#[derive(Debug)]
+pub struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    limit: Arc<ConnectionLimit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        // Under the lock, so a resize sees either the permit back or the debt paid, never a
+        // permit freed between its forgetting and its counting of the debt.
+        let mut sizing = crate::lock(&self.limit.sizing);
+        if sizing.debt > 0 {
+            sizing.debt -= 1;
+            permit.forget();
+        } else {
+            drop(permit);
+        }
+    }
 }
 
 impl ConnectionLimit {
@@ -125,32 +165,46 @@ impl ConnectionLimit {
     pub fn new(size: usize) -> Arc<ConnectionLimit> {
         Arc::new(ConnectionLimit {
             slots: Arc::new(Semaphore::new(size)),
-            size: std::sync::Mutex::new(size),
+            sizing: std::sync::Mutex::new(Sizing { size, debt: 0 }),
         })
+    }
+
+    /// Waits for a slot (FIFO with the other waiters).
+    pub async fn acquire(self: &Arc<Self>) -> Slot {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
+        Slot {
+            permit: Some(permit),
+            limit: self.clone(),
+        }
     }
 
     /// Makes the bound `size`: larger at once; smaller as slots in use are given back (the
     /// excess is taken as it frees, ahead of any waiting request, and never given out again).
     pub fn resize(&self, size: usize) {
-        let mut current = crate::lock(&self.size);
-        if size > *current {
-            self.slots.add_permits(size - *current);
-        } else if size < *current {
-            let excess = *current - size;
-            let rest = excess - self.slots.forget_permits(excess);
-            if rest > 0 {
-                let slots = self.slots.clone();
-                let rest = u32::try_from(rest).unwrap_or(u32::MAX);
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        if let Ok(taken) = slots.acquire_many_owned(rest).await {
-                            taken.forget();
-                        }
-                    });
-                }
-            }
+        let mut sizing = crate::lock(&self.sizing);
+        if size > sizing.size {
+            let grow = size - sizing.size;
+            // Owed permits are simply no longer owed: a grow right after a shrink gives back
+            // what the shrink had not yet taken, not new permits on top of it.
+            let cancelled = grow.min(sizing.debt);
+            sizing.debt -= cancelled;
+            self.slots.add_permits(grow - cancelled);
+        } else if size < sizing.size {
+            let shrink = sizing.size - size;
+            let forgotten = self.slots.forget_permits(shrink);
+            sizing.debt += shrink - forgotten;
         }
-        *current = size;
+        sizing.size = size;
+    }
+
+    /// Free slots now (for tests and gauges).
+    pub fn available(&self) -> usize {
+        self.slots.available_permits()
     }
 }
 
@@ -402,22 +456,164 @@ mod budget_tests {
     #[tokio::test]
     async fn the_connection_bound_resizes_in_place() {
         let limit = ConnectionLimit::new(2);
-        let a = limit.slots.clone().acquire_owned().await.unwrap();
-        let b = limit.slots.clone().acquire_owned().await.unwrap();
+        let a = limit.acquire().await;
+        let b = limit.acquire().await;
         // Smaller while both slots are in use: the excess is taken as they come back.
         limit.resize(1);
         drop(a);
         tokio::task::yield_now().await;
-        assert_eq!(
-            limit.slots.available_permits(),
-            0,
-            "the freed slot was the excess"
-        );
+        assert_eq!(limit.available(), 0, "the freed slot was the excess");
         drop(b);
-        assert_eq!(limit.slots.available_permits(), 1);
+        assert_eq!(limit.available(), 1);
         // Larger: at once.
         limit.resize(3);
-        assert_eq!(limit.slots.available_permits(), 3);
+        assert_eq!(limit.available(), 3);
+    }
+
+    /// Lets anything the resize may have spawned run.
+    async fn settle() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grow_before_a_shrink_has_taken_its_slots_keeps_the_configured_bound() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.acquire().await;
+        let b = limit.acquire().await;
+        // Shrink while both are held, then grow back before either is given back: at no
+        // moment may a third slot be free (the old spawned debt collector left one free
+        // until it ran).
+        limit.resize(1);
+        limit.resize(2);
+        assert_eq!(limit.available(), 0, "two in use under a bound of two");
+        settle().await;
+        assert_eq!(limit.available(), 0, "two in use under a bound of two");
+        drop(a);
+        settle().await;
+        assert_eq!(limit.available(), 1);
+        drop(b);
+        settle().await;
+        assert_eq!(limit.available(), 2, "exactly the configured bound");
+
+        // Shrink by more than is free, pay part of it, grow past it, shrink again.
+        let limit = ConnectionLimit::new(3);
+        let held: Vec<_> = vec![
+            limit.acquire().await,
+            limit.acquire().await,
+            limit.acquire().await,
+        ];
+        limit.resize(0);
+        settle().await;
+        let mut held = held.into_iter();
+        drop(held.next());
+        settle().await;
+        assert_eq!(limit.available(), 0, "the freed slot paid the shrink");
+        limit.resize(4);
+        settle().await;
+        assert_eq!(limit.available(), 2, "4 configured, 2 in use");
+        limit.resize(1);
+        settle().await;
+        assert_eq!(limit.available(), 0);
+        drop(held);
+        settle().await;
+        assert_eq!(limit.available(), 1, "exactly the configured bound");
+    }
+
+    #[tokio::test]
+    async fn a_shrink_takes_a_freed_slot_ahead_of_a_waiting_request() {
+        let limit = ConnectionLimit::new(1);
+        let a = limit.acquire().await;
+        // A request already queued for a slot when the bound drops to 0.
+        let waiting = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        settle().await;
+        limit.resize(0);
+        drop(a);
+        settle().await;
+        assert!(!waiting.is_finished(), "a bound of 0 gave a slot out");
+        limit.resize(1);
+        let slot = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the grow gave the waiting request its slot")
+            .unwrap();
+        assert_eq!(limit.available(), 0);
+        drop(slot);
+        assert_eq!(limit.available(), 1, "exactly the configured bound");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let at =
+            |secs: u64| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        let hv = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert_eq!(retry_after("7", None), Some(Duration::from_secs(7)));
+        // A date, measured from the response's own `Date`.
+        let date = hv(&at(1_000_000));
+        assert_eq!(
+            retry_after(&at(1_000_042), Some(&date)),
+            Some(Duration::from_secs(42))
+        );
+        // Past: no pause. Without a `Date`: from this host's clock.
+        assert_eq!(retry_after(&at(999_000), Some(&date)), Some(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        let wait = retry_after(&soon, None).unwrap();
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after("soon", None), None);
+    }
+
+    /// Random interleavings of takes, gives back, shrinks and grows: after every step the
+    /// free slots are exactly what the bound leaves (`size - in use`, or none while more are
+    /// in use than the bound), and once everything is given back, exactly the bound.
+    #[tokio::test]
+    async fn resizes_interleaved_with_slots_in_use_leave_exactly_the_bound() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _round in 0..200 {
+            let mut size = next(5) as usize;
+            let limit = ConnectionLimit::new(size);
+            let mut held = Vec::new();
+            for _step in 0..40 {
+                match next(4) {
+                    0 if limit.available() > 0 => held.push(limit.acquire().await),
+                    1 if !held.is_empty() => {
+                        let i = next(held.len() as u64) as usize;
+                        drop(held.swap_remove(i));
+                    }
+                    2 | 3 => {
+                        size = next(6) as usize;
+                        limit.resize(size);
+                    }
+                    _ => {}
+                }
+                // At every instant, not only once background work has run: a bound that
+                // is exceeded for a while is exceeded.
+                assert_eq!(
+                    limit.available(),
+                    size.saturating_sub(held.len()),
+                    "bound {size}, {} in use",
+                    held.len()
+                );
+            }
+            held.clear();
+            settle().await;
+            assert_eq!(
+                limit.available(),
+                size,
+                "everything back: exactly the bound"
+            );
+        }
     }
 
     #[tokio::test]
@@ -516,18 +712,32 @@ fn judge(reply: &Reply) -> Verdict {
     }
 }
 
-/// The pause an upstream 429 asks for (`Retry-After` in seconds; HTTP dates are treated as
-/// the default window).
+/// The pause an upstream 429 asks for: `Retry-After` as delay-seconds or as an HTTP-date
+/// (RFC 9110 §10.2.3), capped at [`MAX_PAUSE`]; [`DEFAULT_PAUSE`] when absent or unreadable.
 fn pause_for(reply: &Reply) -> Duration {
-    reply
-        .response
-        .headers()
+    let headers = reply.response.headers();
+    headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .and_then(|v| retry_after(v.trim(), headers.get(http::header::DATE)))
         .unwrap_or(DEFAULT_PAUSE)
         .min(MAX_PAUSE)
+}
+
+/// A `Retry-After` value as a delay. A date is measured from the response's own `Date` when
+/// it has a valid one (both stamps then come from the upstream's clock, so a skew between
+/// its clock and this host's does not shift the pause), else from this host's clock. A date
+/// already past asks for no pause.
+fn retry_after(value: &str, date: Option<&http::HeaderValue>) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let now = date
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+        .unwrap_or_else(std::time::SystemTime::now);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 impl<S> Service<Outbound> for Guard<S>
@@ -580,17 +790,12 @@ where
                     }
                 };
                 // Waiting for a connection ends at the request's deadline at the latest: past
-                // it, nothing is sent (a write's client has been told it may have been applied,
-                // and it certainly is not).
+                // it, nothing is sent (a write's client has been told it was not sent, and it
+                // certainly is not).
                 let queued_at = Instant::now();
                 let until = deadline.min(Instant::now() + state.connection_wait);
-                let slot = match tokio::time::timeout_at(
-                    until,
-                    state.connections.slots.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(slot)) => slot,
+                let slot = match tokio::time::timeout_at(until, state.connections.acquire()).await {
+                    Ok(slot) => slot,
                     _ => {
                         drop(permit);
                         state.refund(granted).await;
@@ -618,9 +823,10 @@ where
                         }
                     };
                 }
-                // Only a write takes its gate (a lookup read on a write's behalf carries the
-                // write's context, gate included).
-                if !retryable_route && !this.ctx.gate.take() {
+                // Only a write has a gate to look at (a lookup read on a write's behalf
+                // carries the write's context, gate included); the pool takes it as it hands
+                // the write to a connection, so connecting still counts as "not sent".
+                if !retryable_route && this.ctx.gate.is_closed() {
                     // The write's client was answered at its deadline and told that nothing
                     // was sent: it never is.
                     drop(slot);

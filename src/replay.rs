@@ -8,8 +8,9 @@
 //!
 //! A record ends in one of three ways: a definitive upstream answer (a 2xx, or a 4xx other
 //! than 408/425/429) is stored and replayed; a request refused before it left (budget, breaker,
-//! never connected, an upstream 408/425/429) frees the key; anything else (timeout or reset
-//! after sending, a 5xx) is *unknown*, and a repeat gets the "may have been created" error
+//! no connection slot, no connection within `connect_timeout` with TLS included, its deadline
+//! passed before it was handed to a connection, an upstream 408/425/429) frees the key;
+//! anything else (timeout or reset after sending, a 5xx) is *unknown*, and a repeat gets the "may have been created" error
 //! instead of a second send. A record whose sender died mid-create becomes unknown when its
 //! lease runs out, never free. With the store unreachable, a keyed create is refused with 503:
 //! answering it without the shared record could send the invitations twice.

@@ -175,6 +175,21 @@ impl Setup {
         resp.into_body().collect().await.unwrap();
         status
     }
+
+    /// Lists partnerships as alice, bypassing the cache; the answer's status.
+    async fn read(&self) -> u16 {
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{}/api/v1/partnerships", self.gw.addr()))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("cache-control", "no-store")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = self.client.request(req).await.expect("gateway answers");
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.unwrap();
+        status
+    }
 }
 
 #[tokio::test]
@@ -202,6 +217,41 @@ async fn a_connection_closed_while_idle_is_not_written_to() {
     // Each create was sent once, each on a new connection; none failed on a dead one.
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 3);
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+/// A write never goes out on a connection idle longer than the pool's write bound (2 s: a
+/// server with a 5 s keep-alive timeout may be closing it as the write arrives); a read may.
+#[tokio::test]
+async fn a_write_takes_a_fresh_connection_after_the_write_idle_bound_and_a_read_reuses() {
+    let bound = journeybee_gateway::upstream::pool::WRITE_IDLE_MAX;
+    let upstream = RawUpstream::start().await;
+    let setup = Setup::start(&upstream).await;
+    let connections = || upstream.connections.load(Ordering::SeqCst);
+    assert_eq!(setup.create(0).await, 201);
+    assert_eq!(connections(), 1);
+    // Idle past the bound (time itself is the event waited for here).
+    tokio::time::sleep(bound + Duration::from_millis(200)).await;
+    assert_eq!(setup.read().await, 201);
+    assert_eq!(
+        connections(),
+        1,
+        "a read reuses a connection idle past the bound"
+    );
+    tokio::time::sleep(bound + Duration::from_millis(200)).await;
+    assert_eq!(setup.create(1).await, 201);
+    assert_eq!(
+        connections(),
+        2,
+        "a write after the bound opens a new connection"
+    );
+    // Within the bound, a write reuses it.
+    assert_eq!(setup.create(2).await, 201);
+    assert_eq!(connections(), 2, "a write within the bound reuses");
+    assert_eq!(
+        upstream.requests.load(Ordering::SeqCst),
+        4,
+        "each sent once"
+    );
 }
 
 #[tokio::test]

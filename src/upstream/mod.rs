@@ -99,6 +99,7 @@ pub fn build_pool(settings: &UpstreamSettings) -> Result<pool::Pool, String> {
         origin,
         settings.pool_max_idle_per_host,
         settings.pool_idle_timeout,
+        settings.connect_timeout,
     ))
 }
 
@@ -277,6 +278,9 @@ impl Service<Outbound> for Upstream {
     }
 
     fn call(&mut self, out: Outbound) -> BoxFuture {
+        // A write's gate goes to the pool, which takes it as it hands the request over; a
+        // read (a create's lookups included, which carry the create's context) has none.
+        let gate = out.ctx.spec.route.is_write().then(|| out.ctx.gate.clone());
         let built = self.build(out);
         let pool = self.pool.clone();
         let target = self.target.clone();
@@ -287,11 +291,13 @@ impl Service<Outbound> for Upstream {
                 Err(e) => return Ok(e.into()),
             };
             let started = Instant::now();
-            let exchange = pool.send(out, target.max_response_size);
+            let exchange = pool.send(out, target.max_response_size, gate.as_ref());
             let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
             let duration = started.elapsed();
-            // Any write may have been applied once sent: its outcome is unknown, never retried.
+            // Any write may have been applied once handed to a connection: its outcome is
+            // then unknown, never retried. Before that, it certainly was not sent.
             let create = route.is_write();
+            let unsent = gate.as_ref().is_some_and(|g| !g.taken());
             let mut maybe_sent = true;
             let result = match outcome {
                 Ok(Ok((mut parts, bytes))) => {
@@ -308,7 +314,12 @@ impl Service<Outbound> for Upstream {
                 }
                 Err(_elapsed) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Timeout);
-                    if create {
+                    if unsent {
+                        // No connection was ready in time (a `connect_timeout` longer than
+                        // `response_timeout`): the write never left.
+                        maybe_sent = false;
+                        GatewayError::WriteNotSent("no connection within response_timeout".into())
+                    } else if create {
                         GatewayError::CreateOutcomeUnknown("upstream response timed out".into())
                     } else {
                         GatewayError::UpstreamTimeout
@@ -318,7 +329,16 @@ impl Service<Outbound> for Upstream {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Connect);
                     // Never written: the request cannot have been sent, whatever the route.
                     maybe_sent = false;
-                    GatewayError::UpstreamUnreachable(error_chain(&*e))
+                    if create {
+                        GatewayError::WriteNotSent(error_chain(&*e))
+                    } else {
+                        GatewayError::UpstreamUnreachable(error_chain(&*e))
+                    }
+                }
+                Ok(Err(PoolError::GateClosed)) => {
+                    // Its client was answered "not sent" at the deadline: it never is.
+                    maybe_sent = false;
+                    GatewayError::WriteTimedOutUnsent
                 }
                 Ok(Err(PoolError::Exchange(e))) => {
                     metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);

@@ -9,8 +9,15 @@
 //! keep-alive connection before it writes), and the request is sent on another one; idle ones
 //! are closed after `pool_idle_timeout` (by a reaper task). HTTP/1.1 only, as nginx speaks to
 //! its upstreams: ALPN offers nothing else.
+//!
+//! Connecting (TCP, then TLS, then the HTTP/1 handshake) is bounded as a whole by
+//! `connect_timeout`, as nginx's `proxy_connect_timeout` bounds its upstream SSL handshake: a
+//! server that accepts TCP and never finishes TLS is an unreachable one, and a write to it
+//! was certainly not sent. A write goes out only on a connection idle less than
+//! [`WRITE_IDLE_MAX`]; a write's [`SendGate`] is taken just before its request is handed to
+//! the connection, so until then it is "not sent" for everyone who asks.
 
-use crate::exchange::{read_whole, ReadError};
+use crate::exchange::{read_whole, ReadError, SendGate};
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::Full;
@@ -30,6 +37,21 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// The longest a pooled connection may have been idle for a write to go out on it; reads may
+/// use any connection within `pool_idle_timeout`.
+///
+/// A server closes a keep-alive connection when its own idle timer ends, and a request
+/// written as that close is in flight is lost with no way to know whether it was processed:
+/// for a create, an unknown outcome. The shortest common server defaults are 5 s (Node.js
+/// `http.Server` `keepAliveTimeout`, Apache `KeepAliveTimeout`, uvicorn `timeout_keep_alive`);
+/// load balancers keep far longer (AWS ALB 60 s, nginx `keepalive_timeout` 75 s, Go's and
+/// hyper's servers have no idle close by default). 2 s stays under the 5 s ones with 3 s to
+/// spare for the request to arrive (the server's timer started when it wrote its last answer,
+/// a little before this side saw it end). A fresh connection costs a handshake, which only
+/// writes pay (they are rare next to reads), and a handshake is bounded by `connect_timeout`
+/// and sends nothing when it fails, so it is the safe side of the trade.
+pub const WRITE_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// One HTTP/1.1 connection: the sending half and the connection future that does its IO.
 struct Conn {
@@ -52,6 +74,9 @@ struct Idle {
 pub enum PoolError {
     /// No connection could be made (refused, timed out, TLS): nothing was sent.
     Connect(crate::BoxError),
+    /// A write's gate was closed (its client was told it was not sent) before it was handed
+    /// to a connection: nothing was sent, and it never will be.
+    GateClosed,
     /// The connection failed after the request may have been written.
     Exchange(crate::BoxError),
     /// The response body could not be read whole.
@@ -66,6 +91,8 @@ pub struct Pool {
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// Bounds TCP connect, TLS handshake and HTTP/1 handshake together.
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -112,12 +139,14 @@ fn ended_with(error: Option<hyper::Error>) -> crate::BoxError {
 }
 
 impl Pool {
-    /// A pool for `origin` (`scheme://authority`), connecting with `connector`.
+    /// A pool for `origin` (`scheme://authority`), connecting with `connector` within
+    /// `connect_timeout` (TCP and TLS together).
     pub fn new(
         connector: HttpsConnector<HttpConnector>,
         origin: Uri,
         max_idle: usize,
         idle_timeout: Duration,
+        connect_timeout: Duration,
     ) -> Pool {
         Pool {
             connector,
@@ -125,14 +154,23 @@ impl Pool {
             idle: Mutex::new(VecDeque::new()),
             max_idle,
             idle_timeout,
+            connect_timeout,
         }
     }
 
-    /// The most recently used idle connection still within its idle timeout.
-    fn checkout(&self) -> Option<Box<Conn>> {
+    /// The most recently used idle connection still within its idle timeout; for a write,
+    /// only one idle less than [`WRITE_IDLE_MAX`] (older ones stay for reads).
+    fn checkout(&self, write: bool) -> Option<Box<Conn>> {
         let mut idle = crate::lock(&self.idle);
-        drop(self.take_expired(&mut idle));
-        idle.pop_back().map(|c| c.conn)
+        let expired = self.take_expired(&mut idle);
+        let conn = match idle.back() {
+            Some(newest) if write && newest.since.elapsed() >= WRITE_IDLE_MAX => None,
+            _ => idle.pop_back().map(|c| c.conn),
+        };
+        drop(idle);
+        // Closed outside the lock.
+        drop(expired);
+        conn
     }
 
     /// The connections idle for `idle_timeout` or longer, taken out of `idle` (oldest first:
@@ -189,38 +227,58 @@ impl Pool {
         }
     }
 
+    /// A new connection, within `connect_timeout` from the first SYN to the end of the TLS
+    /// handshake (the connector's own timeout covers TCP alone).
     async fn connect(&self) -> Result<Box<Conn>, PoolError> {
-        let io = self
-            .connector
-            .clone()
-            .oneshot(self.origin.clone())
-            .await
-            .map_err(PoolError::Connect)?;
-        let (tx, io) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| PoolError::Connect(e.into()))?;
-        Ok(Box::new(Conn {
-            tx,
-            io,
-            ended: false,
-        }))
+        let connecting = async {
+            let io = self
+                .connector
+                .clone()
+                .oneshot(self.origin.clone())
+                .await
+                .map_err(PoolError::Connect)?;
+            let (tx, io) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| PoolError::Connect(e.into()))?;
+            Ok(Box::new(Conn {
+                tx,
+                io,
+                ended: false,
+            }))
+        };
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(connected) => connected,
+            Err(_elapsed) => Err(PoolError::Connect(
+                format!(
+                    "no connection (TCP and TLS) within connect_timeout ({:?})",
+                    self.connect_timeout
+                )
+                .into(),
+            )),
+        }
     }
 
     /// Sends `req` (origin-form URI, `Host` set) and reads the answer whole, up to `limit`
     /// bytes. A request is written at most once: it moves to another connection only when
     /// the first gave it back unsent (closed by the server while idle).
+    ///
+    /// `write` is a write's gate: the write goes out only on a connection idle less than
+    /// [`WRITE_IDLE_MAX`], and the gate is taken just before the request is handed to the
+    /// connection (given back if the connection returns it unsent), so a write whose gate
+    /// was closed first is never sent ([`PoolError::GateClosed`]).
     pub async fn send(
         &self,
         mut req: Request<Full<Bytes>>,
         limit: usize,
+        write: Option<&SendGate>,
     ) -> Result<(http::response::Parts, Bytes), PoolError> {
         // Each attempt that gives the request back unsent drops a dead connection; past this
         // many fresh ones doing the same, the upstream is taken to be unreachable.
         const FRESH_ATTEMPTS: u32 = 2;
         let mut fresh_attempts = 0;
         loop {
-            let mut conn = match self.checkout() {
+            let mut conn = match self.checkout(write.is_some()) {
                 Some(c) => c,
                 None => {
                     fresh_attempts += 1;
@@ -244,14 +302,25 @@ impl Pool {
                 }
                 continue;
             }
+            if write.is_some_and(|gate| !gate.take()) {
+                // The client was answered "not sent" while this connection was made ready.
+                self.checkin(conn);
+                return Err(PoolError::GateClosed);
+            }
             let answer = match drive(io, ended, tx.try_send_request(req)).await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(mut e)) => match e.take_message() {
-                    Some(back) if fresh_attempts < FRESH_ATTEMPTS => {
-                        req = back;
-                        continue;
+                    Some(back) => {
+                        // Given back unwritten: still not sent, for the client too.
+                        if let Some(gate) = write {
+                            gate.untake();
+                        }
+                        if fresh_attempts < FRESH_ATTEMPTS {
+                            req = back;
+                            continue;
+                        }
+                        return Err(PoolError::Connect(e.into_error().into()));
                     }
-                    Some(_) => return Err(PoolError::Connect(e.into_error().into())),
                     None => return Err(PoolError::Exchange(e.into_error().into())),
                 },
                 Err(e) => return Err(PoolError::Exchange(ended_with(e))),
