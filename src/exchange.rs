@@ -66,6 +66,13 @@ impl SendGate {
         })
     }
 
+    /// Whether the guard took the gate to send (a write that may have been applied).
+    pub fn sent(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::Acquire) == GATE_SENT)
+    }
+
     /// The observe layer, answering at the deadline: true when the write had not been sent
     /// (and now will not be).
     pub fn close(&self) -> bool {

@@ -83,6 +83,7 @@ where
         .layer(ObserveLayer::new(
             state.metrics.clone(),
             s.server.request_timeout,
+            state.shared.history.writes().clone(),
         ))
         // Limits: URI length (414), header size (431), global in-flight cap (503, shed at once).
         .layer(LimitsLayer::new(

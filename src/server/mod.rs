@@ -213,11 +213,24 @@ impl Gateway {
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    ///
+    /// "In flight" includes the writes whose clients have gone: once accepted, a write runs
+    /// on in a task of its own, and its audit event and invalidation come when it ends. Each
+    /// is waited for within the same grace; one still running when the grace is over is told
+    /// to give up, which logs it (outcome `unknown`) rather than losing it with the process.
     pub async fn shutdown(self) {
+        let grace = self.current.get().state.settings.server.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let writes = self.shared.history.writes();
+        let running = writes.running();
+        if running > 0 {
+            tracing::info!(writes = running, "waiting for accepted writes to complete");
+        }
+        writes.settle(deadline).await;
     }
 }
