@@ -67,6 +67,9 @@ struct Call<S: Service<Request<Incoming>>> {
     _done: crate::idle::Done,
 }
 
+// Not boxed: the request waits here by value, as it would in hyper's own future; a box would
+// be an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum CallState<S: Service<Request<Incoming>>> {
     /// The service (once taken) is being polled ready for the request.
     Waiting(Option<S>, Option<Request<Incoming>>),
