@@ -118,3 +118,21 @@ async fn a_concurrency_limit_around_the_whole_stack_makes_connections_wait_not_h
     concurrent_requests_wait_their_turn(&h).await;
     h.shutdown().await;
 }
+
+/// A read's retries go through the limit too: each attempt on a clone polled ready, so the
+/// retries are sent (one try and two retries) and the upstream's answer comes back.
+#[tokio::test]
+async fn retries_wait_for_readiness_like_first_attempts() {
+    let mut h = harness(Arc::new(|state| {
+        BoxCloneSyncService::new(build_stack_with::<Incoming, _>(
+            state,
+            ConcurrencyLimitLayer::new(1),
+        ))
+    }))
+    .await;
+    h.sim.set_fault(Fault::Status(503));
+    let r = h.get(LIST, Some(&h.token("bob@corp.test"))).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(h.upstream_count(), 3, "one try and two retries");
+    h.shutdown().await;
+}
