@@ -1,6 +1,10 @@
 //! The audit trail: one event per write sent upstream (who, which upstream key, which route,
 //! for a partnership create the partner's name and e-mail domain, the upstream status, the
 //! request id), on the `audit` log target.
+//!
+//! A write whose future is dropped before it completes (only at shutdown, when the grace is
+//! over: a write runs in a task of its own, see `observe`) is logged too, with the outcome
+//! `unknown` if it had been handed to upstream and `not_sent` otherwise: never silently.
 
 use crate::exchange::{Ctx, Reply};
 use crate::validate::body::CreateSummary;
@@ -43,8 +47,8 @@ where
     type Error = Infallible;
     type Future = Audited<S::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Write) -> Self::Future {
@@ -70,13 +74,7 @@ struct Record {
 
 impl Record {
     fn log(self, reply: &Reply) {
-        let Record {
-            ctx,
-            path_id,
-            summary,
-        } = self;
-        let route = ctx.spec.route;
-        let identity = &ctx.identity;
+        let route = self.ctx.spec.route;
         let status = reply.status();
         let outcome = match reply.upstream_status() {
             Some(_) if status.is_success() && route.is_create() => "created",
@@ -86,6 +84,27 @@ impl Record {
             None if reply.facts.upstream.is_some_and(|u| u.maybe_sent) => "outcome_unknown",
             None => "not_sent",
         };
+        self.event(Some(status.as_u16()), reply.upstream_status(), outcome);
+    }
+
+    /// The write was dropped before it completed (shutdown's grace is over).
+    fn log_unfinished(self) {
+        let outcome = if self.ctx.gate.taken() {
+            "unknown"
+        } else {
+            "not_sent"
+        };
+        self.event(None, None, outcome);
+    }
+
+    fn event(self, status: Option<u16>, upstream_status: Option<u16>, outcome: &str) {
+        let Record {
+            ctx,
+            path_id,
+            summary,
+        } = self;
+        let route = ctx.spec.route;
+        let identity = &ctx.identity;
         tracing::info!(
             target: "audit",
             request_id = ctx.id.0.to_str().ok(),
@@ -98,8 +117,8 @@ impl Record {
             email_domain = summary.as_ref().map(|s| s.email_domain.as_str()),
             partner_type = summary.as_ref().map(|s| s.partner_type.as_str()),
             inactive = summary.as_ref().map(|s| s.inactive),
-            status = status.as_u16(),
-            upstream_status = reply.upstream_status(),
+            status,
+            upstream_status,
             outcome,
             "write"
         );
@@ -127,5 +146,13 @@ where
             record.log(&reply);
         }
         Poll::Ready(Ok(reply))
+    }
+}
+
+impl<F> Drop for Audited<F> {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.log_unfinished();
+        }
     }
 }

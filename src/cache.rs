@@ -856,6 +856,9 @@ impl ListCache {
         let (ttl, max_age) = self.max_age(spec, coherent);
         let forced = directive == Directive::Revalidate;
         let out = outbound(read, BudgetClass::Cold);
+        // The service polled ready is the one the fetch calls (a clone would wait for
+        // readiness of its own while this one holds what it reserved).
+        let mut inner = Some(inner);
         loop {
             let now = Instant::now();
             let existing = self.store.get(&key).await;
@@ -865,7 +868,9 @@ impl ListCache {
                 }
                 if coherent && self.within_revalidate(entry, now) {
                     // RFC 5861 stale-while-revalidate: the copy now, the refresh behind it.
-                    self.revalidate(&key, &out, &inner, ttl, purpose);
+                    if let Some(inner) = inner.take() {
+                        self.revalidate(&key, &out, inner, ttl, purpose);
+                    }
                     return self.respond(entry, Status::Stale(StaleReason::Revalidating), now);
                 }
             }
@@ -893,7 +898,7 @@ impl ListCache {
                     let fetch = Box::pin(self.clone().fetch(
                         key.clone(),
                         out.clone(),
-                        inner.clone(),
+                        inner.take().expect("only the one leader fetch takes it"),
                         how,
                         fallback.clone(),
                     ));
@@ -941,7 +946,7 @@ impl ListCache {
         self: &Arc<Self>,
         key: &CacheKey,
         out: &Outbound,
-        inner: &S,
+        inner: S,
         ttl: Duration,
         purpose: Purpose,
     ) where
@@ -951,7 +956,7 @@ impl ListCache {
         let Role::Leader(flight) = self.join_or_lead(key) else {
             return; // already being fetched here
         };
-        let (cache, key, out, inner) = (self.clone(), key.clone(), out.clone(), inner.clone());
+        let (cache, key, out) = (self.clone(), key.clone(), out.clone());
         let how = How {
             forced: false,
             shared: self.state.is_shared(),
@@ -1440,12 +1445,14 @@ where
     type Error = Infallible;
     type Future = BoxFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, read: Read) -> BoxFuture {
-        let inner = self.inner.clone();
+        // The service polled ready is the one a miss calls; a hit drops it unused.
+        let fresh = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, fresh);
         let cache = self.cache.clone();
         let directive = client_directive(&read.headers);
         if cache.bypassed(directive, read.purpose) {
@@ -1495,8 +1502,8 @@ where
     type Error = Infallible;
     type Future = BoxFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, write: Write) -> BoxFuture {

@@ -749,13 +749,16 @@ where
     type Error = Infallible;
     type Future = BoxFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, out: Outbound) -> BoxFuture {
         let state = self.state.clone();
-        let mut inner = self.inner.clone();
+        // The service polled ready is the one the first attempt calls; a retry takes a clone
+        // and waits for it to be ready.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
         Box::pin(async move {
             let route = out.ctx.spec.route;
             let identity = out.ctx.identity.clone();
@@ -874,6 +877,11 @@ where
                     tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying read");
                     previous = Some(resp);
                     tokio::time::sleep(wait).await;
+                    // The called service is spent: a clone, ready, for the retry.
+                    inner = inner.clone();
+                    if let Err(never) = tower::ServiceExt::ready(&mut inner).await {
+                        match never {}
+                    }
                     continue;
                 }
                 match verdict {

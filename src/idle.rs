@@ -24,7 +24,6 @@
 //! far as this module knows, so a pipelined next request that arrived partially during the
 //! previous one is bounded by `idle_timeout`, not `header_read_timeout`.
 
-use http::Request;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -34,7 +33,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use tower::Service;
 
 /// The connection preface every HTTP/2 client sends first (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -48,8 +46,8 @@ pub struct Timeouts {
     pub header_read: Duration,
 }
 
-/// What a connection's requests do, shared by [`ConnTimeout`] (the IO) and [`Busy`] (the
-/// service).
+/// What a connection's requests do, shared by [`ConnTimeout`] (the IO) and the connection's
+/// service, which marks each request in progress ([`Activity::request`]).
 #[derive(Debug, Default)]
 pub struct Activity {
     in_progress: AtomicUsize,
@@ -101,7 +99,7 @@ pub struct ConnTimeout<T> {
 }
 
 impl<T> ConnTimeout<T> {
-    /// Wraps `inner`, accepted just now; `activity` is shared with the connection's [`Busy`].
+    /// Wraps `inner`, accepted just now; `activity` is shared with the connection's service.
     pub fn new(inner: T, timeouts: Timeouts, activity: Arc<Activity>) -> Self {
         let now = Instant::now();
         ConnTimeout {
@@ -292,17 +290,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ConnTimeout<T> {
     }
 }
 
-/// Counts a connection's requests in progress for [`ConnTimeout`].
-#[derive(Clone)]
-pub struct Busy<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S> Busy<S> {
-    /// Wraps the connection's service.
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Busy { inner, activity }
+impl Activity {
+    /// A request of this connection has reached the service (its headers are complete): no
+    /// deadline here until the returned guard is dropped, however the request ends.
+    pub fn request(self: &Arc<Self>) -> Done {
+        self.started();
+        Done(self.clone())
     }
 }
 
@@ -312,25 +305,6 @@ pub struct Done(Arc<Activity>);
 impl Drop for Done {
     fn drop(&mut self) {
         self.0.finished();
-    }
-}
-
-impl<S, B> Service<Request<B>> for Busy<S>
-where
-    S: Service<Request<B>>,
-    S::Future: Send + Unpin + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = crate::step::Guarded<S::Future, Done>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.activity.started();
-        crate::step::Guarded::new(self.inner.call(req), Done(self.activity.clone()))
     }
 }
 

@@ -5,22 +5,41 @@
 //! runtime thread only appends the formatted line to a shared buffer (no allocation once the
 //! buffer has grown, no system call, no wake-up), and the log thread writes what has gathered
 //! every [`FLUSH_EVERY`] (at once past [`FLUSH_AT`] bytes), as nginx's buffered access log
-//! does. A slow stdout (a full pipe, a stalled log shipper) therefore does not stall request
-//! handling until the buffer holds [`MAX_PENDING`] bytes; past that, loggers wait for it to
-//! drain rather than drop lines, since audit events travel this way too.
+//! does.
+//!
+//! A runtime thread never waits for the log thread. When stdout is slow (a full pipe, a
+//! stalled log shipper) lines gather in the buffer, up to a bound that depends on what they
+//! are:
+//!
+//! - access lines and every other line except audit events: up to [`MAX_PENDING`] bytes
+//!   pending. Past it they are dropped and counted (`jbgw_log_lines_dropped_total`, by
+//!   `kind`), and once the writer catches up a warning says how many were lost.
+//! - audit events (target `audit`, one per write): never dropped below
+//!   [`MAX_PENDING_AUDIT`] bytes pending, sixteen times as much, about 130,000 events (an
+//!   event is about 500 bytes): at the upstream's 100 writes a minute per key, a day of one
+//!   key's writes, written in order when the pipe drains. Memory is the only thing that can
+//!   hold them, and it is bounded: past that bound an audit event is dropped too, counted
+//!   (`kind="audit"`), and an error is logged once the writer catches up.
+//!
+//! (The bound used to be a wait: past 4 MiB pending, every thread that logged, runtime threads
+//! included, blocked on a condition variable until the log thread took the buffer, so a
+//! stdout nobody read stalled every request once about 10,000 access lines had gathered.)
 //!
 //! Timestamps are RFC 3339 in UTC with microseconds, the date and time part formatted once
 //! per second ([`Clock`]).
 
 use crate::config::{LogFormat, LogSettings};
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// Bytes of log lines waiting for the log thread before loggers wait for it.
+/// Pending bytes past which lines other than audit events are dropped.
 pub const MAX_PENDING: usize = 4 << 20;
+/// Pending bytes past which audit events are dropped too (see the module documentation).
+pub const MAX_PENDING_AUDIT: usize = 16 * MAX_PENDING;
 /// How often the log thread writes what has gathered.
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Past this many pending bytes the log thread is woken at once.
@@ -53,28 +72,86 @@ struct Pending {
     state: Mutex<State>,
     /// Signalled when lines are added (or the guard closes).
     more: Condvar,
-    /// Signalled when the log thread has taken the buffer.
-    room: Condvar,
+    /// Lines dropped since the log thread last reported it: other lines, audit events.
+    dropped: [AtomicU64; 2],
+}
+
+/// What a line is, for the bound it is kept under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An access line, or any other line but an audit event.
+    Other = 0,
+    /// An audit event: kept far longer.
+    Audit = 1,
+}
+
+impl Kind {
+    fn of(meta: &tracing::Metadata<'_>) -> Kind {
+        if meta.target() == "audit" {
+            Kind::Audit
+        } else {
+            Kind::Other
+        }
+    }
+
+    fn bound(self) -> usize {
+        match self {
+            Kind::Other => MAX_PENDING,
+            Kind::Audit => MAX_PENDING_AUDIT,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Other => "access",
+            Kind::Audit => "audit",
+        }
+    }
+}
+
+/// `jbgw_log_lines_dropped_total`, by `kind` (`access`: access and other lines; `audit`).
+/// One per process, like the log thread; each metrics registry registers it.
+pub fn dropped_lines() -> &'static prometheus::IntCounterVec {
+    static DROPPED: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+    DROPPED.get_or_init(|| {
+        let v = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "jbgw_log_lines_dropped_total",
+                "Log lines dropped because stdout fell behind (audit events only past a far larger bound)",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for kind in [Kind::Other, Kind::Audit] {
+            v.with_label_values(&[kind.label()]);
+        }
+        v
+    })
 }
 
 /// The writer handed to the formatter: appends one formatted event to the pending buffer.
 #[derive(Clone)]
-pub struct Background(Arc<Pending>);
+pub struct Background {
+    pending: Arc<Pending>,
+    kind: Kind,
+}
 
 impl Write for Background {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        let mut state = crate::lock(&self.0.state);
-        while state.buf.len() >= MAX_PENDING && !state.closed {
-            state = self
-                .0
-                .room
-                .wait(state)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        let mut state = crate::lock(&self.pending.state);
         if state.closed {
             // After shutdown (the guard is gone): written directly.
             drop(state);
             return std::io::stdout().write(line);
+        }
+        if state.buf.len() >= self.kind.bound() {
+            // Never a wait: the writer is behind, and a request must not wait for it.
+            drop(state);
+            self.pending.dropped[self.kind as usize].fetch_add(1, Ordering::Relaxed);
+            dropped_lines()
+                .with_label_values(&[self.kind.label()])
+                .inc();
+            return Ok(line.len());
         }
         let was = state.buf.len();
         state.buf.extend_from_slice(line);
@@ -82,7 +159,7 @@ impl Write for Background {
         drop(state);
         // Woken only when a batch is worth writing; otherwise it writes on its next tick.
         if was < FLUSH_AT && now >= FLUSH_AT {
-            self.0.more.notify_one();
+            self.pending.more.notify_one();
         }
         Ok(line.len())
     }
@@ -96,6 +173,32 @@ impl<'a> MakeWriter<'a> for Background {
     type Writer = Background;
     fn make_writer(&'a self) -> Background {
         self.clone()
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Background {
+        Background {
+            pending: self.pending.clone(),
+            kind: Kind::of(meta),
+        }
+    }
+}
+
+/// Says, through the log itself, how many lines the writer's slowness cost since last said.
+fn report_dropped(pending: &Pending) {
+    let other = pending.dropped[Kind::Other as usize].swap(0, Ordering::Relaxed);
+    if other > 0 {
+        tracing::warn!(
+            dropped = other,
+            "stdout fell behind: access and other log lines were dropped"
+        );
+    }
+    let audit = pending.dropped[Kind::Audit as usize].swap(0, Ordering::Relaxed);
+    if audit > 0 {
+        tracing::error!(
+            dropped = audit,
+            bound_bytes = MAX_PENDING_AUDIT,
+            "stdout fell behind past the audit bound: audit events were dropped"
+        );
     }
 }
 
@@ -124,10 +227,10 @@ fn start(mut out: impl Write + Send + 'static) -> (Background, LogGuard) {
                     std::mem::swap(&mut batch, &mut state.buf);
                     state.closed
                 };
-                theirs.room.notify_all();
                 let _ = out.write_all(&batch);
                 let _ = out.flush();
                 batch.clear();
+                report_dropped(&theirs);
                 if closed {
                     let rest = std::mem::take(&mut crate::lock(&theirs.state).buf);
                     let _ = out.write_all(&rest);
@@ -138,7 +241,10 @@ fn start(mut out: impl Write + Send + 'static) -> (Background, LogGuard) {
         })
         .expect("spawn the log thread");
     (
-        Background(shared.clone()),
+        Background {
+            pending: shared.clone(),
+            kind: Kind::Other,
+        },
         LogGuard {
             shared,
             thread: Some(thread),
@@ -200,7 +306,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for JsonLines {
             };
             line.clear();
             json_line(&mut line, event);
-            let _ = self.writer.clone().write_all(line.as_bytes());
+            let _ = self
+                .writer
+                .make_writer_for(event.metadata())
+                .write_all(line.as_bytes());
         });
     }
 }
@@ -511,5 +620,61 @@ mod tests {
         drop(guard);
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 10_001);
+    }
+
+    #[test]
+    fn past_the_bound_lines_are_dropped_and_counted_but_audit_events_kept() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let sink = Sink::default();
+        let (mut writer, guard) = start(Stuck(gate.clone(), sink.clone()));
+        let mut audit = writer.clone();
+        audit.kind = Kind::Audit;
+        writer.write_all(b"first\n").unwrap();
+        // Wait until the log thread holds "first" and is stuck writing it.
+        while !crate::lock(&guard.shared.state).buf.is_empty() {
+            std::thread::yield_now();
+        }
+        let dropped = || dropped_lines().with_label_values(&["access"]).get();
+        let before = dropped();
+        let line = [b'a'; 1023];
+        let lines = MAX_PENDING / 1024 + 100;
+        // On this thread: a wait would hang the test.
+        for _ in 0..lines {
+            writer.write_all(&line).unwrap();
+            writer.write_all(b"\n").unwrap();
+        }
+        for i in 0..1000 {
+            audit.write_all(format!("audit {i}\n").as_bytes()).unwrap();
+        }
+        assert!(dropped() - before >= 100, "{}", dropped() - before);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        drop(guard);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let audits: Vec<&str> = text.lines().filter(|l| l.starts_with("audit")).collect();
+        assert_eq!(audits.len(), 1000, "every audit event kept, in order");
+        assert_eq!(audits[999], "audit 999");
+        assert!(text.len() <= MAX_PENDING + 2048 + 1000 * 10 + 6);
+    }
+
+    #[test]
+    fn audit_events_are_dropped_only_past_their_own_bound() {
+        let pending = Arc::new(Pending::default());
+        let mut audit = Background {
+            pending: pending.clone(),
+            kind: Kind::Audit,
+        };
+        crate::lock(&pending.state).buf = vec![b'x'; MAX_PENDING_AUDIT];
+        let before = dropped_lines().with_label_values(&["audit"]).get();
+        audit.write_all(b"audit\n").unwrap();
+        assert_eq!(crate::lock(&pending.state).buf.len(), MAX_PENDING_AUDIT);
+        assert_eq!(
+            dropped_lines().with_label_values(&["audit"]).get(),
+            before + 1
+        );
+        assert_eq!(
+            pending.dropped[Kind::Audit as usize].load(Ordering::Relaxed),
+            1
+        );
     }
 }

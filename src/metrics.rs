@@ -211,6 +211,8 @@ impl Metrics {
             reg(Box::new(g.clone()));
             g
         };
+        // Counted by the log writer, which starts before any registry (one per process).
+        reg(Box::new(crate::logging::dropped_lines().clone()));
 
         let requests_vec = counter_vec(
             "requests_total",

@@ -8,6 +8,11 @@
 //! timed out gets a 504 saying the write may have been applied, and the access-log line
 //! written when the write finishes says what really happened. A read is cancelled with its
 //! client (nothing it does needs recording).
+//!
+//! The writes' tasks are counted in [`Writes`], which the server owns: shutdown waits for
+//! them within the grace (their clients may be long gone), and tells the ones still running
+//! when the grace is over to give up, so each is logged (its audit event says `unknown`)
+//! instead of vanishing with the process.
 
 use crate::error::{GatewayError, Response};
 use crate::exchange::{Accepted, Reply, RequestId, SendGate};
@@ -16,10 +21,11 @@ use crate::route::Route;
 use crate::BoxFuture;
 use http::{HeaderValue, Method, Request};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
@@ -43,19 +49,106 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&out).expect("hex is a valid header value")
 }
 
+/// The writes running in tasks of their own, across every generation of the stack: shutdown
+/// waits for them ([`Writes::settle`]) and, when the grace is over, tells the rest to give
+/// up (each then logs what is known of it).
+#[derive(Debug)]
+pub struct Writes {
+    running: AtomicUsize,
+    /// Woken when `running` drops to zero.
+    idle: Notify,
+    /// Set when the grace is over.
+    abandon: watch::Sender<bool>,
+}
+
+impl Default for Writes {
+    fn default() -> Self {
+        Writes {
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            abandon: watch::Sender::new(false),
+        }
+    }
+}
+
+/// One write's place in [`Writes`], held by its task: released however the task ends.
+struct Running(Arc<Writes>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Writes {
+    fn begin(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::AcqRel);
+        Running(self.clone())
+    }
+
+    /// Writes whose task has not ended.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no write is running.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a task ending in between is not missed.
+            notified.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves when the grace is over for the writes still running.
+    async fn abandoned(&self) {
+        let mut rx = self.abandon.subscribe();
+        let _ = rx.wait_for(|over| *over).await;
+    }
+
+    /// Waits until `deadline` for every running write to end; those still running then are
+    /// told to give up (each logs its audit event with the outcome `unknown`, or `not_sent`
+    /// if it never left), and this returns once they have. Returns how many gave up.
+    pub async fn settle(&self, deadline: Instant) -> usize {
+        if tokio::time::timeout_at(deadline, self.idle()).await.is_ok() {
+            return 0;
+        }
+        let left = self.running();
+        tracing::error!(
+            writes = left,
+            "shutdown grace over with writes still waiting for JourneyBee: logged as unknown"
+        );
+        self.abandon.send_replace(true);
+        // Giving up is immediate (each task drops its request and logs); bounded anyway, so
+        // a wedged task cannot keep the process from exiting.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.idle()).await;
+        left
+    }
+}
+
 /// Adds request ids, the deadline, metrics and access logging around the stack.
 #[derive(Clone)]
 pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+    writes: Arc<Writes>,
 }
 
 impl ObserveLayer {
-    /// A layer recording into `metrics` and giving each request `request_timeout`.
-    pub fn new(metrics: Arc<Metrics>, request_timeout: Duration) -> Self {
+    /// A layer recording into `metrics`, giving each request `request_timeout`, and counting
+    /// the writes it runs in tasks of their own in `writes`.
+    pub fn new(metrics: Arc<Metrics>, request_timeout: Duration, writes: Arc<Writes>) -> Self {
         Self {
             metrics,
             request_timeout,
+            writes,
         }
     }
 }
@@ -67,6 +160,7 @@ impl<S> Layer<S> for ObserveLayer {
             inner,
             metrics: self.metrics.clone(),
             request_timeout: self.request_timeout,
+            writes: self.writes.clone(),
         }
     }
 }
@@ -77,6 +171,7 @@ pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
     request_timeout: Duration,
+    writes: Arc<Writes>,
 }
 
 /// How the client was answered.
@@ -200,8 +295,8 @@ where
     type Error = Infallible;
     type Future = BoxFuture<Response>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request<B>) -> BoxFuture<Response> {
@@ -244,10 +339,28 @@ where
         }
         let state = Arc::new(AtomicU8::new(WAITING));
         let shared = state.clone();
+        let running = self.writes.begin();
+        let task_gate = gate.clone();
         let mut task = tokio::spawn(async move {
-            let reply = match fut.await {
-                Ok(reply) => reply,
-                Err(never) => match never {},
+            let writes = running.0.clone();
+            let mut fut = Box::pin(fut);
+            let reply = tokio::select! {
+                biased;
+                done = &mut fut => match done {
+                    Ok(reply) => reply,
+                    Err(never) => match never {},
+                },
+                () = writes.abandoned() => {
+                    // Shutdown's grace is over: dropping the request logs its audit event
+                    // with what is known (sent or not), then the access line says the same.
+                    drop(fut);
+                    let error = if task_gate.taken() {
+                        GatewayError::CreateOutcomeUnknown("the gateway shut down first".into())
+                    } else {
+                        GatewayError::WriteTimedOutUnsent
+                    };
+                    error.into()
+                }
             };
             let delivery = match shared.compare_exchange(
                 WAITING,
@@ -259,7 +372,10 @@ where
                 Err(TIMED_OUT) => Delivery::TimedOut,
                 Err(_) => Delivery::Gone,
             };
-            record.finish(reply, delivery)
+            let response = record.finish(reply, delivery);
+            // Only now, its lines logged, may shutdown count it done.
+            drop(running);
+            response
         });
         Box::pin(async move {
             let waiter = Waiter(state);

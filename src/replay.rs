@@ -132,8 +132,8 @@ where
     type Error = Infallible;
     type Future = crate::step::Step<S::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Write) -> Self::Future {
@@ -142,7 +142,9 @@ where
             return crate::step::Step::next(self.inner.call(req));
         };
         let layer = self.layer.clone();
-        let mut inner = self.inner.clone();
+        // The service polled ready is the one called once the key is claimed.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
         // This runs to completion whatever the client does (the observe layer runs a write in
         // its own task): the outcome is always recorded, or a retry would send the
         // invitations again.

@@ -11,7 +11,7 @@ use crate::audit::AuditLayer;
 use crate::auth::AuthLayer;
 use crate::cache::{CacheLayer, InvalidateLayer};
 use crate::error::Response;
-use crate::exchange::Reply;
+use crate::exchange::{Outbound, Reply};
 use crate::guard::GuardLayer;
 use crate::identity::IdentityLayer;
 use crate::limits::{Limits, LimitsLayer};
@@ -29,7 +29,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Oneshot};
 use tower::{Service, ServiceBuilder};
 
 /// The request path, outermost layer first. Tests and `main` both build it here.
@@ -43,8 +43,34 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
+    build_stack_with(state, tower::layer::util::Identity::new())
+}
+
+/// [`build_stack`] with `around_upstream` wrapped around the upstream forward (one service,
+/// shared by reads, writes and lookups): for tests that put standard tower middleware (a
+/// concurrency limit, a load shedder) where the stack reaches JourneyBee. Every layer polls
+/// the one below for readiness and calls the service it polled, so such middleware works.
+pub fn build_stack_with<B, L>(
+    state: &AppState,
+    around_upstream: L,
+) -> impl Service<Request<B>, Response = Response, Error = Infallible, Future = BoxFuture<Response>>
+       + Clone
+       + Send
+       + 'static
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+    L: tower::Layer<Upstream>,
+    L::Service:
+        Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Outbound>>::Future: Send + 'static,
+{
     let s = &state.settings;
-    let upstream = Upstream::new(state.pool.clone(), &s.upstream, state.metrics.clone());
+    let upstream = around_upstream.layer(Upstream::new(
+        state.pool.clone(),
+        &s.upstream,
+        state.metrics.clone(),
+    ));
     // Reads: the cache in front of the guard and the forward.
     let reads = ServiceBuilder::new()
         // Read cache: keyed by (upstream key, group generation, forwarded path and query).
@@ -83,6 +109,7 @@ where
         .layer(ObserveLayer::new(
             state.metrics.clone(),
             s.server.request_timeout,
+            state.shared.history.writes().clone(),
         ))
         // Limits: URI length (414), header size (431), global in-flight cap (503, shed at once).
         .layer(LimitsLayer::new(
@@ -121,6 +148,11 @@ where
 }
 
 /// Sends a validated read one way and a write the other.
+///
+/// Always ready: which side a request needs is known only once it is here, and holding
+/// both sides ready would hold what each reserves (a concurrency limit below both would never
+/// be ready twice). So the side a request takes is driven to readiness in its own future (a
+/// clone of that side, polled with the request's waker), then called.
 #[derive(Clone)]
 pub struct Split<R, W> {
     reads: R,
@@ -129,23 +161,24 @@ pub struct Split<R, W> {
 
 impl<R, W> Service<Validated> for Split<R, W>
 where
-    R: Service<Read, Response = Reply, Error = Infallible>,
-    W: Service<Write, Response = Reply, Error = Infallible>,
+    R: Service<Read, Response = Reply, Error = Infallible> + Clone,
+    W: Service<Write, Response = Reply, Error = Infallible> + Clone,
     R::Future: Unpin,
     W::Future: Unpin,
 {
     type Response = Reply;
     type Error = Infallible;
-    type Future = Either<R::Future, W::Future>;
+    type Future = Either<Oneshot<R, Read>, Oneshot<W, Write>>;
 
+    /// Always ready (see [`Split`]): the side's readiness is awaited in the call's future.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Validated) -> Self::Future {
         match req {
-            Validated::Read(read) => Either::Read(self.reads.call(read)),
-            Validated::Write(write) => Either::Write(self.writes.call(write)),
+            Validated::Read(read) => Either::Read(Oneshot::new(self.reads.clone(), read)),
+            Validated::Write(write) => Either::Write(Oneshot::new(self.writes.clone(), write)),
         }
     }
 }

@@ -122,8 +122,8 @@ where
     type Error = Infallible;
     type Future = Step<S::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, routed: Routed<B>) -> Self::Future {
@@ -136,7 +136,10 @@ where
         let token = token.map(str::to_owned);
         let verifier = self.verifier.clone();
         let metrics = self.metrics.clone();
-        let mut inner = self.inner.clone();
+        // The service polled ready is the one called, later; a fresh clone waits here for
+        // the next poll_ready.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
         Step::boxed(Box::pin(async move {
             let verified = match token {
                 // A key-set refetch for an unknown kid is bounded by jwks_timeout, and by the

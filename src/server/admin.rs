@@ -26,6 +26,8 @@ impl Service<Request<Incoming>> for AdminService {
     type Error = Infallible;
     type Future = BoxFuture<Response>;
 
+    /// Always ready: health, readiness and metrics must answer whatever the public stack's
+    /// state, and nothing here is bounded.
     fn poll_ready(
         &mut self,
         _cx: &mut std::task::Context<'_>,

@@ -47,6 +47,9 @@ pub struct History {
     /// The last good JWKS document of each issuer and key source: a new generation starts
     /// from it, so a reload during an IdP outage keeps the keys that work.
     pub(super) jwks: Arc<crate::auth::jwks::KeyMemory>,
+    /// The writes running on in tasks of their own, whichever generation accepted them:
+    /// shutdown waits for them.
+    writes: Arc<crate::observe::Writes>,
 }
 
 /// The IdP client and JourneyBee's connection pool.
@@ -100,7 +103,13 @@ impl History {
             connections: std::sync::Mutex::new(None),
             client: std::sync::Mutex::new(None),
             jwks: Default::default(),
+            writes: Default::default(),
         }
+    }
+
+    /// The writes running in tasks of their own.
+    pub fn writes(&self) -> &Arc<crate::observe::Writes> {
+        &self.writes
     }
 
     /// The store for `settings`: the same one as before unless the backend changed.

@@ -14,21 +14,36 @@ use tokio::sync::watch;
 use tower::Service;
 
 /// hyper's service interface (`call(&self)`) for a tower service owned by one connection.
-/// hyper calls it from the connection's task, one call at a time, so an always-ready service
-/// (every layer of the gateway's stack is: limits shed at once rather than queue) is borrowed
-/// for the call instead of cloned per request, as `TowerToHyperService` does; a tower stack's
-/// clone copies every layer. A service that is not ready is cloned and driven to readiness.
-struct Borrowed<S>(std::cell::RefCell<S>);
+///
+/// hyper calls `call` with no task context, so readiness cannot be polled there: each call's
+/// future takes the connection's service, polls it ready with the request's own waker (a
+/// limit that is full wakes that request when it has room), calls it, and puts it back for
+/// the next request. On HTTP/1 requests come one at a time, so the one service serves them
+/// all and a request costs no copy of the stack (a tower stack's clone copies every layer); a
+/// request that finds it taken (HTTP/2 streams at once, or one still waiting for readiness)
+/// works on a fresh clone. A request dropped while waiting for readiness drops the service it
+/// polled, and with it whatever that service had reserved.
+struct Borrowed<S>(Arc<Conn<S>>);
 
-impl<S> Borrowed<S> {
-    fn new(svc: S) -> Self {
-        Borrowed(std::cell::RefCell::new(svc))
+struct Conn<S> {
+    /// The connection's service, unpolled, and a template to clone when it is in use.
+    services: std::sync::Mutex<(Option<S>, S)>,
+    /// Marks each request in progress for the connection's timeouts.
+    activity: Arc<crate::idle::Activity>,
+}
+
+impl<S: Clone> Borrowed<S> {
+    fn new(svc: S, activity: Arc<crate::idle::Activity>) -> Self {
+        Borrowed(Arc::new(Conn {
+            services: std::sync::Mutex::new((Some(svc.clone()), svc)),
+            activity,
+        }))
     }
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for Borrowed<S>
 where
-    S: Service<Request<Incoming>> + Clone,
+    S: Service<Request<Incoming>> + Clone + Unpin,
     S::Future: Unpin,
 {
     type Response = S::Response;
@@ -36,27 +51,35 @@ where
     type Future = Call<S>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        // Never held across an await: the borrow ends when `call` returns its future.
-        let mut svc = self.0.borrow_mut();
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match svc.poll_ready(&mut cx) {
-            std::task::Poll::Ready(Ok(())) => Call::Now(svc.call(req)),
-            _ => Call::Later(Box::pin(tower::util::Oneshot::new(svc.clone(), req))),
+        Call {
+            conn: self.0.clone(),
+            state: CallState::Waiting(None, Some(req)),
+            // From here the request is in progress, waiting for readiness included.
+            _done: self.0.activity.request(),
         }
     }
 }
 
 /// The future of a [`Borrowed`] call.
-enum Call<S: Service<Request<Incoming>>> {
-    /// The service was ready and called at once.
-    Now(S::Future),
-    /// A clone of it is being driven to readiness, then called (rare: boxed).
-    Later(std::pin::Pin<Box<tower::util::Oneshot<S, Request<Incoming>>>>),
+struct Call<S: Service<Request<Incoming>>> {
+    conn: Arc<Conn<S>>,
+    state: CallState<S>,
+    _done: crate::idle::Done,
+}
+
+// Not boxed: the request waits here by value, as it would in hyper's own future; a box would
+// be an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum CallState<S: Service<Request<Incoming>>> {
+    /// The service (once taken) is being polled ready for the request.
+    Waiting(Option<S>, Option<Request<Incoming>>),
+    /// Called.
+    Called(S::Future),
 }
 
 impl<S> std::future::Future for Call<S>
 where
-    S: Service<Request<Incoming>>,
+    S: Service<Request<Incoming>> + Clone + Unpin,
     S::Future: Unpin,
 {
     type Output = Result<S::Response, S::Error>;
@@ -65,9 +88,29 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            Call::Now(f) => std::pin::Pin::new(f).poll(cx),
-            Call::Later(f) => f.as_mut().poll(cx),
+        let this = self.get_mut();
+        if let CallState::Waiting(svc, req) = &mut this.state {
+            let svc = svc.get_or_insert_with(|| {
+                let mut services = crate::lock(&this.conn.services);
+                let (idle, template) = &mut *services;
+                idle.take().unwrap_or_else(|| template.clone())
+            });
+            std::task::ready!(svc.poll_ready(cx))?;
+            let fut = svc.call(req.take().expect("called once"));
+            let CallState::Waiting(svc, _) =
+                std::mem::replace(&mut this.state, CallState::Called(fut))
+            else {
+                unreachable!("waiting")
+            };
+            // Called: back for the next request, unless another took its place meanwhile.
+            let mut services = crate::lock(&this.conn.services);
+            if services.0.is_none() {
+                services.0 = svc;
+            }
+        }
+        match &mut this.state {
+            CallState::Called(f) => std::pin::Pin::new(f).poll(cx),
+            CallState::Waiting(..) => unreachable!("called above"),
         }
     }
 }
@@ -102,7 +145,11 @@ pub(super) async fn serve<S>(
     grace: Duration,
     conn_settings: ConnSettings,
 ) where
-    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
     S::Future: Send + Unpin + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -126,9 +173,8 @@ pub(super) async fn serve<S>(
                     let _ = stream.set_nodelay(true);
                     let activity = Arc::new(crate::idle::Activity::default());
                     let io = crate::idle::ConnTimeout::new(stream, conn_settings.timeouts, activity.clone());
-                    let svc = crate::idle::Busy::new(svc.clone(), activity);
                     let conn = builder
-                        .serve_connection(TokioIo::new(io), Borrowed::new(svc))
+                        .serve_connection(TokioIo::new(io), Borrowed::new(svc.clone(), activity))
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {

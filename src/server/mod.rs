@@ -28,7 +28,15 @@ use tower::util::BoxCloneSyncService;
 use tower::Service;
 
 /// The public stack, type-erased so a reload can swap in a new one.
-type Stack = BoxCloneSyncService<Request<Incoming>, Response, Infallible>;
+pub type Stack = BoxCloneSyncService<Request<Incoming>, Response, Infallible>;
+
+/// Builds a generation's public stack from its state: [`build_stack`], unless a test wraps
+/// standard tower middleware around it or inside it (see [`Gateway::start_with`]).
+pub type StackBuilder = Arc<dyn Fn(&AppState) -> Stack + Send + Sync>;
+
+fn default_builder() -> StackBuilder {
+    Arc::new(|state| BoxCloneSyncService::new(build_stack::<Incoming>(state)))
+}
 
 /// One generation: a config's state and the stack built from it.
 struct Generation {
@@ -96,23 +104,27 @@ impl Service<Request<Incoming>> for Swap {
     type Future =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
 
+    /// The current generation's stack, ready: taken again first when a reload has swapped
+    /// the generation (a reservation the old one held is dropped with it).
     fn poll_ready(
         &mut self,
-        _cx: &mut std::task::Context<'_>,
+        cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         if self.current.epoch() != self.epoch {
             *self = self.current.stack();
         }
+        self.stack.poll_ready(cx)
+    }
+
+    /// Calls the stack polled ready, even if a reload swapped the generation since: the
+    /// request runs on that one.
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         self.stack.call(req)
     }
 }
 
-fn generation(state: Arc<AppState>) -> Arc<Generation> {
-    let stack = BoxCloneSyncService::new(build_stack::<Incoming>(&state));
+fn generation(state: Arc<AppState>, build: &StackBuilder) -> Arc<Generation> {
+    let stack = build(&state);
     Arc::new(Generation { state, stack })
 }
 
@@ -133,11 +145,18 @@ pub struct Gateway {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    build: StackBuilder,
 }
 
 impl Gateway {
     /// Binds both listeners and starts serving on the current runtime.
     pub async fn start(settings: Settings) -> Result<Gateway, String> {
+        Gateway::start_with(settings, default_builder()).await
+    }
+
+    /// [`Gateway::start`] with each generation's public stack built by `build` (for tests:
+    /// [`build_stack`] with tower middleware around or inside it).
+    pub async fn start_with(settings: Settings, build: StackBuilder) -> Result<Gateway, String> {
         let listen = settings.server.listen;
         let admin_listen = settings.server.admin_listen;
         let grace = settings.server.shutdown_grace;
@@ -158,7 +177,7 @@ impl Gateway {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
         let (tx, rx) = watch::channel(false);
-        let current = Current::new(generation(state));
+        let current = Current::new(generation(state, &build));
         let admin_svc = AdminService {
             current: current.clone(),
         };
@@ -175,6 +194,7 @@ impl Gateway {
             shared,
             shutdown: tx,
             tasks,
+            build,
         })
     }
 
@@ -193,7 +213,7 @@ impl Gateway {
             );
         }
         let state = AppState::new(settings, self.shared.clone()).await?;
-        self.current.swap(generation(state));
+        self.current.swap(generation(state, &self.build));
         Ok(Reloaded::Swapped)
     }
 
@@ -213,11 +233,24 @@ impl Gateway {
     }
 
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    ///
+    /// "In flight" includes the writes whose clients have gone: once accepted, a write runs
+    /// on in a task of its own, and its audit event and invalidation come when it ends. Each
+    /// is waited for within the same grace; one still running when the grace is over is told
+    /// to give up, which logs it (outcome `unknown`) rather than losing it with the process.
     pub async fn shutdown(self) {
+        let grace = self.current.get().state.settings.server.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
         self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let writes = self.shared.history.writes();
+        let running = writes.running();
+        if running > 0 {
+            tracing::info!(writes = running, "waiting for accepted writes to complete");
+        }
+        writes.settle(deadline).await;
     }
 }

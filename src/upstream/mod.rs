@@ -273,6 +273,10 @@ impl Service<Outbound> for Upstream {
     type Error = Infallible;
     type Future = BoxFuture;
 
+    /// Always ready: what bounds a forward (the connection slots, the key's budget, the
+    /// breaker) depends on the request (its key, its deadline), so the guard in front waits
+    /// for it in the request's future, where the deadline applies; the pool behind opens a
+    /// connection when none is idle.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }

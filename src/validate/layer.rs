@@ -240,8 +240,8 @@ where
     type Error = Infallible;
     type Future = Step<S::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Permitted<B>) -> Self::Future {
@@ -282,7 +282,9 @@ where
                 let settings = self.settings.clone();
                 let lookups = self.lookups.clone();
                 let metrics = self.metrics.clone();
-                let mut inner = self.inner.clone();
+                // The service polled ready is the one called once the body is checked.
+                let fresh = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, fresh);
                 Step::boxed(Box::pin(async move {
                     match check_write(&ctx, &parts.headers, body, &settings, lookups.as_ref()).await
                     {
