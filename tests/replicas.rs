@@ -394,15 +394,6 @@ fn fresh_domain(tag: &str) -> String {
     format!("{tag}-{:08x}-partners.com", fastrand::u32(..))
 }
 
-/// A metric sample's value from a `/metrics` text, if the line exists.
-fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
 /// `jbgw_budget_decisions_total{pool, result}` from a `/metrics` text, summed over its
 /// other labels (the budget class).
 fn decisions(metrics: &str, pool: &str, result: &str) -> f64 {
