@@ -148,6 +148,41 @@ pub struct StateMetrics {
     errors: IntCounterVec,
 }
 
+/// Why a state command failed: the `kind` label of `jbgw_state_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateErrorKind {
+    /// The server answered with an error for this command (a Lua runtime error, a key of
+    /// the wrong type): a bug, not an outage. Only its own request fails.
+    Script,
+    /// No reply within `command_timeout`.
+    Timeout,
+    /// Refused, dropped or broken connection, or a server that cannot serve now (loading,
+    /// read-only replica, out of memory, busy).
+    Transport,
+    /// Not sent: the local breaker is open after consecutive transport failures.
+    Skipped,
+}
+
+impl StateErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [StateErrorKind; 4] = [
+        StateErrorKind::Script,
+        StateErrorKind::Timeout,
+        StateErrorKind::Transport,
+        StateErrorKind::Skipped,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateErrorKind::Script => "script",
+            StateErrorKind::Timeout => "timeout",
+            StateErrorKind::Transport => "transport",
+            StateErrorKind::Skipped => "skipped",
+        }
+    }
+}
+
 /// Every state operation, so their series exist from the start.
 pub const STATE_OPS: &[&str] = &[
     "admit",
@@ -169,13 +204,13 @@ impl StateMetrics {
         self.up.set(i64::from(up));
     }
 
-    /// Records one command's latency, and its failure.
-    pub fn command(&self, op: &'static str, elapsed: Duration, ok: bool) {
+    /// Records one command's latency, and why it failed (`None`: it did not).
+    pub fn command(&self, op: &'static str, elapsed: Duration, failed: Option<StateErrorKind>) {
         self.command_duration
             .with_label_values(&[op])
             .observe(elapsed.as_secs_f64());
-        if !ok {
-            self.errors.with_label_values(&[op]).inc();
+        if let Some(kind) = failed {
+            self.errors.with_label_values(&[op, kind.as_str()]).inc();
         }
     }
 }
@@ -428,11 +463,13 @@ impl Metrics {
             }
             let errors = counter_vec(
                 "state_errors_total",
-                "State backend commands that failed or timed out (or were skipped while it is down), by operation.",
-                &["op"],
+                "State backend commands that failed, by operation and kind (script: the server refused this command, a bug; timeout; transport; skipped: not sent while the breaker is open).",
+                &["op", "kind"],
             );
             for op in STATE_OPS {
-                errors.with_label_values(&[op]);
+                for kind in StateErrorKind::ALL {
+                    errors.with_label_values(&[op, kind.as_str()]);
+                }
             }
             StateMetrics {
                 up,

@@ -31,8 +31,8 @@ fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
 
-/// Makes sure `oidc-provider` is installed: in CI its absence is a failure (`.ci/run` runs
-/// `npm ci` first), locally it is installed from the committed lockfile.
+/// Makes sure `oidc-provider` is installed: in CI its absence is a failure (`scripts/test.sh`
+/// runs `npm ci` first), locally it is installed from the committed lockfile.
 fn ensure_installed() {
     let dir = oidc_dir();
     if dir.join("node_modules/oidc-provider/package.json").exists() {
@@ -40,7 +40,7 @@ fn ensure_installed() {
     }
     assert!(
         std::env::var("CI").map_or(true, |v| v != "true"),
-        "tests/oidc/node_modules is missing: CI must run `npm ci` in tests/oidc before the tests"
+        "tests/oidc/node_modules is missing: run the tests with scripts/test.sh (it runs `npm ci` in tests/oidc)"
     );
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());

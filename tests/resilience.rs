@@ -67,11 +67,23 @@ async fn a_repeat_while_the_first_is_in_flight_waits_for_it() {
     h.sim.set_fault(Fault::Slow(Duration::from_millis(500)));
     let body = create_body("inflight-gw.com");
     let (a, b) = tokio::join!(create_with_key(&h, &t, "k-1", &body), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The repeat leaves once the first is upstream (held there for 500 ms).
+        h.wait_for_upstream(1).await;
         create_with_key(&h, &t, "k-1", &body).await
     });
-    assert_eq!(a.status, 201);
-    assert_eq!(b.status, 201);
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert_eq!(
+        a.header("idempotent-replayed"),
+        None,
+        "the first is the original"
+    );
+    assert_eq!(b.status, 201, "{}", b.text());
+    assert_eq!(
+        b.header("idempotent-replayed"),
+        Some("true"),
+        "the repeat waited for the first and got its answer replayed"
+    );
+    assert_eq!(b.body, a.body);
     assert_eq!(h.upstream_count(), 1);
 }
 
@@ -134,11 +146,25 @@ async fn a_burst_beyond_the_budget_makes_at_most_the_budget_upstream() {
     );
     assert!(ok >= 100, "cache hits and the budget's worth: {ok}");
     assert_eq!(ok + throttled, 500);
-    let m = h.admin_get("/metrics").await.text();
     assert!(
-        m.contains("jbgw_throttled_total{reason=\"upstream_budget\"}"),
-        "{m}"
+        throttled > 0,
+        "a burst of 500 on a 100/min key is throttled"
     );
+    let m = h.admin_get("/metrics").await.text();
+    assert_eq!(
+        sample(&m, "jbgw_throttled_total{reason=\"upstream_budget\"}"),
+        Some(f64::from(throttled)),
+        "every 429 of the burst is counted as the budget's: {m}"
+    );
+}
+
+/// A metric sample's value from a `/metrics` text, if the line exists.
+fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 #[tokio::test]

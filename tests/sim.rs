@@ -499,13 +499,20 @@ async fn faults() {
 
     sim.set_fault(Fault::BlackHole);
     sim.reset_recorded();
-    let pending = tokio::time::timeout(
-        Duration::from_millis(300),
-        send(&client(), &sim, Method::GET, list, Some(SIM_READ_KEY), None),
-    )
+    let mut held = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            send(&client(), &sim, Method::GET, list, Some(SIM_READ_KEY), None).await
+        })
+    };
+    wait_until("the black-holed request is recorded", || {
+        sim.request_count() == 1
+    })
     .await;
-    assert!(pending.is_err(), "black hole never answers");
-    assert_eq!(sim.request_count(), 1, "black-holed request is recorded");
+    // Recorded, and no answer comes (a "never" can only be sampled: 300 ms of it).
+    let answer = tokio::time::timeout(Duration::from_millis(300), &mut held).await;
+    assert!(answer.is_err(), "black hole never answers");
+    held.abort();
 
     sim.set_fault(Fault::None);
     assert_eq!(get(&client(), &sim, list).await.status, StatusCode::OK);
@@ -523,7 +530,8 @@ async fn black_hole_released_and_upstream_down_on_shutdown() {
             send(&client(), &sim, Method::GET, list, Some(SIM_READ_KEY), None).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down once the request is held, not after a guess at how long that takes.
+    wait_until("the request is held", || sim.request_count() == 1).await;
     sim.shutdown();
     sim.stopped().await;
     let held = tokio::time::timeout(Duration::from_secs(2), held)
@@ -816,4 +824,14 @@ async fn a_record_limit_keeps_recent_requests_and_an_exact_count() {
     sim.reset_recorded();
     assert_eq!(sim.request_count(), 0);
     assert!(sim.requests().is_empty());
+}
+
+/// Polls `ready` until it holds, failing after ten seconds: waiting for an event, not a
+/// guessed delay.
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::redis::RedisServer;
 use journeybee_gateway::metrics::Metrics;
 use journeybee_gateway::state::memory::MemoryStore;
-use journeybee_gateway::state::redis::{RedisSettings, RedisStore};
+use journeybee_gateway::state::redis::{RedisSettings, RedisStore, BREAKER_THRESHOLD};
 use journeybee_gateway::state::{
     Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
     StoredOutcome,
@@ -206,17 +206,38 @@ async fn the_memory_store_keeps_the_contract() {
     );
 }
 
+/// The command timeout of the stores these tests make.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
+
 fn redis_store(server: &RedisServer, prefix: &str) -> RedisStore {
+    redis_store_with(server, prefix, Metrics::new())
+}
+
+fn redis_store_with(server: &RedisServer, prefix: &str, metrics: Arc<Metrics>) -> RedisStore {
     RedisStore::new(
         &RedisSettings {
             url: server.url(),
             connect_timeout: Duration::from_millis(500),
-            command_timeout: Duration::from_millis(200),
+            command_timeout: COMMAND_TIMEOUT,
             key_prefix: prefix.into(),
         },
-        Metrics::new(),
+        metrics,
     )
     .unwrap()
+}
+
+/// `jbgw_state_errors_total{op, kind}` as rendered now.
+fn state_errors(metrics: &Metrics, op: &str, kind: &str) -> u64 {
+    let text = String::from_utf8(metrics.render()).unwrap();
+    let (op, kind) = (format!("op=\"{op}\""), format!("kind=\"{kind}\""));
+    let mut found = text.lines().filter(|l| {
+        l.starts_with("jbgw_state_errors_total{") && l.contains(&op) && l.contains(&kind)
+    });
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no jbgw_state_errors_total{{{op},{kind}}} in\n{text}"));
+    assert!(found.next().is_none(), "one series per op and kind");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -320,17 +341,32 @@ async fn a_dead_redis_fails_fast_and_the_store_recovers_when_it_returns() {
         store.admit(&ask("k", 5, None)).await.unwrap(),
         Admit::Admitted(_)
     ));
-    server.kill().await;
-    // Every call fails with Unavailable within the command timeout (refused at once).
-    let started = std::time::Instant::now();
-    for _ in 0..20 {
+    // Frozen (SIGSTOP), not killed: a refused connection fails at once with or without a
+    // breaker, a server that does not answer costs the whole command timeout on every call
+    // unless the breaker stops asking it.
+    server.freeze();
+    let mut slow = 0;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
         assert_eq!(
             store.admit(&ask("k", 5, None)).await,
             Err(StoreError::Unavailable)
         );
+        let took = started.elapsed();
+        if i < BREAKER_THRESHOLD {
+            // Until the breaker opens, each call waits for its reply up to the timeout.
+            assert!(took >= COMMAND_TIMEOUT, "call {i} failed in {took:?}");
+            slow += 1;
+        } else {
+            assert!(
+                took < COMMAND_TIMEOUT,
+                "call {i} waited {took:?} for a server known down: no breaker?"
+            );
+        }
     }
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(slow, BREAKER_THRESHOLD);
     assert_eq!(store.health(), Health::Degraded);
+    // Killed while frozen; a new, empty server on the same port.
     server.restart().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -354,4 +390,148 @@ async fn a_dead_redis_fails_fast_and_the_store_recovers_when_it_returns() {
         fresh.admit(&ask("k", 5, None)).await.unwrap(),
         Admit::KeyFull { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_limit_of_zero_is_a_full_key_on_both_backends_not_an_error() {
+    // Issue 20 §3: `max_replicas = 2, private_share = 0.5` asked the shared store with a limit
+    // of 0, and the admit script failed (arithmetic on nil) on every call. Validation now
+    // refuses that split, and a store asked for 0 anyway answers "full for the window".
+    let memory = MemoryStore::new(1 << 20);
+    let server = RedisServer::start().await;
+    let metrics = Metrics::new();
+    let redis = redis_store_with(&server, "zero", metrics.clone());
+    assert!(redis.probe().await);
+    for store in [&memory as &dyn Store, &redis] {
+        for user in [None, Some(("ann", 5))] {
+            match store.admit(&ask("z", 0, user)).await {
+                Ok(Admit::KeyFull { wait }) => assert_eq!(wait, WINDOW, "{}", store.backend()),
+                other => panic!("{}: {other:?}", store.backend()),
+            }
+        }
+        // A key with admissions in its log, asked with 0: the same.
+        assert!(matches!(
+            store.admit(&ask("z1", 2, None)).await,
+            Ok(Admit::Admitted(_))
+        ));
+        assert!(matches!(
+            store.admit(&ask("z1", 0, None)).await,
+            Ok(Admit::KeyFull { .. })
+        ));
+        assert_eq!(store.health(), Health::Up);
+    }
+    assert_eq!(state_errors(&metrics, "admit", "script"), 0);
+}
+
+#[tokio::test]
+async fn a_script_error_fails_only_its_call_is_counted_and_leaves_the_store_up() {
+    let server = RedisServer::start().await;
+    let metrics = Metrics::new();
+    let store = redis_store_with(&server, "script", metrics.clone());
+    assert!(store.probe().await);
+    // Something else wrote a string where the key's sliding log (a sorted set) lives: the
+    // script's ZREMRANGEBYSCORE fails with WRONGTYPE on every admission for that key.
+    assert_eq!(
+        server
+            .cmd(&["SET", "script:{broken}:log", "x"])
+            .await
+            .text(),
+        Some("OK".into())
+    );
+    let calls = 3 * BREAKER_THRESHOLD;
+    for _ in 0..calls {
+        assert_eq!(
+            store.admit(&ask("broken", 5, None)).await,
+            Err(StoreError::Script)
+        );
+        // Never taken for an outage: every other call still goes to the server.
+        assert_eq!(store.health(), Health::Up);
+        assert!(matches!(
+            store.admit(&ask("fine", 1000, None)).await,
+            Ok(Admit::Admitted(_))
+        ));
+    }
+    // Nor when they come in a row.
+    for _ in 0..calls {
+        assert_eq!(
+            store.admit(&ask("broken", 5, None)).await,
+            Err(StoreError::Script)
+        );
+    }
+    assert_eq!(store.health(), Health::Up);
+    assert_eq!(
+        store.remaining("fine", 1000, WINDOW).await,
+        Ok(1000 - calls)
+    );
+    assert_eq!(
+        state_errors(&metrics, "admit", "script"),
+        u64::from(2 * calls)
+    );
+    for kind in ["timeout", "transport", "skipped"] {
+        assert_eq!(state_errors(&metrics, "admit", kind), 0, "{kind}");
+    }
+    let text = String::from_utf8(metrics.render()).unwrap();
+    assert!(text.contains("jbgw_state_backend_up 1"), "{text}");
+}
+
+#[tokio::test]
+async fn one_slow_reply_fails_its_call_only_and_consecutive_ones_open_the_breaker() {
+    let mut server = RedisServer::start().await;
+    let metrics = Metrics::new();
+    let store = redis_store_with(&server, "slow", metrics.clone());
+    assert!(store.probe().await);
+    let big = ask("k", 1000, None);
+    let admit = || store.admit(&big);
+    assert!(matches!(admit().await, Ok(Admit::Admitted(_))));
+
+    // One reply later than the command timeout (a frozen server, thawed once the call gave
+    // up), then a prompt one, several times over: every slow call fails alone, and the store
+    // never stops asking the server or says it is degraded.
+    for round in 0..BREAKER_THRESHOLD + 1 {
+        server.freeze();
+        let started = std::time::Instant::now();
+        assert_eq!(admit().await, Err(StoreError::Unavailable), "round {round}");
+        assert!(started.elapsed() >= COMMAND_TIMEOUT);
+        server.thaw();
+        assert_eq!(store.health(), Health::Up, "round {round}");
+        let answered = admit().await;
+        assert!(
+            matches!(answered, Ok(Admit::Admitted(_))),
+            "round {round}: {answered:?}"
+        );
+    }
+    let rounds = u64::from(BREAKER_THRESHOLD + 1);
+    assert_eq!(state_errors(&metrics, "admit", "timeout"), rounds);
+    assert_eq!(state_errors(&metrics, "admit", "skipped"), 0);
+
+    // Consecutive failures: the breaker opens on the last of them, and the next call is
+    // answered at once without asking.
+    server.freeze();
+    for i in 0..BREAKER_THRESHOLD {
+        assert_eq!(store.health(), Health::Up, "degraded after {i} failure(s)");
+        assert_eq!(admit().await, Err(StoreError::Unavailable));
+    }
+    assert_eq!(store.health(), Health::Degraded);
+    let started = std::time::Instant::now();
+    assert_eq!(admit().await, Err(StoreError::Unavailable));
+    assert!(
+        started.elapsed() < COMMAND_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        state_errors(&metrics, "admit", "timeout"),
+        rounds + u64::from(BREAKER_THRESHOLD)
+    );
+    assert_eq!(state_errors(&metrics, "admit", "skipped"), 1);
+
+    // Back: a probe finds it and the store is up again.
+    server.thaw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while admit().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.health(), Health::Up);
+    server.kill().await;
 }

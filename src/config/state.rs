@@ -49,7 +49,11 @@ impl StateSettings {
             Backend::Memory => (n, 0),
             Backend::Redis(_) => {
                 let private = (f64::from(n) * self.private_share).floor() as u32;
-                let shared = n.saturating_sub(private.saturating_mul(self.max_replicas));
+                // Validation keeps private_share × max_replicas below 1, so in exact
+                // arithmetic at least one admission is shared; this keeps it so whatever the
+                // floating point rounding of a share just under 1 / max_replicas.
+                let private = private.min(n.saturating_sub(1) / self.max_replicas.max(1));
+                let shared = n - private * self.max_replicas.max(1);
                 (shared, private)
             }
         })
@@ -71,10 +75,23 @@ pub(super) fn validate_state(raw: &RawState, base: &Path, p: &mut Problems) -> S
             p.push("state.private_share", "must be a fraction between 0 and 1");
             0.0
         }
-        Some(s) if s * f64::from(max_replicas) > 1.0 => {
+        // Equal to the whole budget is refused too: it leaves no shared pool, so the shared
+        // store would be asked for admissions with a limit of 0 (every request then falls to
+        // a private share, each replica alone gets 1/max_replicas of N even while the others
+        // are not running, and the budget becomes a static partition nobody asked for).
+        Some(s) if s * f64::from(max_replicas) >= 1.0 => {
+            let what = if s * f64::from(max_replicas) > 1.0 {
+                "exceeds the whole budget"
+            } else {
+                "is the whole budget and leaves no shared pool"
+            };
             p.push(
                 "state.private_share",
-                format!("{s} × max_replicas ({max_replicas}) exceeds the whole budget"),
+                format!(
+                    "state.private_share ({s}) × state.max_replicas ({max_replicas}) {what}: \
+                     keep it below 1 / max_replicas ({})",
+                    1.0 / f64::from(max_replicas)
+                ),
             );
             0.0
         }
@@ -225,5 +242,80 @@ mod tests {
             Some((70, 10))
         );
         assert_eq!(shared.split(RequestsPerMinute::Unlimited), None);
+    }
+
+    #[test]
+    fn every_accepted_split_leaves_a_shared_pool() {
+        for max_replicas in 1..=8u32 {
+            for share in [
+                0.0,
+                0.1,
+                0.3,
+                1.0 / f64::from(max_replicas) - 1e-12,
+                0.999 / f64::from(max_replicas),
+            ] {
+                let settings = redis(max_replicas, share.max(0.0));
+                for n in [1, 2, 3, 7, 10, 99, 100, 1_000_000] {
+                    let (shared, private) = settings.split(RequestsPerMinute::Limited(n)).unwrap();
+                    assert!(
+                        shared >= 1,
+                        "n {n}, {max_replicas} × {share}: ({shared}, {private})"
+                    );
+                    assert!(shared + private * max_replicas <= n);
+                }
+            }
+        }
+    }
+
+    fn check(text: &str) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "jbgw-state-split-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("read.key"), "jb_read").unwrap();
+        std::fs::write(dir.join("jwt.secret"), "0123456789abcdef0123456789abcdef").unwrap();
+        let text = format!(
+            "[upstream]\nbase_url = \"http://127.0.0.1:9\"\n\
+             [upstream.keys.read]\nsecret_file = \"read.key\"\nrequests_per_minute = 100\n\
+             [auth]\nalgorithms = [\"HS256\"]\nissuer = \"https://idp.test\"\naudience = \"gw\"\n\
+             [[auth.keys]]\nhmac_secret_file = \"jwt.secret\"\n\
+             [[users]]\nsubject = \"bob\"\nupstream_key = \"read\"\nuser_id = 2\naccess = \"read\"\n\
+             [state]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n{text}"
+        );
+        let out = crate::config::from_toml(&text, &dir);
+        std::fs::remove_dir_all(&dir).ok();
+        out
+    }
+
+    #[test]
+    fn a_split_that_leaves_no_shared_pool_is_refused_naming_both_fields() {
+        // Issue 20 §3: 2 × 0.5 is the whole budget; the shared pool would be 0.
+        for (max_replicas, share) in [(2, "0.5"), (1, "1.0"), (4, "0.25"), (3, "0.4")] {
+            let e = check(&format!(
+                "max_replicas = {max_replicas}\nprivate_share = {share}\n"
+            ))
+            .expect_err("no shared pool");
+            let (path, msg) = &e.problems[0];
+            assert_eq!(e.problems.len(), 1, "{e}");
+            assert_eq!(path, "state.private_share");
+            assert!(
+                msg.contains("state.private_share") && msg.contains("state.max_replicas"),
+                "{msg}"
+            );
+        }
+        // Just under the whole budget: accepted, and the store is never asked with 0.
+        let ok =
+            check("max_replicas = 2\nprivate_share = 0.49\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok.state.split(RequestsPerMinute::Limited(100)),
+            Some((2, 49))
+        );
+        let ok = check("max_replicas = 3\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            ok.state.split(RequestsPerMinute::Limited(100)),
+            Some((70, 10))
+        );
     }
 }

@@ -61,9 +61,12 @@ impl Log {
         if (self.sent.len() as u64) < u64::from(limit) {
             return Ok(());
         }
-        // Full: the slot frees when the admission `len - limit` back leaves the window.
+        // Full: the slot frees when the admission `len - limit` back leaves the window. A
+        // limit of 0 (no pool at all) never frees: the whole window.
         let idx = self.sent.len() - limit as usize;
-        let (t, _) = self.sent[idx];
+        let Some(&(t, _)) = self.sent.get(idx).filter(|_| limit > 0) else {
+            return Err(window);
+        };
         Err((t + window)
             .saturating_duration_since(now)
             .max(Duration::from_millis(1)))

@@ -60,15 +60,28 @@ impl<T: Unpin> Future for StoreFuture<'_, T> {
 }
 
 /// Why a store could not answer.
+///
+/// Callers treat both alike for their request (the guard falls back to the private share, a
+/// keyed create is refused with 503, a list is served from recent local entries only): either
+/// way the shared state could not be read or written for it. They differ in what they say
+/// about the backend, which the store itself accounts for: only `Unavailable` counts towards
+/// its breaker and its health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreError {
     /// The backend is down, slow or not yet connected: the caller degrades.
     Unavailable,
+    /// The backend answered this command with an error (a script's runtime error, a key of
+    /// another type): a bug, logged and counted, that fails only this call. The backend is
+    /// up, and stays so for every other call.
+    Script,
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("state backend unavailable")
+        f.write_str(match self {
+            StoreError::Unavailable => "state backend unavailable",
+            StoreError::Script => "state backend refused the command (a bug)",
+        })
     }
 }
 

@@ -8,25 +8,37 @@
 //!   Cluster works too.
 //! - Nothing stored is a secret: upstream keys are referred to by their config name, users
 //!   and `Idempotency-Key`s by a SHA-256, and every key carries a TTL.
-//! - Nothing waits longer than `command_timeout`; after a failure a local breaker answers
+//! - Nothing waits longer than `command_timeout`. After [`BREAKER_THRESHOLD`] consecutive
+//!   transport failures (timeouts, refused or dropped connections) a local breaker answers
 //!   [`StoreError::Unavailable`] at once for [`PROBE_INTERVAL`], then lets one command probe.
+//! - An error the server answers for one command (a script's runtime error, a key of another
+//!   type) is a bug, not an outage: logged as an error, counted with `kind="script"`, and
+//!   [`StoreError::Script`] for that call only; the breaker and the health never see it.
 
 use super::{
     hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Copy, L2Lookup, Settle, Store,
     StoreError, StoreFuture, StoredOutcome, Ticket,
 };
 use crate::lock;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StateErrorKind};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a failed backend is left alone before one command probes it again.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Consecutive transport failures (no reply within `command_timeout`, a refused or dropped
+/// connection) that open the breaker and mark the backend degraded; any answer resets the
+/// count. One slow reply (a fork for a snapshot, a GC pause of a proxy, a lost packet) fails
+/// only its own request; three in a row, at 50 ms each by default, is an outage that would
+/// otherwise cost every request the command timeout. While the backend is really down this
+/// costs at most three requests one `command_timeout` each (a refused connection costs
+/// nothing), then the breaker answers at once.
+pub const BREAKER_THRESHOLD: u32 = 3;
 /// A generation counter lives this long after its last bump (it restarts from the clock).
 const GENERATION_TTL_MS: u64 = 7 * 24 * 3600 * 1000;
 /// A key's budget epoch lives this long after its last admission.
@@ -34,7 +46,7 @@ const EPOCH_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Prune, count, check the pause and the user's share, add: one atomic step on the server's
 /// clock. Returns {code, n, epoch}: code 0 admitted (n = remaining), 1 key full, 2 paused,
-/// 3 user's share full (n = wait in ms).
+/// 3 user's share full (n = wait in ms). A limit of 0 is a full key, never a script error.
 ///
 /// The key's *epoch* (KEYS[4]) tells a replica whether the history it saw is still there: a
 /// server restarted without persistence has lost the log, and the upstream may still count up
@@ -46,6 +58,14 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local ulimit = tonumber(ARGV[4])
+-- When a slot of a full log of `n` frees: as the entry `n - lim` back leaves the window. A
+-- limit of 0 (no pool at all) never frees: the whole window.
+local function frees(key, n, lim)
+  if lim < 1 then return window end
+  local e = redis.call('ZRANGE', key, n - lim, n - lim, 'WITHSCORES')
+  if not e[2] then return window end
+  return math.max(1, tonumber(e[2]) + window - now)
+end
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
   epoch = t[1] .. t[2] .. ':' .. ARGV[3]
@@ -63,15 +83,13 @@ if p > 0 then return {2, p, epoch} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 if n >= limit then
-  local e = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  return {1, math.max(1, tonumber(e[2]) + window - now), epoch}
+  return {1, frees(KEYS[1], n, limit), epoch}
 end
 if ulimit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
   local un = redis.call('ZCARD', KEYS[3])
   if un >= ulimit then
-    local e = redis.call('ZRANGE', KEYS[3], un - ulimit, un - ulimit, 'WITHSCORES')
-    return {3, math.max(1, tonumber(e[2]) + window - now), epoch}
+    return {3, frees(KEYS[3], un, ulimit), epoch}
   end
   redis.call('ZADD', KEYS[3], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[3], window)
@@ -249,6 +267,8 @@ pub struct RedisStore {
     next_id: AtomicU64,
     /// Closed breaker: commands go through. Open: refused until `down_until`.
     down_until: Mutex<Option<Instant>>,
+    /// Transport failures since the last answer: the breaker opens at [`BREAKER_THRESHOLD`].
+    failures: AtomicU32,
     up: AtomicBool,
     /// Per key: the budget epoch this replica last saw (see [`ADMIT`]).
     epochs: Mutex<std::collections::HashMap<String, String>>,
@@ -292,6 +312,43 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
         Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
         Value::Int(i) => Some(i.to_string().into_bytes()),
         _ => None,
+    }
+}
+
+/// Whether a failed command says the backend is unreachable (`Transport`, `Timeout`: towards
+/// the breaker) or that this command is wrong (`Script`: the server answered it with an error
+/// of its own, such as a Lua runtime error or a key of the wrong type).
+fn fault(e: &redis::RedisError) -> StateErrorKind {
+    use redis::{ErrorKind, ServerErrorKind};
+    if e.is_timeout() {
+        return StateErrorKind::Timeout;
+    }
+    match e.kind() {
+        // Errors that say the server cannot serve anything now, whatever the command: an
+        // outage as far as this replica can tell.
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => StateErrorKind::Transport,
+        ErrorKind::Extension
+            if matches!(e.code(), Some("BUSY" | "OOM" | "MISCONF" | "NOREPLICAS")) =>
+        {
+            StateErrorKind::Transport
+        }
+        // The server's own answer to this command (ERR from a script, WRONGTYPE, NOSCRIPT
+        // left after the reload, NOPERM), or a reply this code cannot read: a bug.
+        ErrorKind::Server(_)
+        | ErrorKind::Extension
+        | ErrorKind::Parse
+        | ErrorKind::UnexpectedReturnType => StateErrorKind::Script,
+        // I/O, refused or dropped connections, authentication at connect, client-side
+        // failures to reach the server.
+        _ => StateErrorKind::Transport,
     }
 }
 
@@ -343,6 +400,7 @@ impl RedisStore {
             replica: hex(&id),
             next_id: AtomicU64::new(1),
             down_until: Mutex::new(None),
+            failures: AtomicU32::new(0),
             up: AtomicBool::new(true),
             metrics,
         })
@@ -384,7 +442,11 @@ impl RedisStore {
         format!("{}:{{{clean}}}", self.prefix)
     }
 
+    /// Closes (`ok`) or opens the breaker, and sets the health to match.
     fn mark(&self, ok: bool) {
+        if ok {
+            self.failures.store(0, Ordering::Release);
+        }
         let was = self.up.swap(ok, Ordering::AcqRel);
         let mut down = lock(&self.down_until);
         *down = if ok {
@@ -412,7 +474,9 @@ impl RedisStore {
             let mut down = lock(&self.down_until);
             match *down {
                 Some(until) if Instant::now() < until => {
-                    self.metrics.state().command(op, Duration::ZERO, false);
+                    self.metrics
+                        .state()
+                        .command(op, Duration::ZERO, Some(StateErrorKind::Skipped));
                     return Err(StoreError::Unavailable);
                 }
                 Some(_) => {
@@ -454,26 +518,52 @@ impl RedisStore {
             }
         }
         let elapsed = start.elapsed();
-        match out {
+        let kind = match out {
             Ok(Ok(v)) => {
-                self.metrics.state().command(op, elapsed, true);
-                if !self.up.load(Ordering::Acquire) || self.down_until_set() {
-                    self.mark(true);
+                self.metrics.state().command(op, elapsed, None);
+                self.answered();
+                return Ok(v);
+            }
+            Ok(Err(e)) => match fault(&e) {
+                StateErrorKind::Script => {
+                    self.metrics
+                        .state()
+                        .command(op, elapsed, Some(StateErrorKind::Script));
+                    // The server read the command and answered: it is up, whatever this
+                    // command's bug (a probe that meets one has still found it back).
+                    self.answered();
+                    tracing::error!(
+                        op,
+                        code = e.code().unwrap_or(""),
+                        error = %e,
+                        "state command refused by the server: a bug, not an outage (only this request fails; the backend stays in use)"
+                    );
+                    return Err(StoreError::Script);
                 }
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                self.metrics.state().command(op, elapsed, false);
-                tracing::debug!(op, kind = ?e.kind(), "state command failed");
-                self.mark(false);
-                Err(StoreError::Unavailable)
-            }
+                kind => {
+                    tracing::debug!(op, kind = ?e.kind(), "state command failed");
+                    kind
+                }
+            },
             Err(_) => {
-                self.metrics.state().command(op, elapsed, false);
                 tracing::debug!(op, "state command timed out");
-                self.mark(false);
-                Err(StoreError::Unavailable)
+                StateErrorKind::Timeout
             }
+        };
+        self.metrics.state().command(op, elapsed, Some(kind));
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        // A failed probe reopens at once: the backend was already known down.
+        if probing || failures >= BREAKER_THRESHOLD {
+            self.mark(false);
+        }
+        Err(StoreError::Unavailable)
+    }
+
+    /// The server answered (a reply or an error of its own): the transport works.
+    fn answered(&self) {
+        self.failures.store(0, Ordering::Release);
+        if !self.up.load(Ordering::Acquire) || self.down_until_set() {
+            self.mark(true);
         }
     }
 
