@@ -859,7 +859,8 @@ impl Store for RedisStore {
                 .key(format!("{tag}:lock:{entry}"))
                 .arg(ms(lock))
                 .arg(&self.replica)
-                .arg(ms(fresh_for));
+                // Not `ms`: a freshness of zero (nothing is fresh) must stay zero.
+                .arg(u64::try_from(fresh_for.as_millis()).unwrap_or(u64::MAX));
             let v: Value = self
                 .run("l2_lookup", |mut c| {
                     let inv = &inv;

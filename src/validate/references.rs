@@ -37,8 +37,11 @@ pub struct Lookups {
     /// Per upstream key and lookup route: when a read of it last failed. For
     /// [`NEGATIVE_TTL`] after, creates skip it (the schema-only check) instead of each
     /// spending an upstream call on a lookup that just failed.
-    failed: Arc<Mutex<HashMap<(Arc<str>, Route), tokio::time::Instant>>>,
+    failed: Arc<Mutex<FailedLookups>>,
 }
+
+/// Per upstream key and lookup route: when a read of it last failed.
+type FailedLookups = HashMap<(Arc<str>, Route), tokio::time::Instant>;
 
 /// How long a lookup that could not be read (404, 5xx, timeout, no budget) is not asked
 /// again: long enough that a burst of creates costs one failed read, not one each; short
