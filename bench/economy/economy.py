@@ -15,7 +15,7 @@ balancer would (at random, or round-robin), for `--duration` seconds:
   drawn from their user's own pool, so that dashboards of the same user share some;
 - a CRM sync polling its list every ~10 s and creating a partnership every ~20 s (a unique
   company domain each time), listing again right after each create: read-your-writes;
-- 2 people browsing: searches, next pages by cursor, a filter added, think time 2-7 s;
+- 2 people browsing: searches, next pages by cursor, a filter added, think time 3-9 s;
 - a reporting script fetching the same 30 distinct lists each minute, one every 2 s.
 
 Every user is its own JWT subject mapped to its own JourneyBee userId, so a (user, list) pair
@@ -540,14 +540,14 @@ def run_browser(cl, rng, t0, end, stop):
         ev = cl.list(base, "browse-search")
         # Read on: next pages by cursor, or narrow the search by a stage.
         for _ in range(rng.choice((0, 1, 1, 2))):
-            at += rng.uniform(2, 7)
+            at += rng.uniform(3, 9)
             if at >= end or not sleep_until(t0, at, stop):
                 return
             if ev.get("status") == 200 and ev.get("n") and ev.get("last_created") and rng.random() < 0.7:
                 ev = cl.list(q(search=term, cursor=ev["last_created"]), "browse-page")
             else:
                 ev = cl.list(q(search=term, stages=str(rng.randint(1, 5))), "browse-filter")
-        at += rng.uniform(2, 7)
+        at += rng.uniform(3, 9)
 
 
 def run_script(cl, rng, t0, end, stop):
@@ -644,7 +644,10 @@ def analyse(events, max_stale, base_partnerships):
     refused = [e for e in lists if e["status"] == 429]
     with_copy = []
     any_generation = 0
+    first_ask = 0
     for e in refused:
+        if not any(answered < e["t_send"] for answered, _, _, _ in copies.get(pair_of(e["user"], e["query"]), [])):
+            first_ask += 1
         # Writes surely seen by the gateway when it decided: answered before the request left.
         w = last_write_before(e["t_send"]) if invalidated_by_create(e["query"]) else None
         best = None
@@ -718,6 +721,7 @@ def analyse(events, max_stale, base_partnerships):
         "client_429_with_copy": len(with_copy),
         "client_429_with_copy_details": with_copy,
         "client_429_with_copy_of_any_generation": any_generation,
+        "client_429_never_answered_before": first_ask,
         "client_429_with_retry_after": sum(1 for e in refused if e.get("retry_after")),
         "age_p50_s": pct(ages, 50),
         "age_p95_s": pct(ages, 95),
@@ -760,6 +764,7 @@ def table(r):
         ("client 429s on lists", a["client_429_lists"]),
         ("... of which a copy existed somewhere", a["client_429_with_copy"]),
         ("... (counting copies from before a write)", a["client_429_with_copy_of_any_generation"]),
+        ("... of which the pair had never been answered 200", a["client_429_never_answered_before"]),
         ("list statuses", ", ".join(f"{k}: {v}" for k, v in sorted(a["list_statuses"].items()))),
         ("Age p50 / p95 / max of the 200s (s)", f'{a["age_p50_s"]} / {a["age_p95_s"]} / {a["age_max_s"]}'),
         ("upstream requests (all)", u.get("requests")),

@@ -52,6 +52,8 @@ class CopySomewhere(unittest.TestCase):
     def test_a_copy_from_before_a_write_does_not(self):
         r = run([ok(10, replica=1), create(20), refused(50, replica=0)])
         self.assertEqual(r["client_429_with_copy"], 0)
+        self.assertEqual(r["client_429_with_copy_of_any_generation"], 1)
+        self.assertEqual(r["client_429_never_answered_before"], 0)
         # A copy fetched after the write does.
         r = run([ok(10, replica=1), create(20), ok(30, replica=2), refused(50, replica=0)])
         self.assertEqual(r["client_429_with_copy"], 1)
@@ -74,7 +76,8 @@ class CopySomewhere(unittest.TestCase):
         self.assertEqual(run([ok(10, 1, user="other@corp.test"), refused(50, 0)])["client_429_with_copy"], 0)
         self.assertEqual(run([ok(10, 1, query=economy.q(stages="3")), refused(50, 0)])["client_429_with_copy"], 0)
         # Answered only after the refused request had left: not "earlier".
-        self.assertEqual(run([refused(50, 0), ok(50.005, 1)])["client_429_with_copy"], 0)
+        r = run([refused(50, 0), ok(50.005, 1)])
+        self.assertEqual((r["client_429_with_copy"], r["client_429_never_answered_before"]), (0, 1))
 
 
     def test_a_create_leaves_leads_and_deals_copies_current_and_deals_are_shared(self):
