@@ -181,7 +181,8 @@ def read_extra(path):
             if line.startswith("["):
                 section = line.strip("[]").strip()
                 if section not in ("cache", "rate_limit", "state"):
-                    raise SystemExit(f"economy: --extra-config: section [{section}] is not one of [cache], [rate_limit], [state]")
+                    raise SystemExit(f"economy: --extra-config: section [{section}] is not one of "
+                                     "[cache], [rate_limit], [state]")
                 continue
             if section is None:
                 raise SystemExit("economy: --extra-config: a line before any [section]")
@@ -622,7 +623,6 @@ def analyse(events, max_stale, base_partnerships):
 
     # The accepted writes (201s): every partnership list of the key is invalid from then on.
     write_times = [e["t_recv"] for e in creates if e["status"] == 201]
-    write_sends = [e["t_send"] for e in creates if e["status"] == 201]
 
     def last_write_before(t):
         i = bisect.bisect_left(write_times, t)
@@ -633,8 +633,9 @@ def analyse(events, max_stale, base_partnerships):
     copies = {}
     for e in ok:
         age = e.get("age", 0)
-        if e.get("x_cache") in ("HIT", "STALE"):
-            # The gateway measured the age between t_send and t_recv; Age drops the fraction.
+        if "age" in e:
+            # A copy (HIT, STALE, or any answer that says its age): the gateway measured the
+            # age between t_send and t_recv, and Age drops the fraction.
             lo, hi = e["t_send"] - age - 1, e["t_recv"] - age
         else:
             # A fetch: made upstream between sending and receiving.
@@ -643,7 +644,6 @@ def analyse(events, max_stale, base_partnerships):
 
     refused = [e for e in lists if e["status"] == 429]
     with_copy = []
-    any_generation = 0
     first_ask = 0
     for e in refused:
         if not any(answered < e["t_send"] for answered, _, _, _ in copies.get(pair_of(e["user"], e["query"]), [])):
@@ -662,9 +662,6 @@ def analyse(events, max_stale, base_partnerships):
                 continue
             if best is None or hi > best[1]:
                 best = (answered, hi, replica)
-        if any(answered < e["t_send"] and e["t_send"] - lo < max_stale
-               for answered, lo, _, _ in copies.get(pair_of(e["user"], e["query"]), [])):
-            any_generation += 1
         if best is not None:
             with_copy.append({"t": e["t_send"], "user": e["user"], "query": e["query"],
                               "replica": e["replica"], "copy_from_replica": best[2],
@@ -706,6 +703,16 @@ def analyse(events, max_stale, base_partnerships):
 
     pairs = {pair_of(e["user"], e["query"]) for e in lists}
     cache_status_seen = sum(1 for e in ok if e.get("cache_status"))
+    # Why stale copies were served: the `detail` of their Cache-Status (RFC 9211), if any.
+    stale_details = {}
+    for e in ok:
+        if e.get("x_cache") == "STALE":
+            detail = "none"
+            for param in (e.get("cache_status") or "").split(";")[1:]:
+                k, _, v = param.strip().partition("=")
+                if k == "detail":
+                    detail = v.strip('"') or "none"
+            stale_details[detail] = stale_details.get(detail, 0) + 1
     return {
         "lists_asked": len(lists),
         "lists_200": len(ok),
@@ -716,11 +723,13 @@ def analyse(events, max_stale, base_partnerships):
         "best_possible_without_upstream_pct": round(100 * (len(lists) - len(pairs)) / len(lists), 1) if lists else None,
         "x_cache_of_200": by_cache,
         "cache_status_on_200": cache_status_seen,
+        "stale_by_detail": stale_details,
         "list_statuses": statuses,
         "client_429_lists": len(refused),
         "client_429_with_copy": len(with_copy),
         "client_429_with_copy_details": with_copy,
-        "client_429_with_copy_of_any_generation": any_generation,
+        # The rest: answered 200 before, but every copy is from before a write (or too old).
+        "client_429_with_only_an_outdated_copy": len(refused) - len(with_copy) - first_ask,
         "client_429_never_answered_before": first_ask,
         "client_429_with_retry_after": sum(1 for e in refused if e.get("retry_after")),
         "age_p50_s": pct(ages, 50),
@@ -732,7 +741,6 @@ def analyse(events, max_stale, base_partnerships):
                             for s in sorted({e["status"] for e in creates}, key=str)},
         "read_your_writes": ryw,
         "read_your_writes_any_user": cross,
-        "write_send_times": write_sends,
     }
 
 
@@ -761,9 +769,11 @@ def table(r):
         ("distinct (user, list) pairs; best possible without upstream",
          f'{a["distinct_pairs"]}; {a["best_possible_without_upstream_pct"]} %'),
         ("X-Cache of the 200s", ", ".join(f"{k} {v}" for k, v in sorted(a["x_cache_of_200"].items()))),
+        ("Cache-Status on the 200s; STALE by its detail",
+         f'{a["cache_status_on_200"]}; ' + (", ".join(f"{k} {v}" for k, v in sorted(a["stale_by_detail"].items())) or "-")),
         ("client 429s on lists", a["client_429_lists"]),
         ("... of which a copy existed somewhere", a["client_429_with_copy"]),
-        ("... (counting copies from before a write)", a["client_429_with_copy_of_any_generation"]),
+        ("... of which only a copy from before a write (or too old)", a["client_429_with_only_an_outdated_copy"]),
         ("... of which the pair had never been answered 200", a["client_429_never_answered_before"]),
         ("list statuses", ", ".join(f"{k}: {v}" for k, v in sorted(a["list_statuses"].items()))),
         ("Age p50 / p95 / max of the 200s (s)", f'{a["age_p50_s"]} / {a["age_p95_s"]} / {a["age_max_s"]}'),
@@ -783,11 +793,27 @@ def table(r):
     return "\n".join([head] + [f"  {k.ljust(w)}  {v}" for k, v in rows])
 
 
+def reanalyse(report_path, events_path, max_stale, out):
+    with open(report_path) as f:
+        report = json.load(f)
+    with open(events_path) as f:
+        events = sorted((json.loads(line) for line in f if line.strip()), key=lambda e: e["t_send"])
+    # 300: the simulator's default, for a report written before the count was kept.
+    base = report["setup"].get("sim_partnerships_at_start", 300)
+    report["setup"]["max_stale_s"] = max_stale
+    report["results"] = analyse(events, max_stale, base)
+    with open(out or report_path, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    print(table(report))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gateway", required=True, help="the journeybee-gateway binary")
-    p.add_argument("--sim", required=True, help="the journeybee-sim binary")
+    p.add_argument("--gateway", help="the journeybee-gateway binary")
+    p.add_argument("--sim", help="the journeybee-sim binary")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--state", choices=("memory", "redis"), default=None,
                    help="state backend; default memory for one replica, redis for more")
@@ -795,14 +821,23 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--balance", choices=("random", "round-robin"), default="random")
     p.add_argument("--ttl", default="30s", help="[cache] ttl")
-    p.add_argument("--extra-config", help="TOML lines under [cache], [rate_limit] or [state] headers, added to every replica's config")
+    p.add_argument("--extra-config",
+                   help="TOML lines under [cache], [rate_limit] or [state] headers, added to every replica's config")
     p.add_argument("--max-stale", type=float, default=300,
                    help="how old (s) a copy may be to count as 'a copy somewhere' for a 429")
     p.add_argument("--out", help="JSON report")
     p.add_argument("--events", help="also write every request and answer as JSON lines")
     p.add_argument("--work", help="directory for configs and logs (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--reanalyse", metavar="REPORT.json",
+                   help="run nothing: recompute REPORT.json's results from --events (e.g. with another --max-stale)")
     a = p.parse_args()
+    if a.reanalyse:
+        if not a.events:
+            p.error("--reanalyse needs the run's --events file")
+        return reanalyse(a.reanalyse, a.events, a.max_stale, a.out)
+    if not a.gateway or not a.sim:
+        p.error("--gateway and --sim are required")
     if a.replicas < 1:
         p.error("--replicas must be at least 1")
     state = a.state or ("redis" if a.replicas > 1 else "memory")
@@ -903,9 +938,14 @@ def main():
         # peak from the 1-s samples of the count, a lower bound.
         upstream["peak_per_window"] = sampled_peak(poller.samples, window_s)
         upstream["peak_sampled"] = True
+    def fleet_sum(name):
+        values = [v for v in (prom_sum(t, name) for t in metrics.values()) if v is not None]
+        return sum(values) if values else None
+
+    # The gateways' own view, a cross-check of the simulator's.
     upstream["gateway_metrics"] = {
-        "upstream_rate_limited_total": sum(v for v in (prom_sum(t, "jbgw_upstream_rate_limited_total") for t in metrics.values()) if v is not None) if metrics else None,
-        "upstream_requests_total": sum(v for v in (prom_sum(t, "jbgw_upstream_requests_total") for t in metrics.values()) if v is not None) if metrics else None,
+        "upstream_rate_limited_total": fleet_sum("jbgw_upstream_rate_limited_total"),
+        "upstream_requests_total": fleet_sum("jbgw_upstream_requests_total"),
     }
     upstream["per_second_requests"] = [
         s2["requests"] - s1["requests"] for s1, s2 in zip(poller.samples, poller.samples[1:])
@@ -921,6 +961,7 @@ def main():
             "command": " ".join(sys.argv),
             "dashboards": [{"user": users[d["owner"]]["name"], "views": d["views"]} for d in plan["dashboards"]],
             "users": {u["name"]: u["user_id"] for u in users},
+            "sim_partnerships_at_start": start_stats.get("partnerships"),
         },
         "results": results,
         "upstream": upstream,

@@ -52,7 +52,7 @@ class CopySomewhere(unittest.TestCase):
     def test_a_copy_from_before_a_write_does_not(self):
         r = run([ok(10, replica=1), create(20), refused(50, replica=0)])
         self.assertEqual(r["client_429_with_copy"], 0)
-        self.assertEqual(r["client_429_with_copy_of_any_generation"], 1)
+        self.assertEqual(r["client_429_with_only_an_outdated_copy"], 1)
         self.assertEqual(r["client_429_never_answered_before"], 0)
         # A copy fetched after the write does.
         r = run([ok(10, replica=1), create(20), ok(30, replica=2), refused(50, replica=0)])
@@ -69,6 +69,14 @@ class CopySomewhere(unittest.TestCase):
         # Age 19: made at 21, possibly 20 (the header's whole seconds): not surely after it.
         r = run([create(20), ok(40, replica=1, x_cache="HIT", age=19), refused(50, replica=0)])
         self.assertEqual(r["client_429_with_copy"], 0)
+
+    def test_any_answer_with_an_age_is_dated_by_it(self):
+        # A MISS normally has no Age; one that has (an L2 copy, say) is as old as it says.
+        r = run([ok(40, replica=1, x_cache="MISS", age=20), create(25), refused(50, replica=0)])
+        self.assertEqual(r["client_429_with_copy"], 0)
+        # Without Age, a MISS was fetched while in flight: at 40, after the write.
+        r = run([ok(40, replica=1, x_cache="MISS"), create(25), refused(50, replica=0)])
+        self.assertEqual(r["client_429_with_copy"], 1)
 
     def test_a_copy_past_max_stale_or_another_users_or_list_does_not(self):
         self.assertEqual(run([ok(10, 1), refused(400, 0)])["client_429_with_copy"], 0)
@@ -104,6 +112,9 @@ class Served(unittest.TestCase):
         # Ages 0 (a MISS has none), 1, 9, 40: nearest rank.
         self.assertEqual((r["age_p50_s"], r["age_p95_s"], r["age_max_s"]), (1, 40, 40))
         self.assertEqual(r["distinct_pairs"], 1)
+        self.assertEqual(r["stale_by_detail"], {"none": 1})
+        r = run([ok(3, 2, x_cache="STALE", age=40, cache_status="journeybee-gateway; hit; ttl=-10; detail=budget")])
+        self.assertEqual((r["stale_by_detail"], r["cache_status_on_200"]), ({"budget": 1}, 1))
 
     def test_percentile_is_nearest_rank(self):
         self.assertEqual(economy.pct(list(range(1, 101)), 95), 95)
