@@ -8,7 +8,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use journeybee_sim::{Fault, SimConfig, SimHandle, SimKey, Simulator, SIM_READ_KEY, SIM_WRITE_KEY};
+use journeybee_sim::{
+    Fault, RateLimitMode, SimConfig, SimHandle, SimKey, Simulator, SIM_READ_KEY, SIM_WRITE_KEY,
+};
 use serde_json::{json, Value};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -734,7 +736,11 @@ async fn control_endpoint_switches_faults_and_reports_stats() {
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json, json!({"requests": 1, "partnerships": 10}));
+    assert_eq!(
+        r.json,
+        json!({"requests": 1, "partnerships": 10, "rate_limited": 0,
+               "peak_per_window": 1, "window_ms": 60000, "recorded": 1})
+    );
     assert_eq!(sim.request_count(), 1);
     assert!(sim.requests().iter().all(|r| !r.path.starts_with("/__sim")));
     let body =
@@ -753,7 +759,56 @@ async fn control_endpoint_switches_faults_and_reports_stats() {
     let r = send(&c, &sim, Method::GET, "/__sim/stats", None, None)
         .await
         .unwrap();
-    assert_eq!(r.json, json!({"requests": 2, "partnerships": 11}));
+    assert_eq!(
+        r.json,
+        json!({"requests": 2, "partnerships": 11, "rate_limited": 0,
+               "peak_per_window": 1, "window_ms": 60000, "recorded": 2})
+    );
+}
+
+#[tokio::test]
+async fn stats_report_the_rate_limits_429s_and_the_busiest_window_per_key() {
+    let sim = start(SimConfig {
+        partnerships: 5,
+        rate_limit_per_minute: Some(2),
+        rate_limit_mode: RateLimitMode::Sliding {
+            limit: 2,
+            window: Duration::from_secs(30),
+        },
+        control: true,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = client();
+    let list = "/api/v1/partnerships?userId=456";
+    let statuses: Vec<StatusCode> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(get(&c, &sim, list).await.status);
+        }
+        v
+    };
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Another key's request is its own window: the peak is per key.
+    let r = send(&c, &sim, Method::GET, list, Some(SIM_WRITE_KEY), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(&c, &sim, Method::GET, "/__sim/stats", None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json,
+        json!({"requests": 4, "partnerships": 5, "rate_limited": 1,
+               "peak_per_window": 3, "window_ms": 30000, "recorded": 4})
+    );
 }
 
 #[tokio::test]

@@ -89,7 +89,8 @@ pub struct SimConfig {
     /// `{"mode":"rate_limited","retry_after_secs":2}`, `{"mode":"reset"}` or
     /// `{"mode":"black_hole"}` (→ 204), `GET /__sim/fault` (the current mode
     /// in the same JSON form) and `GET /__sim/stats` (→
-    /// `{"requests":N,"partnerships":M}`). Control requests need no API key,
+    /// `{"requests":N,"partnerships":M,"rate_limited":R,"peak_per_window":P,
+    /// "window_ms":W,"recorded":K}`). Control requests need no API key,
     /// are never subject to faults or the rate limit and are not recorded.
     /// Off by default: without it, `/__sim/` paths are ordinary (unknown) API
     /// paths.

@@ -10,13 +10,15 @@
 //! mode, missing or unexpected field, wrong type), an out-of-range value with one naming the
 //! field and its range. This module uses the shared [`crate::state`] and never the server.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::state::{lock, Fault, Shared};
+use crate::config::RateLimitMode;
+use crate::state::{lock, Fault, RecordedRequest, Shared};
 
 /// Every control path starts with this.
 pub(crate) const PREFIX: &str = "/__sim/";
@@ -110,6 +112,55 @@ pub(crate) struct Stats {
     pub requests: usize,
     /// Current number of partnerships.
     pub partnerships: usize,
+    /// 429s answered by the simulator's own rate limit.
+    pub rate_limited: usize,
+    /// The most API requests made with one key that arrived within one rate-limit window
+    /// (`window_ms`), answered or refused: what a client fleet actually asked of the key, to
+    /// compare with the limit. Counted over the recorded requests, so exact while `recorded`
+    /// equals `requests` (raise `record_limit` for a long run).
+    pub peak_per_window: usize,
+    /// The window of `peak_per_window`: the sliding window's length, else one minute.
+    pub window_ms: u64,
+    /// Requests still held by the recorder.
+    pub recorded: usize,
+}
+
+/// One minute: the fixed window, and the peak's window when the limit is not sliding.
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The most of `arrivals` (sorted) that fall within one `window`: two arrivals share a window
+/// when the later one came less than `window` after the earlier, as the sliding limit counts.
+fn peak_in_window(arrivals: &[Instant], window: Duration) -> usize {
+    let mut first = 0;
+    let mut peak = 0;
+    for (i, t) in arrivals.iter().enumerate() {
+        while t.saturating_duration_since(arrivals[first]) >= window {
+            first += 1;
+        }
+        peak = peak.max(i + 1 - first);
+    }
+    peak
+}
+
+/// [`peak_in_window`] of each API key's recorded arrivals, the highest of them.
+fn peak_per_key<'a>(
+    recorded: impl Iterator<Item = &'a RecordedRequest>,
+    window: Duration,
+) -> usize {
+    let mut per_key: HashMap<&str, Vec<Instant>> = HashMap::new();
+    for r in recorded {
+        if let Some(key) = r.api_key.as_deref() {
+            per_key.entry(key).or_default().push(r.received_at);
+        }
+    }
+    per_key
+        .into_values()
+        .map(|mut arrivals| {
+            arrivals.sort_unstable();
+            peak_in_window(&arrivals, window)
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// A control answer before it is turned into a response.
@@ -177,9 +228,27 @@ pub(crate) fn handle(shared: &Shared, method: &Method, path: &str, body: &[u8]) 
         },
         Some("stats") => match *method {
             Method::GET => {
+                let window = match shared.config.rate_limit_mode {
+                    RateLimitMode::Sliding { window, .. } => window,
+                    RateLimitMode::FixedMinute => MINUTE,
+                };
+                let (requests, recorded, peak_per_window) = {
+                    let rec = lock(&shared.recorded);
+                    (
+                        rec.total,
+                        rec.kept.len(),
+                        peak_per_key(rec.kept.iter(), window),
+                    )
+                };
                 let stats = Stats {
-                    requests: lock(&shared.recorded).total,
+                    requests,
                     partnerships: lock(&shared.data).partnerships.len(),
+                    rate_limited: shared
+                        .rate_limited
+                        .load(std::sync::atomic::Ordering::SeqCst),
+                    peak_per_window,
+                    window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+                    recorded,
                 };
                 ControlReply::json(StatusCode::OK, &stats)
             }
@@ -204,6 +273,25 @@ pub(crate) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_counts_the_busiest_window_as_the_sliding_limit_does() {
+        let t0 = Instant::now();
+        let at = |ms: &[u64]| -> Vec<Instant> {
+            ms.iter().map(|m| t0 + Duration::from_millis(*m)).collect()
+        };
+        let w = Duration::from_millis(1000);
+        assert_eq!(peak_in_window(&[], w), 0);
+        assert_eq!(peak_in_window(&at(&[5]), w), 1);
+        // Exactly one window apart: no longer in the same window.
+        assert_eq!(peak_in_window(&at(&[0, 1000, 2000]), w), 1);
+        assert_eq!(peak_in_window(&at(&[0, 999, 1000]), w), 2);
+        // The busiest window is in the middle of the run, not at its start or end.
+        assert_eq!(
+            peak_in_window(&at(&[0, 1500, 1600, 1700, 2400, 2600, 3700]), w),
+            4
+        );
+    }
 
     #[test]
     fn parses_every_mode_and_round_trips() {
