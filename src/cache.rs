@@ -319,7 +319,7 @@ pub struct ListCache {
 
 /// How often pending generation bumps (writes accepted while the store was down) are
 /// retried in the background, until the store takes them.
-const PENDING_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const PENDING_RETRY: Duration = Duration::from_millis(250);
 
 /// How long a replica waits for another one's fetch of the same list (shared L2) before
 /// fetching itself; the fetch lock expires after twice that.
@@ -497,6 +497,18 @@ impl ListCache {
             self.bump_if_pending(&name, group).await;
         }
         lock(&self.pending_bumps).is_empty()
+    }
+
+    /// How many generation bumps wait for the store.
+    pub fn pending_bumps(&self) -> usize {
+        lock(&self.pending_bumps).len()
+    }
+
+    /// Moves the generation bumps `old` could not send yet into this cache, which retries
+    /// them (a reload that rebuilt the cache must not forget them).
+    pub fn take_pending_bumps(&self, old: &ListCache) {
+        let pending = std::mem::take(&mut *lock(&old.pending_bumps));
+        lock(&self.pending_bumps).extend(pending);
     }
 
     /// How many writes to `group` on `name` this replica has had accepted.

@@ -139,3 +139,77 @@ async fn a_list_fetched_before_a_create_is_not_stored_after_it_while_redis_is_do
     );
     assert!(after.text().contains(&domain), "{}", after.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bump_redis_missed_is_flushed_before_shutdown_ends() {
+    use common::binary::GatewayProcess;
+    let redis = RedisServer::start().await;
+    let sim = journeybee_sim::Simulator::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let dir = TestDir::new();
+    let opts = Opts {
+        tail: format!(
+            "[log]\nformat = \"json\"\n[state]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"flush-{}\"\ncommand_timeout = \"200ms\"\n",
+            redis.url(),
+            std::process::id()
+        ),
+        ..Opts::default()
+    };
+    let path = write_config(&dir, &opts, &sim);
+    let (a, b) = (GatewayProcess::start(&path), GatewayProcess::start(&path));
+    let ((a_base, _), (b_base, _)) = (a.listening().await, b.listening().await);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let alice = sign(AuthMode::Hs256, &default_claims("alice@corp.test"));
+    let domain = format!("flush-{}.example", now());
+    let list = format!("/api/v1/partnerships?view=all&search={domain}");
+    let get = |base: &str| {
+        let req = Request::get(format!("{base}{list}"))
+            .header("authorization", format!("Bearer {alice}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let resp = client.request(req).await.unwrap();
+            let cache = resp.headers().get("x-cache").cloned();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (cache, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // B holds the list from before the create.
+    get(&b_base).await;
+    let (cache, body) = get(&b_base).await;
+    assert_eq!(cache.as_ref().map(|v| v.to_str().unwrap()), Some("HIT"));
+    assert!(!body.contains(&domain));
+    // Redis stops answering; A accepts a create on its private share, its bump pending.
+    redis.freeze();
+    let create = Request::post(format!("{a_base}/api/v1/partnerships"))
+        .header("authorization", format!("Bearer {alice}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(create_body(&domain))))
+        .unwrap();
+    assert_eq!(client.request(create).await.unwrap().status(), 201);
+    // A rolling deploy stops A before Redis is back: A must not leave with the bump.
+    a.terminate();
+    a.wait_for("the shutdown to wait for the pending bump", |lines| {
+        lines.iter().any(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .or(l["message"].as_str())
+                .is_some_and(|m| m.contains("pending cache invalidations"))
+        })
+    })
+    .await;
+    redis.thaw();
+    let (out, _) = a.wait();
+    assert!(
+        !out.iter()
+            .any(|l| l.contains("never reached the other replicas")),
+        "{out:?}"
+    );
+    // B, asked nothing meanwhile, no longer serves the list from before the create.
+    let (cache, body) = get(&b_base).await;
+    assert_ne!(cache.as_ref().map(|v| v.to_str().unwrap()), Some("HIT"));
+    assert!(body.contains(&domain), "{body}");
+    b.stop();
+}

@@ -108,6 +108,12 @@ impl History {
     }
 
     /// The writes running in tasks of their own.
+    /// The list cache in use, if one was built.
+    pub fn current_cache(&self) -> Option<Arc<ListCache>> {
+        lock(&self.cache).clone()
+    }
+
+    /// The writes running on in tasks of their own.
     pub fn writes(&self) -> &Arc<crate::observe::Writes> {
         &self.writes
     }
@@ -193,6 +199,11 @@ impl History {
                     settings.check_references,
                     metrics.clone(),
                 );
+                if let Some(old) = &*c {
+                    // Bumps the store has not taken yet are history, not configuration:
+                    // the new cache retries them (they reach the other replicas).
+                    fresh.take_pending_bumps(old);
+                }
                 *c = Some(fresh.clone());
                 fresh
             }

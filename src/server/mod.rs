@@ -252,5 +252,30 @@ impl Gateway {
             tracing::info!(writes = running, "waiting for accepted writes to complete");
         }
         writes.settle(deadline).await;
+        // Generation bumps the store could not take when their writes were accepted: retried
+        // within the grace, so the other replicas see those writes before this one is gone.
+        if let Some(cache) = self.shared.history.current_cache() {
+            let pending = cache.pending_bumps();
+            if pending > 0 {
+                tracing::info!(
+                    pending,
+                    "waiting for pending cache invalidations to reach the state backend"
+                );
+                let flushed = tokio::time::timeout_at(deadline, async {
+                    while !cache.flush_pending_bumps().await {
+                        tokio::time::sleep(crate::cache::PENDING_RETRY).await;
+                    }
+                })
+                .await;
+                if flushed.is_err() {
+                    tracing::warn!(
+                        pending = cache.pending_bumps(),
+                        "state backend unreachable at shutdown: some writes' cache \
+                         invalidations never reached the other replicas (their lists expire \
+                         with their TTL)"
+                    );
+                }
+            }
+        }
     }
 }

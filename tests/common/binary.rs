@@ -125,13 +125,25 @@ impl GatewayProcess {
 
     /// SIGTERM, then waits for the exit (0: drained, every pending log line written) and for
     /// both streams to close; returns every stdout and stderr line.
-    pub fn stop(mut self) -> (Vec<String>, Vec<String>) {
-        let mut child = self.child.take().unwrap();
+    pub fn stop(self) -> (Vec<String>, Vec<String>) {
+        self.terminate();
+        self.wait()
+    }
+
+    /// Sends SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().unwrap().id();
         let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .unwrap();
         assert!(term.success());
+    }
+
+    /// Waits for the exit (0) and for both streams to close; returns every stdout and
+    /// stderr line.
+    pub fn wait(mut self) -> (Vec<String>, Vec<String>) {
+        let mut child = self.child.take().unwrap();
         let status = child.wait().unwrap();
         assert_eq!(status.code(), Some(0), "{status:?}");
         for r in self.readers.drain(..) {
