@@ -88,7 +88,8 @@ struct KeyBudget {
     /// Spent alone when the shared part is full or unreachable (0 with the memory backend).
     private: u32,
     /// Admissions of the shared part kept for classes that have the reserve
-    /// ([`BudgetClass::has_reserve`]): the others are admitted only below `shared - reserve`,
+    /// ([`BudgetClass::has_reserve`]): `refresh_reserve × N` less what the replicas' private
+    /// shares already keep for them. The others are admitted only below `shared - reserve`,
     /// and never from the private share (kept for when the store is down).
     reserve: u32,
 }
@@ -242,8 +243,12 @@ impl GuardState {
                         limit,
                         shared,
                         private,
+                        // The replicas' private shares are spent only by classes with the
+                        // reserve already: they count towards it, and only the rest is kept
+                        // back in the shared part.
                         reserve: limit.map_or(0, |n| {
-                            (f64::from(n) * settings.refresh_reserve).ceil() as u32
+                            ((f64::from(n) * settings.refresh_reserve).ceil() as u32)
+                                .saturating_sub(private.saturating_mul(settings.state.max_replicas))
                         }),
                     }
                 })
