@@ -525,6 +525,14 @@ impl ListCache {
     /// is down and this is the last one seen).
     async fn generation(&self, name: &Arc<str>, group: Group) -> (u64, bool) {
         self.bump_if_pending(name, group).await;
+        // Known current without asking (the store's change notifications), unless a bump of
+        // this replica's is still waiting to reach the store.
+        if let Some(g) = self.state.known_generation(name, group.as_str()) {
+            if !lock(&self.pending_bumps).contains(&(name.clone(), group)) {
+                self.remember(name, group, g);
+                return (g, true);
+            }
+        }
         match self.state.generation(name, group.as_str()).await {
             Ok(g) => {
                 self.remember(name, group, g);

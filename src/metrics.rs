@@ -144,6 +144,7 @@ pub enum ReloadResult {
 /// The state backend's health, command latency and errors, and the budget decisions.
 pub struct StateMetrics {
     up: IntGauge,
+    watch_up: IntGauge,
     command_duration: HistogramVec,
     errors: IntCounterVec,
 }
@@ -202,6 +203,11 @@ impl StateMetrics {
     /// Sets the backend-up gauge.
     pub fn set_up(&self, up: bool) {
         self.up.set(i64::from(up));
+    }
+
+    /// Sets the generation-watch gauge (the bump channel's subscription is live).
+    pub fn set_watch_up(&self, up: bool) {
+        self.watch_up.set(i64::from(up));
     }
 
     /// Records one command's latency, and why it failed (`None`: it did not).
@@ -471,8 +477,13 @@ impl Metrics {
                     errors.with_label_values(&[op, kind.as_str()]);
                 }
             }
+            let watch_up = gauge(
+                "state_generation_watch_up",
+                "1 while this replica's subscription to generation bumps is live (cache hits then need no round trip to the state backend), 0 while hits read the generation from it.",
+            );
             StateMetrics {
                 up,
+                watch_up,
                 command_duration,
                 errors,
             }

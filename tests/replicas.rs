@@ -18,6 +18,7 @@ use journeybee_sim::{
 };
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
@@ -92,6 +93,8 @@ struct Setup {
     replicas: usize,
     /// `requests_per_minute` of the read key (bob's); `None` keeps the default (100).
     read_rpm: Option<u32>,
+    /// `requests_per_minute` of the write key (alice's), as TOML; `None` keeps the default.
+    write_rpm: Option<&'static str>,
     /// The whole `[state]` section (empty: the memory backend).
     state: String,
     /// Lines for `[upstream]`.
@@ -110,6 +113,7 @@ impl Setup {
         Setup {
             replicas,
             read_rpm: None,
+            write_rpm: None,
             state: String::new(),
             upstream: String::new(),
             server: String::new(),
@@ -127,6 +131,11 @@ impl Setup {
     /// The Redis backend on `redis` with a prefix of its own, plus `extra` lines.
     fn redis(mut self, redis_url: &str, extra: &str) -> Setup {
         self.state = state_section(redis_url, extra);
+        self
+    }
+
+    fn write_rpm(mut self, rpm: &'static str) -> Setup {
+        self.write_rpm = Some(rpm);
         self
     }
 
@@ -194,6 +203,10 @@ impl Cluster {
         let opts = Opts {
             read_key: setup
                 .read_rpm
+                .map(|n| format!("requests_per_minute = {n}"))
+                .unwrap_or_default(),
+            write_key: setup
+                .write_rpm
                 .map(|n| format!("requests_per_minute = {n}"))
                 .unwrap_or_default(),
             tail: format!("{}\n[cache]\n{}\n", setup.state, setup.cache),
@@ -1832,5 +1845,145 @@ async fn a_script_error_fails_one_decision_and_never_marks_the_store_degraded() 
         assert_eq!(state_errors(&m, "admit", kind), 0.0, "{kind}: {m}");
     }
     assert!(m.contains("jbgw_state_backend_up 1"), "{m}");
+    c.shutdown().await;
+}
+
+/// The value of one series in a metrics text.
+fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// The replica's count of state commands `op` (a round trip each).
+async fn state_commands(c: &Cluster, replica: usize, op: &str) -> f64 {
+    let m = c.admin_get(replica, "/metrics").await.text();
+    sample(
+        &m,
+        &format!("jbgw_state_command_duration_seconds_count{{op=\"{op}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+async fn wait_for_watch(c: &Cluster, replica: usize, up: bool) {
+    let want = format!("jbgw_state_generation_watch_up {}", u8::from(up));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c
+        .admin_get(replica, "/metrics")
+        .await
+        .text()
+        .contains(&want)
+    {
+        assert!(Instant::now() < deadline, "replica {replica}: no {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `rounds` times: B caches a list, A creates what that list should then show, B lists at
+/// once. Returns how many of B's lists were from before the create.
+async fn create_on_a_list_on_b(c: &Cluster, rounds: usize, tag: &str) -> usize {
+    let alice = c.token("alice@corp.test");
+    let mut stale = 0;
+    for i in 0..rounds {
+        let domain = fresh_domain(&format!("{tag}{i}"));
+        let list = format!("/api/v1/partnerships?view=all&search={domain}");
+        let before = c.get(1, &list, &alice).await;
+        assert_eq!(before.status, 200, "{}", before.text());
+        let created = c.create(0, &alice, &create_body(&domain), None).await;
+        assert_eq!(created.status, 201, "{}", created.text());
+        let after = c.get(1, &list, &alice).await;
+        assert_eq!(after.status, 200, "{}", after.text());
+        if !after.text().contains(&domain) {
+            stale += 1;
+        }
+    }
+    stale
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_asks_redis_nothing_and_a_thousand_creates_on_a_are_seen_at_once_on_b() {
+    let redis = RedisServer::start().await;
+    let c = Arc::new(
+        Cluster::start(
+            Setup::new(2)
+                .redis(&redis.url(), "")
+                .write_rpm("\"unlimited\""),
+        )
+        .await,
+    );
+    for replica in 0..2 {
+        wait_for_watch(&c, replica, true).await;
+    }
+    // A hit costs no round trip: the generation is known from the bump channel.
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=reseller";
+    assert_eq!(c.get(1, list, &bob).await.header("x-cache"), Some("MISS"));
+    let reads = state_commands(&c, 1, "generation").await;
+    for _ in 0..50 {
+        assert_eq!(c.get(1, list, &bob).await.header("x-cache"), Some("HIT"));
+    }
+    assert_eq!(state_commands(&c, 1, "generation").await, reads);
+    // Under load on B (other users' lists, hits and misses), 1,000 rounds of "create on A,
+    // list at once on B": never a list from before the create.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (c, stop) = (c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let bob = c.token("bob@corp.test");
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let list = format!("/api/v1/partnerships?view=all&tags={}", n % 7 + 1);
+                let r = c.get(1, &list, &bob).await;
+                assert_eq!(r.status, 200);
+                n += 1;
+            }
+            n
+        })
+    };
+    let stale = create_on_a_list_on_b(&c, 1000, "watch").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let background = load.await.unwrap();
+    eprintln!("1,000 rounds with {background} background lists on B");
+    assert_eq!(stale, 0, "lists from before the create served on B");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bump_channel_killed_mid_run_falls_back_to_reads_and_recovers() {
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(
+        Setup::new(2)
+            .redis(&redis.url(), "")
+            .write_rpm("\"unlimited\""),
+    )
+    .await;
+    for replica in 0..2 {
+        wait_for_watch(&c, replica, true).await;
+    }
+    assert_eq!(create_on_a_list_on_b(&c, 20, "before").await, 0);
+    // Every subscriber connection dropped by the server: the replicas stop trusting what
+    // they know, read generations again (no stale list meanwhile), then resubscribe.
+    let killed = redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert!(killed.int() >= 2, "{killed:?}");
+    let reads = state_commands(&c, 1, "generation").await;
+    assert_eq!(create_on_a_list_on_b(&c, 20, "during").await, 0);
+    for replica in 0..2 {
+        wait_for_watch(&c, replica, true).await;
+    }
+    assert_eq!(create_on_a_list_on_b(&c, 20, "after").await, 0);
+    assert!(
+        state_commands(&c, 1, "generation").await > reads,
+        "B read generations while the channel was down"
+    );
+    // Back to hits without a round trip.
+    let bob = c.token("bob@corp.test");
+    let list = "/api/v1/partnerships?view=referral";
+    c.get(1, list, &bob).await;
+    let reads = state_commands(&c, 1, "generation").await;
+    for _ in 0..20 {
+        assert_eq!(c.get(1, list, &bob).await.header("x-cache"), Some("HIT"));
+    }
+    assert_eq!(state_commands(&c, 1, "generation").await, reads);
     c.shutdown().await;
 }

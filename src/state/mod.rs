@@ -15,6 +15,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod watch;
 
 use bytes::Bytes;
 use std::fmt;
@@ -318,6 +319,14 @@ pub trait Store: Send + Sync + 'static {
     /// bumped by every accepted write to it, so a read cached under an older one is never
     /// served.
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64>;
+
+    /// The key's generation of `scope` if this process knows it is current without asking
+    /// (a remote store's change notifications; see [`watch`]); `None`: ask
+    /// [`Store::generation`].
+    fn known_generation(&self, key: &str, scope: &str) -> Option<u64> {
+        let _ = (key, scope);
+        None
+    }
 
     /// The key's generations of `scopes`, in order, in one step (one round trip: a create's
     /// reference checks read four lookups' at once).

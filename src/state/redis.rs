@@ -192,14 +192,19 @@ return 1
 const BUMP: &str = r"
 local t = redis.call('TIME')
 local out = {}
+local receivers = {}
 for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 0 then
     redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]))
   end
   out[i] = redis.call('INCR', key)
   redis.call('PEXPIRE', key, ARGV[1])
+  -- In the same atomic step: every replica's watch learns it (see `watch`), and the caller
+  -- learns how many must acknowledge it. `%d`: concatenating the number would print it as a
+  -- float past 14 digits.
+  receivers[i] = redis.call('PUBLISH', ARGV[2], key .. ' ' .. string.format('%d', out[i]))
 end
-return out
+return {out, receivers}
 ";
 
 const GENERATION: &str = r"
@@ -272,6 +277,10 @@ pub struct RedisStore {
     up: AtomicBool,
     /// Per key: the budget epoch this replica last saw (see [`ADMIT`]).
     epochs: Mutex<std::collections::HashMap<String, String>>,
+    /// Generations learned from the bump channel (see [`super::watch`]).
+    watch: Arc<super::watch::GenerationWatch>,
+    /// The channel the bump script publishes new generations on.
+    channel: String,
     metrics: Arc<Metrics>,
 }
 
@@ -377,7 +386,22 @@ impl RedisStore {
             .map_err(|e| format!("state backend: {:?}", e.kind()))?;
         let mut id = [0u8; 8];
         fastrand::fill(&mut id);
+        let channels = super::watch::Channels {
+            bumps: format!("{}:generations", settings.key_prefix),
+            acks: format!("{}:generations:acks", settings.key_prefix),
+        };
+        let channel = channels.bumps.clone();
+        let gauge = metrics.clone();
+        let watch = super::watch::start(
+            client.clone(),
+            channels,
+            settings.connect_timeout,
+            settings.command_timeout,
+            move |live| gauge.state().set_watch_up(live),
+        );
         Ok(RedisStore {
+            watch,
+            channel,
             conn: Mutex::new(conn),
             client,
             config,
@@ -597,6 +621,13 @@ impl Store for RedisStore {
         true
     }
 
+    fn known_generation(&self, key: &str, scope: &str) -> Option<u64> {
+        if !self.watch.is_live() {
+            return None;
+        }
+        self.watch.known(&format!("{}:gen:{scope}", self.tag(key)))
+    }
+
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
         StoreFuture::pending(async move {
             let tag = self.tag(ask.key);
@@ -784,27 +815,32 @@ impl Store for RedisStore {
 
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
         StoreFuture::pending(async move {
+            let gen_key = format!("{}:gen:{scope}", self.tag(key));
             let mut inv = self.scripts.generation.prepare_invoke();
-            inv.key(format!("{}:gen:{scope}", self.tag(key)))
-                .arg(GENERATION_TTL_MS);
+            inv.key(&gen_key).arg(GENERATION_TTL_MS);
+            let epoch = self.watch.read_started();
             let v: Value = self
                 .run("generation", |mut c| {
                     let inv = &inv;
                     async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
-            Ok(int(&v).unwrap_or(0).max(0) as u64)
+            let g = int(&v).unwrap_or(0).max(0) as u64;
+            self.watch.learn(epoch, &gen_key, g);
+            Ok(g)
         })
     }
 
     fn generations<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         StoreFuture::pending(async move {
             let tag = self.tag(key);
+            let gen_keys: Vec<String> = scopes.iter().map(|s| format!("{tag}:gen:{s}")).collect();
             let mut inv = self.scripts.generations.prepare_invoke();
-            for scope in scopes {
-                inv.key(format!("{tag}:gen:{scope}"));
+            for gen_key in &gen_keys {
+                inv.key(gen_key);
             }
             inv.arg(GENERATION_TTL_MS);
+            let epoch = self.watch.read_started();
             let v: Value = self
                 .run("generations", |mut c| {
                     let inv = &inv;
@@ -816,6 +852,9 @@ impl Store for RedisStore {
                 .map(|g| int(g).unwrap_or(0).max(0) as u64)
                 .collect();
             out.resize(scopes.len(), 0);
+            for (gen_key, g) in gen_keys.iter().zip(&out) {
+                self.watch.learn(epoch, gen_key, *g);
+            }
             Ok(out)
         })
     }
@@ -823,22 +862,43 @@ impl Store for RedisStore {
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         StoreFuture::pending(async move {
             let tag = self.tag(key);
+            let gen_keys: Vec<String> = scopes.iter().map(|s| format!("{tag}:gen:{s}")).collect();
             let mut inv = self.scripts.bump.prepare_invoke();
             // Every scope of one key shares the key's hash slot: one script, one round trip.
-            for scope in scopes {
-                inv.key(format!("{tag}:gen:{scope}"));
+            for gen_key in &gen_keys {
+                inv.key(gen_key);
             }
-            inv.arg(GENERATION_TTL_MS);
+            inv.arg(GENERATION_TTL_MS).arg(&self.channel);
+            let epoch = self.watch.read_started();
             let v: Value = self
                 .run("bump", |mut c| {
                     let inv = &inv;
                     async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
-            Ok(array(v)
-                .iter()
-                .map(|g| int(g).unwrap_or(0).max(0) as u64)
-                .collect())
+            let mut parts = array(v).into_iter();
+            let numbers = |v: Option<Value>| -> Vec<u64> {
+                v.map(array)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|g| int(g).unwrap_or(0).max(0) as u64)
+                    .collect()
+            };
+            let (out, receivers) = (numbers(parts.next()), numbers(parts.next()));
+            for (gen_key, g) in gen_keys.iter().zip(&out) {
+                self.watch.learn(epoch, gen_key, *g);
+            }
+            // The write is answered once every replica that got the bump has applied it (the
+            // ordering argument in `watch`).
+            futures_util::future::join_all(
+                gen_keys
+                    .iter()
+                    .zip(&out)
+                    .zip(&receivers)
+                    .map(|((gen_key, g), n)| self.watch.wait_for_acks(gen_key, *g, *n as usize)),
+            )
+            .await;
+            Ok(out)
         })
     }
 
