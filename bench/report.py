@@ -35,12 +35,12 @@ ROWS = [
 
 # Round-trip scenarios (roundtrips.py): label and what the design says one request costs.
 RT_ROWS = [
-    ("hit", "hit (cache on, local entry)", "1: GET of the key's generation"),
+    ("hit", "hit (cache on, local entry)", "0: the generation is known from the bump channel"),
     ("miss_cache_off", "miss, cache off", "1: the budget admit script"),
-    ("miss_cache_on", "miss, cache on (a new query each time)", "~4: generation, L2 lookup + lock, admit, L2 put"),
-    ("l2_hit", "L2 hit (restarted gateway, list in Redis)", "2: generation, L2 lookup"),
-    ("create", "create, no Idempotency-Key", "3: the lookups' generations (one script), admit, bump"),
-    ("create_idem", "create, new Idempotency-Key each time", "5: claim, the lookups' generations, admit, settle, bump"),
+    ("miss_cache_on", "miss, cache on (a new query each time)", "~3: L2 lookup + lock, admit, L2 put"),
+    ("l2_hit", "L2 hit (restarted gateway, list in Redis)", "1: L2 lookup (+1 generation while the watch subscribes)"),
+    ("create", "create, no Idempotency-Key", "3: admit, bump (+ its acknowledgement, published by this replica's watch)"),
+    ("create_idem", "create, new Idempotency-Key each time", "5: claim, admit, settle, bump, acknowledgement"),
 ]
 
 
