@@ -758,6 +758,16 @@ impl ListCache {
         !self.settings.max_stale.is_zero() && entry.age(now) < entry.ttl + self.settings.max_stale
     }
 
+    /// How far into its stale-while-revalidate window a copy is, 0 to 100 (100 past it).
+    fn urgency(&self, entry: &Entry, now: Instant) -> u8 {
+        let stale = entry.age(now).saturating_sub(entry.ttl);
+        let window = self.settings.stale_while_revalidate;
+        if window.is_zero() || stale >= window {
+            return 100;
+        }
+        (stale.as_secs_f64() / window.as_secs_f64() * 100.0) as u8
+    }
+
     /// Whether a copy past its freshness is still inside `stale_while_revalidate`.
     fn within_revalidate(&self, entry: &Entry, now: Instant) -> bool {
         entry.age(now) < entry.ttl + self.settings.stale_while_revalidate
@@ -907,7 +917,8 @@ impl ListCache {
                 if coherent && self.within_revalidate(entry, now) {
                     // RFC 5861 stale-while-revalidate: the copy now, the refresh behind it.
                     if let Some(inner) = inner.take() {
-                        self.revalidate(&key, &out, inner, ttl, purpose);
+                        let urgency = self.urgency(entry, now);
+                        self.revalidate(&key, &out, inner, ttl, purpose, urgency);
                     }
                     return self.respond(entry, Status::Stale(StaleReason::Revalidating), now);
                 }
@@ -987,6 +998,7 @@ impl ListCache {
         inner: S,
         ttl: Duration,
         purpose: Purpose,
+        urgency: u8,
     ) where
         S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -994,7 +1006,8 @@ impl ListCache {
         let Role::Leader(flight) = self.join_or_lead(key) else {
             return; // already being fetched here
         };
-        let (cache, key, out) = (self.clone(), key.clone(), out.clone());
+        let (cache, key, mut out) = (self.clone(), key.clone(), out.clone());
+        out.urgency = urgency;
         let how = How {
             forced: false,
             shared: self.state.is_shared(),
@@ -1099,8 +1112,9 @@ impl ListCache {
                     // the refresh behind it is this replica's if it took the lock, else the
                     // lock holder's (once across the fleet).
                     if let Some(lease) = lease.take() {
-                        let (cache, key, out, inner) =
+                        let (cache, key, mut out, inner) =
                             (self.clone(), key.clone(), out.clone(), inner.clone());
+                        out.urgency = self.urgency(copy, now);
                         tokio::spawn(async move {
                             let class = how.refresh_class();
                             cache
@@ -1122,6 +1136,10 @@ impl ListCache {
             (false, Some(_)) => how.refresh_class(),
             (false, None) => how.cold_class(),
         };
+        let mut out = out;
+        if let Some(old) = fallback.as_ref().filter(|_| !how.forced) {
+            out.urgency = self.urgency(old, Instant::now());
+        }
         let fetched = self.upstream(&key, out, inner, class, how.ttl, lease).await;
         match (fetched, fallback) {
             (Fetched::Passed(snap), Some(old)) => match snap.stale_reason() {
@@ -1437,6 +1455,7 @@ fn outbound(read: Read, class: BudgetClass) -> Outbound {
     Outbound {
         ctx: read.ctx,
         class,
+        urgency: 100,
         method: http::Method::GET,
         target: read.target,
         headers: HeaderMap::new(),
@@ -1551,6 +1570,7 @@ where
         let fut = self.inner.call(Outbound {
             ctx: write.ctx,
             class: BudgetClass::Write,
+            urgency: 100,
             method: write.method,
             target: write.target,
             headers: write.headers,

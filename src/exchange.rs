@@ -173,6 +173,11 @@ pub struct Outbound {
     pub ctx: Ctx,
     /// What the budget is spent on (set by the cache for reads, `Write` for writes).
     pub class: BudgetClass,
+    /// For a refresh: how far into its stale window the copy it would replace is, 0 to 100
+    /// (100: at its end, or no copy). A copy just past its freshness is refreshed only with
+    /// more headroom than one about to leave the window: a saturated key refreshes what is
+    /// oldest first (see the guard).
+    pub urgency: u8,
     /// Method.
     pub method: Method,
     /// The path and query to forward: for a read the canonical query (with the forced

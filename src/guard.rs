@@ -92,6 +92,9 @@ struct KeyBudget {
     /// shares already keep for them. The others are admitted only below `shared - reserve`,
     /// and never from the private share (kept for when the store is down).
     reserve: u32,
+    /// More headroom a refresh of a copy just past its freshness needs, falling to none for
+    /// one at the end of its stale window (`urgency` 100): the oldest copies first.
+    early: u32,
 }
 
 /// The guard's state for one config generation; the budget itself lives in the store.
@@ -250,6 +253,9 @@ impl GuardState {
                             ((f64::from(n) * settings.refresh_reserve).ceil() as u32)
                                 .saturating_sub(private.saturating_mul(settings.state.max_replicas))
                         }),
+                        early: limit.map_or(0, |n| {
+                            (f64::from(n) * settings.refresh_reserve).ceil() as u32
+                        }),
                     }
                 })
                 .collect(),
@@ -310,7 +316,12 @@ impl GuardState {
 
     /// Spends one admission of `class` for `identity`, from the shared pool or else the
     /// private share.
-    async fn admit(&self, identity: &Identity, class: BudgetClass) -> Result<Granted, Reply> {
+    async fn admit(
+        &self,
+        identity: &Identity,
+        class: BudgetClass,
+        urgency: u8,
+    ) -> Result<Granted, Reply> {
         let key = &self.keys[identity.key.index];
         let Some(limit) = key.limit else {
             // `unlimited`: no store call and no log (fair shares do not apply either); only
@@ -330,7 +341,8 @@ impl GuardState {
         let shared = if class.has_reserve() {
             key.shared
         } else {
-            key.shared.saturating_sub(key.reserve)
+            let early = key.early * u32::from(100 - urgency.min(100)) / 100;
+            key.shared.saturating_sub(key.reserve + early)
         };
         if shared == 0 {
             // Nothing above the reserve to spend (and a limit of 0 is never asked of the
@@ -624,10 +636,10 @@ mod budget_tests {
     #[tokio::test]
     async fn a_limited_key_counts_every_admission() {
         let (state, store, bob, _) = guard("2");
-        assert!(state.admit(&bob, BudgetClass::Cold).await.is_ok());
-        assert!(state.admit(&bob, BudgetClass::Cold).await.is_ok());
+        assert!(state.admit(&bob, BudgetClass::Cold, 100).await.is_ok());
+        assert!(state.admit(&bob, BudgetClass::Cold, 100).await.is_ok());
         assert!(
-            state.admit(&bob, BudgetClass::Cold).await.is_err(),
+            state.admit(&bob, BudgetClass::Cold, 100).await.is_err(),
             "the third is over the limit"
         );
         let left = store.remaining("read", 2, state.window).await.unwrap();
@@ -638,7 +650,7 @@ mod budget_tests {
     async fn an_unlimited_key_never_asks_the_store_but_honours_a_pause() {
         let (state, store, bob, metrics) = guard("\"unlimited\"");
         for _ in 0..10_000 {
-            match state.admit(&bob, BudgetClass::Cold).await {
+            match state.admit(&bob, BudgetClass::Cold, 100).await {
                 Ok(Granted::Private(t)) => state.refund(Granted::Private(t)).await,
                 Ok(Granted::Shared(_)) => panic!("an unlimited key asked the store"),
                 Err(_) => panic!("an unlimited key was refused"),
@@ -655,7 +667,7 @@ mod budget_tests {
         // An upstream 429 still pauses it.
         state.pause("read", Duration::from_secs(30)).await;
         assert!(
-            state.admit(&bob, BudgetClass::Cold).await.is_err(),
+            state.admit(&bob, BudgetClass::Cold, 100).await.is_err(),
             "paused"
         );
     }
@@ -767,7 +779,7 @@ where
         Box::pin(async move {
             let route = out.ctx.spec.route;
             let identity = out.ctx.identity.clone();
-            let class = out.class;
+            let (class, urgency) = (out.class, out.urgency);
             let deadline = out.ctx.deadline;
             let resilience = &state.resilience;
             let permit = match resilience.breaker.try_acquire(Instant::now()) {
@@ -787,7 +799,7 @@ where
             loop {
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
-                let mut granted = match state.admit(&identity, class).await {
+                let mut granted = match state.admit(&identity, class, urgency).await {
                     Ok(g) => g,
                     Err(refused) => {
                         // Not sent: says nothing about upstream health, so the permit is
@@ -823,7 +835,7 @@ where
                     // so the upstream (which counts arrivals) sees it within the budget
                     // margin of the gateway's count.
                     state.refund(granted).await;
-                    granted = match state.admit(&identity, class).await {
+                    granted = match state.admit(&identity, class, urgency).await {
                         Ok(g) => g,
                         Err(refused) => {
                             drop(permit);

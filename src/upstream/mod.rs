@@ -232,6 +232,7 @@ impl Upstream {
             headers: client_headers,
             body,
             class: _,
+            urgency: _,
         } = out;
         let t = &self.target;
         let route = ctx.spec.route;
