@@ -33,6 +33,7 @@ pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod step;
+pub mod tls;
 pub mod upstream;
 pub mod validate;
 

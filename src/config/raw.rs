@@ -91,6 +91,22 @@ pub struct RawServer {
     pub body_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_in_flight: Option<usize>,
+    /// `[server.tls]`: HTTPS on the public listener.
+    pub tls: Option<RawServerTls>,
+}
+
+/// `[server.tls]`: the public listener's certificate, and client certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    /// PEM chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// `"optional"` or `"required"` (default `"optional"` when `client_ca_file` is set).
+    pub client_cert: Option<String>,
 }
 
 /// `[log]`.

@@ -69,7 +69,7 @@ impl Settings {
 /// Turns raw config into settings, collecting every problem.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     let mut p = Problems::default();
-    let server = validate_server(&raw.server, &mut p);
+    let server = validate_server(&raw.server, base, &mut p);
     let log = validate_log(&raw.log, &mut p);
     let upstream = match raw.upstream {
         Some(u) => validate_upstream(u, base, &mut p),

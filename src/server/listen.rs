@@ -1,6 +1,7 @@
 //! The listeners: accepting connections, per-connection protocol limits, graceful drain.
 
 use crate::error::Response;
+use crate::tls::{PeerCert, Tls};
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,11 +19,15 @@ use tower::Service;
 /// (every layer of the gateway's stack is: limits shed at once rather than queue) is borrowed
 /// for the call instead of cloned per request, as `TowerToHyperService` does; a tower stack's
 /// clone copies every layer. A service that is not ready is cloned and driven to readiness.
-struct Borrowed<S>(std::cell::RefCell<S>);
+///
+/// It also hands each request what the connection knows about its peer: the verified client
+/// certificate of a TLS connection, as a request extension (the one way a connection can
+/// attach data to the requests hyper parses; a client cannot set an extension).
+struct Borrowed<S>(std::cell::RefCell<S>, Option<Arc<PeerCert>>);
 
 impl<S> Borrowed<S> {
-    fn new(svc: S) -> Self {
-        Borrowed(std::cell::RefCell::new(svc))
+    fn new(svc: S, peer: Option<Arc<PeerCert>>) -> Self {
+        Borrowed(std::cell::RefCell::new(svc), peer)
     }
 }
 
@@ -35,7 +40,10 @@ where
     type Error = S::Error;
     type Future = Call<S>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(peer) = &self.1 {
+            req.extensions_mut().insert(peer.clone());
+        }
         // Never held across an await: the borrow ends when `call` returns its future.
         let mut svc = self.0.borrow_mut();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -82,6 +90,33 @@ pub(super) struct ConnSettings {
     max_buf_size: usize,
 }
 
+/// Serves one connection (plain or TLS) until it ends or the drain closes it.
+fn spawn_conn<I, S>(
+    io: I,
+    peer: Option<Arc<PeerCert>>,
+    builder: &auto::Builder<TokioExecutor>,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    timeouts: crate::idle::Timeouts,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + Unpin + 'static,
+{
+    let activity = Arc::new(crate::idle::Activity::default());
+    let io = crate::idle::ConnTimeout::new(io, timeouts, activity.clone());
+    let svc = crate::idle::Busy::new(svc, activity);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), Borrowed::new(svc, peer))
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
 impl From<&crate::config::ServerSettings> for ConnSettings {
     fn from(s: &crate::config::ServerSettings) -> Self {
         ConnSettings {
@@ -94,13 +129,16 @@ impl From<&crate::config::ServerSettings> for ConnSettings {
     }
 }
 
-/// Accepts connections until shutdown, then drains them for at most `grace`.
+/// Accepts connections until shutdown, then drains them for at most `grace`. With `tls`,
+/// each connection is taken through the handshake first, in its own task (bounded by the
+/// header-read timeout), so a slow handshake never holds up the accept loop.
 pub(super) async fn serve<S>(
     listener: TcpListener,
     svc: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     conn_settings: ConnSettings,
+    tls: Option<Arc<Tls>>,
 ) where
     S: Service<Request<Incoming>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + Unpin + 'static,
@@ -124,18 +162,20 @@ pub(super) async fn serve<S>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let activity = Arc::new(crate::idle::Activity::default());
-                    let io = crate::idle::ConnTimeout::new(stream, conn_settings.timeouts, activity.clone());
-                    let svc = crate::idle::Busy::new(svc.clone(), activity);
-                    let conn = builder
-                        .serve_connection(TokioIo::new(io), Borrowed::new(svc))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                    let (svc, watcher, timeouts) = (svc.clone(), graceful.watcher(), conn_settings.timeouts);
+                    match &tls {
+                        None => spawn_conn(stream, None, &builder, svc, watcher, timeouts),
+                        Some(tls) => {
+                            let (acceptor, builder) = (tls.acceptor(), builder.clone());
+                            tokio::spawn(async move {
+                                if let Some((stream, peer)) =
+                                    crate::tls::accept(stream, acceptor, timeouts.header_read).await
+                                {
+                                    spawn_conn(stream, peer, &builder, svc, watcher, timeouts);
+                                }
+                            });
                         }
-                    });
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
