@@ -69,7 +69,6 @@ impl Ca {
         self.issue(params)
     }
 
-    #[allow(dead_code)] // used by the mTLS tests
     /// A client certificate with these SANs (`spiffe://...` as a URI, anything else as DNS).
     fn client(&self, sans: &[&str], not_after: (i32, u8, u8)) -> Issued {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -452,4 +451,236 @@ fn check_config_reports_tls_problems() {
             .any(|(k, m)| k == "server.tls.cert_file" && m.contains("expired")),
         "{p:?}"
     );
+}
+
+/// Machine users mapped by certificate: crm-sync by a URI SAN (as carol's JourneyBee user,
+/// read), batch by a DNS SAN and by a token subject too (as alice's, write).
+fn machine_users(h: &Harness) -> String {
+    format!(
+        r#"
+[[users]]
+certificate = "spiffe://corp/crm-sync"
+name = "crm-sync"
+upstream_key = "read"
+user_id = {carol}
+access = "read"
+
+[[users]]
+subject = "batch@corp.test"
+certificate = "Batch.Corp.Test"
+name = "batch"
+upstream_key = "write"
+user_id = {alice}
+access = "write"
+"#,
+        carol = h.carol_id,
+        alice = h.alice_id
+    )
+}
+
+/// A gateway asking for client certificates (`mode`), with the machine users loaded.
+async fn mtls_gateway(ca: &Ca, mode: &str) -> (Harness, Files) {
+    let files = Files::new(ca, &ca.server(FAR));
+    let h = gateway(&files, Some(mode), "").await;
+    let users = machine_users(&h);
+    assert!(h.reload(|text| text + &users).await, "machine users load");
+    (h, files)
+}
+
+/// One request on a new TLS connection presenting `client`: the status and body, or None
+/// when the connection was refused (handshake or first read failed).
+async fn get_as(
+    h: &Harness,
+    ca: &Ca,
+    client: Option<&Issued>,
+    path: &str,
+    token: Option<&str>,
+) -> Option<(StatusCode, String)> {
+    let tls = handshake(port(h), &connector(ca, &[b"http/1.1"], client))
+        .await
+        .ok()?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let mut req = Request::get(path).header("host", "localhost");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    // In TLS 1.3 the client finishes its handshake before the server has checked its
+    // certificate: a refusal shows as the first exchange failing.
+    let resp = send
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .ok()?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The userId the last upstream request was made for.
+fn last_user_id(h: &Harness) -> String {
+    let last = h.sim.requests().pop().expect("an upstream request");
+    let query = last.query.unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "userId")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+const LIST: &str = "/api/v1/partnerships?view=all";
+
+#[tokio::test]
+async fn required_client_certificates() {
+    let ca = Ca::new("client CA");
+    let (h, _files) = mtls_gateway(&ca, "required").await;
+    let bob = h.token("bob@corp.test");
+    let crm = ca.client(&["spiffe://corp/crm-sync"], FAR);
+
+    // No certificate: refused at the handshake, even with a valid token.
+    assert_eq!(get_as(&h, &ca, None, LIST, Some(&bob)).await, None);
+    // A certificate from another CA: refused.
+    let stranger = Ca::new("another CA").client(&["spiffe://corp/crm-sync"], FAR);
+    assert_eq!(get_as(&h, &ca, Some(&stranger), LIST, None).await, None);
+    assert_eq!(h.upstream_count(), 0);
+
+    // The certificate alone is crm-sync's credential: the list runs as its JourneyBee user.
+    let (status, body) = get_as(&h, &ca, Some(&crm), LIST, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_user_id(&h), h.carol_id.to_string());
+
+    // A certificate that maps to nobody is a transport credential: the token decides.
+    let device = ca.client(&["spiffe://corp/laptop-42"], FAR);
+    let (status, body) = get_as(&h, &ca, Some(&device), LIST, Some(&bob))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_user_id(&h), h.bob_id.to_string());
+    // ... and alone it maps to no user.
+    let (status, body) = get_as(&h, &ca, Some(&device), LIST, None).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(h.upstream_count(), 2);
+}
+
+#[tokio::test]
+async fn a_token_and_a_certificate_must_name_the_same_user() {
+    let ca = Ca::new("client CA");
+    let (h, _files) = mtls_gateway(&ca, "optional").await;
+    let crm = ca.client(&["spiffe://corp/crm-sync"], FAR);
+    let batch = ca.client(&["batch.corp.test"], FAR);
+
+    // crm-sync's certificate with bob's token: refused with a JSON 403, nothing sent upstream.
+    let bob = h.token("bob@corp.test");
+    let (status, body) = get_as(&h, &ca, Some(&crm), LIST, Some(&bob)).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        json["error"],
+        "Client certificate and bearer token name different users"
+    );
+    // So is a token of a subject the table does not know, with a mapped certificate.
+    let stranger = h.token("mallory@corp.test");
+    let (status, _) = get_as(&h, &ca, Some(&crm), LIST, Some(&stranger))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // And a bad token is never ignored because a certificate came with it.
+    let (status, _) = get_as(&h, &ca, Some(&crm), LIST, Some("not.a.jwt"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.upstream_count(), 0);
+
+    // batch's DNS SAN (matched case-insensitively) and batch's own token agree.
+    let token = h.token("batch@corp.test");
+    let (status, body) = get_as(&h, &ca, Some(&batch), LIST, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_user_id(&h), h.alice_id.to_string());
+
+    // A certificate naming two different users is ambiguous: refused.
+    let both = ca.client(&["spiffe://corp/crm-sync", "batch.corp.test"], FAR);
+    let (status, _) = get_as(&h, &ca, Some(&both), LIST, None).await.unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(h.upstream_count(), 1);
+
+    let denials = metric(
+        &h,
+        "jbgw_authz_denials_total{reason=\"credential_mismatch\"}",
+    )
+    .await;
+    assert_eq!(denials, Some("3".into()));
+}
+
+#[tokio::test]
+async fn optional_client_certificates() {
+    let ca = Ca::new("client CA");
+    let (h, _files) = mtls_gateway(&ca, "optional").await;
+    let bob = h.token("bob@corp.test");
+    // Without a certificate: the token, as on a plain listener.
+    let (status, body) = get_as(&h, &ca, None, LIST, Some(&bob)).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = get_as(&h, &ca, None, LIST, None).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // With one: the certificate's user.
+    let crm = ca.client(&["spiffe://corp/crm-sync"], FAR);
+    let (status, body) = get_as(&h, &ca, Some(&crm), LIST, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_user_id(&h), h.carol_id.to_string());
+    // crm-sync is a read user: its certificate does not make it a writer.
+    let (status, _) = get_as(&h, &ca, Some(&crm), "/api/v1/tiers", None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused() {
+    let ca = Ca::new("client CA");
+    for mode in ["required", "optional"] {
+        let (h, _files) = mtls_gateway(&ca, mode).await;
+        let expired = ca.client(&["spiffe://corp/crm-sync"], PAST);
+        assert_eq!(
+            get_as(&h, &ca, Some(&expired), LIST, None).await,
+            None,
+            "{mode}"
+        );
+        let bob = h.token("bob@corp.test");
+        assert_eq!(
+            get_as(&h, &ca, Some(&expired), LIST, Some(&bob)).await,
+            None,
+            "{mode}"
+        );
+        assert_eq!(h.upstream_count(), 0, "{mode}");
+    }
+}
+
+#[test]
+fn a_certificate_user_needs_a_client_ca() {
+    let ca = Ca::new("test CA");
+    let files = Files::new(&ca, &ca.server(FAR));
+    files.dir.write("jwt.secret", common::JWT_SECRET);
+    let users = "[[users]]\ncertificate = \"spiffe://corp/crm-sync\"\nname = \"crm-sync\"\nupstream_key = \"k\"\nuser_id = 7\naccess = \"read\"\n";
+    let text = |tls: &str| {
+        format!("[server]\n{tls}\n[upstream]\nbase_url = \"http://127.0.0.1:1\"\nallow_plain_http = true\n[upstream.keys.k]\nsecret_file = \"jwt.secret\"\n[auth]\nalgorithms = [\"HS256\"]\nissuer = \"i\"\naudience = \"a\"\n[[auth.keys]]\nhmac_secret_file = \"jwt.secret\"\n{users}")
+    };
+    let load = |tls: &str| journeybee_gateway::config::from_toml(&text(tls), &files.dir.0);
+    let p = load(&files.block(None)).unwrap_err().problems;
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "users" && m.contains("client_ca_file")),
+        "{p:?}"
+    );
+    let s = load(&files.block(Some("optional"))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&*s.certificates["spiffe://corp/crm-sync"].name, "crm-sync");
+    assert!(s.users.is_empty());
+    // A wildcard is not a user.
+    let p = journeybee_gateway::config::from_toml(
+        &text(&files.block(Some("optional"))).replace("spiffe://corp/crm-sync", "*.corp.test"),
+        &files.dir.0,
+    )
+    .unwrap_err()
+    .problems;
+    assert!(p.iter().any(|(k, _)| k == "users[0].certificate"), "{p:?}");
 }

@@ -285,6 +285,9 @@ pub struct RawVerifyKey {
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub subject: Option<String>,
+    /// A client certificate's URI SAN (`spiffe://corp/crm-sync`) or DNS SAN that maps to this
+    /// user (machine clients without an IdP); with `subject` too, both name the same user.
+    pub certificate: Option<String>,
     pub name: Option<String>,
     pub upstream_key: Option<String>,
     pub user_id: Option<i64>,

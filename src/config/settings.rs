@@ -33,6 +33,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Subject → identity.
     pub users: HashMap<String, Arc<Identity>>,
+    /// Client certificate name (URI SAN as written, DNS SAN in lower case) → identity: users
+    /// with `certificate`, some of them in `users` too.
+    pub certificates: HashMap<String, Arc<Identity>>,
     /// Create-body rules.
     pub body_rules: BodyRules,
     /// List-query limits.
@@ -60,6 +63,19 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every user of the table once (by subject or certificate), in table order.
+    pub fn identities(&self) -> Vec<Arc<Identity>> {
+        let mut all: Vec<Arc<Identity>> = self
+            .users
+            .values()
+            .chain(self.certificates.values())
+            .cloned()
+            .collect();
+        all.sort_by_key(|u| u.index);
+        all.dedup_by_key(|u| u.index);
+        all
+    }
+
     /// The window each admission counts in: JourneyBee's minute plus the margin.
     pub fn budget_window(&self) -> Duration {
         Duration::from_secs(60) + self.budget_margin
@@ -93,13 +109,25 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             None
         }
     };
-    let users = validate_users(
+    let table = validate_users(
         &raw.users,
         upstream.as_ref().map(|u| u.keys.as_slice()).unwrap_or(&[]),
         upstream.is_some(),
         raw.rate_limit.per_user_requests_per_minute,
         &mut p,
     );
+    if !table.by_certificate.is_empty()
+        && server
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_ca.as_ref())
+            .is_none()
+    {
+        p.push(
+            "users",
+            "a user is mapped by certificate, but [server.tls] has no client_ca_file: no client certificate is ever asked for",
+        );
+    }
     let body_rules = validate_body_rules(&raw.validation, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
     let idempotency = validate_idempotency(&raw.idempotency, &mut p);
@@ -134,7 +162,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             log,
             upstream,
             auth,
-            users,
+            users: table.by_subject,
+            certificates: table.by_certificate,
             body_rules,
             query_limits: QueryLimits::default(),
             cache,
