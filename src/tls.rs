@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -389,7 +389,18 @@ pub async fn accept(
         let mut stream = stream;
         let _ = tokio::time::timeout_at(deadline, async {
             stream.write_all(PLAIN_HTTP_ANSWER).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // Closing with the request still unread would send a reset, which can destroy
+            // the answer before the client reads it: read what it sent first (bounded).
+            let mut sink = [0u8; 4096];
+            let mut left = 64usize << 10;
+            while left > 0 {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => left = left.saturating_sub(n),
+                }
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await;
         tracing::debug!("plain HTTP on the TLS port: answered 400 and closed");
