@@ -684,3 +684,33 @@ fn a_certificate_user_needs_a_client_ca() {
     .problems;
     assert!(p.iter().any(|(k, _)| k == "users[0].certificate"), "{p:?}");
 }
+
+#[tokio::test]
+async fn a_client_certificate_that_expires_on_an_open_connection_is_refused_from_then_on() {
+    let ca = Ca::new("client CA");
+    let (h, _files) = mtls_gateway(&ca, "required").await;
+    // Valid for three more seconds (X.509 times have whole seconds).
+    let until = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![SanType::URI(
+        "spiffe://corp/crm-sync".to_string().try_into().unwrap(),
+    )];
+    params.not_after = until.into();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let short = ca.issue(params);
+    let tls = handshake(port(&h), &connector(&ca, &[b"http/1.1"], Some(&short)))
+        .await
+        .unwrap();
+    let mut open = H1::open(tls).await;
+    let (status, body) = open.get(LIST, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Wait for the certificate's notAfter to pass (the event is the clock itself).
+    let left = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + std::time::Duration::from_millis(1100)).await;
+    let (status, body) = open.get(LIST, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{:.200}", body);
+    assert!(body.contains("Client certificate expired"), "{body}");
+    assert_eq!(h.upstream_count(), 1);
+}
