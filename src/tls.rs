@@ -31,10 +31,11 @@ use tokio_rustls::TlsAcceptor;
 /// The ALPN protocols offered, preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// TLS resumption sessions remembered by one gateway (the TLS 1.3 tickets it issues refer to
-/// them). Shared by every server config a reload builds, so a reload does not make every
-/// client pay a full handshake again.
-const SESSION_CACHE: usize = 4096;
+/// TLS 1.2 sessions remembered by one gateway for session-id resumption. TLS 1.3 resumes with
+/// stateless tickets instead (encrypted by keys aws-lc-rs rotates every 6 hours), so a burst
+/// of new clients cannot evict the sessions of the others. Both are shared by every server
+/// config a reload builds: a reload does not make every client pay a full handshake again.
+const SESSION_CACHE: usize = 1024;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -191,7 +192,7 @@ struct ClientSide(Option<(ClientCertMode, Vec<u8>)>);
 
 fn server_config(
     resolver: Arc<Resolver>,
-    sessions: Arc<dyn StoresServerSessions>,
+    resumption: &Resumption,
     settings: &TlsSettings,
 ) -> Result<(ServerConfig, ClientSide), String> {
     let builder = ServerConfig::builder_with_provider(provider())
@@ -217,8 +218,15 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-    config.session_storage = sessions;
+    config.session_storage = resumption.sessions.clone();
+    config.ticketer = resumption.tickets.clone();
     Ok((config, side))
+}
+
+/// What lets a client resume: TLS 1.2 sessions and the TLS 1.3 ticket keys.
+struct Resumption {
+    sessions: Arc<dyn StoresServerSessions>,
+    tickets: Arc<dyn rustls::server::ProducesTickets>,
 }
 
 /// The files a TLS config reads, as last seen (modification time and length), to notice a
@@ -229,7 +237,7 @@ pub type Fingerprint = Vec<Option<(SystemTime, u64)>>;
 pub struct Tls {
     resolver: Arc<Resolver>,
     config: RwLock<Arc<ServerConfig>>,
-    sessions: Arc<dyn StoresServerSessions>,
+    resumption: Resumption,
     /// The settings and client side the current config was built from.
     current: Mutex<(TlsSettings, ClientSide)>,
     expiry: prometheus::Gauge,
@@ -247,8 +255,12 @@ impl Tls {
     pub fn new(settings: &TlsSettings, metrics: &Metrics) -> Result<Arc<Tls>, String> {
         let material = load_material(&settings.cert_file, &settings.key_file)?;
         let resolver = Arc::new(Resolver(RwLock::new(material.key.clone())));
-        let sessions: Arc<dyn StoresServerSessions> = ServerSessionMemoryCache::new(SESSION_CACHE);
-        let (config, side) = server_config(resolver.clone(), sessions.clone(), settings)?;
+        let resumption = Resumption {
+            sessions: ServerSessionMemoryCache::new(SESSION_CACHE),
+            tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| format!("TLS ticket keys: {e}"))?,
+        };
+        let (config, side) = server_config(resolver.clone(), &resumption, settings)?;
         let expiry = prometheus::Gauge::new(
             "jbgw_tls_cert_expiry_seconds",
             "When the public listener's certificate chain expires (the earliest notAfter in it), in seconds since the Unix epoch.",
@@ -274,7 +286,7 @@ impl Tls {
         Ok(Arc::new(Tls {
             resolver,
             config: RwLock::new(Arc::new(config)),
-            sessions,
+            resumption,
             current: Mutex::new((settings.clone(), side)),
             expiry,
             reloads: ["success", "failure"].map(|r| reloads.with_label_values(&[r])),
@@ -316,7 +328,7 @@ impl Tls {
         let result = load_material(&settings.cert_file, &settings.key_file).and_then(|m| {
             // The client side is read again too (a renewed CA); the config is rebuilt only
             // when it changed.
-            let rebuilt = server_config(self.resolver.clone(), self.sessions.clone(), settings)?;
+            let rebuilt = server_config(self.resolver.clone(), &self.resumption, settings)?;
             Ok((m, rebuilt))
         });
         match result {
