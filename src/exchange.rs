@@ -89,6 +89,8 @@ pub struct Ctx {
     pub spec: &'static RouteSpec,
     /// Who is asking, as which upstream key and JourneyBee user.
     pub identity: Arc<Identity>,
+    /// The W3C trace context (None: a request that did not come through the listener).
+    pub trace: Option<Arc<crate::trace::TraceContext>>,
 }
 
 /// A request ready to leave: the last two layers (the guard and the forward) take only this.

@@ -34,6 +34,7 @@ pub mod stack;
 pub mod state;
 pub mod step;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod validate;
 
