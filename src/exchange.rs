@@ -90,7 +90,7 @@ pub struct Ctx {
     /// Who is asking, as which upstream key and JourneyBee user.
     pub identity: Arc<Identity>,
     /// The W3C trace context (None: a request that did not come through the listener).
-    pub trace: Option<Arc<crate::trace::TraceContext>>,
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// A request ready to leave: the last two layers (the guard and the forward) take only this.

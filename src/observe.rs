@@ -104,7 +104,7 @@ impl Delivery {
 struct Record {
     id: HeaderValue,
     /// The W3C trace id (set by the listener).
-    trace_id: Option<Arc<str>>,
+    trace_id: Option<crate::trace::TraceId>,
     method: Method,
     started: Instant,
     metrics: Arc<Metrics>,
@@ -134,7 +134,7 @@ impl Record {
         tracing::info!(
             target: "access",
             request_id = self.id.to_str().unwrap_or("-"),
-            trace_id = self.trace_id.as_deref(),
+            trace_id = self.trace_id.map(tracing::field::display),
             method = self.method.as_str(),
             route = route.label(),
             status,
@@ -162,7 +162,7 @@ impl Drop for Record {
             tracing::info!(
                 target: "access",
                 request_id = self.id.to_str().unwrap_or("-"),
-                trace_id = self.trace_id.as_deref(),
+                trace_id = self.trace_id.map(tracing::field::display),
                 method = self.method.as_str(),
                 status = 499u16,
                 delivery = Delivery::Gone.as_str(),
@@ -222,8 +222,8 @@ where
             id: id.clone(),
             trace_id: req
                 .extensions()
-                .get::<Arc<crate::trace::TraceContext>>()
-                .map(|t| t.trace_id.clone()),
+                .get::<crate::trace::TraceContext>()
+                .map(|t| t.trace_id),
             method,
             started,
             metrics: self.metrics.clone(),

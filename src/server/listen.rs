@@ -47,7 +47,7 @@ where
         // The W3C trace context, before the stack sees the request: every answer, rejections
         // included, is logged with its trace id.
         let trace = crate::trace::TraceContext::from_headers(req.headers());
-        req.extensions_mut().insert(Arc::new(trace));
+        req.extensions_mut().insert(trace);
         // Never held across an await: the borrow ends when `call` returns its future.
         let mut svc = self.0.borrow_mut();
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -246,7 +246,7 @@ where
             identity: req.identity,
             trace: parts
                 .extensions
-                .get::<Arc<crate::trace::TraceContext>>()
+                .get::<crate::trace::TraceContext>()
                 .cloned(),
         };
         match routed.query.list {
