@@ -24,7 +24,7 @@ WORKDIR /src
 
 # Dependencies first, against stub sources: this layer is reused as long as the manifests and
 # Cargo.lock do not change. Every target the workspace declares needs a stub, or cargo refuses
-# to parse it: the `[[bench]]`es (hot_path, allocations) and the simulator member `sim/` (library and binary)
+# to parse it: the `[[bench]]`es (hot_path, allocations, tls_handshake) and the simulator member `sim/` (library and binary)
 # too (a new [[bin]]/[[bench]]/[[test]], workspace member or build script needs one here as
 # well; `tests/dockerfile.rs` catches a missing one).
 #
@@ -38,6 +38,7 @@ RUN mkdir src benches sim/src \
  && echo '' > src/lib.rs \
  && echo 'fn main() {}' > benches/hot_path.rs \
  && echo 'fn main() {}' > benches/allocations.rs \
+ && echo 'fn main() {}' > benches/tls_handshake.rs \
  && echo '' > sim/src/lib.rs \
  && echo 'fn main() {}' > sim/src/main.rs \
  && cargo build --release --locked --no-default-features \

@@ -12,7 +12,7 @@
 #      403 for a read user creating, a foreign userId, an unmapped user; 404, 405; upstream 429);
 #   4. `promtool check metrics` on the gateway's /metrics (any reported problem fails);
 #   5. starts a second gateway on the same config whose state backend (Redis) is unreachable
-#      (a degraded replica) and its own Prometheus on a free loopback port (temporary storage,
+#      (a degraded replica, which also serves HTTPS with a 7-day certificate) and its own Prometheus on a free loopback port (temporary storage,
 #      generated config, 1s scrapes of both admin listeners, alerts.yml loaded), drives more
 #      traffic between scrapes, and exhausts the simulator's rate limit (an upstream 429);
 #   6. evaluates every panel query of the dashboard (and every template-variable query) through
@@ -20,7 +20,7 @@
 #      of the dashboard or the alert rules names a metric the gateway does not export; checks
 #      that every alert rule evaluates without error against the live data, and that the
 #      upstream 429 provoked above puts JourneyBeeUpstreamRateLimited in pending (and the
-#      degraded replica JourneyBeeStateBackendDegraded).
+#      degraded replica JourneyBeeStateBackendDegraded and JourneyBeeTLSCertificateExpiringSoon).
 #
 # Usage: scripts/check-prometheus.sh [path/to/journeybee-gateway [path/to/journeybee-sim]]
 #        (default target/release/journeybee-gateway, else target/debug/journeybee-gateway; the
@@ -91,6 +91,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   missing+=(prometheus)
 fi
 command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ "${#missing[@]}" -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || die "need ${missing[*]}: run as root (apt-get) or install them first"
@@ -345,10 +346,18 @@ TARGETS="\"$ADMIN_HOSTPORT\""
 DEGRADED_ADMIN=''
 DEAD_PORT=$(free_port)
 DEGRADED_CONFIG=$(dirname "$JBGW_CONFIG_FILE")/degraded-replica.toml
+# It also serves HTTPS ([server.tls]) with a self-signed certificate valid for 7 days: it
+# exports jbgw_tls_cert_expiry_seconds and puts JourneyBeeTLSCertificateExpiringSoon in pending.
+TLS_DIR=$(dirname "$JBGW_CONFIG_FILE")
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$TLS_DIR/tls.key" -out "$TLS_DIR/tls.pem" >/dev/null 2>&1 || die "openssl could not make a test certificate"
 python3 - "$JBGW_CONFIG_FILE" "$DEGRADED_CONFIG" "$DEAD_PORT" <<'PY'
 import sys
 src, dst, dead = sys.argv[1:4]
 text = open(src).read()
+# [server.tls] belongs to [server]: inserted before the next section.
+text = text.replace("\n[upstream]\n", '\n[server.tls]\ncert_file = "tls.pem"\nkey_file = "tls.key"\n\n[upstream]\n', 1)
 text += f'\n[state]\nbackend = "redis"\nurl = "redis://127.0.0.1:{dead}/0"\nkey_prefix = "check-prometheus"\n'
 open(dst, "w").write(text)
 PY
@@ -467,11 +476,24 @@ sys.exit(0 if any(a["labels"].get("alertname") == "JourneyBeeStateBackendDegrade
 if [ -n "$DEGRADED_ADMIN" ]; then
   wait_until 30 "JourneyBeeStateBackendDegraded pending for the degraded replica" state_alert_active
 fi
+tls_alert_active() {
+  "${CURL[@]}" -f "$PROM_URL/api/v1/alerts" | python3 -c '
+import json, sys
+alerts = json.load(sys.stdin)["data"]["alerts"]
+sys.exit(0 if any(a["labels"].get("alertname") == "JourneyBeeTLSCertificateExpiringSoon" for a in alerts) else 1)'
+}
+if [ -n "$DEGRADED_ADMIN" ]; then
+  wait_until 30 "JourneyBeeTLSCertificateExpiringSoon pending for the replica with a 7-day certificate" tls_alert_active
+fi
 sleep 2.5 # two more scrapes and rule evaluations after the last request
 log "$REQUESTS requests sent; $(prom_value 'count_over_time(up{job="journeybee-gateway"}[10m])') scrapes"
 
-# Fresh copy of /metrics for the name check (the per-user counter appears on first use).
+# Fresh copy of /metrics for the name check (the per-user counter appears on first use), plus
+# the degraded replica's (the TLS metrics: only a gateway with [server.tls] has them).
 "${CURL[@]}" -f -o "$METRICS" "$JBGW_ADMIN_URL/metrics" || die "cannot fetch $JBGW_ADMIN_URL/metrics"
+if [ -n "$DEGRADED_ADMIN" ]; then
+  "${CURL[@]}" -f "http://$DEGRADED_ADMIN/metrics" >>"$METRICS" || die "cannot fetch the degraded replica's /metrics"
+fi
 
 # ------------------------------------------------------------------ 6. every query, for real
 log "evaluating every dashboard query and checking the alert rules against $PROM_URL"

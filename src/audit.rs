@@ -108,6 +108,7 @@ impl Record {
         tracing::info!(
             target: "audit",
             request_id = ctx.id.0.to_str().ok(),
+            trace_id = ctx.trace.as_ref().map(|t| tracing::field::display(t.trace_id)),
             user = &*identity.name,
             user_id = identity.user_id,
             upstream_key = &*identity.key.name,

@@ -47,11 +47,14 @@ pub enum AuthFailure {
     /// The `typ` header is not one the issuer's `token_types` accepts (an ID token where an
     /// access token is expected, RFC 9068 §4).
     WrongTokenType,
+    /// The client certificate of the connection has expired since its handshake (a
+    /// keep-alive connection, or a resumed session).
+    CertificateExpired,
 }
 
 impl AuthFailure {
     /// Every reason, for pre-resolving metric label sets.
-    pub const ALL: [AuthFailure; 13] = [
+    pub const ALL: [AuthFailure; 14] = [
         AuthFailure::Missing,
         AuthFailure::MultipleCredentials,
         AuthFailure::Malformed,
@@ -65,6 +68,7 @@ impl AuthFailure {
         AuthFailure::WrongAudience,
         AuthFailure::MissingClaim,
         AuthFailure::WrongTokenType,
+        AuthFailure::CertificateExpired,
     ];
 
     /// The metric label and log field.
@@ -83,6 +87,7 @@ impl AuthFailure {
             AuthFailure::WrongAudience => "wrong_audience",
             AuthFailure::MissingClaim => "missing_claim",
             AuthFailure::WrongTokenType => "wrong_token_type",
+            AuthFailure::CertificateExpired => "certificate_expired",
         }
     }
 }
@@ -98,15 +103,19 @@ pub enum Denial {
     ForeignUserId,
     /// The user's config restricts it to other routes.
     RouteNotAllowed,
+    /// The client certificate and the bearer token name different users (or the certificate
+    /// names several).
+    CredentialMismatch,
 }
 
 impl Denial {
     /// Every reason, for pre-resolving metric label sets.
-    pub const ALL: [Denial; 4] = [
+    pub const ALL: [Denial; 5] = [
         Denial::UnmappedUser,
         Denial::WriteRequired,
         Denial::ForeignUserId,
         Denial::RouteNotAllowed,
+        Denial::CredentialMismatch,
     ];
 
     /// The metric label and log field.
@@ -116,6 +125,7 @@ impl Denial {
             Denial::WriteRequired => "write_required",
             Denial::ForeignUserId => "foreign_user_id",
             Denial::RouteNotAllowed => "route_not_allowed",
+            Denial::CredentialMismatch => "credential_mismatch",
         }
     }
 }
@@ -518,6 +528,7 @@ impl GatewayError {
                 // RFC 6750 §3.1: no error code when the request carried no credential at all.
                 let (msg, challenge) = match failure {
                     AuthFailure::Missing => ("Missing bearer token", "Bearer"),
+                    AuthFailure::CertificateExpired => ("Client certificate expired", "Bearer"),
                     _ => ("Invalid bearer token", "Bearer error=\"invalid_token\""),
                 };
                 let mut r = json_error(StatusCode::UNAUTHORIZED, msg, &[]);
@@ -531,6 +542,9 @@ impl GatewayError {
                     Denial::WriteRequired => "Write access required for this operation",
                     Denial::ForeignUserId => "userId does not match the authenticated user",
                     Denial::RouteNotAllowed => "This operation is not allowed for this user",
+                    Denial::CredentialMismatch => {
+                        "Client certificate and bearer token name different users"
+                    }
                 };
                 let mut r = json_error(StatusCode::FORBIDDEN, msg, &[]);
                 // RFC 6750 §3.1: the token is fine but does not carry the access this

@@ -116,6 +116,8 @@ pub struct Ctx {
     pub spec: &'static RouteSpec,
     /// Who is asking, as which upstream key and JourneyBee user.
     pub identity: Arc<Identity>,
+    /// The W3C trace context (None: a request that did not come through the listener).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 /// What an upstream call is spent on, deciding how much of a key's budget it may use: a

@@ -1,13 +1,14 @@
-//! Identity mapping: a verified subject becomes a JourneyBee identity (upstream key, `userId`,
-//! access level) from the config's user table.
+//! Identity mapping: a verified subject (or client certificate) becomes a JourneyBee identity
+//! (upstream key, `userId`, access level) from the config's user table.
 
-use crate::auth::{Authenticated, VerifiedToken};
+use crate::auth::{Authenticated, Credentials, VerifiedToken};
 use crate::config::{Access, ClaimRules, Identity, Settings};
 use crate::error::{Denial, GatewayError};
 use crate::exchange::Reply;
 use crate::metrics::Metrics;
 use crate::route::Routed;
 use crate::step::Step;
+use crate::tls::PeerCert;
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -108,6 +109,42 @@ pub struct IdentityMap<S> {
     metrics: Arc<Metrics>,
 }
 
+impl<S> IdentityMap<S> {
+    /// The token's user: the explicit table wins; an issuer's claim rules map everyone else.
+    fn by_token(&self, token: &VerifiedToken) -> Option<Arc<Identity>> {
+        self.settings
+            .users
+            .get(&token.subject)
+            .cloned()
+            .or_else(|| {
+                let rules = self
+                    .settings
+                    .auth
+                    .issuers
+                    .get(token.issuer)?
+                    .rules
+                    .as_ref()?;
+                map_by_rules(rules, token).map(Arc::new)
+            })
+    }
+
+    /// The certificate's user, by its URI or DNS SANs; two SANs naming different users make
+    /// the certificate ambiguous, which is refused rather than resolved by an order.
+    fn by_certificate(&self, peer: &PeerCert) -> Result<Option<Arc<Identity>>, Denial> {
+        let table = &self.settings.certificates;
+        let mut found: Option<&Arc<Identity>> = None;
+        for name in peer.sans() {
+            if let Some(user) = table.get(name) {
+                match found {
+                    Some(f) if !Arc::ptr_eq(f, user) => return Err(Denial::CredentialMismatch),
+                    _ => found = Some(user),
+                }
+            }
+        }
+        Ok(found.cloned())
+    }
+}
+
 impl<S, B> Service<Authenticated<B>> for IdentityMap<S>
 where
     S: Service<Identified<B>, Response = Reply, Error = Infallible>,
@@ -124,23 +161,35 @@ where
     }
 
     fn call(&mut self, req: Authenticated<B>) -> Self::Future {
-        let Authenticated { routed, token } = req;
-        // The explicit table wins; an issuer's claim rules map everyone else.
-        let identity = self
-            .settings
-            .users
-            .get(&token.subject)
-            .cloned()
-            .or_else(|| {
-                let rules = self
-                    .settings
-                    .auth
-                    .issuers
-                    .get(token.issuer)?
-                    .rules
-                    .as_ref()?;
-                map_by_rules(rules, &token).map(Arc::new)
-            });
+        let Authenticated {
+            routed,
+            credentials,
+        } = req;
+        let identity = match &credentials {
+            Credentials::Token(token) => Ok(self.by_token(token)),
+            Credentials::Certificate(peer) => self.by_certificate(peer),
+            // Both: the token names the user; a certificate mapped to a user must name the
+            // same one. A certificate mapped to nobody (a transport certificate every client
+            // has) leaves the token to decide.
+            Credentials::Both(token, peer) => {
+                match (self.by_token(token), self.by_certificate(peer)) {
+                    (t, Ok(None)) => Ok(t),
+                    (Some(t), Ok(Some(c))) if Arc::ptr_eq(&t, &c) => Ok(Some(t)),
+                    _ => Err(Denial::CredentialMismatch),
+                }
+            }
+        };
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(denial) => {
+                self.metrics.denial(denial);
+                let reply = GatewayError::Forbidden(denial).into();
+                return Step::boxed(crate::drain::reject(
+                    routed.accepted.http.into_body(),
+                    reply,
+                ));
+            }
+        };
         let Some(identity) = identity else {
             self.metrics.denial(Denial::UnmappedUser);
             let reply = GatewayError::Forbidden(Denial::UnmappedUser).into();

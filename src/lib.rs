@@ -33,6 +33,8 @@ pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod step;
+pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod validate;
 

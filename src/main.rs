@@ -59,6 +59,10 @@ enum Command {
         /// Also write the URLs and tokens to this file as KEY=value lines (for scripts).
         #[arg(long)]
         env_file: Option<PathBuf>,
+        /// Serve HTTPS with a CA made for the demo (written into its temp dir), and map a
+        /// machine user by its client certificate.
+        #[arg(long)]
+        tls: bool,
     },
     /// Probe the admin /healthz endpoint; exit 0 when healthy (for container HEALTHCHECKs).
     /// With --ready, probe /readyz instead: exit 0 only when every token issuer has keys.
@@ -142,13 +146,15 @@ fn main() -> ExitCode {
             }
         },
         #[cfg(feature = "demo")]
-        Command::Demo { env_file } => match runtime().block_on(demo::run(env_file.as_deref())) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("demo: {e}");
-                ExitCode::from(1)
+        Command::Demo { env_file, tls } => {
+            match runtime().block_on(demo::run(env_file.as_deref(), tls)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("demo: {e}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Command::Healthcheck { url, ready } => {
             let url = if ready {
                 match server::readiness_url(&url) {

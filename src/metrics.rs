@@ -724,6 +724,12 @@ impl Metrics {
         self.cache_bytes.set(bytes as i64);
     }
 
+    /// Registers a metric owned by another module (the TLS listener's). A second registration
+    /// of the same name is ignored: the first one keeps being exported.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        let _ = self.registry.register(c);
+    }
+
     /// Renders the text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);

@@ -198,6 +198,8 @@ impl Delivery {
 /// One request's record: logged and counted exactly once, when it ends however it ends.
 struct Record {
     id: HeaderValue,
+    /// The W3C trace id (set by the listener).
+    trace_id: Option<crate::trace::TraceId>,
     method: Method,
     started: Instant,
     metrics: Arc<Metrics>,
@@ -227,6 +229,7 @@ impl Record {
         tracing::info!(
             target: "access",
             request_id = self.id.to_str().unwrap_or("-"),
+            trace_id = self.trace_id.map(tracing::field::display),
             method = self.method.as_str(),
             route = route.label(),
             status,
@@ -254,6 +257,7 @@ impl Drop for Record {
             tracing::info!(
                 target: "access",
                 request_id = self.id.to_str().unwrap_or("-"),
+                trace_id = self.trace_id.map(tracing::field::display),
                 method = self.method.as_str(),
                 status = 499u16,
                 delivery = Delivery::Gone.as_str(),
@@ -311,6 +315,10 @@ where
         let read = is_read(&method);
         let record = Record {
             id: id.clone(),
+            trace_id: req
+                .extensions()
+                .get::<crate::trace::TraceContext>()
+                .map(|t| t.trace_id),
             method,
             started,
             metrics: self.metrics.clone(),

@@ -1,6 +1,7 @@
 //! Live reload: on SIGHUP, and when the config file changes, load and fully validate the new
 //! config and swap it in; an invalid one is refused with every problem logged, and the old
-//! config keeps serving.
+//! config keeps serving. The TLS certificate is loaded again on SIGHUP too, and when its files
+//! change (a renewal), without touching the rest of the config.
 
 use crate::config;
 use crate::metrics::ReloadResult;
@@ -29,6 +30,11 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
         Ok(settings) => gateway.reload(settings).await,
         Err(e) => Err(e),
     };
+    if result.is_ok() {
+        // The certificate's content is not part of the config's digest (a renewal must not
+        // rebuild the caches): it is swapped on its own, after the config that names it.
+        gateway.reload_tls(trigger);
+    }
     match result {
         Ok(Reloaded::Swapped) => {
             metrics.config_reload(ReloadResult::Success);
@@ -62,17 +68,26 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
 /// `hup` is made before the listeners start (see [`crate::signals`]).
 pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration, mut hup: signals::Handler) {
     let mut last = fingerprint(path);
+    let certs = || gateway.tls().map(|t| t.fingerprint());
+    let mut last_certs = certs();
     loop {
         tokio::select! {
             _ = hup.recv() => {
                 last = fingerprint(path);
                 reload_from(gateway, path, "SIGHUP").await;
+                last_certs = certs();
             }
             _ = tokio::time::sleep(poll) => {
                 let now = fingerprint(path);
                 if now != last {
                     last = now;
                     reload_from(gateway, path, "file change").await;
+                    last_certs = certs();
+                }
+                let now = certs();
+                if now != last_certs {
+                    last_certs = now;
+                    gateway.reload_tls("certificate file change");
                 }
             }
         }

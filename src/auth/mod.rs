@@ -10,6 +10,7 @@ use crate::exchange::Reply;
 use crate::metrics::Metrics;
 use crate::route::Routed;
 use crate::step::Step;
+use crate::tls::PeerCert;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use std::convert::Infallible;
@@ -40,13 +41,34 @@ pub fn readiness_json(verifier: &Verifier) -> serde_json::Value {
     serde_json::Value::Object(issuers)
 }
 
-/// A routed request whose bearer token verified.
+/// What a request proved about its sender: a verified bearer token, the connection's verified
+/// client certificate, or both (which must then name the same user: see `identity`).
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// A bearer token only.
+    Token(Arc<VerifiedToken>),
+    /// A client certificate only (a machine client without an IdP).
+    Certificate(Arc<PeerCert>),
+    /// Both.
+    Both(Arc<VerifiedToken>, Arc<PeerCert>),
+}
+
+impl Credentials {
+    fn token(token: Arc<VerifiedToken>, peer: Option<Arc<PeerCert>>) -> Credentials {
+        match peer {
+            Some(peer) => Credentials::Both(token, peer),
+            None => Credentials::Token(token),
+        }
+    }
+}
+
+/// A routed request whose credentials verified.
 #[derive(Debug)]
 pub struct Authenticated<B> {
     /// The routed request.
     pub routed: Routed<B>,
-    /// The verified token.
-    pub token: Arc<VerifiedToken>,
+    /// What verified.
+    pub credentials: Credentials,
 }
 
 /// Verifies the bearer token; a request continues as [`Authenticated`], or is refused with
@@ -127,11 +149,39 @@ where
     }
 
     fn call(&mut self, routed: Routed<B>) -> Self::Future {
+        // The connection's verified client certificate, handed to the request by the listener
+        // (a client cannot set an extension).
+        let peer = routed
+            .accepted
+            .http
+            .extensions()
+            .get::<Arc<PeerCert>>()
+            .cloned();
+        if peer.as_ref().is_some_and(|p| p.expired()) {
+            self.metrics.auth_failure(AuthFailure::CertificateExpired);
+            return Step::boxed(crate::drain::reject(
+                routed.accepted.http.into_body(),
+                GatewayError::Unauthenticated(AuthFailure::CertificateExpired).into(),
+            ));
+        }
         let token = bearer_token(routed.accepted.http.headers(), routed.query.access_token);
+        // No bearer credential at all: a client certificate alone authenticates. A token that
+        // is there but bad is never ignored because a certificate came with it.
+        if let (Err(AuthFailure::Missing), Some(peer)) = (&token, &peer) {
+            let credentials = Credentials::Certificate(peer.clone());
+            return Step::next(self.inner.call(Authenticated {
+                routed,
+                credentials,
+            }));
+        }
         // Fast path: a token verified before (and not expired) is answered from the verified-
         // token cache without awaiting anything, so the rest of the stack is called directly.
         if let Ok(Some(token)) = token.map(|t| self.verifier.cached(t)) {
-            return Step::next(self.inner.call(Authenticated { routed, token }));
+            let credentials = Credentials::token(token, peer);
+            return Step::next(self.inner.call(Authenticated {
+                routed,
+                credentials,
+            }));
         }
         let token = token.map(str::to_owned);
         let verifier = self.verifier.clone();
@@ -162,7 +212,15 @@ where
                 Err(e) => Err(e),
             };
             match verified {
-                Ok(token) => inner.call(Authenticated { routed, token }).await,
+                Ok(token) => {
+                    let credentials = Credentials::token(token, peer);
+                    inner
+                        .call(Authenticated {
+                            routed,
+                            credentials,
+                        })
+                        .await
+                }
                 Err(failure) => {
                     metrics.auth_failure(failure);
                     crate::drain::reject(

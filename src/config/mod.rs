@@ -27,7 +27,7 @@ pub use load::{from_toml, load};
 pub use problems::ConfigError;
 pub(crate) use problems::Problems;
 pub(crate) use secret::read_secret;
-pub use server::{LogFormat, LogSettings, ServerSettings};
+pub use server::{ClientCertMode, LogFormat, LogSettings, ServerSettings, TlsSettings};
 pub use settings::{validate, Settings};
 pub use state::{Backend, StateSettings};
 pub use upstream::{RequestsPerMinute, UpstreamKey, UpstreamSettings};

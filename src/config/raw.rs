@@ -92,6 +92,22 @@ pub struct RawServer {
     pub body_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_in_flight: Option<usize>,
+    /// `[server.tls]`: HTTPS on the public listener.
+    pub tls: Option<RawServerTls>,
+}
+
+/// `[server.tls]`: the public listener's certificate, and client certificates.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    /// PEM chain, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// `"optional"` or `"required"` (default `"optional"` when `client_ca_file` is set).
+    pub client_cert: Option<String>,
 }
 
 /// `[log]`.
@@ -270,6 +286,9 @@ pub struct RawVerifyKey {
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub subject: Option<String>,
+    /// A client certificate's URI SAN (`spiffe://corp/crm-sync`) or DNS SAN that maps to this
+    /// user (machine clients without an IdP); with `subject` too, both name the same user.
+    pub certificate: Option<String>,
     pub name: Option<String>,
     pub upstream_key: Option<String>,
     pub user_id: Option<i64>,

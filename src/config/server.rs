@@ -1,10 +1,42 @@
 //! `[server]` (listeners and request-level limits) and `[log]`.
 
 use super::ceilings::{self, MAX_BODY_SIZE, MAX_HEADER_SIZE, MAX_IN_FLIGHT};
-use super::raw::{RawLog, RawServer};
+use super::raw::{RawLog, RawServer, RawServerTls};
 use super::Problems;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Whether the public listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// A client may present one; without one it still connects (and needs a JWT).
+    Optional,
+    /// The handshake fails without a certificate that chains to the client CA.
+    Required,
+}
+
+impl ClientCertMode {
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientCertMode::Optional => "optional",
+            ClientCertMode::Required => "required",
+        }
+    }
+}
+
+/// `[server.tls]`, validated: the files are loaded once here to report problems, and again
+/// by the listener (and on every reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// The CA client certificates must chain to, and whether one is required.
+    pub client_ca: Option<(PathBuf, ClientCertMode)>,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +72,8 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// Requests processed at once; more are shed with 503.
     pub max_in_flight: usize,
+    /// HTTPS on the public listener (the admin listener stays plain HTTP).
+    pub tls: Option<TlsSettings>,
 }
 
 /// `[log]`, validated.
@@ -51,7 +85,58 @@ pub struct LogSettings {
     pub level: String,
 }
 
-pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettings {
+fn validate_tls(raw: &RawServerTls, base: &Path, p: &mut Problems) -> Option<TlsSettings> {
+    let resolve = |f: &PathBuf| {
+        if f.is_absolute() {
+            f.clone()
+        } else {
+            base.join(f)
+        }
+    };
+    let cert_file = raw.cert_file.as_ref().map(resolve);
+    let key_file = raw.key_file.as_ref().map(resolve);
+    if cert_file.is_none() {
+        p.push("server.tls.cert_file", "missing (a PEM certificate chain)");
+    }
+    if key_file.is_none() {
+        p.push("server.tls.key_file", "missing (a PEM private key)");
+    }
+    let mode = match raw.client_cert.as_deref() {
+        None | Some("optional") => ClientCertMode::Optional,
+        Some("required") => ClientCertMode::Required,
+        Some(other) => {
+            p.push(
+                "server.tls.client_cert",
+                format!("{other:?} is not one of \"optional\", \"required\""),
+            );
+            ClientCertMode::Optional
+        }
+    };
+    if raw.client_cert.is_some() && raw.client_ca_file.is_none() {
+        p.push(
+            "server.tls.client_cert",
+            "needs client_ca_file (the CA client certificates must chain to)",
+        );
+    }
+    let client_ca = raw.client_ca_file.as_ref().map(|f| (resolve(f), mode));
+    if let Some((path, _)) = &client_ca {
+        if let Err(e) = crate::tls::load_client_roots(path) {
+            p.push("server.tls.client_ca_file", e);
+        }
+    }
+    let (cert_file, key_file) = (cert_file?, key_file?);
+    if let Err(e) = crate::tls::load_material(&cert_file, &key_file) {
+        p.push("server.tls.cert_file", e);
+    }
+    Some(TlsSettings {
+        cert_file,
+        key_file,
+        client_ca,
+    })
+}
+
+pub(super) fn validate_server(raw: &RawServer, base: &Path, p: &mut Problems) -> ServerSettings {
+    let tls = raw.tls.as_ref().and_then(|t| validate_tls(t, base, p));
     let listen = p.addr("server.listen", raw.listen.as_deref(), "127.0.0.1:8080");
     let admin_listen = p.addr(
         "server.admin_listen",
@@ -137,6 +222,7 @@ pub(super) fn validate_server(raw: &RawServer, p: &mut Problems) -> ServerSettin
             Duration::from_secs(60),
         ),
         max_in_flight,
+        tls,
     }
 }
 

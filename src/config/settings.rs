@@ -33,6 +33,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Subject → identity.
     pub users: HashMap<String, Arc<Identity>>,
+    /// Client certificate name (URI SAN as written, DNS SAN in lower case) → identity: users
+    /// with `certificate`, some of them in `users` too.
+    pub certificates: HashMap<String, Arc<Identity>>,
     /// Create-body rules.
     pub body_rules: BodyRules,
     /// List-query limits.
@@ -64,6 +67,19 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Every user of the table once (by subject or certificate), in table order.
+    pub fn identities(&self) -> Vec<Arc<Identity>> {
+        let mut all: Vec<Arc<Identity>> = self
+            .users
+            .values()
+            .chain(self.certificates.values())
+            .cloned()
+            .collect();
+        all.sort_by_key(|u| u.index);
+        all.dedup_by_key(|u| u.index);
+        all
+    }
+
     /// The window each admission counts in: JourneyBee's minute plus the margin.
     pub fn budget_window(&self) -> Duration {
         Duration::from_secs(60) + self.budget_margin
@@ -73,7 +89,7 @@ impl Settings {
 /// Turns raw config into settings, collecting every problem.
 pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     let mut p = Problems::default();
-    let server = validate_server(&raw.server, &mut p);
+    let server = validate_server(&raw.server, base, &mut p);
     let log = validate_log(&raw.log, &mut p);
     let upstream = match raw.upstream {
         Some(u) => validate_upstream(u, base, &mut p),
@@ -97,13 +113,25 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             None
         }
     };
-    let users = validate_users(
+    let table = validate_users(
         &raw.users,
         upstream.as_ref().map(|u| u.keys.as_slice()).unwrap_or(&[]),
         upstream.is_some(),
         raw.rate_limit.per_user_requests_per_minute,
         &mut p,
     );
+    if !table.by_certificate.is_empty()
+        && server
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_ca.as_ref())
+            .is_none()
+    {
+        p.push(
+            "users",
+            "a user is mapped by certificate, but [server.tls] has no client_ca_file: no client certificate is ever asked for",
+        );
+    }
     let body_rules = validate_body_rules(&raw.validation, &mut p);
     let cache = validate_cache(&raw.cache, &mut p);
     let idempotency = validate_idempotency(&raw.idempotency, &mut p);
@@ -149,7 +177,8 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             log,
             upstream,
             auth,
-            users,
+            users: table.by_subject,
+            certificates: table.by_certificate,
             body_rules,
             query_limits: QueryLimits::default(),
             cache,

@@ -42,27 +42,88 @@ pub(super) fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@')
 }
 
+/// A `[[users]] certificate` value as it is matched: a URI SAN as written, a DNS SAN in lower
+/// case. Wildcards are refused: a user is one client.
+fn certificate_name(value: &str) -> Result<String, String> {
+    let printable = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if value.contains("://") {
+        if printable(value) {
+            return Ok(value.to_string());
+        }
+        return Err(format!(
+            "{value:?} is not a URI (no spaces or control characters)"
+        ));
+    }
+    let dns = value.to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if dns.len() <= 253 && dns.split('.').all(label_ok) {
+        Ok(dns)
+    } else {
+        Err(format!(
+            "{value:?} is neither a URI SAN (spiffe://trust-domain/path) nor a DNS name (no wildcards)"
+        ))
+    }
+}
+
+/// The identity table: by token subject, and by client certificate name (URI or DNS SAN). A
+/// user may be in both (then the two credentials name the same user).
+pub(super) struct UserTable {
+    pub(super) by_subject: HashMap<String, Arc<Identity>>,
+    pub(super) by_certificate: HashMap<String, Arc<Identity>>,
+}
+
 pub(super) fn validate_users(
     raw: &[RawUser],
     keys: &[Arc<UpstreamKey>],
     keys_known: bool,
     default_rpm: Option<u32>,
     p: &mut Problems,
-) -> HashMap<String, Arc<Identity>> {
+) -> UserTable {
     if let Some(n) = default_rpm {
         if let Err(e) = ceilings::requests_per_minute(i64::from(n)) {
             p.push("rate_limit.per_user_requests_per_minute", e);
         }
     }
     let mut users = HashMap::new();
+    let mut certificates = HashMap::new();
     let mut names = HashSet::new();
+    // Positions in the table, for per-user state held in arrays (by subject or certificate).
+    let mut count = 0usize;
     for (i, u) in raw.iter().enumerate() {
         let path = format!("users[{i}]");
-        let Some(subject) = u.subject.clone().filter(|s| !s.is_empty()) else {
-            p.push(format!("{path}.subject"), "missing");
-            continue;
+        let subject = u.subject.clone().filter(|s| !s.is_empty());
+        let certificate = match u.certificate.as_deref().map(certificate_name) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                p.push(format!("{path}.certificate"), e);
+                continue;
+            }
         };
-        let name = u.name.clone().unwrap_or_else(|| subject.clone());
+        let name = match (&u.name, &subject) {
+            (Some(n), _) => n.clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) if certificate.is_some() => {
+                p.push(
+                    format!("{path}.name"),
+                    "missing (a user mapped by certificate needs a name: it becomes a log field and metric label)",
+                );
+                continue;
+            }
+            (None, None) => {
+                p.push(
+                    format!("{path}.subject"),
+                    "missing (or a certificate, for a machine client)",
+                );
+                continue;
+            }
+        };
         if !valid_name(&name) {
             p.push(
                 format!("{path}.name"),
@@ -125,7 +186,7 @@ pub(super) fn validate_users(
         }
         let identity = Arc::new(Identity {
             name: Arc::from(name.as_str()),
-            index: users.len(),
+            index: count,
             user_id,
             access,
             key: key.clone(),
@@ -151,14 +212,28 @@ pub(super) fn validate_users(
             },
             routes: route_set(&format!("{path}.routes"), u.routes.as_deref(), p),
         });
-        if users.insert(subject.clone(), identity).is_some() {
-            p.push(
-                format!("{path}.subject"),
-                format!("{subject:?} is mapped twice"),
-            );
+        count += 1;
+        if let Some(subject) = subject {
+            if users.insert(subject.clone(), identity.clone()).is_some() {
+                p.push(
+                    format!("{path}.subject"),
+                    format!("{subject:?} is mapped twice"),
+                );
+            }
+        }
+        if let Some(certificate) = certificate {
+            if certificates.insert(certificate.clone(), identity).is_some() {
+                p.push(
+                    format!("{path}.certificate"),
+                    format!("{certificate:?} is mapped twice"),
+                );
+            }
         }
     }
-    users
+    UserTable {
+        by_subject: users,
+        by_certificate: certificates,
+    }
 }
 
 /// A config list of route names (`"GET /api/v1/tiers"`) as a set; `None` is every route.

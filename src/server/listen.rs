@@ -1,6 +1,7 @@
 //! The listeners: accepting connections, per-connection protocol limits, graceful drain.
 
 use crate::error::Response;
+use crate::tls::{PeerCert, Tls};
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,6 +24,10 @@ use tower::Service;
 /// request that finds it taken (HTTP/2 streams at once, or one still waiting for readiness)
 /// works on a fresh clone. A request dropped while waiting for readiness drops the service it
 /// polled, and with it whatever that service had reserved.
+///
+/// It also hands each request what the connection knows about its peer: the verified client
+/// certificate of a TLS connection, as a request extension (the one way a connection can
+/// attach data to the requests hyper parses; a client cannot set an extension).
 struct Borrowed<S>(Arc<Conn<S>>);
 
 struct Conn<S> {
@@ -30,13 +35,16 @@ struct Conn<S> {
     services: std::sync::Mutex<(Option<S>, S)>,
     /// Marks each request in progress for the connection's timeouts.
     activity: Arc<crate::idle::Activity>,
+    /// The verified client certificate, on a TLS connection that presented one.
+    peer: Option<Arc<PeerCert>>,
 }
 
 impl<S: Clone> Borrowed<S> {
-    fn new(svc: S, activity: Arc<crate::idle::Activity>) -> Self {
+    fn new(svc: S, activity: Arc<crate::idle::Activity>, peer: Option<Arc<PeerCert>>) -> Self {
         Borrowed(Arc::new(Conn {
             services: std::sync::Mutex::new((Some(svc.clone()), svc)),
             activity,
+            peer,
         }))
     }
 }
@@ -50,7 +58,14 @@ where
     type Error = S::Error;
     type Future = Call<S>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if let Some(peer) = &self.0.peer {
+            req.extensions_mut().insert(peer.clone());
+        }
+        // The W3C trace context, before the stack sees the request: every answer, rejections
+        // included, is logged with its trace id.
+        let trace = crate::trace::TraceContext::from_headers(req.headers());
+        req.extensions_mut().insert(trace);
         Call {
             conn: self.0.clone(),
             state: CallState::Waiting(None, Some(req)),
@@ -137,13 +152,46 @@ impl From<&crate::config::ServerSettings> for ConnSettings {
     }
 }
 
-/// Accepts connections until shutdown, then drains them for at most `grace`.
+/// Serves one connection (plain or TLS) until it ends or the drain closes it.
+fn spawn_conn<I, S>(
+    io: I,
+    peer: Option<Arc<PeerCert>>,
+    builder: &auto::Builder<TokioExecutor>,
+    svc: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    timeouts: crate::idle::Timeouts,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
+{
+    let activity = Arc::new(crate::idle::Activity::default());
+    let io = crate::idle::ConnTimeout::new(io, timeouts, activity.clone());
+    let conn = builder
+        .serve_connection(TokioIo::new(io), Borrowed::new(svc, activity, peer))
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Accepts connections until shutdown, then drains them for at most `grace`. With `tls`,
+/// each connection is taken through the handshake first, in its own task (bounded by the
+/// header-read timeout), so a slow handshake never holds up the accept loop.
 pub(super) async fn serve<S>(
     listener: TcpListener,
     svc: S,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
     conn_settings: ConnSettings,
+    tls: Option<Arc<Tls>>,
 ) where
     S: Service<Request<Incoming>, Response = Response, Error = Infallible>
         + Clone
@@ -171,17 +219,20 @@ pub(super) async fn serve<S>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let activity = Arc::new(crate::idle::Activity::default());
-                    let io = crate::idle::ConnTimeout::new(stream, conn_settings.timeouts, activity.clone());
-                    let conn = builder
-                        .serve_connection(TokioIo::new(io), Borrowed::new(svc.clone(), activity))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                    let (svc, watcher, timeouts) = (svc.clone(), graceful.watcher(), conn_settings.timeouts);
+                    match &tls {
+                        None => spawn_conn(stream, None, &builder, svc, watcher, timeouts),
+                        Some(tls) => {
+                            let (acceptor, builder) = (tls.acceptor(), builder.clone());
+                            tokio::spawn(async move {
+                                if let Some((stream, peer)) =
+                                    crate::tls::accept(stream, acceptor, timeouts.header_read).await
+                                {
+                                    spawn_conn(stream, peer, &builder, svc, watcher, timeouts);
+                                }
+                            });
                         }
-                    });
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.

@@ -146,6 +146,8 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     build: StackBuilder,
+    /// The public listener's TLS, when `[server.tls]` was set at start.
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Gateway {
@@ -167,6 +169,10 @@ impl Gateway {
             ready: AtomicBool::new(false),
             history: History::new(),
         });
+        let tls = match &settings.server.tls {
+            Some(t) => Some(crate::tls::Tls::new(t, &shared.metrics)?),
+            None => None,
+        };
         let state = AppState::new(settings, shared.clone()).await?;
         let listener = TcpListener::bind(listen)
             .await
@@ -182,11 +188,18 @@ impl Gateway {
             current: current.clone(),
         };
         let tasks = vec![
-            tokio::spawn(serve(listener, current.stack(), rx.clone(), grace, conn)),
-            tokio::spawn(serve(admin, admin_svc, rx, grace, conn)),
+            tokio::spawn(serve(
+                listener,
+                current.stack(),
+                rx.clone(),
+                grace,
+                conn,
+                tls.clone(),
+            )),
+            tokio::spawn(serve(admin, admin_svc, rx, grace, conn, None)),
         ];
         shared.ready.store(true, Ordering::Release);
-        tracing::info!(%addr, %admin_addr, "gateway listening");
+        tracing::info!(%addr, %admin_addr, tls = tls.is_some(), "gateway listening");
         Ok(Gateway {
             addr,
             admin_addr,
@@ -195,6 +208,7 @@ impl Gateway {
             shutdown: tx,
             tasks,
             build,
+            tls,
         })
     }
 
@@ -215,6 +229,26 @@ impl Gateway {
         let state = AppState::new(settings, self.shared.clone()).await?;
         self.current.swap(generation(state, &self.build));
         Ok(Reloaded::Swapped)
+    }
+
+    /// The public listener's TLS (None: plain HTTP).
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// Loads the current config's certificate (and client CA) again, on SIGHUP or when their
+    /// files change; a certificate that does not load is refused and the old one kept. None
+    /// when there is no TLS to reload (TLS turned on or off needs a restart: logged).
+    pub fn reload_tls(&self, trigger: &str) -> Option<bool> {
+        let settings = self.current.get();
+        match (&self.tls, &settings.state.settings.server.tls) {
+            (Some(tls), Some(s)) => Some(tls.reload(s, trigger)),
+            (None, None) => None,
+            _ => {
+                tracing::warn!("server.tls added or removed in the config; that takes a restart");
+                None
+            }
+        }
     }
 
     /// The public listener's address.

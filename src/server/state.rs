@@ -76,7 +76,7 @@ impl AppState {
         let replay = ReplayLayer::new(&settings.idempotency, store.clone(), lease, metrics.clone());
         // Only now that the generation is built: a refused reload keeps the old labels.
         if settings.per_user_metrics {
-            metrics.set_users(&settings.users.values().cloned().collect::<Vec<_>>());
+            metrics.set_users(&settings.identities());
         } else {
             metrics.set_users(&[]);
         }

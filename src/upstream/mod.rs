@@ -125,6 +125,8 @@ fn is_dropped_request_header(name: &HeaderName) -> bool {
                 | "cache-control"
                 | "pragma"
                 | "idempotency-key"
+                | "traceparent"
+                | "tracestate"
         )
 }
 
@@ -265,6 +267,20 @@ impl Upstream {
         );
         headers.insert(header::USER_AGENT, t.user_agent.clone());
         headers.insert(HeaderName::from_static("x-request-id"), ctx.id.0);
+        // The trace continues upstream with the gateway's span as parent; the client's own
+        // trace headers were dropped above.
+        if let Some(trace) = &ctx.trace {
+            headers.insert(
+                HeaderName::from_static(crate::trace::TRACEPARENT),
+                trace.traceparent(),
+            );
+            if let Some(state) = &trace.state {
+                headers.insert(
+                    HeaderName::from_static(crate::trace::TRACESTATE),
+                    state.clone(),
+                );
+            }
+        }
         Ok((route, req))
     }
 }

@@ -256,6 +256,10 @@ where
             gate: routed.accepted.gate,
             spec,
             identity: req.identity,
+            trace: parts
+                .extensions
+                .get::<crate::trace::TraceContext>()
+                .cloned(),
         };
         match routed.query.list {
             // A read: nothing to await, so the rest of the stack is called directly. A GET's
