@@ -887,6 +887,7 @@ impl Store for RedisStore {
             let (out, receivers) = (numbers(parts.next()), numbers(parts.next()));
             for (gen_key, g) in gen_keys.iter().zip(&out) {
                 self.watch.learn(epoch, gen_key, *g);
+                self.watch.bumped_here(gen_key, *g);
             }
             // The write is answered once every replica that got the bump has applied it (the
             // ordering argument in `watch`).

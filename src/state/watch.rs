@@ -68,6 +68,8 @@ pub struct GenerationWatch {
     acked: tokio::sync::Notify,
     /// Acknowledgements to send, in order (the subscriber task only queues them).
     outbox: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Bumps this replica made (and when), whose messages acknowledge themselves here.
+    own: Mutex<HashMap<(String, u64), Instant>>,
 }
 
 impl GenerationWatch {
@@ -81,6 +83,7 @@ impl GenerationWatch {
             acks: Mutex::new(HashMap::new()),
             acked: tokio::sync::Notify::new(),
             outbox,
+            own: Mutex::new(HashMap::new()),
         }
     }
 
@@ -112,6 +115,10 @@ impl GenerationWatch {
         let Some((key, value)) = parse(payload) else {
             return;
         };
+        self.count_ack(key, value);
+    }
+
+    fn count_ack(&self, key: &str, value: u64) {
         let now = Instant::now();
         {
             let mut acks = lock(&self.acks);
@@ -191,7 +198,22 @@ impl GenerationWatch {
                 *slot = (*slot).max(value);
             }
         }
-        let _ = self.outbox.send(format!("{key} {value}"));
+        // This replica's own bump: the message reaching it is its acknowledgement, and
+        // nobody else waits for one.
+        let own = lock(&self.own).remove(&(key.to_string(), value)).is_some();
+        if own {
+            self.count_ack(key, value);
+        } else {
+            let _ = self.outbox.send(format!("{key} {value}"));
+        }
+    }
+
+    /// Marks `value` of `gen_key` as bumped by this replica (before waiting for its acks).
+    pub fn bumped_here(&self, gen_key: &str, value: u64) {
+        let now = Instant::now();
+        let mut own = lock(&self.own);
+        own.retain(|_, at| now.saturating_duration_since(*at) < ACK_KEEP);
+        own.insert((gen_key.to_string(), value), now);
     }
 }
 
@@ -229,7 +251,8 @@ pub fn start(
             // Ends when the watch (which holds the sender) is dropped. A connection that
             // failed is replaced on the next acknowledgement, never kept broken.
             let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-            while let Some(ack) = pending.recv().await {
+            let mut batch = Vec::new();
+            while pending.recv_many(&mut batch, 256).await > 0 {
                 if conn.is_none() {
                     let connect = publisher_client.get_multiplexed_async_connection();
                     conn = tokio::time::timeout(connect_timeout, connect)
@@ -237,11 +260,17 @@ pub fn start(
                         .ok()
                         .and_then(Result::ok);
                 }
-                let Some(c) = conn.as_mut() else { continue };
-                let mut publish = redis::cmd("PUBLISH");
-                publish.arg(&acks).arg(ack);
-                let sent = publish.query_async::<redis::Value>(c);
-                if !matches!(tokio::time::timeout(ACK_WAIT, sent).await, Ok(Ok(_))) {
+                let Some(c) = conn.as_mut() else {
+                    batch.clear();
+                    continue;
+                };
+                // Whatever queued meanwhile goes out in one pipeline: one round trip.
+                let mut pipe = redis::pipe();
+                for ack in batch.drain(..) {
+                    pipe.cmd("PUBLISH").arg(&acks).arg(ack).ignore();
+                }
+                let sent = pipe.query_async::<()>(c);
+                if !matches!(tokio::time::timeout(ACK_WAIT, sent).await, Ok(Ok(()))) {
                     conn = None;
                 }
             }
