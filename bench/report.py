@@ -25,6 +25,7 @@ ROWS = [
     ("nginx_plain_post", "nginx proxy_pass, POST", None, "direct_post"),
     ("gw_create_hs256", "gateway create, POST, HS256", "nginx_plain_post", "direct_post"),
     ("gw_create_es256", "gateway create, POST, ES256", "nginx_plain_post", "direct_post"),
+    ("gw_create_nocache_es256", "gateway create, cache off, POST, ES256", "nginx_plain_post", "direct_post"),
     ("gw_redis_miss_hs256", "gateway + Redis miss (cache off), GET, HS256", "nginx_plain_get", "direct_get"),
     ("gw_redis_miss_es256", "gateway + Redis miss (cache off), GET, ES256", "nginx_plain_get", "direct_get"),
     ("gw_redis_hit_hs256", "gateway + Redis hit (cache on), GET, HS256", "nginx_cache_get", "direct_get"),
