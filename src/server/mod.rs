@@ -286,6 +286,11 @@ impl Gateway {
             tracing::info!(writes = running, "waiting for accepted writes to complete");
         }
         writes.settle(deadline).await;
+        // The spans of everything that ended, the writes above included: sent before exit
+        // (bounded by the export's own timeout).
+        if let Some(tracer) = &self.current.get().state.tracer {
+            tracer.flush().await;
+        }
         // Generation bumps the store could not take when their writes were accepted: retried
         // within the grace, so the other replicas see those writes before this one is gone.
         if let Some(cache) = self.shared.history.current_cache() {
