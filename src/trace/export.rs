@@ -330,14 +330,14 @@ async fn run(
     interval: Duration,
     max_batch: usize,
 ) {
-    let mut batch: Vec<Box<Finished>> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<Finished> = Vec::with_capacity(max_batch);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Span(span)) => {
-                    batch.push(span);
+                    batch.push(*span);
                     if batch.len() >= max_batch {
                         exporter.export(&mut batch).await;
                     }
@@ -357,7 +357,7 @@ async fn run(
 }
 
 impl Exporter {
-    async fn export(&self, batch: &mut Vec<Box<Finished>>) {
+    async fn export(&self, batch: &mut Vec<Finished>) {
         if batch.is_empty() {
             return;
         }
@@ -392,7 +392,7 @@ fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn encode(spans: impl Iterator<Item = Box<Finished>>) -> Vec<u8> {
+fn encode(spans: impl Iterator<Item = Finished>) -> Vec<u8> {
     let kv = |key: &str, value: Value| otlp::KeyValue {
         key: key.to_string(),
         value: Some(otlp::AnyValue {
