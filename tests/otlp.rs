@@ -603,3 +603,32 @@ async fn a_collector_refusing_a_batch_is_counted() {
             .join("\n")
     );
 }
+
+#[tokio::test]
+async fn shutdown_sends_what_is_queued() {
+    let collector = Collector::start().await;
+    // Nothing would be sent for an hour but for the shutdown.
+    let mut h = harness(&collector, "export_interval = \"1h\"").await;
+    let bob = h.token("bob@corp.test");
+    let tp = format!("00-{}-{CALLER_SPAN}-01", trace_id(7));
+    assert_eq!(
+        send(
+            &h,
+            Method::GET,
+            "/api/v1/partnerships?view=all",
+            Some(&bob),
+            "bye",
+            Some(tp),
+            None
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert!(
+        collector.spans().is_empty(),
+        "nothing sent before the interval"
+    );
+    h.shutdown().await;
+    let t = tree(&collector.spans(), &trace_id(7));
+    assert_eq!(t.names(), ["authenticate", "budget", "cache", "upstream"]);
+}

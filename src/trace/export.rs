@@ -331,7 +331,8 @@ async fn run(
     max_batch: usize,
 ) {
     let mut batch: Vec<Finished> = Vec::with_capacity(max_batch);
-    let mut tick = tokio::time::interval(interval);
+    // The first tick one interval from now (tokio's would be at once).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
