@@ -1,7 +1,9 @@
 //! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): a request's `traceparent` and
-//! `tracestate` are accepted when well-formed, or a trace is started; the gateway's own span
-//! id for the request becomes the parent of the upstream call (`traceparent` forwarded, the
-//! caller's `tracestate` with it); the trace id goes in the access and audit lines.
+//! `tracestate` are accepted when well-formed, or a trace is started; the gateway's span for
+//! the request is the parent of its steps, and the upstream call's own span id is the parent
+//! JourneyBee receives (`traceparent` forwarded, the caller's `tracestate` with it); the trace
+//! id goes in the access and audit lines. With `[tracing] otlp_endpoint`, sampled requests'
+//! spans are exported ([`export`]).
 //!
 //! The context is read where the connection hands a request to the stack (the listener), so
 //! every request of the public listener has one, rejections included. A malformed
