@@ -1512,11 +1512,26 @@ where
         let inner = std::mem::replace(&mut self.inner, fresh);
         let cache = self.cache.clone();
         let directive = client_directive(&read.headers);
+        // The cache decision's span: HIT, MISS, STALE or BYPASS (a miss's upstream call is
+        // its sibling, under the request's span).
+        let span = crate::trace::Span::child(
+            read.ctx.trace.as_ref(),
+            "cache",
+            crate::trace::Kind::Internal,
+        );
         if cache.bypassed(directive, read.purpose) {
-            return Box::pin(async move { Ok(cache.bypass(read, inner).await) });
+            return Box::pin(async move { Ok(cache_span(span, cache.bypass(read, inner).await)) });
         }
-        Box::pin(async move { Ok(cache.serve(read, directive, inner).await) })
+        Box::pin(async move { Ok(cache_span(span, cache.serve(read, directive, inner).await)) })
     }
+}
+
+/// Ends the cache span with the result the reply carries.
+fn cache_span(mut span: crate::trace::Span, reply: Reply) -> Reply {
+    if let Some(c) = reply.facts.cache {
+        span.attr("jbgw.cache.result", c.as_str());
+    }
+    reply
 }
 
 /// Invalidates the groups a write changes once upstream accepted it, before its answer is

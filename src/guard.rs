@@ -799,7 +799,24 @@ where
             loop {
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
-                let mut granted = match state.admit(&identity, class, urgency).await {
+                // The budget decision's span (one per attempt): its class and whether it passed.
+                let mut span = crate::trace::Span::child(
+                    this.ctx.trace.as_ref(),
+                    "budget",
+                    crate::trace::Kind::Internal,
+                );
+                span.attr("jbgw.budget.class", class.as_str());
+                let admitted = state.admit(&identity, class, urgency).await;
+                span.attr(
+                    "jbgw.budget.result",
+                    if admitted.is_ok() {
+                        "admitted"
+                    } else {
+                        "refused"
+                    },
+                );
+                drop(span);
+                let mut granted = match admitted {
                     Ok(g) => g,
                     Err(refused) => {
                         // Not sent: says nothing about upstream health, so the permit is

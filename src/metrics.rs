@@ -87,6 +87,8 @@ fn method_index(method: &Method) -> usize {
 /// All gateway metrics, pre-resolved.
 pub struct Metrics {
     registry: Registry,
+    /// Spans not exported, by reason (queue_full, export_failed).
+    trace_spans_dropped: IntCounterVec,
     requests: Vec<IntCounter>,
     request_duration: Vec<Histogram>,
     in_flight: IntGauge,
@@ -490,6 +492,11 @@ impl Metrics {
         };
         let economy = EconomyMetrics::new(&registry);
         Arc::new(Metrics {
+            trace_spans_dropped: counter_vec(
+                "trace_spans_dropped_total",
+                "Spans not exported to the OTLP collector, by reason (queue_full: the export queue was full; export_failed: the collector did not take the batch).",
+                &["reason"],
+            ),
             in_flight: gauge("requests_in_flight", "Requests being processed."),
             cache_entries: gauge("cache_entries", "Entries in the list cache."),
             cache_bytes: gauge(
@@ -533,6 +540,13 @@ impl Metrics {
             + class_index(status);
         self.requests[i].inc();
         self.request_duration[route.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts `n` spans that were not exported, and why.
+    pub fn trace_spans_dropped(&self, reason: &'static str, n: u64) {
+        self.trace_spans_dropped
+            .with_label_values(&[reason])
+            .inc_by(n);
     }
 
     /// The in-flight gauge.

@@ -139,6 +139,7 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
+    tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl ObserveLayer {
@@ -149,7 +150,15 @@ impl ObserveLayer {
             metrics,
             request_timeout,
             writes,
+            tracer: None,
         }
+    }
+
+    /// Records each sampled request's span (the request, and the steps of the layers below)
+    /// into `tracer`.
+    pub fn with_tracer(mut self, tracer: Option<Arc<crate::trace::Tracer>>) -> Self {
+        self.tracer = tracer;
+        self
     }
 }
 
@@ -161,6 +170,7 @@ impl<S> Layer<S> for ObserveLayer {
             metrics: self.metrics.clone(),
             request_timeout: self.request_timeout,
             writes: self.writes.clone(),
+            tracer: self.tracer.clone(),
         }
     }
 }
@@ -172,6 +182,7 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
+    tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// How the client was answered.
@@ -204,6 +215,8 @@ struct Record {
     started: Instant,
     metrics: Arc<Metrics>,
     done: bool,
+    /// The request's span (inert unless sampled), ended with the record.
+    span: crate::trace::Span,
 }
 
 impl Record {
@@ -226,6 +239,26 @@ impl Record {
         };
         self.metrics.request(route, &self.method, status, elapsed);
         let rejection = facts.rejection;
+        let span = &mut self.span;
+        span.attr("http.request.method", crate::trace::method(&self.method));
+        span.attr(
+            "http.route",
+            route.spec().map_or("unmatched", |s| s.template),
+        );
+        span.attr("http.response.status_code", status);
+        if let Some(c) = facts.cache {
+            span.attr("jbgw.cache.result", c.as_str());
+        }
+        if let Some(s) = facts.upstream.and_then(|u| u.status) {
+            span.attr("jbgw.upstream.status_code", s);
+        }
+        if let Some(r) = rejection {
+            span.attr("jbgw.rejected", r.kind());
+            span.attr("jbgw.reason", r.reason());
+        }
+        if status >= 500 {
+            span.error();
+        }
         tracing::info!(
             target: "access",
             request_id = self.id.to_str().unwrap_or("-"),
@@ -253,6 +286,9 @@ impl Drop for Record {
     fn drop(&mut self) {
         self.metrics.in_flight().dec();
         if !self.done {
+            self.span
+                .attr("http.request.method", crate::trace::method(&self.method));
+            self.span.attr("http.response.status_code", 499u16);
             // A read whose client hung up: cancelled with it, logged as nginx logs it.
             tracing::info!(
                 target: "access",
@@ -303,8 +339,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> BoxFuture<Response> {
+    fn call(&mut self, mut req: Request<B>) -> BoxFuture<Response> {
         let started = Instant::now();
+        // Sampled or not, decided once here for every span of the request (and upstream).
+        let trace = req.extensions_mut().get_mut::<crate::trace::TraceContext>();
+        if let (Some(tracer), Some(trace)) = (&self.tracer, trace) {
+            tracer.sample(trace);
+        }
+        let trace = req.extensions().get::<crate::trace::TraceContext>();
         let deadline = started + self.request_timeout;
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if sane_request_id(v) => v.clone(),
@@ -315,10 +357,8 @@ where
         let read = is_read(&method);
         let record = Record {
             id: id.clone(),
-            trace_id: req
-                .extensions()
-                .get::<crate::trace::TraceContext>()
-                .map(|t| t.trace_id),
+            trace_id: trace.map(|t| t.trace_id),
+            span: crate::trace::Span::request(trace),
             method,
             started,
             metrics: self.metrics.clone(),

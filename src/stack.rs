@@ -106,11 +106,14 @@ where
         // Request id, the request's deadline, in-flight, request metrics, access log:
         // outermost so that every answer, rejections included, is counted and logged. A
         // write runs on in its own task once accepted (see `observe`).
-        .layer(ObserveLayer::new(
-            state.metrics.clone(),
-            s.server.request_timeout,
-            state.shared.history.writes().clone(),
-        ))
+        .layer(
+            ObserveLayer::new(
+                state.metrics.clone(),
+                s.server.request_timeout,
+                state.shared.history.writes().clone(),
+            )
+            .with_tracer(state.tracer.clone()),
+        )
         // Limits: URI length (414), header size (431), global in-flight cap (503, shed at once).
         .layer(LimitsLayer::new(
             Limits {

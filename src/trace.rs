@@ -1,7 +1,9 @@
 //! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): a request's `traceparent` and
-//! `tracestate` are accepted when well-formed, or a trace is started; the gateway's own span
-//! id for the request becomes the parent of the upstream call (`traceparent` forwarded, the
-//! caller's `tracestate` with it); the trace id goes in the access and audit lines.
+//! `tracestate` are accepted when well-formed, or a trace is started; the gateway's span for
+//! the request is the parent of its steps, and the upstream call's own span id is the parent
+//! JourneyBee receives (`traceparent` forwarded, the caller's `tracestate` with it); the trace
+//! id goes in the access and audit lines. With `[tracing] otlp_endpoint`, sampled requests'
+//! spans are exported ([`export`]).
 //!
 //! The context is read where the connection hands a request to the stack (the listener), so
 //! every request of the public listener has one, rejections included. A malformed
@@ -11,6 +13,11 @@
 
 use http::{HeaderMap, HeaderValue};
 use std::fmt;
+
+pub mod export;
+mod otlp;
+
+pub use export::{method, Kind, Span, Tracer};
 
 /// The header names.
 pub const TRACEPARENT: &str = "traceparent";
@@ -45,6 +52,8 @@ pub struct TraceContext {
     pub flags: u8,
     /// The caller's `tracestate`, forwarded as is (only with a valid `traceparent`).
     pub state: Option<HeaderValue>,
+    /// Where the request's spans go: set when `[tracing]` exports and the request is sampled.
+    pub recorder: Option<export::Recorder>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -88,6 +97,7 @@ impl TraceContext {
                 parent_id: Some(parent),
                 flags,
                 state: tracestate(headers),
+                recorder: None,
             },
             None => TraceContext {
                 trace_id: TraceId(fastrand::u128(1..).to_be_bytes()),
@@ -95,18 +105,19 @@ impl TraceContext {
                 parent_id: None,
                 flags: 0,
                 state: None,
+                recorder: None,
             },
         }
     }
 
     /// The `traceparent` for the upstream call: this trace, the gateway's span as parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let text = format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            hex(&self.span_id),
-            self.flags
-        );
+        self.traceparent_for(self.span_id)
+    }
+
+    /// The `traceparent` naming `span_id` (the upstream call's own span) as the parent.
+    pub fn traceparent_for(&self, span_id: [u8; 8]) -> HeaderValue {
+        let text = format!("00-{}-{}-{:02x}", self.trace_id, hex(&span_id), self.flags);
         HeaderValue::try_from(text).expect("hex is a valid header value")
     }
 }

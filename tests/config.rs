@@ -498,3 +498,47 @@ fn the_largest_budgets_reserve_nothing_up_front() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[test]
+fn tracing_is_checked_and_off_without_an_endpoint() {
+    let dir = TestDir::new();
+    let ok = format!(
+        "{}\n[tracing]\notlp_endpoint = \"https://collector.internal:4318/v1/traces\"\nsample_ratio = 0.25\n",
+        base(&dir)
+    );
+    let s = config::from_toml(&ok, &dir.0).unwrap_or_else(|e| panic!("{e}"));
+    let t = s.tracing.expect("tracing on");
+    assert_eq!(t.sample_ratio, 0.25);
+    assert_eq!(
+        t.otlp_endpoint.to_string(),
+        "https://collector.internal:4318/v1/traces"
+    );
+    let off = format!("{}\n[tracing]\nsample_ratio = 0.5\n", base(&dir));
+    assert!(config::from_toml(&off, &dir.0).unwrap().tracing.is_none());
+    let bad = format!(
+        "{}\n[tracing]\notlp_endpoint = \"https://user:pw@collector:4318/v1/traces\"\nsample_ratio = 1.5\nmax_queue_size = 4\nmax_export_batch_size = 8\nexport_interval = \"0s\"\n",
+        base(&dir)
+    );
+    let p = problems(&bad, &dir);
+    for path in [
+        "tracing.otlp_endpoint",
+        "tracing.sample_ratio",
+        "tracing.max_export_batch_size",
+        "tracing.export_interval",
+    ] {
+        assert!(p.iter().any(|(q, _)| q == path), "{path}: {p:?}");
+    }
+    let unknown = format!(
+        "{}\n[tracing]\nendpoint = \"http://x/v1/traces\"\n",
+        base(&dir)
+    );
+    let e = config::from_toml(&unknown, &dir.0).expect_err("unknown field");
+    assert!(e.to_string().contains("endpoint"), "{e}");
+    let plain = format!(
+        "{}\n[tracing]\notlp_endpoint = \"collector:4318\"\n",
+        base(&dir)
+    );
+    assert!(problems(&plain, &dir)
+        .iter()
+        .any(|(q, _)| q == "tracing.otlp_endpoint"));
+}

@@ -157,7 +157,18 @@ where
             .extensions()
             .get::<Arc<PeerCert>>()
             .cloned();
+        // The authentication span ends with the decision, before the rest of the stack runs.
+        let mut span = crate::trace::Span::child(
+            routed.accepted.http.extensions().get(),
+            "authenticate",
+            crate::trace::Kind::Internal,
+        );
         if peer.as_ref().is_some_and(|p| p.expired()) {
+            span_result(
+                &mut span,
+                "certificate",
+                Err(AuthFailure::CertificateExpired),
+            );
             self.metrics.auth_failure(AuthFailure::CertificateExpired);
             return Step::boxed(crate::drain::reject(
                 routed.accepted.http.into_body(),
@@ -169,6 +180,8 @@ where
         // is there but bad is never ignored because a certificate came with it.
         if let (Err(AuthFailure::Missing), Some(peer)) = (&token, &peer) {
             let credentials = Credentials::Certificate(peer.clone());
+            span_result(&mut span, "certificate", Ok(()));
+            drop(span);
             return Step::next(self.inner.call(Authenticated {
                 routed,
                 credentials,
@@ -178,6 +191,8 @@ where
         // token cache without awaiting anything, so the rest of the stack is called directly.
         if let Ok(Some(token)) = token.map(|t| self.verifier.cached(t)) {
             let credentials = Credentials::token(token, peer);
+            span_result(&mut span, "jwt", Ok(()));
+            drop(span);
             return Step::next(self.inner.call(Authenticated {
                 routed,
                 credentials,
@@ -202,15 +217,23 @@ where
                 {
                     Ok(v) => v,
                     Err(_) => {
+                        span.attr("jbgw.auth.result", "timeout");
+                        drop(span);
                         return crate::drain::reject(
                             routed.accepted.http.into_body(),
                             GatewayError::RequestTimeout.into(),
                         )
-                        .await
+                        .await;
                     }
                 },
                 Err(e) => Err(e),
             };
+            span_result(
+                &mut span,
+                "jwt",
+                verified.as_ref().map(|_| ()).map_err(|f| *f),
+            );
+            drop(span);
             match verified {
                 Ok(token) => {
                     let credentials = Credentials::token(token, peer);
@@ -231,5 +254,22 @@ where
                 }
             }
         }))
+    }
+}
+
+/// The authentication span's attributes: how, and whether it passed (the failure's label,
+/// never the credential).
+fn span_result(
+    span: &mut crate::trace::Span,
+    method: &'static str,
+    result: Result<(), AuthFailure>,
+) {
+    span.attr("jbgw.auth.method", method);
+    match result {
+        Ok(()) => span.attr("jbgw.auth.result", "ok"),
+        Err(f) => {
+            span.attr("jbgw.auth.result", "rejected");
+            span.attr("jbgw.auth.failure", f.as_str());
+        }
     }
 }

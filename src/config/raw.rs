@@ -32,6 +32,20 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub routes: RawRoutes,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `[tracing]`: OTLP/HTTP span export (off without `otlp_endpoint`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub export_interval: Option<String>,
+    pub export_timeout: Option<String>,
+    pub max_queue_size: Option<usize>,
+    pub max_export_batch_size: Option<usize>,
 }
 
 /// `[routes]`: which of the built-in routes this gateway serves.

@@ -57,6 +57,8 @@ pub struct Settings {
     pub refresh_reserve: f64,
     /// Where budgets, idempotency records and cache coherence live.
     pub state: StateSettings,
+    /// OTLP span export (None: no span is recorded).
+    pub tracing: Option<super::TracingSettings>,
     /// The routes served (the table minus `[routes] disabled`).
     pub routes: crate::route::RouteSet,
     /// Whether creates and updates are checked against the company's cached lookups.
@@ -155,6 +157,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
         }
     };
     let state = state::validate_state(&raw.state, base, &mut p);
+    let tracing = super::telemetry::validate_tracing(&raw.tracing, &mut p);
     let routes = match crate::route::RouteSet::parse(&raw.routes.disabled) {
         Ok(disabled) => crate::route::TABLE
             .iter()
@@ -191,6 +194,7 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
             budget_margin,
             refresh_reserve,
             state,
+            tracing,
             routes,
             check_references,
             digest,

@@ -286,6 +286,13 @@ impl Gateway {
             tracing::info!(writes = running, "waiting for accepted writes to complete");
         }
         writes.settle(deadline).await;
+        // The spans of everything that ended, the writes above included: sent before exit
+        // (bounded by the export's own timeout).
+        let current = self.current.get();
+        if let (Some(tracer), Some(t)) = (&current.state.tracer, &current.state.settings.tracing) {
+            // An export in progress and the flush's own: each bounded by export_timeout.
+            let _ = tokio::time::timeout(2 * t.export_timeout, tracer.flush()).await;
+        }
         // Generation bumps the store could not take when their writes were accepted: retried
         // within the grace, so the other replicas see those writes before this one is gone.
         if let Some(cache) = self.shared.history.current_cache() {

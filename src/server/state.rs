@@ -33,6 +33,8 @@ pub struct AppState {
     pub replay: ReplayLayer,
     /// State that outlives this generation.
     pub shared: Arc<Shared>,
+    /// Span export (None: `[tracing]` has no endpoint).
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl AppState {
@@ -42,6 +44,11 @@ impl AppState {
         let metrics = shared.metrics.clone();
         let history = &shared.history;
         let clients = history.clients(&settings)?;
+        // Spans go out through the IdP's pooled client (same TLS stack and roots).
+        let tracer = settings
+            .tracing
+            .as_ref()
+            .map(|t| crate::trace::Tracer::start(t, clients.idp.clone(), metrics.clone()));
         let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
             clients.idp,
             &settings.auth,
@@ -91,6 +98,7 @@ impl AppState {
             cache,
             pool: clients.upstream,
             shared,
+            tracer,
         }))
     }
 }

@@ -226,7 +226,11 @@ impl Upstream {
     }
 
     /// Builds the upstream request.
-    fn build(&self, out: Outbound) -> Result<(Route, Request<Full<Bytes>>), GatewayError> {
+    fn build(
+        &self,
+        out: Outbound,
+        span_id: [u8; 8],
+    ) -> Result<(Route, Request<Full<Bytes>>), GatewayError> {
         let Outbound {
             ctx,
             method,
@@ -267,12 +271,12 @@ impl Upstream {
         );
         headers.insert(header::USER_AGENT, t.user_agent.clone());
         headers.insert(HeaderName::from_static("x-request-id"), ctx.id.0);
-        // The trace continues upstream with the gateway's span as parent; the client's own
-        // trace headers were dropped above.
+        // The trace continues upstream with the gateway's span for this call as parent; the
+        // client's own trace headers were dropped above.
         if let Some(trace) = &ctx.trace {
             headers.insert(
                 HeaderName::from_static(crate::trace::TRACEPARENT),
-                trace.traceparent(),
+                trace.traceparent_for(span_id),
             );
             if let Some(state) = &trace.state {
                 headers.insert(
@@ -302,7 +306,15 @@ impl Service<Outbound> for Upstream {
         // A write's gate goes to the pool, which takes it as it hands the request over; a
         // read (a create's lookups included, which carry the create's context) has none.
         let gate = out.ctx.spec.route.is_write().then(|| out.ctx.gate.clone());
-        let built = self.build(out);
+        // The upstream call's span (client): its id is the parent JourneyBee sees.
+        let mut span = crate::trace::Span::child(
+            out.ctx.trace.as_ref(),
+            "upstream",
+            crate::trace::Kind::Client,
+        );
+        span.attr("http.request.method", crate::trace::method(&out.method));
+        span.attr("http.route", out.ctx.spec.template);
+        let built = self.build(out, span.id());
         let pool = self.pool.clone();
         let target = self.target.clone();
         let metrics = self.metrics.clone();
@@ -325,6 +337,10 @@ impl Service<Outbound> for Upstream {
                     filter_response_headers(&mut parts.headers);
                     metrics.upstream_response(route, parts.status.as_u16(), duration);
                     let status = parts.status.as_u16();
+                    span.attr("http.response.status_code", status);
+                    if status >= 500 {
+                        span.error();
+                    }
                     let mut reply = Reply::new(http::Response::from_parts(parts, Full::new(bytes)));
                     reply.facts.upstream = Some(UpstreamMeta {
                         status: Some(status),
@@ -384,6 +400,11 @@ impl Service<Outbound> for Upstream {
                     }
                 }
             };
+            span.error();
+            span.attr(
+                "jbgw.upstream.error",
+                if maybe_sent { "failed" } else { "not_sent" },
+            );
             let mut reply = Reply::from(result);
             reply.facts.upstream = Some(UpstreamMeta {
                 status: None,
