@@ -98,7 +98,15 @@ pub struct GenerationWatch {
     outbox: tokio::sync::mpsc::UnboundedSender<String>,
     /// Bumps this replica made (and when), whose messages acknowledge themselves here.
     own: Mutex<HashMap<(String, u64), Instant>>,
+    /// When `acks` and `own` were last pruned (ms since `start`): at most once per
+    /// [`PRUNE_EVERY`], since a prune walks the whole map (every call would be quadratic
+    /// under a burst of creates).
+    acks_pruned: AtomicU64,
+    own_pruned: AtomicU64,
 }
+
+/// The least time between two prunes of one map.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl GenerationWatch {
     fn new(outbox: tokio::sync::mpsc::UnboundedSender<String>) -> GenerationWatch {
@@ -111,6 +119,8 @@ impl GenerationWatch {
             acks: Mutex::new(HashMap::new()),
             outbox,
             own: Mutex::new(HashMap::new()),
+            acks_pruned: AtomicU64::new(0),
+            own_pruned: AtomicU64::new(0),
         }
     }
 
@@ -154,7 +164,7 @@ impl GenerationWatch {
 
     fn count_ack(&self, key: &str, value: u64) {
         let mut acks = lock(&self.acks);
-        if acks.len() > ACK_SLOTS {
+        if acks.len() > ACK_SLOTS && self.prune_due(&self.acks_pruned) {
             // Acknowledgements nobody waited for (another replica's bumps seen here too).
             let now = Instant::now();
             acks.retain(|_, slot| now.saturating_duration_since(slot.at) < ACK_KEEP);
@@ -202,6 +212,16 @@ impl GenerationWatch {
             let slot = known.entry(gen_key.to_string()).or_insert(value);
             *slot = (*slot).max(value);
         }
+    }
+
+    /// Whether a prune of the map whose last prune `last` records is due (and claims it).
+    fn prune_due(&self, last: &AtomicU64) -> bool {
+        let now = self.start.elapsed().as_millis() as u64;
+        let then = last.load(Ordering::Acquire);
+        now.saturating_sub(then) >= PRUNE_EVERY.as_millis() as u64
+            && last
+                .compare_exchange(then, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     fn heard_now(&self) {
@@ -252,7 +272,7 @@ impl GenerationWatch {
     pub fn bumped_here(&self, gen_key: &str, value: u64) {
         let now = Instant::now();
         let mut own = lock(&self.own);
-        if own.len() > ACK_SLOTS {
+        if own.len() > ACK_SLOTS && self.prune_due(&self.own_pruned) {
             // Bumps whose message came before this mark (acknowledged through Redis).
             own.retain(|_, at| now.saturating_duration_since(*at) < ACK_KEEP);
         }
