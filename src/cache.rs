@@ -870,10 +870,7 @@ impl ListCache {
         S: Service<Outbound, Response = Reply, Error = Infallible>,
     {
         self.metrics.cache_lookup(CacheResult::Bypass);
-        let class = match read.purpose {
-            Purpose::References => BudgetClass::Lookup,
-            Purpose::Client => BudgetClass::Cold,
-        };
+        let class = budget_class(read.purpose, false);
         let mut reply = call(&mut inner, outbound(read, class)).await;
         let h = reply.response.headers_mut();
         h.insert(
@@ -1059,8 +1056,15 @@ impl ListCache {
                 Err(_) => {}
             }
         }
-        self.upstream(&key, out, inner, how.refresh_class(), how.ttl, lease)
-            .await
+        self.upstream(
+            &key,
+            out,
+            inner,
+            budget_class(how.purpose, true),
+            how.ttl,
+            lease,
+        )
+        .await
     }
 
     /// The fetch a request leads (no fresh copy here): the shared L2 first (when the store
@@ -1116,7 +1120,7 @@ impl ListCache {
                             (self.clone(), key.clone(), out.clone(), inner.clone());
                         out.urgency = self.urgency(copy, now);
                         tokio::spawn(async move {
-                            let class = how.refresh_class();
+                            let class = budget_class(how.purpose, true);
                             cache
                                 .upstream(&key, out, inner, class, how.ttl, Some(lease))
                                 .await;
@@ -1133,8 +1137,7 @@ impl ListCache {
         }
         let class = match (how.forced, &fallback) {
             (true, _) => BudgetClass::Forced,
-            (false, Some(_)) => how.refresh_class(),
-            (false, None) => how.cold_class(),
+            (false, fallback) => budget_class(how.purpose, fallback.is_some()),
         };
         let mut out = out;
         if let Some(old) = fallback.as_ref().filter(|_| !how.forced) {
@@ -1247,21 +1250,13 @@ struct How {
     purpose: Purpose,
 }
 
-impl How {
-    /// The budget class of a fetch that refreshes an existing copy.
-    fn refresh_class(&self) -> BudgetClass {
-        match self.purpose {
-            Purpose::References => BudgetClass::Lookup,
-            Purpose::Client => BudgetClass::Refresh,
-        }
-    }
-
-    /// The budget class of a fetch with no copy anywhere.
-    fn cold_class(&self) -> BudgetClass {
-        match self.purpose {
-            Purpose::References => BudgetClass::Lookup,
-            Purpose::Client => BudgetClass::Cold,
-        }
+/// The budget class of a fetch for `purpose`: a reference check's lookup is always `lookup`;
+/// a client's read is a `refresh` when a copy of it exists somewhere, else `cold`.
+fn budget_class(purpose: Purpose, copy_exists: bool) -> BudgetClass {
+    match (purpose, copy_exists) {
+        (Purpose::References, _) => BudgetClass::Lookup,
+        (Purpose::Client, true) => BudgetClass::Refresh,
+        (Purpose::Client, false) => BudgetClass::Cold,
     }
 }
 

@@ -4,13 +4,14 @@
 mod common;
 
 use bytes::Bytes;
+use common::proxy;
 use common::redis::RedisServer;
 use common::*;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -27,53 +28,26 @@ struct HoldProxy {
 
 impl HoldProxy {
     async fn start(sim_base: String) -> HoldProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let (hold, held, release) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicUsize::new(0)),
             Arc::new(Notify::new()),
         );
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let shared = (hold.clone(), held.clone(), release.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (client, sim_base, shared) = (client.clone(), sim_base.clone(), shared.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (client, sim_base, (hold, held, release)) =
-                            (client.clone(), sim_base.clone(), shared.clone());
-                        async move {
-                            let is_get = req.method() == http::Method::GET;
-                            let (mut parts, body) = req.into_parts();
-                            let body = body.collect().await?.to_bytes();
-                            parts.uri = format!(
-                                "{sim_base}{}",
-                                parts.uri.path_and_query().map_or("/", |p| p.as_str())
-                            )
-                            .parse()
-                            .unwrap();
-                            parts.headers.remove(http::header::HOST);
-                            let resp = client
-                                .request(Request::from_parts(parts, Full::new(body)))
-                                .await
-                                .unwrap();
-                            let (parts, body) = resp.into_parts();
-                            let body = body.collect().await.unwrap().to_bytes();
-                            if is_get && hold.load(Ordering::SeqCst) {
-                                let released = release.notified();
-                                held.fetch_add(1, Ordering::SeqCst);
-                                released.await;
-                            }
-                            Ok::<_, hyper::Error>(Response::from_parts(parts, Full::new(body)))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let url = proxy::start(sim_base, move |upstream, req: Request<Incoming>| {
+            let (hold, held, release) = shared.clone();
+            async move {
+                let is_get = req.method() == http::Method::GET;
+                let answer = upstream.forward(req).await?;
+                if is_get && hold.load(Ordering::SeqCst) {
+                    let released = release.notified();
+                    held.fetch_add(1, Ordering::SeqCst);
+                    released.await;
+                }
+                Ok(answer)
             }
-        });
+        })
+        .await;
         HoldProxy {
             url,
             hold,

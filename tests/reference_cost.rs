@@ -5,12 +5,11 @@
 mod common;
 
 use bytes::Bytes;
+use common::proxy;
 use common::*;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -89,55 +88,24 @@ async fn with_the_list_cache_off_three_creates_read_each_lookup_at_most_once() {
 
 /// A proxy in front of the simulator that answers 500 to every lookup read, counting them.
 async fn failing_lookups(sim_base: String) -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let reads = Arc::new(AtomicUsize::new(0));
     let counted = reads.clone();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (client, counted, sim_base) = (client.clone(), counted.clone(), sim_base.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (client, counted, sim_base) =
-                        (client.clone(), counted.clone(), sim_base.clone());
-                    async move {
-                        if LOOKUPS.contains(&req.uri().path()) {
-                            counted.fetch_add(1, Ordering::SeqCst);
-                            let mut resp = Response::new(Full::new(Bytes::from_static(
-                                br#"{"error":"Internal server error"}"#,
-                            )));
-                            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                            return Ok::<_, hyper::Error>(resp);
-                        }
-                        let (mut parts, body) = req.into_parts();
-                        let body = body.collect().await?.to_bytes();
-                        parts.uri = format!(
-                            "{sim_base}{}",
-                            parts.uri.path_and_query().map_or("/", |p| p.as_str())
-                        )
-                        .parse()
-                        .unwrap();
-                        parts.headers.remove(http::header::HOST);
-                        let resp = client
-                            .request(Request::from_parts(parts, Full::new(body)))
-                            .await
-                            .unwrap();
-                        let (parts, body) = resp.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        Ok(Response::from_parts(parts, Full::new(body)))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    let url = proxy::start(sim_base, move |upstream, req: Request<Incoming>| {
+        let counted = counted.clone();
+        async move {
+            if !LOOKUPS.contains(&req.uri().path()) {
+                return upstream.forward(req).await;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut resp = Response::new(Full::new(Bytes::from_static(
+                br#"{"error":"Internal server error"}"#,
+            )));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            Ok(resp)
         }
-    });
-    (format!("http://{addr}"), reads)
+    })
+    .await;
+    (url, reads)
 }
 
 #[tokio::test]

@@ -458,6 +458,11 @@ impl RedisStore {
 
     /// `prefix:{name}` with the key name as the hash tag (braces in a name would break the
     /// tag, so they are replaced).
+    /// The Redis key of `key`'s generation of `scope` (also what the bump channel names).
+    fn gen_key(&self, key: &str, scope: &str) -> String {
+        format!("{}:gen:{scope}", self.tag(key))
+    }
+
     fn tag(&self, key: &str) -> String {
         let clean: String = key
             .chars()
@@ -625,7 +630,7 @@ impl Store for RedisStore {
         if !self.watch.is_live() {
             return None;
         }
-        self.watch.known(&format!("{}:gen:{scope}", self.tag(key)))
+        self.watch.known(&self.gen_key(key, scope))
     }
 
     fn admit<'a>(&'a self, ask: &'a BudgetAsk<'a>) -> StoreFuture<'a, Admit> {
@@ -815,7 +820,7 @@ impl Store for RedisStore {
 
     fn generation<'a>(&'a self, key: &'a str, scope: &'a str) -> StoreFuture<'a, u64> {
         StoreFuture::pending(async move {
-            let gen_key = format!("{}:gen:{scope}", self.tag(key));
+            let gen_key = self.gen_key(key, scope);
             let mut inv = self.scripts.generation.prepare_invoke();
             inv.key(&gen_key).arg(GENERATION_TTL_MS);
             let epoch = self.watch.read_started();
@@ -833,8 +838,7 @@ impl Store for RedisStore {
 
     fn generations<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         StoreFuture::pending(async move {
-            let tag = self.tag(key);
-            let gen_keys: Vec<String> = scopes.iter().map(|s| format!("{tag}:gen:{s}")).collect();
+            let gen_keys: Vec<String> = scopes.iter().map(|s| self.gen_key(key, s)).collect();
             let mut inv = self.scripts.generations.prepare_invoke();
             for gen_key in &gen_keys {
                 inv.key(gen_key);
@@ -861,8 +865,7 @@ impl Store for RedisStore {
 
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
         StoreFuture::pending(async move {
-            let tag = self.tag(key);
-            let gen_keys: Vec<String> = scopes.iter().map(|s| format!("{tag}:gen:{s}")).collect();
+            let gen_keys: Vec<String> = scopes.iter().map(|s| self.gen_key(key, s)).collect();
             let mut inv = self.scripts.bump.prepare_invoke();
             // Every scope of one key shares the key's hash slot: one script, one round trip.
             for gen_key in &gen_keys {

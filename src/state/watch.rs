@@ -209,8 +209,7 @@ impl GenerationWatch {
         let mut known = lock(&self.known);
         // Checked under the lock `down` clears under: nothing learned survives a gap.
         if self.live.load(Ordering::Acquire) && self.epoch.load(Ordering::Acquire) == epoch {
-            let slot = known.entry(gen_key.to_string()).or_insert(value);
-            *slot = (*slot).max(value);
+            raise(&mut known, gen_key, value);
         }
     }
 
@@ -254,8 +253,7 @@ impl GenerationWatch {
             let mut known = lock(&self.known);
             if self.live.load(Ordering::Acquire) {
                 // Known or not: a bump is news for every replica holding that key's lists.
-                let slot = known.entry(key.to_string()).or_insert(value);
-                *slot = (*slot).max(value);
+                raise(&mut known, key, value);
             }
         }
         // This replica's own bump: the message reaching it is its acknowledgement, and
@@ -278,6 +276,12 @@ impl GenerationWatch {
         }
         own.insert((gen_key.to_string(), value), now);
     }
+}
+
+/// Records `value` for `gen_key` unless a higher one is known: generations only grow.
+fn raise(known: &mut HashMap<String, u64>, gen_key: &str, value: u64) {
+    let slot = known.entry(gen_key.to_string()).or_insert(value);
+    *slot = (*slot).max(value);
 }
 
 fn parse(payload: &[u8]) -> Option<(&str, u64)> {

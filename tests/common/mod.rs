@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod idp;
+pub mod proxy;
 pub mod redis;
 
 use bytes::Bytes;
