@@ -12,7 +12,8 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use journeybee_gateway::server::{AppState, History, Shared};
+use journeybee_gateway::generation::AppState;
+use journeybee_gateway::history::{History, Shared};
 use journeybee_gateway::stack::build_stack;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -188,7 +189,7 @@ async fn state(upstream: std::net::SocketAddr, cache: bool) -> Arc<AppState> {
     let text = config(upstream, cache, &dir);
     let settings = journeybee_gateway::config::from_toml(&text, &dir).unwrap();
     let shared = Arc::new(Shared {
-        metrics: journeybee_gateway::metrics::Metrics::new(),
+        metrics: journeybee_gateway::observe::metrics::Metrics::new(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         ready: AtomicBool::new(true),
         history: History::new(),

@@ -3,8 +3,8 @@
 //! realistic create body. `cargo bench --bench hot_path`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use journeybee_gateway::auth::Verifier;
 use journeybee_gateway::config;
+use journeybee_gateway::identity::auth::Verifier;
 use journeybee_gateway::validate::body::{validate_create, BodyRules};
 use journeybee_gateway::validate::query::{parse_list_query, QueryLimits};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -16,8 +16,8 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const SECRET: &str = "bench-hmac-secret-0123456789abcdef-0123456789";
 
 struct NoFetch;
-impl journeybee_gateway::auth::jwks::Fetcher for NoFetch {
-    fn get(&self, _url: &http::Uri) -> journeybee_gateway::auth::jwks::FetchFuture {
+impl journeybee_gateway::identity::auth::jwks::Fetcher for NoFetch {
+    fn get(&self, _url: &http::Uri) -> journeybee_gateway::identity::auth::jwks::FetchFuture {
         Box::pin(async { Err("no network in benchmarks".to_string()) })
     }
 }

@@ -22,9 +22,9 @@
 use crate::config::CacheSettings;
 use crate::error::{Rejection, Throttle};
 use crate::exchange::{BudgetClass, CacheResult, Facts, Outbound, Reply, UpstreamMeta};
+use crate::ingress::route::{Caching, Group};
 use crate::lock;
-use crate::metrics::{InvalidationCause, Metrics, StaleReason};
-use crate::route::{Caching, Group};
+use crate::observe::metrics::{InvalidationCause, Metrics, StaleReason};
 use crate::state::{L2Copy, L2Lookup, SharedStore};
 use crate::validate::query::ListQuery;
 use crate::validate::{Purpose, Read, Write};
@@ -615,7 +615,11 @@ impl ListCache {
     /// The TTL of `spec`'s entries, and how old one may be when served: its TTL, but without
     /// the store (`coherent` false) at most `degraded_max_age`, since a local entry may then be
     /// older than a write on another replica.
-    fn max_age(&self, spec: &crate::route::RouteSpec, coherent: bool) -> (Duration, Duration) {
+    fn max_age(
+        &self,
+        spec: &crate::ingress::route::RouteSpec,
+        coherent: bool,
+    ) -> (Duration, Duration) {
         let ttl = match spec.caching {
             Caching::Lookup => self.settings.lookup_ttl,
             Caching::Read | Caching::None => self.settings.ttl,
@@ -828,7 +832,7 @@ impl ListCache {
     pub async fn peek(
         &self,
         name: &Arc<str>,
-        specs: &[&'static crate::route::RouteSpec],
+        specs: &[&'static crate::ingress::route::RouteSpec],
     ) -> Vec<Option<Bytes>> {
         if !(self.settings.enabled || self.keep_lookups) || specs.is_empty() {
             return vec![None; specs.len()];
@@ -1509,10 +1513,10 @@ where
         let directive = client_directive(&read.headers);
         // The cache decision's span: HIT, MISS, STALE or BYPASS (a miss's upstream call is
         // its sibling, under the request's span).
-        let span = crate::trace::Span::child(
+        let span = crate::observe::trace::Span::child(
             read.ctx.trace.as_ref(),
             "cache",
-            crate::trace::Kind::Internal,
+            crate::observe::trace::Kind::Internal,
         );
         if cache.bypassed(directive, read.purpose) {
             return Box::pin(async move { Ok(cache_span(span, cache.bypass(read, inner).await)) });
@@ -1522,7 +1526,7 @@ where
 }
 
 /// Ends the cache span with the result the reply carries.
-fn cache_span(mut span: crate::trace::Span, reply: Reply) -> Reply {
+fn cache_span(mut span: crate::observe::trace::Span, reply: Reply) -> Reply {
     if let Some(c) = reply.facts.cache {
         span.attr("jbgw.cache.result", c.as_str());
     }

@@ -222,7 +222,7 @@ HTTPS (a CA made for this demo; client certificates optional):
 /// the `journeybee-sim` binary and `journeybee-gateway serve` on this config, with JSON logs.)
 pub async fn run(env_file: Option<&Path>, tls: bool) -> Result<(), String> {
     // Installed before anything listens, so an early Ctrl-C still cleans up.
-    let stop = crate::signals::shutdown();
+    let stop = crate::server::signals::shutdown();
     let sim = Simulator::start(
         "127.0.0.1:0".parse().expect("literal address"),
         SimConfig {
@@ -261,7 +261,7 @@ pub async fn run(env_file: Option<&Path>, tls: bool) -> Result<(), String> {
         write(&dir, "gateway.toml", &text)?;
         let settings = config::load(&dir.join("gateway.toml")).map_err(|e| e.to_string())?;
         if log.is_none() {
-            log = Some(crate::logging::init(&settings.log));
+            log = Some(crate::observe::logging::init(&settings.log));
         }
         match Gateway::start(settings).await {
             Ok(g) => {

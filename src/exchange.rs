@@ -11,7 +11,7 @@
 
 use crate::config::Identity;
 use crate::error::{GatewayError, Rejection, Response};
-use crate::route::table::RouteSpec;
+use crate::ingress::route::table::RouteSpec;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -117,7 +117,7 @@ pub struct Ctx {
     /// Who is asking, as which upstream key and JourneyBee user.
     pub identity: Arc<Identity>,
     /// The W3C trace context (None: a request that did not come through the listener).
-    pub trace: Option<crate::trace::TraceContext>,
+    pub trace: Option<crate::observe::trace::TraceContext>,
 }
 
 /// What an upstream call is spent on, deciding how much of a key's budget it may use: a
@@ -235,7 +235,7 @@ impl CacheResult {
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
     /// The matched route (None: refused before routing).
-    pub route: Option<crate::route::Route>,
+    pub route: Option<crate::ingress::route::Route>,
     /// The mapped user's name.
     pub user: Option<Arc<str>>,
     /// The upstream exchange, if there was one.

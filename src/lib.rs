@@ -6,35 +6,23 @@
 
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod auth;
 pub mod cache;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod drain;
 pub mod error;
 pub mod exchange;
-pub mod guard;
+pub mod generation;
+pub mod history;
 pub mod identity;
-pub mod idle;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
+pub mod ingress;
 pub mod observe;
-pub mod openapi;
 pub mod policy;
-pub mod reload;
-pub mod replay;
 pub mod resilience;
-pub mod route;
 pub mod server;
-pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod step;
-pub mod tls;
-pub mod trace;
 pub mod upstream;
 pub mod validate;
 

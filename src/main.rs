@@ -5,7 +5,9 @@
 use clap::{Parser, Subcommand};
 #[cfg(feature = "demo")]
 use journeybee_gateway::demo;
-use journeybee_gateway::{config, logging, reload, server, signals};
+use journeybee_gateway::observe::logging;
+use journeybee_gateway::server::{reload, signals};
+use journeybee_gateway::{config, server};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

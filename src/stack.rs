@@ -7,18 +7,18 @@
 //! through the cache, a `Write` through idempotency, audit and invalidation. Both end as an
 //! `Outbound` request in the guard and the forward.
 
-use crate::audit::AuditLayer;
-use crate::auth::AuthLayer;
 use crate::cache::{CacheLayer, InvalidateLayer};
 use crate::error::Response;
 use crate::exchange::{Outbound, Reply};
-use crate::guard::GuardLayer;
-use crate::identity::IdentityLayer;
-use crate::limits::{Limits, LimitsLayer};
-use crate::observe::ObserveLayer;
-use crate::policy::PolicyLayer;
-use crate::route::RouteLayer;
-use crate::server::AppState;
+use crate::generation::AppState;
+use crate::identity::auth::AuthLayer;
+use crate::identity::map::IdentityLayer;
+use crate::ingress::limits::{Limits, LimitsLayer};
+use crate::ingress::route::RouteLayer;
+use crate::observe::audit::AuditLayer;
+use crate::observe::layer::ObserveLayer;
+use crate::policy::permission::PolicyLayer;
+use crate::upstream::guard::GuardLayer;
 use crate::upstream::Upstream;
 use crate::validate::{Read, ValidateLayer, Validated, Write};
 use crate::BoxFuture;

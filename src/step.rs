@@ -5,7 +5,7 @@
 //! boxing one of their own.
 
 use crate::exchange::Reply;
-use crate::route::Route;
+use crate::ingress::route::Route;
 use crate::BoxFuture;
 use std::convert::Infallible;
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! differently (an id, search, cursor, view, sort order, the user, the upstream key) does not.
 
 use journeybee_gateway::cache::CacheKey;
-use journeybee_gateway::route::Group;
+use journeybee_gateway::ingress::route::Group;
 use journeybee_gateway::validate::query::{parse_list_query, QueryLimits};
 use proptest::prelude::*;
 use std::sync::Arc;

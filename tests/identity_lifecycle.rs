@@ -173,7 +173,7 @@ impl Gw {
         let path = self.dir.0.join("gateway.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, edit(text)).unwrap();
-        journeybee_gateway::reload::reload_from(self.gateway(), &path, "test").await
+        journeybee_gateway::server::reload::reload_from(self.gateway(), &path, "test").await
     }
 }
 
@@ -373,9 +373,9 @@ async fn a_reload_whose_static_key_cannot_be_loaded_is_refused() {
         .write("rsa_public.pem", "-----BEGIN PUBLIC KEY-----\ngarbage\n");
     let path = h.dir.0.join("gateway.toml");
     let gw = h.gw.as_ref().unwrap();
-    assert!(!journeybee_gateway::reload::reload_from(gw, &path, "test").await);
+    assert!(!journeybee_gateway::server::reload::reload_from(gw, &path, "test").await);
     std::fs::remove_file(h.dir.0.join("rsa_public.pem")).unwrap();
-    assert!(!journeybee_gateway::reload::reload_from(gw, &path, "test").await);
+    assert!(!journeybee_gateway::server::reload::reload_from(gw, &path, "test").await);
     assert_eq!(h.get("/api/v1/partnerships", Some(&bob)).await.status, 200);
     assert_eq!(h.admin_get("/readyz").await.status, 200);
 }

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use journeybee_gateway::auth::jwks::{
+use journeybee_gateway::identity::auth::jwks::{
     discover_jwks_uri, parse_jwks, FetchFuture, Fetcher, JwksLocation, JwksOptions, JwksSource,
     KeyMemory, KeySet,
 };

@@ -392,7 +392,7 @@ async fn provider_down_at_start_then_up_and_a_reload_during_an_outage() {
         text.replace("jwks_timeout = \"2s\"", "jwks_timeout = \"1s\""),
     )
     .unwrap();
-    assert!(journeybee_gateway::reload::reload_from(&gw.gw, &path, "test").await);
+    assert!(journeybee_gateway::server::reload::reload_from(&gw.gw, &path, "test").await);
     assert_eq!(gw.list(&token, "").await, 200);
     assert_eq!(gw.ready().await.0, 200, "{}", gw.ready().await.1);
     // The new generation's background refresh fails against the down provider and keeps the

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::*;
 use http::Method;
 use http_body_util::Full;
-use journeybee_gateway::reload;
+use journeybee_gateway::server::reload;
 use journeybee_sim::Fault;
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ async fn a_file_change_is_picked_up_by_the_watcher() {
         gw,
         &path,
         Duration::from_millis(50),
-        journeybee_gateway::signals::Handler::hangup(),
+        journeybee_gateway::server::signals::Handler::hangup(),
     );
     tokio::pin!(watcher);
     // The watcher fingerprints the file when first polled, before it waits for anything:

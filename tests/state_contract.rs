@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::redis::RedisServer;
-use journeybee_gateway::metrics::Metrics;
+use journeybee_gateway::observe::metrics::Metrics;
 use journeybee_gateway::state::memory::MemoryStore;
 use journeybee_gateway::state::redis::{RedisSettings, RedisStore, BREAKER_THRESHOLD};
 use journeybee_gateway::state::{

@@ -346,7 +346,7 @@ async fn a_reload_swaps_the_certificate_while_a_keep_alive_connection_stays_open
     let second = ca.server(LATER);
     files.put(&second);
     let path = h.dir.0.join("gateway.toml");
-    assert!(journeybee_gateway::reload::reload_from(gw, &path, "test").await);
+    assert!(journeybee_gateway::server::reload::reload_from(gw, &path, "test").await);
 
     // New connections get the new certificate...
     let tls = handshake(port(&h), &connector).await.unwrap();
@@ -390,9 +390,13 @@ async fn a_renewed_certificate_on_disk_is_picked_up_without_a_signal() {
     let gw = h.gw.as_ref().unwrap();
     let connector = connector(&ca, &[b"http/1.1"], None);
     let path = h.dir.0.join("gateway.toml");
-    let hup = journeybee_gateway::signals::Handler::hangup();
-    let watch =
-        journeybee_gateway::reload::watch(gw, &path, std::time::Duration::from_millis(20), hup);
+    let hup = journeybee_gateway::server::signals::Handler::hangup();
+    let watch = journeybee_gateway::server::reload::watch(
+        gw,
+        &path,
+        std::time::Duration::from_millis(20),
+        hup,
+    );
     let renewed = ca.server(LATER);
     let test = async {
         let mut open = H1::open(handshake(port(&h), &connector).await.unwrap()).await;

@@ -2,7 +2,7 @@
 
 use super::raw::{RawAuth, RawIssuer, RawRules, RawVerifyKey, StringOrList};
 use super::{read_secret, Problems, UpstreamKey};
-use crate::auth::typ::TokenTypes;
+use crate::identity::auth::typ::TokenTypes;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::fmt;
@@ -69,7 +69,7 @@ pub struct ClaimRules {
     /// The claim holding roles.
     pub roles_claim: String,
     /// The routes the mapped users may call (within their access level).
-    pub routes: crate::route::RouteSet,
+    pub routes: crate::ingress::route::RouteSet,
 }
 
 /// One trusted issuer, validated.
@@ -294,7 +294,7 @@ fn validate_issuer(
         }
         Some(list) => {
             for (i, value) in list.iter().enumerate() {
-                if let Err(e) = crate::auth::typ::check(value) {
+                if let Err(e) = crate::identity::auth::typ::check(value) {
                     p.push(format!("{path}.token_types[{i}]"), e);
                 }
             }
@@ -336,7 +336,7 @@ fn validate_jwks(
         }
         (Some(u), false) => match u.parse::<http::Uri>() {
             Ok(uri) => {
-                if let Err(e) = crate::auth::jwks::check_jwks_url(&uri) {
+                if let Err(e) = crate::identity::auth::jwks::check_jwks_url(&uri) {
                     p.push(format!("{path}.jwks_url"), e);
                 }
                 Some(uri)

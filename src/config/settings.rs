@@ -60,7 +60,7 @@ pub struct Settings {
     /// OTLP span export (None: no span is recorded).
     pub tracing: Option<super::TracingSettings>,
     /// The routes served (the table minus `[routes] disabled`).
-    pub routes: crate::route::RouteSet,
+    pub routes: crate::ingress::route::RouteSet,
     /// Whether creates and updates are checked against the company's cached lookups.
     pub check_references: bool,
     /// SHA-256 of the config text and of every secret it loaded: equal digests mean a reload
@@ -158,17 +158,19 @@ pub fn validate(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
     };
     let state = state::validate_state(&raw.state, base, &mut p);
     let tracing = super::telemetry::validate_tracing(&raw.tracing, &mut p);
-    let routes = match crate::route::RouteSet::parse(&raw.routes.disabled) {
-        Ok(disabled) => crate::route::TABLE
+    let routes = match crate::ingress::route::RouteSet::parse(&raw.routes.disabled) {
+        Ok(disabled) => crate::ingress::route::TABLE
             .iter()
             .filter(|s| disabled.contains(s.route))
-            .fold(crate::route::RouteSet::ALL, |set, s| set.without(s.route)),
+            .fold(crate::ingress::route::RouteSet::ALL, |set, s| {
+                set.without(s.route)
+            }),
         Err(unknown) => {
             p.push(
                 "routes.disabled",
                 format!("not served routes: {}", unknown.join(", ")),
             );
-            crate::route::RouteSet::ALL
+            crate::ingress::route::RouteSet::ALL
         }
     };
     Footprint::of(&server, upstream.as_ref(), &cache, &idempotency).check(&mut p);

@@ -31,7 +31,7 @@ pub struct Identity {
     /// The user's fair share of upstream requests per minute (None: no per-user limit).
     pub requests_per_minute: Option<u32>,
     /// The routes the user may call (within its access level).
-    pub routes: crate::route::RouteSet,
+    pub routes: crate::ingress::route::RouteSet,
 }
 
 pub(super) fn valid_name(name: &str) -> bool {
@@ -241,10 +241,10 @@ pub(crate) fn route_set(
     path: &str,
     names: Option<&[String]>,
     p: &mut Problems,
-) -> crate::route::RouteSet {
+) -> crate::ingress::route::RouteSet {
     match names {
-        None => crate::route::RouteSet::ALL,
-        Some(names) => crate::route::RouteSet::parse(names).unwrap_or_else(|unknown| {
+        None => crate::ingress::route::RouteSet::ALL,
+        Some(names) => crate::ingress::route::RouteSet::parse(names).unwrap_or_else(|unknown| {
             p.push(
                 path,
                 format!(
@@ -252,7 +252,7 @@ pub(crate) fn route_set(
                     unknown.join(", ")
                 ),
             );
-            crate::route::RouteSet::ALL
+            crate::ingress::route::RouteSet::ALL
         }),
     }
 }

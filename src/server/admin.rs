@@ -1,8 +1,8 @@
 //! The admin listener: health, readiness, metrics and cache purge; and the healthcheck probe.
 
-use super::AppState;
 use super::Current;
 use crate::error::{json_error, Response};
+use crate::generation::AppState;
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -61,7 +61,7 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
             // required: a replica on its private share still serves, and taking every replica
             // out when Redis dies would be an outage of its own.
             let listening = state.shared.ready.load(Ordering::Acquire);
-            let issuers = crate::auth::readiness_json(&state.verifier);
+            let issuers = crate::identity::auth::readiness_json(&state.verifier);
             let backend = serde_json::json!({
                 "backend": state.store.backend(),
                 "status": state.store.health().as_str(),

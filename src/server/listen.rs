@@ -1,7 +1,7 @@
 //! The listeners: accepting connections, per-connection protocol limits, graceful drain.
 
 use crate::error::Response;
-use crate::tls::{PeerCert, Tls};
+use crate::server::tls::{PeerCert, Tls};
 use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,13 +34,17 @@ struct Conn<S> {
     /// The connection's service, unpolled, and a template to clone when it is in use.
     services: std::sync::Mutex<(Option<S>, S)>,
     /// Marks each request in progress for the connection's timeouts.
-    activity: Arc<crate::idle::Activity>,
+    activity: Arc<crate::server::idle::Activity>,
     /// The verified client certificate, on a TLS connection that presented one.
     peer: Option<Arc<PeerCert>>,
 }
 
 impl<S: Clone> Borrowed<S> {
-    fn new(svc: S, activity: Arc<crate::idle::Activity>, peer: Option<Arc<PeerCert>>) -> Self {
+    fn new(
+        svc: S,
+        activity: Arc<crate::server::idle::Activity>,
+        peer: Option<Arc<PeerCert>>,
+    ) -> Self {
         Borrowed(Arc::new(Conn {
             services: std::sync::Mutex::new((Some(svc.clone()), svc)),
             activity,
@@ -64,7 +68,7 @@ where
         }
         // The W3C trace context, before the stack sees the request: every answer, rejections
         // included, is logged with its trace id.
-        let trace = crate::trace::TraceContext::from_headers(req.headers());
+        let trace = crate::observe::trace::TraceContext::from_headers(req.headers());
         req.extensions_mut().insert(trace);
         Call {
             conn: self.0.clone(),
@@ -79,7 +83,7 @@ where
 struct Call<S: Service<Request<Incoming>>> {
     conn: Arc<Conn<S>>,
     state: CallState<S>,
-    _done: crate::idle::Done,
+    _done: crate::server::idle::Done,
 }
 
 // Not boxed: the request waits here by value, as it would in hyper's own future; a box would
@@ -134,7 +138,7 @@ where
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConnSettings {
     /// Idle keep-alive and header-read timeouts, both timed by `idle::ConnTimeout`.
-    timeouts: crate::idle::Timeouts,
+    timeouts: crate::server::idle::Timeouts,
     /// hyper's own hard cap on the header buffer; set above the JSON-answering limit so that
     /// only grossly oversized requests get hyper's bare 431.
     max_buf_size: usize,
@@ -143,7 +147,7 @@ pub(super) struct ConnSettings {
 impl From<&crate::config::ServerSettings> for ConnSettings {
     fn from(s: &crate::config::ServerSettings) -> Self {
         ConnSettings {
-            timeouts: crate::idle::Timeouts {
+            timeouts: crate::server::idle::Timeouts {
                 idle: s.idle_timeout,
                 header_read: s.header_read_timeout,
             },
@@ -159,7 +163,7 @@ fn spawn_conn<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     svc: S,
     watcher: hyper_util::server::graceful::Watcher,
-    timeouts: crate::idle::Timeouts,
+    timeouts: crate::server::idle::Timeouts,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response, Error = Infallible>
@@ -169,8 +173,8 @@ fn spawn_conn<I, S>(
         + 'static,
     S::Future: Send + Unpin + 'static,
 {
-    let activity = Arc::new(crate::idle::Activity::default());
-    let io = crate::idle::ConnTimeout::new(io, timeouts, activity.clone());
+    let activity = Arc::new(crate::server::idle::Activity::default());
+    let io = crate::server::idle::ConnTimeout::new(io, timeouts, activity.clone());
     let conn = builder
         .serve_connection(TokioIo::new(io), Borrowed::new(svc, activity, peer))
         .into_owned();
@@ -226,7 +230,7 @@ pub(super) async fn serve<S>(
                             let (acceptor, builder) = (tls.acceptor(), builder.clone());
                             tokio::spawn(async move {
                                 if let Some((stream, peer)) =
-                                    crate::tls::accept(stream, acceptor, timeouts.header_read).await
+                                    crate::server::tls::accept(stream, acceptor, timeouts.header_read).await
                                 {
                                     spawn_conn(stream, peer, &builder, svc, watcher, timeouts);
                                 }

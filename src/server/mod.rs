@@ -2,17 +2,19 @@
 //! admin endpoints and graceful shutdown.
 
 mod admin;
-mod history;
+pub mod idle;
 mod listen;
-mod state;
+pub mod reload;
+pub mod signals;
+pub mod tls;
 
 pub use admin::{probe, readiness_url};
-pub use history::{History, Shared};
-pub use state::AppState;
 
 use crate::config::Settings;
 use crate::error::Response;
-use crate::metrics::Metrics;
+use crate::generation::AppState;
+use crate::history::{History, Shared};
+use crate::observe::metrics::Metrics;
 use crate::stack::build_stack;
 use admin::AdminService;
 use http::Request;
@@ -147,7 +149,7 @@ pub struct Gateway {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     build: StackBuilder,
     /// The public listener's TLS, when `[server.tls]` was set at start.
-    tls: Option<Arc<crate::tls::Tls>>,
+    tls: Option<Arc<crate::server::tls::Tls>>,
 }
 
 impl Gateway {
@@ -170,7 +172,7 @@ impl Gateway {
             history: History::new(),
         });
         let tls = match &settings.server.tls {
-            Some(t) => Some(crate::tls::Tls::new(t, &shared.metrics)?),
+            Some(t) => Some(crate::server::tls::Tls::new(t, &shared.metrics)?),
             None => None,
         };
         let state = AppState::new(settings, shared.clone()).await?;
@@ -232,7 +234,7 @@ impl Gateway {
     }
 
     /// The public listener's TLS (None: plain HTTP).
-    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+    pub fn tls(&self) -> Option<&Arc<crate::server::tls::Tls>> {
         self.tls.as_ref()
     }
 

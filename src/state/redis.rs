@@ -20,7 +20,7 @@ use super::{
     StoreError, StoreFuture, StoredOutcome, Ticket,
 };
 use crate::lock;
-use crate::metrics::{Metrics, StateErrorKind};
+use crate::observe::metrics::{Metrics, StateErrorKind};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};

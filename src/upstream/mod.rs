@@ -5,13 +5,14 @@
 //! JourneyBee cannot be reached. A create is sent at most once: nothing here retries (the
 //! pool moves a request to another connection only when the first gave it back unsent).
 
+pub mod guard;
 pub mod pool;
 
 use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 use crate::exchange::{Outbound, Reply, UpstreamMeta};
-use crate::metrics::Metrics;
-use crate::route::Route;
+use crate::ingress::route::Route;
+use crate::observe::metrics::Metrics;
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -275,12 +276,12 @@ impl Upstream {
         // client's own trace headers were dropped above.
         if let Some(trace) = &ctx.trace {
             headers.insert(
-                HeaderName::from_static(crate::trace::TRACEPARENT),
+                HeaderName::from_static(crate::observe::trace::TRACEPARENT),
                 trace.traceparent_for(span_id),
             );
             if let Some(state) = &trace.state {
                 headers.insert(
-                    HeaderName::from_static(crate::trace::TRACESTATE),
+                    HeaderName::from_static(crate::observe::trace::TRACESTATE),
                     state.clone(),
                 );
             }
@@ -307,12 +308,15 @@ impl Service<Outbound> for Upstream {
         // read (a create's lookups included, which carry the create's context) has none.
         let gate = out.ctx.spec.route.is_write().then(|| out.ctx.gate.clone());
         // The upstream call's span (client): its id is the parent JourneyBee sees.
-        let mut span = crate::trace::Span::child(
+        let mut span = crate::observe::trace::Span::child(
             out.ctx.trace.as_ref(),
             "upstream",
-            crate::trace::Kind::Client,
+            crate::observe::trace::Kind::Client,
         );
-        span.attr("http.request.method", crate::trace::method(&out.method));
+        span.attr(
+            "http.request.method",
+            crate::observe::trace::method(&out.method),
+        );
         span.attr("http.route", out.ctx.spec.template);
         let built = self.build(out, span.id());
         let pool = self.pool.clone();
@@ -350,7 +354,8 @@ impl Service<Outbound> for Upstream {
                     return Ok(reply);
                 }
                 Err(_elapsed) => {
-                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Timeout);
+                    metrics
+                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Timeout);
                     if unsent {
                         // No connection was ready in time (a `connect_timeout` longer than
                         // `response_timeout`): the write never left.
@@ -363,7 +368,8 @@ impl Service<Outbound> for Upstream {
                     }
                 }
                 Ok(Err(PoolError::Connect(e))) => {
-                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Connect);
+                    metrics
+                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Connect);
                     // Never written: the request cannot have been sent, whatever the route.
                     maybe_sent = false;
                     if create {
@@ -378,7 +384,8 @@ impl Service<Outbound> for Upstream {
                     GatewayError::WriteTimedOutUnsent
                 }
                 Ok(Err(PoolError::Exchange(e))) => {
-                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    metrics
+                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
                     if create {
                         GatewayError::CreateOutcomeUnknown(error_chain(&*e))
                     } else {
@@ -386,13 +393,15 @@ impl Service<Outbound> for Upstream {
                     }
                 }
                 Ok(Err(PoolError::Body(crate::exchange::ReadError::TooLarge))) => {
-                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    metrics
+                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
                     GatewayError::UpstreamTooLarge {
                         limit: target.max_response_size,
                     }
                 }
                 Ok(Err(PoolError::Body(crate::exchange::ReadError::Failed(e)))) => {
-                    metrics.upstream_error(route, crate::metrics::UpstreamErrorKind::Other);
+                    metrics
+                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
                     if create {
                         GatewayError::CreateOutcomeUnknown(e.to_string())
                     } else {

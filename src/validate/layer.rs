@@ -9,9 +9,9 @@ use super::references::Lookups;
 use super::writes::validate_write;
 use crate::error::GatewayError;
 use crate::exchange::{Ctx, Reply};
-use crate::metrics::Metrics;
-use crate::policy::Permitted;
-use crate::route::BodyKind;
+use crate::ingress::route::BodyKind;
+use crate::observe::metrics::Metrics;
+use crate::policy::permission::Permitted;
 use crate::step::Step;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -186,12 +186,12 @@ where
     let spec = ctx.spec;
     if spec.body == BodyKind::None {
         // A DELETE's body has no documented meaning: drained, never forwarded.
-        crate::drain::drain(body).await;
+        crate::ingress::drain::drain(body).await;
         return Ok((Bytes::new(), None));
     }
     if !is_json_content_type(headers) {
         // Not read as JSON, but drained so the connection stays usable.
-        crate::drain::drain(body).await;
+        crate::ingress::drain::drain(body).await;
         return Err(GatewayError::UnsupportedMediaType);
     }
     // A client trickling its body holds a slot; it gets 408 once its time is up (or the
@@ -258,7 +258,7 @@ where
             identity: req.identity,
             trace: parts
                 .extensions
-                .get::<crate::trace::TraceContext>()
+                .get::<crate::observe::trace::TraceContext>()
                 .cloned(),
         };
         match routed.query.list {
@@ -277,7 +277,7 @@ where
             Some(Err(problems)) => {
                 self.metrics
                     .validation_rejection(route, crate::error::Rejection::Query);
-                Step::boxed(crate::drain::reject(
+                Step::boxed(crate::ingress::drain::reject(
                     body,
                     GatewayError::InvalidQuery(problems).into(),
                 ))
@@ -316,7 +316,7 @@ where
                             let too_large = matches!(e, GatewayError::PayloadTooLarge { .. });
                             let rejection = e.rejection();
                             metrics.validation_rejection(route, rejection);
-                            Ok(crate::drain::finish(!too_large, e.into()))
+                            Ok(crate::ingress::drain::finish(!too_large, e.into()))
                         }
                     }
                 }))

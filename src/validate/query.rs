@@ -917,7 +917,7 @@ fn sort_list(value: &str, sort_types: &[&str], errors: &mut Vec<FieldError>) -> 
 mod tests {
     #[test]
     fn every_query_spec_fits_the_parsers_bitmask() {
-        for route in crate::route::Route::ALL {
+        for route in crate::ingress::route::Route::ALL {
             if let Some(spec) = route.spec() {
                 assert!(spec.query.params.len() <= 64, "{route:?}");
             }

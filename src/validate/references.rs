@@ -10,8 +10,8 @@
 use super::layer::{Purpose, Read};
 use super::FieldError;
 use crate::exchange::{Ctx, Reply};
-use crate::metrics::{Metrics, ReferenceCheck};
-use crate::route::Route;
+use crate::ingress::route::Route;
+use crate::observe::metrics::{Metrics, ReferenceCheck};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::HeaderMap;
@@ -146,7 +146,7 @@ impl Lookups {
     async fn fetch_through(
         &self,
         ctx: &Ctx,
-        spec: &'static crate::route::RouteSpec,
+        spec: &'static crate::ingress::route::RouteSpec,
         target: PathAndQuery,
     ) -> Option<Bytes> {
         let read = Read {

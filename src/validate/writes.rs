@@ -23,7 +23,7 @@ use super::body::{
     json_error_message, optional, positive_id, required, unknown_keys, BodyRejection, BodyRules,
     Errors,
 };
-use crate::route::BodyKind;
+use crate::ingress::route::BodyKind;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;

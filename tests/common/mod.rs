@@ -375,7 +375,7 @@ impl Harness {
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, edit(text)).unwrap();
         let gw = self.gw.as_ref().expect("an in-process gateway");
-        journeybee_gateway::reload::reload_from(gw, &path, "test").await
+        journeybee_gateway::server::reload::reload_from(gw, &path, "test").await
     }
 
     pub async fn shutdown(&mut self) {

@@ -15,7 +15,7 @@
 use super::otlp;
 use super::TraceContext;
 use crate::config::TracingSettings;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::upstream::HttpClient;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

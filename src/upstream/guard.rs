@@ -17,7 +17,7 @@
 use crate::config::{Identity, Settings, UpstreamSettings};
 use crate::error::{GatewayError, Rejection, Throttle};
 use crate::exchange::{BudgetClass, Outbound, Reply};
-use crate::metrics::{BudgetPool, Metrics};
+use crate::observe::metrics::{BudgetPool, Metrics};
 use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
 use crate::state::memory::MemoryStore;
 use crate::state::{Admit, BudgetAsk, SharedStore, Store, Ticket};
@@ -800,10 +800,10 @@ where
                 // The user's share and the key's budget, in one step: a request over budget
                 // is refused at once, without queueing for a connection.
                 // The budget decision's span (one per attempt): its class and whether it passed.
-                let mut span = crate::trace::Span::child(
+                let mut span = crate::observe::trace::Span::child(
                     this.ctx.trace.as_ref(),
                     "budget",
-                    crate::trace::Kind::Internal,
+                    crate::observe::trace::Kind::Internal,
                 );
                 span.attr("jbgw.budget.class", class.as_str());
                 let admitted = state.admit(&identity, class, urgency).await;

@@ -13,7 +13,7 @@
 //! The document is a `serde_json::Value` whose maps are sorted (serde_json without
 //! `preserve_order`), so it is byte-for-byte deterministic for a given route set.
 
-use crate::route::{BodyKind, Caching, Group, Route, RouteSet, RouteSpec, Verb, TABLE};
+use crate::ingress::route::{BodyKind, Caching, Group, Route, RouteSet, RouteSpec, Verb, TABLE};
 use crate::validate::query::Kind;
 use serde_json::{json, Map, Value};
 
@@ -45,7 +45,10 @@ pub fn document(enabled: RouteSet) -> Value {
             .or_insert_with(|| json!({}));
         item[spec.verb.as_str().to_ascii_lowercase()] = operation(spec);
     }
-    paths.insert(crate::route::OPENAPI_PATH.to_string(), openapi_path());
+    paths.insert(
+        crate::ingress::route::OPENAPI_PATH.to_string(),
+        openapi_path(),
+    );
     let mut tags: Vec<Value> = groups
         .iter()
         .map(|g| json!({"name": g.as_str(), "description": group_description(*g)}))

@@ -109,7 +109,10 @@ where
             None
         };
         if let Some(e) = refused {
-            return Step::boxed(crate::drain::reject(req.http.into_body(), e.into()));
+            return Step::boxed(crate::ingress::drain::reject(
+                req.http.into_body(),
+                e.into(),
+            ));
         }
         let slot = Slot(self.in_flight.clone());
         Step::next(Guarded::new(self.inner.call(req), slot))

@@ -1,13 +1,13 @@
 //! One generation's state, built from one validated config and the history.
 
-use super::history::Shared;
-use crate::auth::Verifier;
 use crate::cache::ListCache;
 use crate::config::Settings;
-use crate::guard::GuardState;
-use crate::metrics::Metrics;
-use crate::replay::ReplayLayer;
+use crate::history::Shared;
+use crate::identity::auth::Verifier;
+use crate::observe::metrics::Metrics;
+use crate::policy::replay::ReplayLayer;
 use crate::state::SharedStore;
+use crate::upstream::guard::GuardState;
 use crate::validate::ValidationSettings;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub struct AppState {
     /// State that outlives this generation.
     pub shared: Arc<Shared>,
     /// Span export (None: `[tracing]` has no endpoint).
-    pub tracer: Option<Arc<crate::trace::Tracer>>,
+    pub tracer: Option<Arc<crate::observe::trace::Tracer>>,
 }
 
 impl AppState {
@@ -48,8 +48,8 @@ impl AppState {
         let tracer = settings
             .tracing
             .as_ref()
-            .map(|t| crate::trace::Tracer::start(t, clients.idp.clone(), metrics.clone()));
-        let fetcher = Arc::new(crate::auth::fetch::HttpFetcher::for_auth(
+            .map(|t| crate::observe::trace::Tracer::start(t, clients.idp.clone(), metrics.clone()));
+        let fetcher = Arc::new(crate::identity::auth::fetch::HttpFetcher::for_auth(
             clients.idp,
             &settings.auth,
         ));

@@ -3,12 +3,12 @@
 
 use crate::cache::ListCache;
 use crate::config::Settings;
-use crate::guard::{ConnectionLimit, Resilience};
 use crate::lock;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::state::memory::MemoryStore;
 use crate::state::redis::RedisStore;
 use crate::state::SharedStore;
+use crate::upstream::guard::{ConnectionLimit, Resilience};
 use crate::upstream::{build_client, build_pool};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
@@ -46,10 +46,10 @@ pub struct History {
     client: std::sync::Mutex<Option<(ClientKey, Clients)>>,
     /// The last good JWKS document of each issuer and key source: a new generation starts
     /// from it, so a reload during an IdP outage keeps the keys that work.
-    pub(super) jwks: Arc<crate::auth::jwks::KeyMemory>,
+    pub(super) jwks: Arc<crate::identity::auth::jwks::KeyMemory>,
     /// The writes running on in tasks of their own, whichever generation accepted them:
     /// shutdown waits for them.
-    writes: Arc<crate::observe::Writes>,
+    writes: Arc<crate::observe::layer::Writes>,
 }
 
 /// The IdP client and JourneyBee's connection pool.
@@ -114,7 +114,7 @@ impl History {
     }
 
     /// The writes running on in tasks of their own.
-    pub fn writes(&self) -> &Arc<crate::observe::Writes> {
+    pub fn writes(&self) -> &Arc<crate::observe::layer::Writes> {
         &self.writes
     }
 

@@ -10,7 +10,7 @@
 //! serving.
 
 use crate::config::{ClientCertMode, TlsSettings};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{
     ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,

@@ -161,7 +161,7 @@ impl RouteLayer {
     /// [`OPENAPI_PATH`], unauthenticated: it describes the gateway, and holds no secret),
     /// parsing read queries within `limits`.
     pub fn new(enabled: RouteSet, limits: QueryLimits) -> Self {
-        let doc = crate::openapi::document(enabled);
+        let doc = crate::ingress::openapi::document(enabled);
         RouteLayer {
             enabled,
             limits,
@@ -225,11 +225,16 @@ where
                 }
                 .into()
             };
-            return Step::boxed(crate::drain::reject(req.http.into_body(), reply));
+            return Step::boxed(crate::ingress::drain::reject(req.http.into_body(), reply));
         }
         let spec = match match_route(http.method(), http.uri().path(), self.enabled) {
             Ok(spec) => spec,
-            Err(e) => return Step::boxed(crate::drain::reject(req.http.into_body(), e.into())),
+            Err(e) => {
+                return Step::boxed(crate::ingress::drain::reject(
+                    req.http.into_body(),
+                    e.into(),
+                ))
+            }
         };
         let query = ParsedQuery::parse(
             http.uri().query(),

@@ -3,7 +3,7 @@
 //! the current generation's verifier, for every configured issuer (static-key issuers
 //! included), so the series exist from the first scrape and an alert can watch them.
 
-use crate::auth::IssuerStatus;
+use crate::identity::auth::IssuerStatus;
 use prometheus::{Gauge, GaugeVec, IntGaugeVec, Opts, Registry};
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -18,7 +18,7 @@
 use crate::config::IdempotencySettings;
 use crate::error::GatewayError;
 use crate::exchange::Reply;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::resilience::valid_key;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
 use crate::validate::Write;

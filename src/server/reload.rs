@@ -4,9 +4,9 @@
 //! change (a renewal), without touching the rest of the config.
 
 use crate::config;
-use crate::metrics::ReloadResult;
+use crate::observe::metrics::ReloadResult;
+use crate::server::signals;
 use crate::server::{Gateway, Reloaded};
-use crate::signals;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -65,7 +65,7 @@ pub async fn reload_from(gateway: &Gateway, path: &Path, trigger: &str) -> bool 
 
 /// Watches for SIGHUP and for changes of `path` (polled every `poll`), reloading on each.
 /// Runs until dropped.
-/// `hup` is made before the listeners start (see [`crate::signals`]).
+/// `hup` is made before the listeners start (see [`crate::server::signals`]).
 pub async fn watch(gateway: &Gateway, path: &Path, poll: Duration, mut hup: signals::Handler) {
     let mut last = fingerprint(path);
     let certs = || gateway.tls().map(|t| t.fingerprint());

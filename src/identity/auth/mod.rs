@@ -7,10 +7,10 @@ pub mod verify;
 
 use crate::error::{AuthFailure, GatewayError};
 use crate::exchange::Reply;
-use crate::metrics::Metrics;
-use crate::route::Routed;
+use crate::ingress::route::Routed;
+use crate::observe::metrics::Metrics;
+use crate::server::tls::PeerCert;
 use crate::step::Step;
-use crate::tls::PeerCert;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 use std::convert::Infallible;
@@ -158,10 +158,10 @@ where
             .get::<Arc<PeerCert>>()
             .cloned();
         // The authentication span ends with the decision, before the rest of the stack runs.
-        let mut span = crate::trace::Span::child(
+        let mut span = crate::observe::trace::Span::child(
             routed.accepted.http.extensions().get(),
             "authenticate",
-            crate::trace::Kind::Internal,
+            crate::observe::trace::Kind::Internal,
         );
         if peer.as_ref().is_some_and(|p| p.expired()) {
             span_result(
@@ -170,7 +170,7 @@ where
                 Err(AuthFailure::CertificateExpired),
             );
             self.metrics.auth_failure(AuthFailure::CertificateExpired);
-            return Step::boxed(crate::drain::reject(
+            return Step::boxed(crate::ingress::drain::reject(
                 routed.accepted.http.into_body(),
                 GatewayError::Unauthenticated(AuthFailure::CertificateExpired).into(),
             ));
@@ -219,7 +219,7 @@ where
                     Err(_) => {
                         span.attr("jbgw.auth.result", "timeout");
                         drop(span);
-                        return crate::drain::reject(
+                        return crate::ingress::drain::reject(
                             routed.accepted.http.into_body(),
                             GatewayError::RequestTimeout.into(),
                         )
@@ -246,7 +246,7 @@ where
                 }
                 Err(failure) => {
                     metrics.auth_failure(failure);
-                    crate::drain::reject(
+                    crate::ingress::drain::reject(
                         routed.accepted.http.into_body(),
                         GatewayError::Unauthenticated(failure).into(),
                     )
@@ -260,7 +260,7 @@ where
 /// The authentication span's attributes: how, and whether it passed (the failure's label,
 /// never the credential).
 fn span_result(
-    span: &mut crate::trace::Span,
+    span: &mut crate::observe::trace::Span,
     method: &'static str,
     result: Result<(), AuthFailure>,
 ) {

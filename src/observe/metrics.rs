@@ -5,7 +5,7 @@
 
 use crate::config::Identity;
 use crate::error::{AuthFailure, Denial, Rejection};
-use crate::route::Route;
+use crate::ingress::route::Route;
 use http::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -255,7 +255,7 @@ impl Metrics {
             g
         };
         // Counted by the log writer, which starts before any registry (one per process).
-        reg(Box::new(crate::logging::dropped_lines().clone()));
+        reg(Box::new(crate::observe::logging::dropped_lines().clone()));
 
         let requests_vec = counter_vec(
             "requests_total",
@@ -675,7 +675,7 @@ impl Metrics {
     }
 
     /// Publishes every issuer's key state (called before each scrape).
-    pub fn set_issuers(&self, issuers: &[crate::auth::IssuerStatus]) {
+    pub fn set_issuers(&self, issuers: &[crate::identity::auth::IssuerStatus]) {
         self.issuers.set(issuers);
     }
 

@@ -16,8 +16,8 @@
 
 use crate::error::{GatewayError, Response};
 use crate::exchange::{Accepted, Reply, RequestId, SendGate};
-use crate::metrics::Metrics;
-use crate::route::Route;
+use crate::ingress::route::Route;
+use crate::observe::metrics::Metrics;
 use crate::BoxFuture;
 use http::{HeaderValue, Method, Request};
 use std::convert::Infallible;
@@ -139,7 +139,7 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
-    tracer: Option<Arc<crate::trace::Tracer>>,
+    tracer: Option<Arc<crate::observe::trace::Tracer>>,
 }
 
 impl ObserveLayer {
@@ -156,7 +156,7 @@ impl ObserveLayer {
 
     /// Records each sampled request's span (the request, and the steps of the layers below)
     /// into `tracer`.
-    pub fn with_tracer(mut self, tracer: Option<Arc<crate::trace::Tracer>>) -> Self {
+    pub fn with_tracer(mut self, tracer: Option<Arc<crate::observe::trace::Tracer>>) -> Self {
         self.tracer = tracer;
         self
     }
@@ -182,7 +182,7 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
-    tracer: Option<Arc<crate::trace::Tracer>>,
+    tracer: Option<Arc<crate::observe::trace::Tracer>>,
 }
 
 /// How the client was answered.
@@ -210,13 +210,13 @@ impl Delivery {
 struct Record {
     id: HeaderValue,
     /// The W3C trace id (set by the listener).
-    trace_id: Option<crate::trace::TraceId>,
+    trace_id: Option<crate::observe::trace::TraceId>,
     method: Method,
     started: Instant,
     metrics: Arc<Metrics>,
     done: bool,
     /// The request's span (inert unless sampled), ended with the record.
-    span: crate::trace::Span,
+    span: crate::observe::trace::Span,
 }
 
 impl Record {
@@ -240,7 +240,10 @@ impl Record {
         self.metrics.request(route, &self.method, status, elapsed);
         let rejection = facts.rejection;
         let span = &mut self.span;
-        span.attr("http.request.method", crate::trace::method(&self.method));
+        span.attr(
+            "http.request.method",
+            crate::observe::trace::method(&self.method),
+        );
         span.attr(
             "http.route",
             route.spec().map_or("unmatched", |s| s.template),
@@ -286,8 +289,10 @@ impl Drop for Record {
     fn drop(&mut self) {
         self.metrics.in_flight().dec();
         if !self.done {
-            self.span
-                .attr("http.request.method", crate::trace::method(&self.method));
+            self.span.attr(
+                "http.request.method",
+                crate::observe::trace::method(&self.method),
+            );
             self.span.attr("http.response.status_code", 499u16);
             // A read whose client hung up: cancelled with it, logged as nginx logs it.
             tracing::info!(
@@ -342,11 +347,15 @@ where
     fn call(&mut self, mut req: Request<B>) -> BoxFuture<Response> {
         let started = Instant::now();
         // Sampled or not, decided once here for every span of the request (and upstream).
-        let trace = req.extensions_mut().get_mut::<crate::trace::TraceContext>();
+        let trace = req
+            .extensions_mut()
+            .get_mut::<crate::observe::trace::TraceContext>();
         if let (Some(tracer), Some(trace)) = (&self.tracer, trace) {
             tracer.sample(trace);
         }
-        let trace = req.extensions().get::<crate::trace::TraceContext>();
+        let trace = req
+            .extensions()
+            .get::<crate::observe::trace::TraceContext>();
         let deadline = started + self.request_timeout;
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if sane_request_id(v) => v.clone(),
@@ -358,7 +367,7 @@ where
         let record = Record {
             id: id.clone(),
             trace_id: trace.map(|t| t.trace_id),
-            span: crate::trace::Span::request(trace),
+            span: crate::observe::trace::Span::request(trace),
             method,
             started,
             metrics: self.metrics.clone(),

@@ -4,9 +4,9 @@
 use crate::config::{Access, Identity};
 use crate::error::{Denial, GatewayError};
 use crate::exchange::Reply;
-use crate::identity::Identified;
-use crate::metrics::Metrics;
-use crate::route::RouteSpec;
+use crate::identity::map::Identified;
+use crate::ingress::route::RouteSpec;
+use crate::observe::metrics::Metrics;
 use crate::step::Step;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ where
         if let Err(denial) = decision {
             self.metrics.denial(denial);
             let reply = GatewayError::Forbidden(denial).into();
-            return Step::boxed(crate::drain::reject(
+            return Step::boxed(crate::ingress::drain::reject(
                 req.routed.accepted.http.into_body(),
                 reply,
             ));

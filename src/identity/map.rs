@@ -1,14 +1,14 @@
 //! Identity mapping: a verified subject (or client certificate) becomes a JourneyBee identity
 //! (upstream key, `userId`, access level) from the config's user table.
 
-use crate::auth::{Authenticated, Credentials, VerifiedToken};
 use crate::config::{Access, ClaimRules, Identity, Settings};
 use crate::error::{Denial, GatewayError};
 use crate::exchange::Reply;
-use crate::metrics::Metrics;
-use crate::route::Routed;
+use crate::identity::auth::{Authenticated, Credentials, VerifiedToken};
+use crate::ingress::route::Routed;
+use crate::observe::metrics::Metrics;
+use crate::server::tls::PeerCert;
 use crate::step::Step;
-use crate::tls::PeerCert;
 use serde_json::{Map, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -184,7 +184,7 @@ where
             Err(denial) => {
                 self.metrics.denial(denial);
                 let reply = GatewayError::Forbidden(denial).into();
-                return Step::boxed(crate::drain::reject(
+                return Step::boxed(crate::ingress::drain::reject(
                     routed.accepted.http.into_body(),
                     reply,
                 ));
@@ -193,7 +193,7 @@ where
         let Some(identity) = identity else {
             self.metrics.denial(Denial::UnmappedUser);
             let reply = GatewayError::Forbidden(Denial::UnmappedUser).into();
-            return Step::boxed(crate::drain::reject(
+            return Step::boxed(crate::ingress::drain::reject(
                 routed.accepted.http.into_body(),
                 reply,
             ));
