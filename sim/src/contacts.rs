@@ -8,8 +8,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::data::{Contact, Dataset, Tag};
+use crate::data::Dataset;
 use crate::input::{self, Params};
+use crate::records::{Contact, Tag};
 use crate::reply::{bad_request, Answer, Reply};
 use crate::time::{format_timestamp, now_secs};
 use crate::validate::email_domain;

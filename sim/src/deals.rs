@@ -1,4 +1,4 @@
-//! Lead deals: generation, `GET/POST /lead-deals`, `GET
+//! Lead deals: `GET/POST /lead-deals`, `GET
 //! /companies/{cid}/lead-deals/{id}`, `PATCH /lead-deals/{id}`.
 //!
 //! The list page is only partly known: the documented filters are applied,
@@ -8,14 +8,13 @@
 use serde::Serialize;
 use serde_json::{json, Number, Value};
 
-use crate::data::{
-    pick_some, uuid, Association, CfValue, CustomFieldOut, CustomFieldValue, Dataset,
-    FieldCategory, Stage, Tag, User,
-};
+use crate::data::{uuid, CustomFieldOut, Dataset};
 use crate::filter::{parse_flag, parse_id_list};
 use crate::input::{self, Params};
-use crate::leads::{tag_ids, STATUSES};
 use crate::lookups::{deal_stage_out, DealStageOut, DEAL_PHASES};
+use crate::records::{
+    Association, CfValue, CustomFieldValue, Deal, FieldCategory, Stage, Tag, User,
+};
 use crate::reply::{bad_request, Answer, Reply};
 use crate::time::{format_timestamp, now_secs, parse_timestamp_millis};
 use crate::validate::parse_custom_fields;
@@ -25,84 +24,6 @@ const MSG_NO_COMPANY: &str = "Company not found or user not authorized";
 /// Not documented; in the style of the partnership messages.
 const MSG_NO_DEAL: &str = "Deal not found or not accessible";
 const MSG_BAD_FIELDS: &str = "Invalid field values or stage UUID not found";
-
-/// A deal on a lead.
-#[derive(Clone, Debug)]
-pub(crate) struct Deal {
-    pub id: u64,
-    pub uuid: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub lead_id: u64,
-    pub label: Option<String>,
-    pub deal_value: Option<Number>,
-    /// A lead-deal stage id.
-    pub stage_id: u64,
-    /// Stored as given: no payment stage list is documented.
-    pub payment_stage_uuid: Option<String>,
-    pub partnership_id: Option<u64>,
-    pub assigned_users: Vec<u64>,
-    pub tags: Vec<u64>,
-    pub custom_fields: Vec<CustomFieldValue>,
-}
-
-impl Deal {
-    /// A deal not yet closed (won or lost) blocks deleting its partnership.
-    pub(crate) fn is_active(&self, ds: &Dataset) -> bool {
-        ds.deal_stages
-            .iter()
-            .find(|s| s.id == self.stage_id)
-            .is_none_or(|s| !s.phase.starts_with("closed"))
-    }
-}
-
-/// One deal (ids from 8000, newest first) for about half of the qualified
-/// and converted leads, on the lead's partnership.
-pub(crate) fn generate(ds: &mut Dataset) {
-    let mut rng = std::mem::replace(&mut ds.extra_rng, fastrand::Rng::with_seed(0));
-    let deal_tags = tag_ids(ds, Association::LeadDeal);
-    let stage_ids: Vec<u64> = ds.deal_stages.iter().map(|s| s.id).collect();
-    let candidates: Vec<crate::leads::Lead> = ds
-        .leads
-        .iter()
-        .rev()
-        .filter(|l| l.status == STATUSES[2] || l.status == STATUSES[3])
-        .cloned()
-        .collect();
-    let mut deals = Vec::new();
-    for lead in candidates {
-        if rng.bool() && !deals.is_empty() {
-            continue;
-        }
-        let mut custom_fields = Vec::new();
-        if rng.bool() {
-            custom_fields.push(CustomFieldValue {
-                field_id: 15,
-                value_id: ds.take_value_id(),
-                value: CfValue::Number(Number::from(rng.u64(1..=10) * 10)),
-            });
-        }
-        let at = lead.created_at + rng.i64(3600..=86_400);
-        deals.push(Deal {
-            id: 8000 + deals.len() as u64,
-            uuid: uuid(&mut rng),
-            created_at: at,
-            updated_at: at,
-            lead_id: lead.id,
-            label: lead.company_name.map(|c| format!("{c} - annual plan")),
-            deal_value: Some(Number::from(rng.u64(2..=120) * 1000)),
-            stage_id: stage_ids[rng.usize(0..stage_ids.len())],
-            payment_stage_uuid: None,
-            partnership_id: lead.partnership_id,
-            assigned_users: lead.assigned_users,
-            tags: pick_some(&mut rng, &deal_tags, 2),
-            custom_fields,
-        });
-    }
-    deals.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    ds.deals = deals;
-    ds.extra_rng = rng;
-}
 
 // --- shape ------------------------------------------------------------------
 

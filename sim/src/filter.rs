@@ -4,7 +4,8 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
-use crate::data::{CfValue, CustomFieldValue, Dataset, Item, PartnerType, Partnership};
+use crate::data::{Dataset, Item};
+use crate::records::{CfValue, CustomFieldValue, PartnerType, Partnership};
 use crate::time::parse_timestamp_millis;
 
 /// Why a list query was rejected.

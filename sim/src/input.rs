@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::data::PartnerType;
+use crate::records::PartnerType;
 
 /// A JSON object body.
 pub(crate) type Obj = Map<String, Value>;

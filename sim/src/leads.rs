@@ -1,4 +1,4 @@
-//! Leads and their notes: generation, `GET/POST /leads`, `PATCH/DELETE
+//! Leads and their notes: `GET/POST /leads`, `PATCH/DELETE
 //! /leads/{id}`, `GET /companies/{cid}/leads/{id}`, `GET/POST
 //! /leads/{id}/notes`, `PATCH /leads/{id}/notes/{noteId}`.
 //!
@@ -9,28 +9,20 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::data::{
-    pick_some, slug, uuid, Association, CfValue, CustomFieldOut, CustomFieldValue, Dataset,
-    FieldCategory, Tag, User,
-};
+use crate::data::{uuid, CustomFieldOut, Dataset};
 use crate::filter::{
     parse_custom_fields_filter, parse_flag, parse_id_list, values_match, CfFilter,
 };
 use crate::input::{self, Params};
+use crate::records::{
+    Association, CfValue, CustomFieldValue, FieldCategory, Lead, Note, Tag, User, LEAD_SOURCES,
+    LEAD_STATUSES,
+};
 use crate::reply::{bad_request, Answer, Reply};
 use crate::time::{days_from_civil, format_timestamp, now_secs, parse_timestamp_millis};
 use crate::validate::parse_custom_fields;
 
-/// Lead statuses, in pipeline order (the `sort` type `status` uses it).
-pub(crate) const STATUSES: &[&str] = &["new", "contacted", "qualified", "converted", "lost"];
 const ASSOCIATION_TYPES: &[&str] = &["referral", "reseller", "campaigns"];
-const SOURCES: &[&str] = &[
-    "manual",
-    "campaign",
-    "partnership",
-    "integration",
-    "lead_submission_form",
-];
 const MSG_BAD_QUERY: &str = "Invalid query parameters";
 const MSG_NO_USER_ID: &str = "userId is required";
 const MSG_NO_COMPANY: &str = "Company not found or user not authorized";
@@ -38,187 +30,6 @@ const MSG_NO_COMPANY: &str = "Company not found or user not authorized";
 pub(crate) const MSG_NO_LEAD: &str = "Lead not found or not accessible";
 const MSG_NO_NOTE: &str = "Note not found";
 const MSG_BAD_FIELDS: &str = "Invalid field values";
-
-/// A lead.
-#[derive(Clone, Debug)]
-pub(crate) struct Lead {
-    pub id: u64,
-    pub uuid: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub company_name: Option<String>,
-    pub email: Option<String>,
-    pub phone_number: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    /// One of [`STATUSES`].
-    pub status: String,
-    /// referral, reseller or campaigns.
-    pub association_type: String,
-    /// A referral lead is `received` from a partner or `sent` to one.
-    pub direction: &'static str,
-    pub source: String,
-    /// The company partnership (top-level id) the lead came through.
-    pub partnership_id: Option<u64>,
-    pub partnership_lead_id: Option<u64>,
-    pub assigned_users: Vec<u64>,
-    pub tags: Vec<u64>,
-    pub custom_fields: Vec<CustomFieldValue>,
-}
-
-impl Lead {
-    /// Converted and lost leads are closed; the others block deleting their
-    /// partnership.
-    pub(crate) fn is_active(&self) -> bool {
-        !matches!(self.status.as_str(), "converted" | "lost")
-    }
-}
-
-/// A note on a lead.
-#[derive(Clone, Debug)]
-pub(crate) struct Note {
-    pub id: u64,
-    pub lead_id: u64,
-    /// ProseMirror JSON, stored as given.
-    pub document: Value,
-    pub attachments: Value,
-    pub mentions: Value,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-const COMPANIES: &[&str] = &[
-    "Globex",
-    "Initech",
-    "Umbrella Retail",
-    "Stark Logistics",
-    "Wayne Health",
-    "Hooli",
-    "Vandelay Imports",
-    "Soylent Foods",
-    "Tyrell Systems",
-    "Cyberdyne Labs",
-    "Wonka Brands",
-    "Massive Dynamic",
-];
-const FIRST: &[&str] = &[
-    "Anna", "Ben", "Chloe", "Dev", "Eli", "Farah", "Greg", "Hana",
-];
-const LAST: &[&str] = &[
-    "Lopez", "Ng", "Ivanova", "Mensah", "Schulz", "Kim", "Moreau",
-];
-
-/// Generates the leads (ids from 7000, newest first) and a few notes.
-/// Leads that came through a partnership reference the older half of the
-/// partnerships, so the newest ones can be deleted without tripping the
-/// "active leads or deals" rule.
-pub(crate) fn generate(ds: &mut Dataset) {
-    let mut rng = std::mem::replace(&mut ds.extra_rng, fastrand::Rng::with_seed(0));
-    let user_ids: Vec<u64> = ds.users.iter().map(|u| u.id).collect();
-    let lead_tags: Vec<u64> = tag_ids(ds, Association::Lead);
-    let older: Vec<u64> = ds
-        .partnerships
-        .iter()
-        .skip(ds.partnerships.len() / 2)
-        .map(|p| p.id)
-        .collect();
-    let n = 60u64;
-    let mut created_at = days_from_civil(2025, 6, 1) * 86_400 + 15 * 3600;
-    let mut leads = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let company = COMPANIES[rng.usize(0..COMPANIES.len())];
-        let first = FIRST[rng.usize(0..FIRST.len())];
-        let last = LAST[rng.usize(0..LAST.len())];
-        let association_type = match rng.u8(0..10) {
-            0..=5 => "referral",
-            6..=8 => "reseller",
-            _ => "campaigns",
-        };
-        let partnership_id = (association_type != "campaigns" && !older.is_empty())
-            .then(|| older[rng.usize(0..older.len())]);
-        let mut custom_fields = Vec::new();
-        if rng.bool() {
-            custom_fields.push(CustomFieldValue {
-                field_id: 12,
-                value_id: ds.take_value_id(),
-                value: CfValue::Number(serde_json::Number::from(rng.u64(1..=200) * 500)),
-            });
-        }
-        if rng.bool() {
-            custom_fields.push(CustomFieldValue {
-                field_id: 14,
-                value_id: ds.take_value_id(),
-                value: CfValue::Select(rng.u64(1..=5)),
-            });
-        }
-        let k = n - 1 - i;
-        leads.push(Lead {
-            id: 7000 + k,
-            uuid: uuid(&mut rng),
-            created_at,
-            updated_at: created_at,
-            company_name: Some(format!("{company} {}", k + 1)),
-            email: Some(format!(
-                "{}.{}@{}{}.com",
-                first.to_lowercase(),
-                slug(last),
-                slug(company),
-                k + 1
-            )),
-            phone_number: rng
-                .bool()
-                .then(|| format!("+44 20 {:04} {:04}", rng.u32(0..10_000), rng.u32(0..10_000))),
-            first_name: Some(first.to_string()),
-            last_name: Some(last.to_string()),
-            status: STATUSES[rng.usize(0..STATUSES.len())].to_string(),
-            association_type: association_type.to_string(),
-            direction: if rng.u8(0..3) == 0 {
-                "sent"
-            } else {
-                "received"
-            },
-            source: if partnership_id.is_some() {
-                "partnership".into()
-            } else {
-                SOURCES[rng.usize(0..SOURCES.len())].into()
-            },
-            partnership_lead_id: partnership_id.map(|_| 9000 + k),
-            partnership_id,
-            assigned_users: pick_some(&mut rng, &user_ids, 2),
-            tags: pick_some(&mut rng, &lead_tags, 2),
-            custom_fields,
-        });
-        created_at -= rng.i64(600..=172_800);
-    }
-    let mut notes = Vec::new();
-    for lead in leads.iter().rev().filter(|_| rng.u8(0..3) == 0) {
-        notes.push(Note {
-            id: notes.len() as u64 + 1,
-            lead_id: lead.id,
-            document: doc("Called, follow up next week."),
-            attachments: json!([]),
-            mentions: json!([]),
-            created_at: lead.created_at + 3600,
-            updated_at: lead.created_at + 3600,
-        });
-    }
-    ds.leads = leads;
-    ds.notes = notes;
-    ds.extra_rng = rng;
-}
-
-/// A one-paragraph ProseMirror document.
-fn doc(text: &str) -> Value {
-    json!({"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}]})
-}
-
-pub(crate) fn tag_ids(ds: &Dataset, association: Association) -> Vec<u64> {
-    ds.tags
-        .iter()
-        .filter(|t| t.association == association)
-        .map(|t| t.id)
-        .collect()
-}
 
 // --- shape ------------------------------------------------------------------
 
@@ -338,7 +149,10 @@ fn parse_query(raw: Option<&str>) -> Result<LeadQuery, Reply> {
             s.split(',')
                 .map(|x| {
                     let x = x.trim();
-                    STATUSES.contains(&x).then(|| x.to_string()).ok_or_else(bad)
+                    LEAD_STATUSES
+                        .contains(&x)
+                        .then(|| x.to_string())
+                        .ok_or_else(bad)
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -420,7 +234,10 @@ fn lead_matches(q: &LeadQuery, l: &Lead) -> bool {
 }
 
 fn status_rank(s: &str) -> usize {
-    STATUSES.iter().position(|x| *x == s).unwrap_or(usize::MAX)
+    LEAD_STATUSES
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(usize::MAX)
 }
 
 /// `GET /leads`: `userId` required (a company user, as for partnership
@@ -541,7 +358,7 @@ pub(crate) fn create(ds: &mut Dataset, body: &[u8]) -> Answer {
     let obj = input::object(body).map_err(bad_request)?;
     let association_type =
         input::req_enum(&obj, "associationType", ASSOCIATION_TYPES).map_err(bad_request)?;
-    let source = input::opt_enum(&obj, "source", SOURCES).map_err(bad_request)?;
+    let source = input::opt_enum(&obj, "source", LEAD_SOURCES).map_err(bad_request)?;
     input::opt_id(&obj, "companyCampaignId").map_err(bad_request)?;
     let fields = parse_fields(ds, &obj)?;
     let partnership_id = match input::opt(&obj, "partnershipLead") {
@@ -618,7 +435,7 @@ pub(crate) fn update(ds: &mut Dataset, id: u64, body: &[u8]) -> Answer {
         return Err(Reply::not_found(MSG_NO_LEAD));
     }
     let obj = input::object(body).map_err(bad_request)?;
-    let status = input::opt_enum(&obj, "status", STATUSES).map_err(bad_request)?;
+    let status = input::opt_enum(&obj, "status", LEAD_STATUSES).map_err(bad_request)?;
     let fields = parse_fields(ds, &obj)?;
     let custom_fields = fields.custom_fields.map(|f| values(ds, f));
     let now = now_secs();

@@ -10,9 +10,10 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::data::{Association, CustomFieldValue, Dataset, FieldCategory};
+use crate::data::Dataset;
 use crate::filter::{list as run_list, parse_list_query, QueryError};
 use crate::input;
+use crate::records::{Association, CfValue, CustomFieldValue, FieldCategory};
 use crate::reply::{Answer, Reply};
 use crate::time::{format_timestamp, now_secs};
 use crate::validate::{parse_custom_fields, validate_create, CreateError, DomainRules};
@@ -99,7 +100,7 @@ struct Update {
     stage_id: Option<u64>,
     assigned_users: Option<Vec<u64>>,
     tags: Option<Vec<u64>>,
-    custom_fields: Vec<(u64, crate::data::CfValue)>,
+    custom_fields: Vec<(u64, CfValue)>,
     fallback_data: Option<Map<String, Value>>,
 }
 
@@ -243,7 +244,7 @@ pub(crate) fn delete(ds: &mut Dataset, id: u64) -> Answer {
         || ds
             .deals
             .iter()
-            .any(|d| d.partnership_id == Some(id) && d.is_active(ds));
+            .any(|d| d.partnership_id == Some(id) && d.is_active(&ds.deal_stages));
     if active {
         return Err(Reply::error(StatusCode::CONFLICT, MSG_HAS_ACTIVE));
     }

@@ -25,9 +25,9 @@ use tokio::time::Sleep;
 
 use crate::config::{RateLimitMode, SimConfig, SimKey, DEFAULT_COMPANY_DOMAIN};
 use crate::control;
-use crate::data::{Dataset, GenParams};
 use crate::reply::Reply;
 use crate::router::{dispatch, match_route, Access};
+use crate::seed::{self, GenParams};
 use crate::state::{lock, Fault, RecordedRequest, Recorder, Shared};
 
 const MSG_BAD_KEY: &str = "Invalid API key or insufficient permissions";
@@ -46,7 +46,7 @@ const RESET_PAUSE: Duration = Duration::from_millis(30);
 pub(crate) async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<Arc<Shared>> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let data = Dataset::generate(&GenParams {
+    let data = seed::generate(&GenParams {
         company_id: config.company_id,
         company_domain: config
             .company_domains

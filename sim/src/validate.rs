@@ -5,9 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::data::{
-    Association, CfValue, Dataset, FieldCategory, FieldType, NewContact, NewPartnership,
-    PartnerType,
+use crate::data::Dataset;
+use crate::records::{
+    Association, CfValue, FieldCategory, FieldType, NewContact, NewPartnership, PartnerType,
 };
 use crate::time::parse_timestamp_millis;
 
@@ -343,10 +343,10 @@ pub(crate) fn validate_create(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::GenParams;
+    use crate::seed::{generate, GenParams};
 
     fn ds() -> Dataset {
-        Dataset::generate(&GenParams {
+        generate(&GenParams {
             company_id: 123,
             company_domain: "acme-partners.io",
             partnerships: 20,
