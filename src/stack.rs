@@ -14,6 +14,7 @@ use crate::generation::AppState;
 use crate::identity::auth::AuthLayer;
 use crate::identity::map::IdentityLayer;
 use crate::ingress::limits::{Limits, LimitsLayer};
+use crate::ingress::openapi::OpenApiLayer;
 use crate::ingress::route::RouteLayer;
 use crate::observe::audit::AuditLayer;
 use crate::observe::layer::ObserveLayer;
@@ -123,6 +124,8 @@ where
             },
             state.shared.in_flight.clone(),
         ))
+        // OpenAPI: `GET /openapi.json` answered here, unauthenticated, before routing.
+        .layer(OpenApiLayer::new(s.routes))
         // Routing: unknown paths 404 and unserved methods 405 before any credential is read;
         // the query is parsed here, once, for every later layer.
         .layer(RouteLayer::new(s.routes, s.query_limits))

@@ -28,89 +28,15 @@
 //!   chooses how a key is used.
 
 mod discovery;
+mod fetcher;
 mod keys;
 mod memory;
+mod options;
 mod source;
 
 pub use discovery::{check_jwks_url, discover_jwks_uri};
+pub use fetcher::{FetchFuture, Fetcher, MAX_DOCUMENT_BYTES};
 pub use keys::{parse_jwks, JwkKey, KeyId, KeySet};
 pub use memory::{KeyMemory, MemoryKey};
-pub use source::{JwksLocation, JwksSource, JwksStats, RefreshTask};
-
-use bytes::Bytes;
-use jsonwebtoken::Algorithm;
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
-/// What a [`Fetcher`] returns: the response body, or why there is none.
-pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>>;
-
-/// Fetches a URL's body — supplied by the gateway so this module does not depend on its HTTP
-/// client. Implementations send a GET, treat any status but 2xx as an error, bound the body
-/// size (see [`MAX_DOCUMENT_BYTES`]) and apply a timeout.
-pub trait Fetcher: Send + Sync + 'static {
-    /// GETs `url` and returns its body.
-    fn get(&self, url: &http::Uri) -> FetchFuture;
-}
-
-/// Largest JWKS or discovery document accepted. Real ones are a few KiB; the fetcher should
-/// stop reading well before this, and this module checks again so a fetcher that does not
-/// cannot make it parse an arbitrarily large body.
-pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
-
-/// How a [`JwksSource`] fetches and filters keys.
-#[derive(Debug, Clone)]
-pub struct JwksOptions {
-    /// How often the background loop refetches the set (a little jitter is added so replicas do
-    /// not fetch in step). Default 5 minutes; at least 1 second is used.
-    pub refresh_interval: Duration,
-    /// Minimum time between on-demand refreshes caused by unknown `kid`s, and the longest
-    /// wait between retries while there are no keys at all. Default 30 seconds.
-    pub unknown_kid_cooldown: Duration,
-    /// Algorithms tokens may use; keys that can verify none of them are skipped. `HS*` entries
-    /// are ignored (never from a JWKS). Default RS256 and ES256.
-    pub allowed: Vec<Algorithm>,
-    /// Usable keys kept from one document; more are dropped with a warning. Default 32.
-    pub max_keys: usize,
-    /// Bound on one fetch, OIDC discovery included (the issuer's `jwks_timeout`), and so on
-    /// how long a request waits on an unknown-kid refetch; also the backstop in case the
-    /// fetcher's own timeout does not fire. Default 5 seconds.
-    pub fetch_timeout: Duration,
-}
-
-impl Default for JwksOptions {
-    fn default() -> Self {
-        JwksOptions {
-            refresh_interval: Duration::from_secs(300),
-            unknown_kid_cooldown: Duration::from_secs(30),
-            allowed: vec![Algorithm::RS256, Algorithm::ES256],
-            max_keys: 32,
-            fetch_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Shortens `s` to at most `max` bytes on a char boundary, so messages built from a document
-/// stay small.
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clip_respects_char_boundaries() {
-        assert_eq!(clip("abc", 5), "abc");
-        assert_eq!(clip("ééé", 3), "é…");
-    }
-}
+pub use options::{JwksLocation, JwksOptions};
+pub use source::{JwksSource, JwksStats, RefreshTask};

@@ -1,6 +1,6 @@
 //! OpenID Connect discovery and the rule for which URLs keys may be fetched from.
 
-use super::{clip, Fetcher, MAX_DOCUMENT_BYTES};
+use super::fetcher::{clip, Fetcher, MAX_DOCUMENT_BYTES};
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! [`KeySet`] and the JWKS parser: which published keys are usable, and for what.
 
-use super::{clip, MAX_DOCUMENT_BYTES};
+use super::fetcher::{clip, MAX_DOCUMENT_BYTES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -131,7 +131,7 @@ impl KeySet {
     }
 
     /// Whether some key has this `kid`. A token naming a kid not here should lead to
-    /// [`JwksSource::refresh_for_unknown_kid`](super::JwksSource::refresh_for_unknown_kid).
+    /// [`JwksSource::refresh_for_unknown_kid`](super::source::JwksSource::refresh_for_unknown_kid).
     pub fn contains_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }

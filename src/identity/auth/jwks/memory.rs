@@ -1,7 +1,7 @@
 //! [`KeyMemory`]: the last good JWKS document of each issuer and source, kept across config
 //! generations.
 //!
-//! A reload builds a new verifier with new [`JwksSource`](super::JwksSource)s. Without this, a
+//! A reload builds a new verifier with new [`JwksSource`](super::source::JwksSource)s. Without this, a
 //! reload during an IdP outage would start with no keys and refuse every token that worked a
 //! second before. With it, the new source starts from the document the old one last fetched
 //! (re-read with the new generation's algorithms and limits) and replaces it only with a
@@ -22,8 +22,8 @@ pub struct MemoryKey {
 }
 
 impl MemoryKey {
-    /// The key for `issuer`'s keys from `location` (see [`JwksLocation`](super::JwksLocation)).
-    pub fn new(issuer: &str, location: &super::JwksLocation) -> MemoryKey {
+    /// The key for `issuer`'s keys from `location` (see [`JwksLocation`](super::options::JwksLocation)).
+    pub fn new(issuer: &str, location: &super::options::JwksLocation) -> MemoryKey {
         MemoryKey {
             issuer: issuer.to_string(),
             location: location.to_string(),

@@ -2,7 +2,10 @@
 
 use super::keys::parse_jwks_fetched_at;
 use super::memory::{KeyMemory, MemoryKey, Remembered};
-use super::{clip, parse_jwks, Fetcher, JwksOptions, KeySet};
+use super::discovery::discover_jwks_uri;
+use super::fetcher::{clip, Fetcher};
+use super::keys::{parse_jwks, KeySet};
+use super::options::{JwksLocation, JwksOptions};
 use jsonwebtoken::Algorithm;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,25 +35,6 @@ pub struct JwksStats {
     pub consecutive_failures: u64,
     /// Usable keys in the current set (0 before the first success).
     pub keys: usize,
-}
-
-/// Where a source's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksLocation {
-    /// A configured JWKS URL.
-    Url(http::Uri),
-    /// The `jwks_uri` of this issuer's OpenID configuration, discovered on the first fetch
-    /// (and retried with it until it succeeds).
-    Discover(String),
-}
-
-impl fmt::Display for JwksLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JwksLocation::Url(u) => write!(f, "{u}"),
-            JwksLocation::Discover(issuer) => write!(f, "discovery:{issuer}"),
-        }
-    }
 }
 
 /// The single-flight slot: held for the whole of a fetch.
@@ -112,7 +96,7 @@ fn unix_now() -> u64 {
 impl JwksSource {
     /// A source for the JWKS at `url`. Fetches nothing yet: call [`refresh`](Self::refresh)
     /// and/or [`spawn_refresh`](Self::spawn_refresh). The URL is used as given; see
-    /// [`check_jwks_url`](super::check_jwks_url) for the check discovery applies.
+    /// [`check_jwks_url`](super::discovery::check_jwks_url) for the check discovery applies.
     pub fn new(url: http::Uri, fetcher: Arc<dyn Fetcher>, options: JwksOptions) -> Arc<Self> {
         JwksSource::build(JwksLocation::Url(url), fetcher, options, None)
     }
@@ -327,7 +311,7 @@ impl JwksSource {
         let JwksLocation::Discover(issuer) = &self.location else {
             return Err("no JWKS URL".into());
         };
-        let url = super::discover_jwks_uri(issuer, &*self.fetcher)
+        let url = discover_jwks_uri(issuer, &*self.fetcher)
             .await
             .map_err(|e| format!("OIDC discovery failed: {e}"))?;
         tracing::info!(issuer = %issuer, jwks_uri = %url, "OIDC discovery found the JWKS");

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the routes this gateway serves, generated from the route table
 //! (so it can never disagree with what is served), and served unauthenticated at
-//! `GET /openapi.json` on the public listener.
+//! `GET /openapi.json` on the public listener (by [`super::service`]).
 //!
 //! What it says comes from three places:
 //! * the table ([`TABLE`]): paths, methods, path ids, documented query parameters with their
@@ -16,6 +16,9 @@
 use crate::ingress::route::{BodyKind, Caching, Group, Route, RouteSet, RouteSpec, Verb, TABLE};
 use crate::validate::query::Kind;
 use serde_json::{json, Map, Value};
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
 
 /// The largest id the gateway accepts in a path or a body (i64::MAX).
 const MAX_ID: i64 = i64::MAX;
@@ -46,7 +49,7 @@ pub fn document(enabled: RouteSet) -> Value {
         item[spec.verb.as_str().to_ascii_lowercase()] = operation(spec);
     }
     paths.insert(
-        crate::ingress::route::OPENAPI_PATH.to_string(),
+        OPENAPI_PATH.to_string(),
         openapi_path(),
     );
     let mut tags: Vec<Value> = groups
