@@ -1,6 +1,7 @@
 //! Reading a config file: parse, validate, and the digest that tells a reload whether
 //! anything changed.
 
+use super::digest::sha256;
 use super::raw::RawConfig;
 use super::{validate, ConfigError, Settings};
 use std::path::Path;
@@ -34,15 +35,4 @@ pub fn from_toml(text: &str, base: &Path) -> Result<Settings, ConfigError> {
         .unwrap_or_else(|| text.to_string());
     settings.digest = sha256(&[canonical.as_bytes(), &settings.digest]);
     Ok(settings)
-}
-
-pub(super) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in parts {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
 }

@@ -9,7 +9,10 @@
 pub mod auth;
 mod cache;
 pub mod ceilings;
+mod digest;
+mod footprint;
 mod load;
+mod names;
 mod problems;
 pub mod raw;
 mod secret;
@@ -17,6 +20,7 @@ mod server;
 mod settings;
 pub mod state;
 mod telemetry;
+pub mod tls;
 pub mod units;
 mod upstream;
 mod users;

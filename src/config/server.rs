@@ -120,12 +120,12 @@ fn validate_tls(raw: &RawServerTls, base: &Path, p: &mut Problems) -> Option<Tls
     }
     let client_ca = raw.client_ca_file.as_ref().map(|f| (resolve(f), mode));
     if let Some((path, _)) = &client_ca {
-        if let Err(e) = crate::server::tls::load_client_roots(path) {
+        if let Err(e) = super::tls::load_client_roots(path) {
             p.push("server.tls.client_ca_file", e);
         }
     }
     let (cert_file, key_file) = (cert_file?, key_file?);
-    if let Err(e) = crate::server::tls::load_material(&cert_file, &key_file) {
+    if let Err(e) = super::tls::load_material(&cert_file, &key_file) {
         p.push("server.tls.cert_file", e);
     }
     Some(TlsSettings {

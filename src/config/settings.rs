@@ -2,8 +2,8 @@
 //! section.
 
 use super::cache::{validate_cache, validate_idempotency};
-use super::ceilings::Footprint;
-use super::load::sha256;
+use super::digest::sha256;
+use super::footprint::Footprint;
 use super::raw::RawConfig;
 use super::server::{validate_log, validate_server};
 use super::upstream::validate_upstream;

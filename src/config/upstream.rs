@@ -1,8 +1,8 @@
 //! `[upstream]`: where JourneyBee is, how to reach it, and its API keys.
 
 use super::ceilings::{self, MAX_CONNECTIONS, MAX_RESPONSE_SIZE};
+use super::names::valid_name;
 use super::raw::{RawRequestsPerMinute, RawUpstream, RawUpstreamKey};
-use super::users::valid_name;
 use super::{read_secret, Problems};
 use http::HeaderValue;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! `[[users]]`: the identity table (subject → JourneyBee user, access, key, fair share,
 //! routes), and the route lists users and rules may be restricted to.
 
+use super::names::valid_name;
 use super::raw::RawUser;
 use super::{ceilings, Problems, RequestsPerMinute, UpstreamKey};
 use std::collections::{HashMap, HashSet};
@@ -32,14 +33,6 @@ pub struct Identity {
     pub requests_per_minute: Option<u32>,
     /// The routes the user may call (within its access level).
     pub routes: crate::ingress::route::RouteSet,
-}
-
-pub(super) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'@')
 }
 
 /// A `[[users]] certificate` value as it is matched: a URI SAN as written, a DNS SAN in lower

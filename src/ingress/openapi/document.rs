@@ -48,10 +48,7 @@ pub fn document(enabled: RouteSet) -> Value {
             .or_insert_with(|| json!({}));
         item[spec.verb.as_str().to_ascii_lowercase()] = operation(spec);
     }
-    paths.insert(
-        OPENAPI_PATH.to_string(),
-        openapi_path(),
-    );
+    paths.insert(OPENAPI_PATH.to_string(), openapi_path());
     let mut tags: Vec<Value> = groups
         .iter()
         .map(|g| json!({"name": g.as_str(), "description": group_description(*g)}))

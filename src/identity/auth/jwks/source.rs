@@ -1,10 +1,10 @@
 //! [`JwksSource`]: the fetch, the single-flight, the unknown-kid cooldown and the timer.
 
-use super::keys::parse_jwks_fetched_at;
-use super::memory::{KeyMemory, MemoryKey, Remembered};
 use super::discovery::discover_jwks_uri;
 use super::fetcher::{clip, Fetcher};
+use super::keys::parse_jwks_fetched_at;
 use super::keys::{parse_jwks, KeySet};
+use super::memory::{KeyMemory, MemoryKey, Remembered};
 use super::options::{JwksLocation, JwksOptions};
 use jsonwebtoken::Algorithm;
 use std::fmt;
