@@ -48,7 +48,7 @@ impl AppState {
         let tracer = settings
             .tracing
             .as_ref()
-            .map(|t| crate::observe::trace::Tracer::start(t, clients.idp.clone(), metrics.clone()));
+            .map(|t| crate::observe::trace::export::start(t, clients.idp.clone(), metrics.clone()));
         let fetcher = Arc::new(crate::identity::auth::fetch::HttpFetcher::for_auth(
             clients.idp,
             &settings.auth,

@@ -351,7 +351,7 @@ where
             .extensions_mut()
             .get_mut::<crate::observe::trace::TraceContext>();
         if let (Some(tracer), Some(trace)) = (&self.tracer, trace) {
-            tracer.sample(trace);
+            trace.sample(tracer);
         }
         let trace = req
             .extensions()

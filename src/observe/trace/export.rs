@@ -1,4 +1,4 @@
-//! Span recording and OTLP/HTTP export (protobuf), when `[tracing] otlp_endpoint` is set.
+//! OTLP/HTTP export (protobuf) of recorded spans, when `[tracing] otlp_endpoint` is set.
 //!
 //! A finished span goes into a bounded queue (`max_queue_size`) without waiting: when the
 //! queue is full it is dropped and counted (`jbgw_trace_spans_dropped_total{reason=
@@ -13,306 +13,36 @@
 //! token, a query) can become an attribute, so no secret can reach a collector.
 
 use super::otlp;
-use super::TraceContext;
+use super::recorder::{Finished, Msg, Tracer, Value};
 use crate::config::TracingSettings;
 use crate::observe::metrics::Metrics;
-use crate::upstream::HttpClient;
+use crate::upstream::connect::HttpClient;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// What a span is, in OTLP's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A step inside the gateway.
-    Internal = 1,
-    /// The request the gateway serves.
-    Server = 2,
-    /// The call to JourneyBee.
-    Client = 3,
-}
-
-/// An attribute value: a static string or an integer, never request data.
-#[derive(Debug, Clone, Copy)]
-pub enum Value {
-    /// A label from a fixed set (route template, cache result, budget class...).
-    Str(&'static str),
-    /// A number (a status code).
-    Int(i64),
-}
-
-impl From<&'static str> for Value {
-    fn from(s: &'static str) -> Value {
-        Value::Str(s)
-    }
-}
-
-impl From<u16> for Value {
-    fn from(n: u16) -> Value {
-        Value::Int(i64::from(n))
-    }
-}
-
-/// The method as an attribute: the standard ones, else `_OTHER` (as OpenTelemetry's HTTP
-/// conventions name it).
-pub fn method(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        http::Method::OPTIONS => "OPTIONS",
-        _ => "_OTHER",
-    }
-}
-
-/// A finished span, waiting for export.
-#[derive(Debug)]
-struct Finished {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent: Option<[u8; 8]>,
-    /// The parent is the caller's (another process).
-    remote_parent: bool,
-    name: &'static str,
-    kind: Kind,
-    start: SystemTime,
-    end: SystemTime,
-    attrs: Vec<(&'static str, Value)>,
-    error: bool,
-}
-
-enum Msg {
-    Span(Box<Finished>),
-    Flush(oneshot::Sender<()>),
-}
-
-/// The span recorder and exporter of one config generation.
-pub struct Tracer {
-    ratio: f64,
-    queue: mpsc::Sender<Msg>,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for Tracer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tracer")
-            .field("ratio", &self.ratio)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
-    }
-}
-
-/// A request's handle on the tracer, carried in its [`TraceContext`] when it is sampled.
-#[derive(Debug, Clone)]
-pub struct Recorder(Arc<Tracer>);
-
-impl PartialEq for Recorder {
-    fn eq(&self, other: &Recorder) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for Recorder {}
-
-impl Tracer {
-    /// Starts the export task (on the current runtime) for `settings`, posting with `client`.
-    pub fn start(
-        settings: &TracingSettings,
-        client: HttpClient,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Tracer> {
-        let (queue, rx) = mpsc::channel(settings.max_queue_size);
-        tokio::spawn(run(
-            rx,
-            Exporter {
-                client,
-                endpoint: settings.otlp_endpoint.clone(),
-                timeout: settings.export_timeout,
-                metrics: metrics.clone(),
-            },
-            settings.export_interval,
-            settings.max_export_batch_size,
-        ));
-        Arc::new(Tracer {
-            ratio: settings.sample_ratio,
-            queue,
-            metrics,
-        })
-    }
-
-    /// Decides whether the request is recorded, parent-based: a caller's sampled flag is
-    /// followed; a trace started here is sampled with `sample_ratio`. The decision goes
-    /// upstream in the flags of `traceparent`.
-    pub fn sample(self: &Arc<Self>, ctx: &mut TraceContext) {
-        let sampled = match ctx.parent_id {
-            Some(_) => ctx.flags & 1 == 1,
-            None => self.ratio >= 1.0 || (self.ratio > 0.0 && fastrand::f64() < self.ratio),
-        };
-        ctx.flags = u8::from(sampled);
-        ctx.recorder = sampled.then(|| Recorder(self.clone()));
-    }
-
-    fn record(&self, span: Finished) {
-        if self.queue.try_send(Msg::Span(Box::new(span))).is_err() {
-            self.metrics.trace_spans_dropped("queue_full", 1);
-        }
-    }
-
-    /// Exports every span queued so far, and returns once the collector answered (or the
-    /// export failed).
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.queue.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-}
-
-/// One span in progress; recorded when dropped (so a cancelled step is still a span). A
-/// request that is not sampled gets an inert span that still has an id (the upstream call's
-/// is propagated either way).
-#[derive(Debug)]
-pub struct Span {
-    id: [u8; 8],
-    open: Option<Box<Open>>,
-}
-
-#[derive(Debug)]
-struct Open {
-    recorder: Recorder,
-    trace_id: [u8; 16],
-    parent: Option<[u8; 8]>,
-    remote_parent: bool,
-    name: &'static str,
-    kind: Kind,
-    start: SystemTime,
-    attrs: Vec<(&'static str, Value)>,
-    error: bool,
-}
-
-impl Span {
-    /// The request's own span (its id is the context's `span_id`, its parent the caller's).
-    pub fn request(ctx: Option<&TraceContext>) -> Span {
-        let Some(ctx) = ctx else {
-            return Span::none();
-        };
-        Span::open(
-            ctx,
-            ctx.span_id,
-            ctx.parent_id,
-            true,
-            "request",
-            Kind::Server,
-        )
-    }
-
-    /// A step of the request: a child of the request's span.
-    pub fn child(ctx: Option<&TraceContext>, name: &'static str, kind: Kind) -> Span {
-        let Some(ctx) = ctx else {
-            return Span::none();
-        };
-        Span::open(
-            ctx,
-            super::nonzero_span(),
-            Some(ctx.span_id),
-            false,
-            name,
-            kind,
-        )
-    }
-
-    fn none() -> Span {
-        Span {
-            id: [0; 8],
-            open: None,
-        }
-    }
-
-    fn open(
-        ctx: &TraceContext,
-        id: [u8; 8],
-        parent: Option<[u8; 8]>,
-        remote_parent: bool,
-        name: &'static str,
-        kind: Kind,
-    ) -> Span {
-        Span {
-            id,
-            open: ctx.recorder.as_ref().map(|recorder| {
-                Box::new(Open {
-                    recorder: recorder.clone(),
-                    trace_id: ctx.trace_id.0,
-                    parent,
-                    remote_parent: remote_parent && parent.is_some(),
-                    name,
-                    kind,
-                    start: SystemTime::now(),
-                    attrs: Vec::with_capacity(6),
-                    error: false,
-                })
-            }),
-        }
-    }
-
-    /// The span's id (zero without a trace context).
-    pub fn id(&self) -> [u8; 8] {
-        self.id
-    }
-
-    /// Sets an attribute (only kept when the request is sampled).
-    pub fn attr(&mut self, key: &'static str, value: impl Into<Value>) {
-        if let Some(open) = &mut self.open {
-            open.attrs.push((key, value.into()));
-        }
-    }
-
-    /// Marks the span failed.
-    pub fn error(&mut self) {
-        if let Some(open) = &mut self.open {
-            open.error = true;
-        }
-    }
-}
-
-impl Drop for Span {
-    fn drop(&mut self) {
-        if let Some(open) = self.open.take() {
-            let Open {
-                recorder,
-                trace_id,
-                parent,
-                remote_parent,
-                name,
-                kind,
-                start,
-                attrs,
-                error,
-            } = *open;
-            recorder.0.record(Finished {
-                trace_id,
-                span_id: self.id,
-                parent,
-                remote_parent,
-                name,
-                kind,
-                start,
-                end: SystemTime::now(),
-                attrs,
-                error,
-            });
-        }
-    }
+/// Starts the export task (on the current runtime) for `settings`, posting with `client`.
+pub fn start(settings: &TracingSettings, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Tracer> {
+    let (queue, rx) = mpsc::channel(settings.max_queue_size);
+    tokio::spawn(run(
+        rx,
+        Exporter {
+            client,
+            endpoint: settings.otlp_endpoint.clone(),
+            timeout: settings.export_timeout,
+            metrics: metrics.clone(),
+        },
+        settings.export_interval,
+        settings.max_export_batch_size,
+    ));
+    Arc::new(Tracer {
+        ratio: settings.sample_ratio,
+        queue,
+        metrics,
+    })
 }
 
 struct Exporter {

@@ -14,10 +14,8 @@
 use http::{HeaderMap, HeaderValue};
 use std::fmt;
 
-pub mod export;
-mod otlp;
-
-pub use export::{method, Kind, Span, Tracer};
+use super::recorder::{Recorder, Tracer};
+use std::sync::Arc;
 
 /// The header names.
 pub const TRACEPARENT: &str = "traceparent";
@@ -53,7 +51,7 @@ pub struct TraceContext {
     /// The caller's `tracestate`, forwarded as is (only with a valid `traceparent`).
     pub state: Option<HeaderValue>,
     /// Where the request's spans go: set when `[tracing]` exports and the request is sampled.
-    pub recorder: Option<export::Recorder>,
+    pub recorder: Option<Recorder>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -78,11 +76,23 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     (out != [0u8; N]).then_some(out)
 }
 
-fn nonzero_span() -> [u8; 8] {
+pub(super) fn nonzero_span() -> [u8; 8] {
     fastrand::u64(1..).to_be_bytes()
 }
 
 impl TraceContext {
+    /// Decides whether the request is recorded, parent-based: a caller's sampled flag is
+    /// followed; a trace started here is sampled with `sample_ratio`. The decision goes
+    /// upstream in the flags of `traceparent`.
+    pub fn sample(&mut self, tracer: &Arc<Tracer>) {
+        let sampled = match self.parent_id {
+            Some(_) => self.flags & 1 == 1,
+            None => tracer.ratio >= 1.0 || (tracer.ratio > 0.0 && fastrand::f64() < tracer.ratio),
+        };
+        self.flags = u8::from(sampled);
+        self.recorder = sampled.then(|| Recorder(tracer.clone()));
+    }
+
     /// The request's context: the caller's when its `traceparent` is valid, else a new trace.
     pub fn from_headers(headers: &HeaderMap) -> TraceContext {
         let mut values = headers.get_all(TRACEPARENT).iter();
