@@ -6,6 +6,7 @@
 use super::body::{validate_create_value, BodyRules, CreateSummary};
 use super::query::QueryLimits;
 use super::references::Lookups;
+use super::validated::{Purpose, Read, Validated, Write};
 use super::writes::validate_write;
 use crate::error::GatewayError;
 use crate::exchange::{Ctx, Reply};
@@ -16,61 +17,12 @@ use crate::step::Step;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 use hyper::body::Body;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
-
-/// A read that passed validation: ready for the cache.
-#[derive(Debug)]
-pub struct Read {
-    /// The request's context.
-    pub ctx: Ctx,
-    /// The path and canonical query to forward (the forced `userId` included): the cache key.
-    pub target: PathAndQuery,
-    /// The client's headers (the cache reads its `Cache-Control`; none is forwarded).
-    pub headers: HeaderMap,
-    /// Who the read is for.
-    pub purpose: Purpose,
-}
-
-/// Who a read is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// The client that asked for it.
-    Client,
-    /// A write's reference checks (a company lookup): cached whenever reference checks are
-    /// on, even with `[cache] enabled = false`, and spent as the `lookup` budget class.
-    References,
-}
-
-/// A write that passed validation: its body read in full and checked.
-#[derive(Debug)]
-pub struct Write {
-    /// The request's context.
-    pub ctx: Ctx,
-    /// POST, PATCH or DELETE.
-    pub method: Method,
-    /// The path (a write's query is never forwarded).
-    pub target: PathAndQuery,
-    /// The client's headers.
-    pub headers: HeaderMap,
-    /// The body, exactly as the client sent it.
-    pub body: Bytes,
-    /// For a partnership create: what the audit event records.
-    pub summary: Option<CreateSummary>,
-}
-
-/// A validated request: reads and writes go separate ways from here.
-#[derive(Debug)]
-pub enum Validated {
-    /// A read.
-    Read(Read),
-    /// A write.
-    Write(Write),
-}
 
 /// What the validation layer needs from config.
 #[derive(Debug, Clone)]

@@ -20,4 +20,6 @@ impl FieldError {
 }
 
 mod layer;
-pub use layer::{Purpose, Read, Validate, ValidateLayer, Validated, ValidationSettings, Write};
+mod validated;
+pub use layer::{Validate, ValidateLayer, ValidationSettings};
+pub use validated::{Purpose, Read, Validated, Write};

@@ -7,7 +7,7 @@
 //! the gateway cannot read (budget spent, upstream down) is never a reason to refuse: the
 //! references it would have checked are left to JourneyBee, and the skip is counted.
 
-use super::layer::{Purpose, Read};
+use super::validated::{Purpose, Read};
 use super::FieldError;
 use crate::exchange::{Ctx, Reply};
 use crate::ingress::route::Route;
