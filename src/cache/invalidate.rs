@@ -1,0 +1,83 @@
+//! The write side's layer: an accepted write invalidates what it changed.
+
+use super::ListCache;
+use crate::exchange::{BudgetClass, Outbound, Reply};
+use crate::observe::metrics::InvalidationCause;
+use crate::validate::Write;
+use crate::BoxFuture;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+/// Invalidates the groups a write changes once upstream accepted it, before its answer is
+/// returned: no replica serves an older read once the client has seen the write.
+#[derive(Clone)]
+pub struct InvalidateLayer {
+    pub(super) cache: Arc<ListCache>,
+}
+
+impl InvalidateLayer {
+    /// A layer invalidating `cache`.
+    pub fn new(cache: Arc<ListCache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl<S> Layer<S> for InvalidateLayer {
+    type Service = Invalidate<S>;
+    fn layer(&self, inner: S) -> Invalidate<S> {
+        Invalidate {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// Service produced by [`InvalidateLayer`].
+#[derive(Clone)]
+pub struct Invalidate<S> {
+    pub(super) inner: S,
+    pub(super) cache: Arc<ListCache>,
+}
+
+impl<S> Service<Write> for Invalidate<S>
+where
+    S: Service<Outbound, Response = Reply, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, write: Write) -> BoxFuture {
+        let cache = self.cache.clone();
+        let spec = write.ctx.spec;
+        let name = write.ctx.identity.key.name.clone();
+        let fut = self.inner.call(Outbound {
+            ctx: write.ctx,
+            class: BudgetClass::Write,
+            urgency: 100,
+            method: write.method,
+            target: write.target,
+            headers: write.headers,
+            body: write.body,
+        });
+        Box::pin(async move {
+            let reply = fut.await?;
+            // Only a write upstream accepted changes what reads return.
+            if reply.status().is_success() && reply.upstream_status().is_some() {
+                let cause = if spec.route.is_create() {
+                    InvalidationCause::Create
+                } else {
+                    InvalidationCause::Write
+                };
+                cache.invalidate(&name, spec.invalidates, cause).await;
+            }
+            Ok(reply)
+        })
+    }
+}
