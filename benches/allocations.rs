@@ -189,7 +189,7 @@ async fn state(upstream: std::net::SocketAddr, cache: bool) -> Arc<AppState> {
     let text = config(upstream, cache, &dir);
     let settings = journeybee_gateway::config::from_toml(&text, &dir).unwrap();
     let shared = Arc::new(Shared {
-        metrics: journeybee_gateway::observe::metrics::Metrics::new(),
+        metrics: journeybee_gateway::metrics::Metrics::new(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         ready: AtomicBool::new(true),
         history: History::new(),

@@ -4,7 +4,7 @@ use crate::cache::ListCache;
 use crate::config::Settings;
 use crate::history::Shared;
 use crate::identity::auth::Verifier;
-use crate::observe::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::policy::replay::ReplayLayer;
 use crate::state::SharedStore;
 use crate::upstream::guard::GuardState;
@@ -45,10 +45,9 @@ impl AppState {
         let history = &shared.history;
         let clients = history.clients(&settings)?;
         // Spans go out through the IdP's pooled client (same TLS stack and roots).
-        let tracer = settings
-            .tracing
-            .as_ref()
-            .map(|t| crate::observe::trace::export::start(t, clients.idp.clone(), metrics.clone()));
+        let tracer = settings.tracing.as_ref().map(|t| {
+            crate::observe::trace::export::start(t, clients.idp.clone(), metrics.requests.clone())
+        });
         let fetcher = Arc::new(crate::identity::auth::fetch::HttpFetcher::for_auth(
             clients.idp,
             &settings.auth,
@@ -70,7 +69,7 @@ impl AppState {
         };
         let guard = GuardState::new(
             &settings,
-            metrics.clone(),
+            metrics.upstream.clone(),
             history.resilience(&settings),
             history.connections(&settings),
             store.clone(),
@@ -80,12 +79,17 @@ impl AppState {
         let lease = settings.server.request_timeout
             + settings.upstream.connect_timeout
             + settings.upstream.response_timeout;
-        let replay = ReplayLayer::new(&settings.idempotency, store.clone(), lease, metrics.clone());
+        let replay = ReplayLayer::new(
+            &settings.idempotency,
+            store.clone(),
+            lease,
+            metrics.policy.clone(),
+        );
         // Only now that the generation is built: a refused reload keeps the old labels.
         if settings.per_user_metrics {
-            metrics.set_users(&settings.identities());
+            metrics.requests.set_users(&settings.identities());
         } else {
-            metrics.set_users(&[]);
+            metrics.requests.set_users(&[]);
         }
         Ok(Arc::new(AppState {
             guard,

@@ -4,7 +4,7 @@
 use crate::cache::ListCache;
 use crate::config::Settings;
 use crate::lock;
-use crate::observe::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::state::memory::MemoryStore;
 use crate::state::redis::RedisStore;
 use crate::state::SharedStore;
@@ -127,7 +127,7 @@ impl History {
         self.local.set_capacity(settings.idempotency.capacity);
         match &settings.state.backend {
             crate::config::Backend::Memory => {
-                metrics.state().set_up(true);
+                metrics.state.set_up(true);
                 Ok(self.local.clone())
             }
             crate::config::Backend::Redis(redis) => {
@@ -136,7 +136,7 @@ impl History {
                         return Ok(store.clone());
                     }
                 }
-                let store = Arc::new(RedisStore::new(redis, metrics.clone())?);
+                let store = Arc::new(RedisStore::new(redis, metrics.state.clone())?);
                 if !store.probe().await {
                     tracing::warn!(
                         "state backend unreachable at start: serving degraded until it answers"
@@ -197,7 +197,7 @@ impl History {
                     store.clone(),
                     degraded,
                     settings.check_references,
-                    metrics.clone(),
+                    metrics.cache.clone(),
                 );
                 if let Some(old) = &*c {
                     // Bumps the store has not taken yet are history, not configuration:

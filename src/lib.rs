@@ -16,6 +16,7 @@ pub mod generation;
 pub mod history;
 pub mod identity;
 pub mod ingress;
+pub mod metrics;
 pub mod observe;
 pub mod policy;
 pub mod resilience;

@@ -70,7 +70,7 @@ where
     let upstream = around_upstream.layer(Upstream::new(
         state.pool.clone(),
         &s.upstream,
-        state.metrics.clone(),
+        state.metrics.upstream.clone(),
     ));
     // Reads: the cache in front of the guard and the forward.
     let reads = ServiceBuilder::new()
@@ -87,7 +87,7 @@ where
         crate::validate::references::Lookups::new(
             BoxCloneSyncService::new(reads.clone()),
             state.cache.clone(),
-            state.metrics.clone(),
+            state.metrics.validation.clone(),
         )
     });
     // Writes: sent at most once, never retried, outcome recorded whatever the client does.
@@ -109,7 +109,7 @@ where
         // write runs on in its own task once accepted (see `observe`).
         .layer(
             ObserveLayer::new(
-                state.metrics.clone(),
+                state.metrics.requests.clone(),
                 s.server.request_timeout,
                 state.shared.history.writes().clone(),
             )
@@ -132,22 +132,23 @@ where
         // Authentication: exactly one valid bearer JWT, else 401.
         .layer(AuthLayer::new(
             state.verifier.clone(),
-            state.metrics.clone(),
+            state.metrics.auth.clone(),
         ))
         // Identity mapping: subject → upstream key, userId, access; unmapped → 403.
         .layer(IdentityLayer::new(
             state.settings.clone(),
-            state.metrics.clone(),
+            state.metrics.policy.clone(),
+            state.metrics.requests.clone(),
         ))
         // Write policy: read users cannot write, users keep to their routes, nobody reads as
         // another user (403).
-        .layer(PolicyLayer::new(state.metrics.clone()))
+        .layer(PolicyLayer::new(state.metrics.policy.clone()))
         // Validation: a read's canonical query becomes its target; a write's body is read
         // (bounded) and checked, a partnership's references against the company's lookups.
         .layer(ValidateLayer::new(
             state.validation.clone(),
             lookups,
-            state.metrics.clone(),
+            state.metrics.validation.clone(),
         ))
         // Reads and writes part here: a read never passes a write-only layer.
         .service(Split { reads, writes })

@@ -6,8 +6,9 @@ mod common;
 
 use bytes::Bytes;
 use common::redis::RedisServer;
-use journeybee_gateway::observe::metrics::Metrics;
+use journeybee_gateway::metrics::Metrics;
 use journeybee_gateway::state::memory::MemoryStore;
+use journeybee_gateway::state::metrics::StateMetrics;
 use journeybee_gateway::state::redis::{RedisSettings, RedisStore, BREAKER_THRESHOLD};
 use journeybee_gateway::state::{
     Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
@@ -210,10 +211,10 @@ async fn the_memory_store_keeps_the_contract() {
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(200);
 
 fn redis_store(server: &RedisServer, prefix: &str) -> RedisStore {
-    redis_store_with(server, prefix, Metrics::new())
+    redis_store_with(server, prefix, Metrics::new().state.clone())
 }
 
-fn redis_store_with(server: &RedisServer, prefix: &str, metrics: Arc<Metrics>) -> RedisStore {
+fn redis_store_with(server: &RedisServer, prefix: &str, metrics: Arc<StateMetrics>) -> RedisStore {
     RedisStore::new(
         &RedisSettings {
             url: server.url(),
@@ -400,7 +401,7 @@ async fn a_limit_of_zero_is_a_full_key_on_both_backends_not_an_error() {
     let memory = MemoryStore::new(1 << 20);
     let server = RedisServer::start().await;
     let metrics = Metrics::new();
-    let redis = redis_store_with(&server, "zero", metrics.clone());
+    let redis = redis_store_with(&server, "zero", metrics.state.clone());
     assert!(redis.probe().await);
     for store in [&memory as &dyn Store, &redis] {
         for user in [None, Some(("ann", 5))] {
@@ -427,7 +428,7 @@ async fn a_limit_of_zero_is_a_full_key_on_both_backends_not_an_error() {
 async fn a_script_error_fails_only_its_call_is_counted_and_leaves_the_store_up() {
     let server = RedisServer::start().await;
     let metrics = Metrics::new();
-    let store = redis_store_with(&server, "script", metrics.clone());
+    let store = redis_store_with(&server, "script", metrics.state.clone());
     assert!(store.probe().await);
     // Something else wrote a string where the key's sliding log (a sorted set) lives: the
     // script's ZREMRANGEBYSCORE fails with WRONGTYPE on every admission for that key.
@@ -478,7 +479,7 @@ async fn a_script_error_fails_only_its_call_is_counted_and_leaves_the_store_up()
 async fn one_slow_reply_fails_its_call_only_and_consecutive_ones_open_the_breaker() {
     let mut server = RedisServer::start().await;
     let metrics = Metrics::new();
-    let store = redis_store_with(&server, "slow", metrics.clone());
+    let store = redis_store_with(&server, "slow", metrics.state.clone());
     assert!(store.probe().await);
     let big = ask("k", 1000, None);
     let admit = || store.admit(&big);

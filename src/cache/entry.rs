@@ -1,9 +1,9 @@
 //! A cached response: the snapshot shared between waiters and stored, the stored entry with
 //! its times, and the outcome of one fetch.
 
+use super::metrics::StaleReason;
 use crate::error::{Rejection, Throttle};
 use crate::exchange::{Facts, Reply};
-use crate::observe::metrics::StaleReason;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::StatusCode;

@@ -3,10 +3,10 @@
 //! cannot be asked, remembered generations, write epochs and pending bumps keep
 //! read-your-writes on this replica.
 
+use super::metrics::InvalidationCause;
 use super::ListCache;
 use crate::ingress::route::{Caching, Group};
 use crate::lock;
-use crate::observe::metrics::InvalidationCause;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -1,8 +1,8 @@
 //! The write side's layer: an accepted write invalidates what it changed.
 
+use super::metrics::InvalidationCause;
 use super::ListCache;
 use crate::exchange::{BudgetClass, Outbound, Reply};
-use crate::observe::metrics::InvalidationCause;
 use crate::validate::Write;
 use crate::BoxFuture;
 use std::convert::Infallible;

@@ -27,13 +27,13 @@ use super::headers::Directive;
 use super::headers::AGE;
 use super::headers::MAX_AGE;
 use super::headers::X_CACHE;
+use super::metrics::CacheMetrics;
 use super::status::Status;
 use super::status::CACHE_STATUS;
 use super::CacheKey;
 use crate::config::CacheSettings;
 use crate::exchange::{CacheResult, Reply};
 use crate::ingress::route::Group;
-use crate::observe::metrics::Metrics;
 use crate::state::SharedStore;
 use crate::validate::Purpose;
 use bytes::Bytes;
@@ -71,7 +71,7 @@ pub struct ListCache {
     /// Company lookups read for reference checks are kept even with `[cache] enabled =
     /// false` (they would otherwise multiply every create's upstream cost).
     pub(super) keep_lookups: bool,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<CacheMetrics>,
 }
 
 impl ListCache {
@@ -82,7 +82,7 @@ impl ListCache {
         state: SharedStore,
         degraded_max_age: Duration,
         keep_lookups: bool,
-        metrics: Arc<Metrics>,
+        metrics: Arc<CacheMetrics>,
     ) -> Arc<ListCache> {
         let evictions = metrics.clone();
         let store = moka::future::Cache::builder()
@@ -190,9 +190,9 @@ impl ListCache {
         };
         h.insert(CACHE_STATUS, status.header(Some(ttl)));
         self.metrics.cache_lookup(result);
-        self.metrics.economy().served_age(result, age.as_secs_f64());
+        self.metrics.served_age(result, age.as_secs_f64());
         if let Status::Stale(reason) = status {
-            self.metrics.economy().stale_served(reason);
+            self.metrics.stale_served(reason);
         }
         reply.facts.cache = Some(result);
         reply

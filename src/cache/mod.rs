@@ -10,6 +10,7 @@ mod key;
 mod l2;
 mod layer;
 mod list;
+pub mod metrics;
 mod status;
 
 pub use generations::PENDING_RETRY;

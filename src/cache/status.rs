@@ -1,7 +1,7 @@
 //! What the cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
 
+use super::metrics::StaleReason;
 use crate::exchange::CacheResult;
-use crate::observe::metrics::StaleReason;
 use http::header::{self, HeaderValue};
 /// What the cache did, for `X-Cache` and `Cache-Status` (RFC 9211).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

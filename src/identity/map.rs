@@ -6,7 +6,8 @@ use crate::error::{Denial, GatewayError};
 use crate::exchange::Reply;
 use crate::identity::auth::{Authenticated, Credentials, VerifiedToken};
 use crate::ingress::route::Routed;
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::RequestMetrics;
+use crate::policy::metrics::PolicyMetrics;
 use crate::server::tls::PeerCert;
 use crate::step::Step;
 use serde_json::{Map, Value};
@@ -80,13 +81,37 @@ pub struct Identified<B> {
 #[derive(Clone)]
 pub struct IdentityLayer {
     settings: Arc<Settings>,
-    metrics: Arc<Metrics>,
+    metrics: MapMetrics,
+}
+
+/// What mapping counts: refusals (403) with policy's, mapped users with the request metrics'.
+#[derive(Clone)]
+struct MapMetrics {
+    denials: Arc<PolicyMetrics>,
+    requests: Arc<RequestMetrics>,
+}
+
+impl MapMetrics {
+    fn denial(&self, denial: Denial) {
+        self.denials.denial(denial);
+    }
+
+    fn user_request(&self, identity: &Identity) {
+        self.requests.user_request(identity);
+    }
 }
 
 impl IdentityLayer {
     /// A layer mapping subjects with the user table in `settings`.
-    pub fn new(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Self {
-        Self { settings, metrics }
+    pub fn new(
+        settings: Arc<Settings>,
+        denials: Arc<PolicyMetrics>,
+        requests: Arc<RequestMetrics>,
+    ) -> Self {
+        Self {
+            settings,
+            metrics: MapMetrics { denials, requests },
+        }
     }
 }
 
@@ -106,7 +131,7 @@ impl<S> Layer<S> for IdentityLayer {
 pub struct IdentityMap<S> {
     inner: S,
     settings: Arc<Settings>,
-    metrics: Arc<Metrics>,
+    metrics: MapMetrics,
 }
 
 impl<S> IdentityMap<S> {

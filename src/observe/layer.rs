@@ -17,7 +17,7 @@
 use crate::error::{GatewayError, Response};
 use crate::exchange::{Accepted, Reply, RequestId, SendGate};
 use crate::ingress::route::Route;
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::RequestMetrics;
 use crate::BoxFuture;
 use http::{HeaderValue, Method, Request};
 use std::convert::Infallible;
@@ -136,7 +136,7 @@ impl Writes {
 /// Adds request ids, the deadline, metrics and access logging around the stack.
 #[derive(Clone)]
 pub struct ObserveLayer {
-    metrics: Arc<Metrics>,
+    metrics: Arc<RequestMetrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
     tracer: Option<Arc<crate::observe::trace::Tracer>>,
@@ -145,7 +145,11 @@ pub struct ObserveLayer {
 impl ObserveLayer {
     /// A layer recording into `metrics`, giving each request `request_timeout`, and counting
     /// the writes it runs in tasks of their own in `writes`.
-    pub fn new(metrics: Arc<Metrics>, request_timeout: Duration, writes: Arc<Writes>) -> Self {
+    pub fn new(
+        metrics: Arc<RequestMetrics>,
+        request_timeout: Duration,
+        writes: Arc<Writes>,
+    ) -> Self {
         Self {
             metrics,
             request_timeout,
@@ -179,7 +183,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    metrics: Arc<RequestMetrics>,
     request_timeout: Duration,
     writes: Arc<Writes>,
     tracer: Option<Arc<crate::observe::trace::Tracer>>,
@@ -213,7 +217,7 @@ struct Record {
     trace_id: Option<crate::observe::trace::TraceId>,
     method: Method,
     started: Instant,
-    metrics: Arc<Metrics>,
+    metrics: Arc<RequestMetrics>,
     done: bool,
     /// The request's span (inert unless sampled), ended with the record.
     span: crate::observe::trace::Span,

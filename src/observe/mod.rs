@@ -6,4 +6,5 @@ pub mod audit;
 pub mod layer;
 pub mod logging;
 pub mod metrics;
+pub mod registry;
 pub mod trace;

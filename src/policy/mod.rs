@@ -2,5 +2,6 @@
 //! restrictions and `userId` ([`permission`]), and a repeated create answered from its stored
 //! outcome instead of being sent again ([`replay`]).
 
+pub mod metrics;
 pub mod permission;
 pub mod replay;

@@ -6,7 +6,7 @@ use crate::error::{Denial, GatewayError};
 use crate::exchange::Reply;
 use crate::identity::map::Identified;
 use crate::ingress::route::RouteSpec;
-use crate::observe::metrics::Metrics;
+use crate::policy::metrics::PolicyMetrics;
 use crate::step::Step;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,12 +17,12 @@ use tower::{Layer, Service};
 /// another user's `userId`, with 403.
 #[derive(Clone)]
 pub struct PolicyLayer {
-    metrics: Arc<Metrics>,
+    metrics: Arc<PolicyMetrics>,
 }
 
 impl PolicyLayer {
     /// A layer counting denials in `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<PolicyMetrics>) -> Self {
         Self { metrics }
     }
 }
@@ -41,7 +41,7 @@ impl<S> Layer<S> for PolicyLayer {
 #[derive(Clone)]
 pub struct Policy<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PolicyMetrics>,
 }
 
 /// An identified request that policy allows. Only this module can make one, so the layers

@@ -18,7 +18,7 @@
 use crate::config::IdempotencySettings;
 use crate::error::GatewayError;
 use crate::exchange::Reply;
-use crate::observe::metrics::Metrics;
+use crate::policy::metrics::PolicyMetrics;
 use crate::resilience::valid_key;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
 use crate::validate::Write;
@@ -42,7 +42,7 @@ pub struct ReplayLayer {
     wait: Duration,
     /// How long an in-flight record is trusted to have a live sender.
     lease: Duration,
-    metrics: Arc<Metrics>,
+    metrics: Arc<PolicyMetrics>,
 }
 
 impl ReplayLayer {
@@ -52,7 +52,7 @@ impl ReplayLayer {
         settings: &IdempotencySettings,
         store: SharedStore,
         lease: Duration,
-        metrics: Arc<Metrics>,
+        metrics: Arc<PolicyMetrics>,
     ) -> Self {
         Self {
             store,

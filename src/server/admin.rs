@@ -91,9 +91,13 @@ async fn admin(state: &AppState, req: Request<Incoming>) -> Response {
                 let age = source.current().map(|set| set.age());
                 state
                     .metrics
+                    .auth
                     .set_jwks(issuer, stats.fetch_ok, stats.fetch_failed, age);
             }
-            state.metrics.set_issuers(&state.verifier.issuer_status());
+            state
+                .metrics
+                .auth
+                .set_issuers(&state.verifier.issuer_status());
             let mut resp = http::Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::error::Response;
 use crate::generation::AppState;
 use crate::history::{History, Shared};
-use crate::observe::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::stack::build_stack;
 use admin::AdminService;
 use http::Request;

@@ -4,7 +4,7 @@
 //! change (a renewal), without touching the rest of the config.
 
 use crate::config;
-use crate::observe::metrics::ReloadResult;
+use crate::metrics::ReloadResult;
 use crate::server::signals;
 use crate::server::{Gateway, Reloaded};
 use std::path::Path;

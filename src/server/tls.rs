@@ -11,7 +11,7 @@
 
 use crate::config::tls::{load_client_roots, load_material, not_after, provider, read, unix_now};
 use crate::config::{ClientCertMode, TlsSettings};
-use crate::observe::metrics::Metrics;
+use crate::metrics::Metrics;
 use rustls::server::{
     ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
     WebPkiClientVerifier,

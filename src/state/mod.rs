@@ -14,6 +14,7 @@
 //! a keyed create is refused with 503, a list is served from recent local entries only.
 
 pub mod memory;
+pub mod metrics;
 pub mod redis;
 pub mod watch;
 

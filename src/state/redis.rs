@@ -20,7 +20,7 @@ use super::{
     StoreError, StoreFuture, StoredOutcome, Ticket,
 };
 use crate::lock;
-use crate::observe::metrics::{Metrics, StateErrorKind};
+use crate::state::metrics::{StateErrorKind, StateMetrics};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
@@ -281,7 +281,7 @@ pub struct RedisStore {
     watch: Arc<super::watch::GenerationWatch>,
     /// The channel the bump script publishes new generations on.
     channel: String,
-    metrics: Arc<Metrics>,
+    metrics: Arc<StateMetrics>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -371,7 +371,7 @@ fn array(v: Value) -> Vec<Value> {
 impl RedisStore {
     /// A store for `settings`. Never fails for an unreachable server: it connects lazily and
     /// reports itself degraded until the server answers.
-    pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<RedisStore, String> {
+    pub fn new(settings: &RedisSettings, metrics: Arc<StateMetrics>) -> Result<RedisStore, String> {
         let client = redis::Client::open(settings.url.as_str())
             // The error text may quote the URL: keep only its kind.
             .map_err(|e| format!("state.url is not a usable Redis URL ({:?})", e.kind()))?;
@@ -397,7 +397,7 @@ impl RedisStore {
             channels,
             settings.connect_timeout,
             settings.command_timeout,
-            move |live| gauge.state().set_watch_up(live),
+            move |live| gauge.set_watch_up(live),
         );
         Ok(RedisStore {
             watch,
@@ -484,7 +484,7 @@ impl RedisStore {
             Some(Instant::now() + PROBE_INTERVAL)
         };
         if was != ok {
-            self.metrics.state().set_up(ok);
+            self.metrics.set_up(ok);
             if ok {
                 tracing::info!("state backend answers again: shared state in use");
             } else {
@@ -504,7 +504,6 @@ impl RedisStore {
             match *down {
                 Some(until) if Instant::now() < until => {
                     self.metrics
-                        .state()
                         .command(op, Duration::ZERO, Some(StateErrorKind::Skipped));
                     return Err(StoreError::Unavailable);
                 }
@@ -549,14 +548,13 @@ impl RedisStore {
         let elapsed = start.elapsed();
         let kind = match out {
             Ok(Ok(v)) => {
-                self.metrics.state().command(op, elapsed, None);
+                self.metrics.command(op, elapsed, None);
                 self.answered();
                 return Ok(v);
             }
             Ok(Err(e)) => match fault(&e) {
                 StateErrorKind::Script => {
                     self.metrics
-                        .state()
                         .command(op, elapsed, Some(StateErrorKind::Script));
                     // The server read the command and answered: it is up, whatever this
                     // command's bug (a probe that meets one has still found it back).
@@ -579,7 +577,7 @@ impl RedisStore {
                 StateErrorKind::Timeout
             }
         };
-        self.metrics.state().command(op, elapsed, Some(kind));
+        self.metrics.command(op, elapsed, Some(kind));
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         // A failed probe reopens at once: the backend was already known down.
         if probing || failures >= BREAKER_THRESHOLD {

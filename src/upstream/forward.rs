@@ -10,7 +10,7 @@ use crate::config::UpstreamSettings;
 use crate::error::GatewayError;
 use crate::exchange::{Outbound, Reply, UpstreamMeta};
 use crate::ingress::route::Route;
-use crate::observe::metrics::Metrics;
+use crate::upstream::metrics::{UpstreamErrorKind, UpstreamMetrics};
 use crate::BoxFuture;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -122,12 +122,16 @@ pub struct Upstream {
     /// Shared by every generation whose upstream settings are the same.
     pool: Arc<pool::Pool>,
     target: Arc<Target>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<UpstreamMetrics>,
 }
 
 impl Upstream {
     /// A forwarder for `settings`, through `pool`.
-    pub fn new(pool: Arc<pool::Pool>, settings: &UpstreamSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        pool: Arc<pool::Pool>,
+        settings: &UpstreamSettings,
+        metrics: Arc<UpstreamMetrics>,
+    ) -> Self {
         let user_agent =
             HeaderValue::from_static(concat!("journeybee-gateway/", env!("CARGO_PKG_VERSION")));
         Upstream {
@@ -272,8 +276,7 @@ impl Service<Outbound> for Upstream {
                     return Ok(reply);
                 }
                 Err(_elapsed) => {
-                    metrics
-                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Timeout);
+                    metrics.upstream_error(route, UpstreamErrorKind::Timeout);
                     if unsent {
                         // No connection was ready in time (a `connect_timeout` longer than
                         // `response_timeout`): the write never left.
@@ -286,8 +289,7 @@ impl Service<Outbound> for Upstream {
                     }
                 }
                 Ok(Err(PoolError::Connect(e))) => {
-                    metrics
-                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Connect);
+                    metrics.upstream_error(route, UpstreamErrorKind::Connect);
                     // Never written: the request cannot have been sent, whatever the route.
                     maybe_sent = false;
                     if create {
@@ -302,8 +304,7 @@ impl Service<Outbound> for Upstream {
                     GatewayError::WriteTimedOutUnsent
                 }
                 Ok(Err(PoolError::Exchange(e))) => {
-                    metrics
-                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
+                    metrics.upstream_error(route, UpstreamErrorKind::Other);
                     if create {
                         GatewayError::CreateOutcomeUnknown(error_chain(&*e))
                     } else {
@@ -311,15 +312,13 @@ impl Service<Outbound> for Upstream {
                     }
                 }
                 Ok(Err(PoolError::Body(crate::exchange::ReadError::TooLarge))) => {
-                    metrics
-                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
+                    metrics.upstream_error(route, UpstreamErrorKind::Other);
                     GatewayError::UpstreamTooLarge {
                         limit: target.max_response_size,
                     }
                 }
                 Ok(Err(PoolError::Body(crate::exchange::ReadError::Failed(e)))) => {
-                    metrics
-                        .upstream_error(route, crate::observe::metrics::UpstreamErrorKind::Other);
+                    metrics.upstream_error(route, UpstreamErrorKind::Other);
                     if create {
                         GatewayError::CreateOutcomeUnknown(e.to_string())
                     } else {

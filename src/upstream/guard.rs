@@ -17,10 +17,10 @@
 use crate::config::{Identity, Settings, UpstreamSettings};
 use crate::error::{GatewayError, Rejection, Throttle};
 use crate::exchange::{BudgetClass, Outbound, Reply};
-use crate::observe::metrics::{BudgetPool, Metrics};
 use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
 use crate::state::memory::MemoryStore;
 use crate::state::{Admit, BudgetAsk, SharedStore, Store, Ticket};
+use crate::upstream::metrics::{BudgetPool, UpstreamMetrics};
 use crate::BoxFuture;
 use http::header::RETRY_AFTER;
 use std::convert::Infallible;
@@ -111,7 +111,7 @@ pub struct GuardState {
     retries: u32,
     backoff_base: Duration,
     backoff_max: Duration,
-    metrics: Arc<Metrics>,
+    metrics: Arc<UpstreamMetrics>,
 }
 
 /// The bound on upstream connections in use (`upstream.max_connections`), shared by every
@@ -223,7 +223,7 @@ impl GuardState {
     /// private shares in `local`), bounding connections with `connections`.
     pub fn new(
         settings: &Settings,
-        metrics: Arc<Metrics>,
+        metrics: Arc<UpstreamMetrics>,
         resilience: Arc<Resilience>,
         connections: Arc<ConnectionLimit>,
         store: SharedStore,
@@ -337,7 +337,7 @@ impl GuardState {
             };
         };
         let user_rpm = identity.requests_per_minute.or(self.default_user_rpm);
-        let decision = |pool, admitted| self.metrics.economy().decision(class, pool, admitted);
+        let decision = |pool, admitted| self.metrics.decision(class, pool, admitted);
         let shared = if class.has_reserve() {
             key.shared
         } else {
@@ -438,7 +438,7 @@ mod budget_tests {
         Arc<GuardState>,
         Arc<MemoryStore>,
         Arc<Identity>,
-        Arc<Metrics>,
+        Arc<crate::metrics::Metrics>,
     ) {
         let dir = std::env::temp_dir().join(format!(
             "jbgw-guard-{}-{}",
@@ -457,11 +457,11 @@ mod budget_tests {
         );
         let settings = crate::config::from_toml(&text, &dir).unwrap_or_else(|e| panic!("{e}"));
         std::fs::remove_dir_all(&dir).ok();
-        let metrics = Metrics::new();
+        let metrics = crate::metrics::Metrics::new();
         let store = Arc::new(MemoryStore::new(1 << 20));
         let state = GuardState::new(
             &settings,
-            metrics.clone(),
+            metrics.upstream.clone(),
             Resilience::new(&settings.upstream),
             ConnectionLimit::new(settings.upstream.max_connections),
             store.clone(),

@@ -6,6 +6,7 @@
 pub mod connect;
 pub mod forward;
 pub mod guard;
+pub mod metrics;
 pub mod pool;
 
 pub use connect::{build_client, build_pool, HttpClient};

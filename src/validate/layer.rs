@@ -11,9 +11,9 @@ use super::writes::validate_write;
 use crate::error::GatewayError;
 use crate::exchange::{Ctx, Reply};
 use crate::ingress::route::BodyKind;
-use crate::observe::metrics::Metrics;
 use crate::policy::permission::Permitted;
 use crate::step::Step;
+use crate::validate::metrics::ValidationMetrics;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::PathAndQuery;
@@ -43,7 +43,7 @@ pub struct ValidationSettings {
 pub struct ValidateLayer {
     settings: Arc<ValidationSettings>,
     lookups: Option<Lookups>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ValidationMetrics>,
 }
 
 impl ValidateLayer {
@@ -52,7 +52,7 @@ impl ValidateLayer {
     pub fn new(
         settings: Arc<ValidationSettings>,
         lookups: Option<Lookups>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<ValidationMetrics>,
     ) -> Self {
         Self {
             settings,
@@ -80,7 +80,7 @@ pub struct Validate<S> {
     inner: S,
     settings: Arc<ValidationSettings>,
     lookups: Option<Lookups>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ValidationMetrics>,
 }
 
 /// `application/json`, optionally with `charset=utf-8` (RFC 8259 §8.1: JSON is UTF-8).

@@ -1,5 +1,6 @@
 //! Request validation: create bodies and list queries are checked before they spend upstream budget.
 pub mod body;
+pub mod metrics;
 pub mod query;
 pub mod references;
 pub mod writes;

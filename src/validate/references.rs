@@ -11,7 +11,7 @@ use super::validated::{Purpose, Read};
 use super::FieldError;
 use crate::exchange::{Ctx, Reply};
 use crate::ingress::route::Route;
-use crate::observe::metrics::{Metrics, ReferenceCheck};
+use crate::validate::metrics::{ReferenceCheck, ValidationMetrics};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::HeaderMap;
@@ -32,7 +32,7 @@ pub struct Lookups {
     fetch: Fetch,
     /// The cache `fetch` starts with: a fresh lookup is read from it directly.
     cache: Arc<crate::cache::ListCache>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ValidationMetrics>,
     parsed: Arc<Mutex<ParsedLookups>>,
     /// Per upstream key and lookup route: when a read of it last failed. For
     /// [`NEGATIVE_TTL`] after, creates skip it (the schema-only check) instead of each
@@ -75,7 +75,11 @@ fn ids(items: &[Value], field: &str) -> HashSet<u64> {
 impl Lookups {
     /// Lookups read from `cache` while fresh there, else fetched through `fetch` (the read
     /// pipeline that starts with that cache).
-    pub fn new(fetch: Fetch, cache: Arc<crate::cache::ListCache>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        fetch: Fetch,
+        cache: Arc<crate::cache::ListCache>,
+        metrics: Arc<ValidationMetrics>,
+    ) -> Self {
         Self {
             fetch,
             cache,

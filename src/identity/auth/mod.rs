@@ -7,8 +7,8 @@ pub mod verify;
 
 use crate::error::{AuthFailure, GatewayError};
 use crate::exchange::Reply;
+use crate::identity::metrics::AuthMetrics;
 use crate::ingress::route::Routed;
-use crate::observe::metrics::Metrics;
 use crate::server::tls::PeerCert;
 use crate::step::Step;
 use http::header::AUTHORIZATION;
@@ -76,12 +76,12 @@ pub struct Authenticated<B> {
 #[derive(Clone)]
 pub struct AuthLayer {
     verifier: Arc<Verifier>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AuthMetrics>,
 }
 
 impl AuthLayer {
     /// A layer verifying with `verifier`, counting failures in `metrics`.
-    pub fn new(verifier: Arc<Verifier>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(verifier: Arc<Verifier>, metrics: Arc<AuthMetrics>) -> Self {
         Self { verifier, metrics }
     }
 }
@@ -102,7 +102,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     verifier: Arc<Verifier>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AuthMetrics>,
 }
 
 /// Pulls the single bearer credential out of a request's headers; `in_query` says whether

@@ -15,7 +15,7 @@
 use super::otlp;
 use super::recorder::{Finished, Msg, Tracer, Value};
 use crate::config::TracingSettings;
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::RequestMetrics;
 use crate::upstream::connect::HttpClient;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,7 +25,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// Starts the export task (on the current runtime) for `settings`, posting with `client`.
-pub fn start(settings: &TracingSettings, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Tracer> {
+pub fn start(
+    settings: &TracingSettings,
+    client: HttpClient,
+    metrics: Arc<RequestMetrics>,
+) -> Arc<Tracer> {
     let (queue, rx) = mpsc::channel(settings.max_queue_size);
     tokio::spawn(run(
         rx,
@@ -49,7 +53,7 @@ struct Exporter {
     client: HttpClient,
     endpoint: http::Uri,
     timeout: Duration,
-    metrics: Arc<Metrics>,
+    metrics: Arc<RequestMetrics>,
 }
 
 /// Batches the queue into exports until every sender is gone (the generation was replaced

@@ -6,7 +6,7 @@
 //! Attribute values are `&'static str` or integers only: nothing a client sent (a header, a
 //! token, a query) can become an attribute, so no secret can reach a collector.
 
-use crate::observe::metrics::Metrics;
+use crate::observe::metrics::RequestMetrics;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
@@ -83,7 +83,7 @@ pub(super) enum Msg {
 pub struct Tracer {
     pub(super) ratio: f64,
     pub(super) queue: mpsc::Sender<Msg>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<RequestMetrics>,
 }
 
 impl std::fmt::Debug for Tracer {
