@@ -1,23 +1,14 @@
 //! Request validation: create bodies and list queries are checked before they spend upstream budget.
 pub mod body;
+mod custom_fields;
+mod fields;
+mod formats;
+mod layer;
+mod problems;
 pub mod query;
 pub mod references;
+mod rules;
 pub mod writes;
 
-/// One problem found in a request, addressed by a JSON-path-like field name (`emails[1].email`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-mod layer;
 pub use layer::{Purpose, Read, Validate, ValidateLayer, Validated, ValidationSettings, Write};
+pub use problems::FieldError;
