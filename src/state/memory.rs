@@ -8,10 +8,11 @@
 //! are bounded in bytes (oldest first out). A key without a local budget (`"unlimited"`) has
 //! no log at all: the guard never asks the store.
 
-use super::{
-    Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreFuture,
-    StoredOutcome, Ticket,
-};
+use super::answer::StoreFuture;
+use super::budget::{Admit, BudgetAsk, Ticket};
+use super::idempotency::{Claim, Fingerprint, IdemId, Settle, StoredOutcome};
+use super::l2::L2Lookup;
+use super::store::{Health, Store};
 use crate::lock;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};

@@ -18,11 +18,11 @@
 //!   items; custom field values have exactly the create's shape and rules;
 //! - ids are positive integers, `series` a non-negative integer, colours `#RRGGBB`.
 
-use super::body::{
-    check_custom_fields, check_id_array, check_string, email_domain, is_uuid, join,
-    json_error_message, optional, positive_id, required, unknown_keys, BodyRejection, BodyRules,
-    Errors,
-};
+use super::custom_fields::check_custom_fields;
+use super::fields::{check_id_array, check_string, optional, positive_id, required, unknown_keys};
+use super::formats::{email_domain, is_uuid};
+use super::problems::{join, json_error_message, BodyRejection, Errors};
+use super::rules::BodyRules;
 use crate::ingress::route::BodyKind;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -1251,7 +1251,7 @@ mod tests {
         let Err(BodyRejection::Schema(list)) = check(BodyKind::Tag, &Value::Object(body)) else {
             panic!("expected schema errors");
         };
-        assert_eq!(list.len(), super::super::body::MAX_REPORTED_ERRORS + 1);
+        assert_eq!(list.len(), super::super::problems::MAX_REPORTED_ERRORS + 1);
         assert_eq!(
             list.last().unwrap().message,
             "50 more problem(s) not listed"
