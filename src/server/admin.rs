@@ -1,6 +1,6 @@
 //! The admin listener: health, readiness, metrics and cache purge; and the healthcheck probe.
 
-use super::Current;
+use super::current::Current;
 use crate::error::{json_error, Response};
 use crate::generation::AppState;
 use crate::BoxFuture;

@@ -5,8 +5,8 @@
 
 use crate::config;
 use crate::metrics::ReloadResult;
+use crate::server::gateway::{Gateway, Reloaded};
 use crate::server::signals;
-use crate::server::{Gateway, Reloaded};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
