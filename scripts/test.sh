@@ -59,6 +59,8 @@ if [ ! -d tests/oidc/node_modules ] || [ "$(cat "$oidc_stamp" 2>/dev/null)" != "
 fi
 
 # ------------------------------------------------------------------ the tests
+# The house has no import circles (ARCHITECTURE.md): the module graph of src/ and sim/src/.
+python3 scripts/import-graph.py --check src sim/src
 cargo test --locked --workspace --all-targets
 if [ -x scripts/check-prometheus.sh ]; then
   cargo build --locked --release --no-default-features
