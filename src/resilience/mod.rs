@@ -2,7 +2,8 @@
 //! no HTTP I/O and no tower, so the middleware that wires them stays thin.
 //!
 //! - [`ratelimit`]: the IETF `RateLimit` headers and `Retry-After` of a throttled answer.
-//! - [`budget`]: a retry budget and jittered backoff, so retries cannot amplify an outage.
+//! - [`backoff`](mod@backoff): exponential backoff with full jitter between retries (the retry
+//!   budget that bounds them is tower's `TpsBudget`, in the guard).
 //! - [`breaker`]: a circuit breaker that fails fast while upstream is down.
 //!
 //! The upstream budget itself (JourneyBee's ~100 requests/minute per API key, and each user's
@@ -15,10 +16,10 @@
 //! (`start_paused`, `advance`) drives it without sleeping. A `now` may also be a
 //! `std::time::Instant` (converted: the same clock unless a test paused tokio's).
 
+pub mod backoff;
 pub mod breaker;
-pub mod budget;
 pub mod ratelimit;
 
+pub use backoff::backoff;
 pub use breaker::{BreakerState, CircuitBreaker, Open, Permit};
-pub use budget::{backoff, RetryBudget};
 pub use ratelimit::{retry_after_secs, RateLimitHeaders};
