@@ -16,7 +16,7 @@
 //!   [`StoreError::Script`] for that call only; the breaker and the health never see it.
 
 use super::{
-    hex, Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Copy, L2Lookup, Settle, Store,
+    Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Copy, L2Lookup, Settle, Store,
     StoreError, StoreFuture, StoredOutcome, Ticket,
 };
 use crate::lock;
@@ -299,7 +299,7 @@ fn sha_hex(parts: &[&[u8]]) -> String {
         ctx.update(p);
         ctx.update(&[0]);
     }
-    hex(&ctx.finish().as_ref()[..16])
+    hex::encode(&ctx.finish().as_ref()[..16])
 }
 
 fn ms(d: Duration) -> u64 {
@@ -421,7 +421,7 @@ impl RedisStore {
                 generations: Script::new(GENERATIONS),
             },
             epochs: Mutex::new(std::collections::HashMap::new()),
-            replica: hex(&id),
+            replica: hex::encode(id),
             next_id: AtomicU64::new(1),
             down_until: Mutex::new(None),
             failures: AtomicU32::new(0),
