@@ -664,7 +664,7 @@ impl GatewayError {
                 );
                 r.headers_mut().insert(
                     RETRY_AFTER,
-                    HeaderValue::from(crate::resilience::bucket::retry_after_secs(*retry_after)),
+                    HeaderValue::from(crate::resilience::retry_after_secs(*retry_after)),
                 );
                 r
             }
@@ -711,7 +711,7 @@ impl GatewayError {
                 );
                 r.headers_mut().insert(
                     RETRY_AFTER,
-                    HeaderValue::from(crate::resilience::bucket::retry_after_secs(*retry_after)),
+                    HeaderValue::from(crate::resilience::retry_after_secs(*retry_after)),
                 );
                 r
             }

@@ -24,11 +24,10 @@ use crate::upstream::Upstream;
 use crate::validate::{Read, ValidateLayer, Validated, Write};
 use crate::BoxFuture;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::Request;
 use hyper::body::Body;
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower::util::{BoxCloneSyncService, Oneshot};
 use tower::{Service, ServiceBuilder};
@@ -170,11 +169,12 @@ impl<R, W> Service<Validated> for Split<R, W>
 where
     R: Service<Read, Response = Reply, Error = Infallible> + Clone,
     W: Service<Write, Response = Reply, Error = Infallible> + Clone,
-    R::Future: Unpin,
-    W::Future: Unpin,
 {
     type Response = Reply;
     type Error = Infallible;
+    // futures-util's Either (the future of one side or the other). Not tower's `util::Either`:
+    // that is a service, whose future is made only by calling it with one request type, and a
+    // read and a write are two.
     type Future = Either<Oneshot<R, Read>, Oneshot<W, Write>>;
 
     /// Always ready (see [`Split`]): the side's readiness is awaited in the call's future.
@@ -184,31 +184,8 @@ where
 
     fn call(&mut self, req: Validated) -> Self::Future {
         match req {
-            Validated::Read(read) => Either::Read(Oneshot::new(self.reads.clone(), read)),
-            Validated::Write(write) => Either::Write(Oneshot::new(self.writes.clone(), write)),
-        }
-    }
-}
-
-/// The future of one side of a [`Split`].
-pub enum Either<R, W> {
-    /// A read's.
-    Read(R),
-    /// A write's.
-    Write(W),
-}
-
-impl<R, W> Future for Either<R, W>
-where
-    R: Future<Output = Result<Reply, Infallible>> + Unpin,
-    W: Future<Output = Result<Reply, Infallible>> + Unpin,
-{
-    type Output = Result<Reply, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Either::Read(f) => Pin::new(f).poll(cx),
-            Either::Write(f) => Pin::new(f).poll(cx),
+            Validated::Read(read) => Either::Left(Oneshot::new(self.reads.clone(), read)),
+            Validated::Write(write) => Either::Right(Oneshot::new(self.writes.clone(), write)),
         }
     }
 }

@@ -19,7 +19,6 @@ use crate::config::IdempotencySettings;
 use crate::error::GatewayError;
 use crate::exchange::Reply;
 use crate::policy::metrics::PolicyMetrics;
-use crate::resilience::valid_key;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
 use crate::validate::Write;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -29,6 +28,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::{Layer, Service};
+
+/// Whether `key` is an acceptable `Idempotency-Key`: 1 to 255 visible ASCII characters
+/// (`!` through `~`; no spaces or control characters), so keys are safe to log and compare.
+fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// How often a repeat looks again at a record still in flight.

@@ -140,11 +140,6 @@ impl CircuitBreaker {
         })
     }
 
-    /// [`try_acquire`](Self::try_acquire) at [`Instant::now`].
-    pub fn try_acquire_now(&self) -> Result<Permit, Open> {
-        self.try_acquire(Instant::now())
-    }
-
     /// The state at `now`. An open breaker whose cooldown has ended reports
     /// [`BreakerState::HalfOpen`], since the next request will be a probe.
     pub fn state_at(&self, now: impl Into<Instant>) -> BreakerState {
@@ -154,11 +149,6 @@ impl CircuitBreaker {
             Phase::Open { until } if now < until => BreakerState::Open,
             Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
         }
-    }
-
-    /// [`state_at`](Self::state_at) at [`Instant::now`].
-    pub fn state(&self) -> BreakerState {
-        self.state_at(Instant::now())
     }
 }
 
@@ -416,20 +406,21 @@ mod tests {
         assert_eq!(BreakerState::Open.as_gauge(), 2);
     }
 
-    /// The `*_now` wrappers read tokio's clock: a paused test advances it instead of sleeping
-    /// through the cooldown.
+    /// The breaker runs on tokio's clock (`failure` reads it): a paused test advances it
+    /// instead of sleeping through the cooldown.
     #[tokio::test(start_paused = true)]
     async fn the_cooldown_runs_on_tokios_clock() {
         let b = CircuitBreaker::new(1, 10 * SEC);
-        b.try_acquire_now().expect("closed").failure();
-        assert_eq!(b.state(), BreakerState::Open);
+        let now = Instant::now;
+        b.try_acquire(now()).expect("closed").failure();
+        assert_eq!(b.state_at(now()), BreakerState::Open);
         tokio::time::advance(9 * SEC).await;
-        assert_eq!(b.try_acquire_now().unwrap_err().retry_after, SEC);
+        assert_eq!(b.try_acquire(now()).unwrap_err().retry_after, SEC);
         tokio::time::advance(SEC).await;
-        assert_eq!(b.state(), BreakerState::HalfOpen);
-        let probe = b.try_acquire_now().expect("the probe");
+        assert_eq!(b.state_at(now()), BreakerState::HalfOpen);
+        let probe = b.try_acquire(now()).expect("the probe");
         assert!(probe.is_probe());
         probe.success();
-        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.state_at(now()), BreakerState::Closed);
     }
 }

@@ -1,7 +1,6 @@
 //! Idempotency records: their identity ([`IdemId`]), the request's [`Fingerprint`], what
 //! claiming one found ([`Claim`]) and how it ends ([`Settle`], [`StoredOutcome`]).
 
-use super::hex::hex;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ impl Fingerprint {
 
     /// Lower-case hex.
     pub fn hex(&self) -> String {
-        hex(&self.0)
+        hex::encode(self.0)
     }
 }
 

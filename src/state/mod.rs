@@ -15,7 +15,6 @@
 
 mod answer;
 mod budget;
-mod hex;
 mod idempotency;
 mod l2;
 pub mod memory;

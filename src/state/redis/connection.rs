@@ -4,7 +4,6 @@
 use super::scripts::Scripts;
 use crate::lock;
 use crate::state::answer::StoreError;
-use crate::state::hex::hex;
 use crate::state::metrics::{StateErrorKind, StateMetrics};
 use crate::state::watch;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -155,7 +154,7 @@ impl RedisStore {
             connect_timeout: settings.connect_timeout,
             scripts: Scripts::load(),
             epochs: Mutex::new(std::collections::HashMap::new()),
-            replica: hex(&id),
+            replica: hex::encode(id),
             next_id: AtomicU64::new(1),
             down_until: Mutex::new(None),
             failures: AtomicU32::new(0),

@@ -3,7 +3,6 @@
 //! keys are named by their config name, users and `Idempotency-Key`s by a SHA-256.
 
 use super::connection::RedisStore;
-use crate::state::hex::hex;
 use crate::state::idempotency::IdemId;
 
 /// The first 16 bytes of the SHA-256 of `parts` (each followed by a NUL), in hex.
@@ -13,7 +12,7 @@ pub(super) fn sha_hex(parts: &[&[u8]]) -> String {
         ctx.update(p);
         ctx.update(&[0]);
     }
-    hex(&ctx.finish().as_ref()[..16])
+    hex::encode(&ctx.finish().as_ref()[..16])
 }
 
 impl RedisStore {

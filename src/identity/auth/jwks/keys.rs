@@ -3,6 +3,7 @@
 use super::fetcher::{clip, MAX_DOCUMENT_BYTES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -180,6 +181,8 @@ pub(crate) fn parse_jwks_fetched_at(
     max_keys: usize,
     fetched_at: Instant,
 ) -> Result<KeySet, String> {
+    // Not jsonwebtoken's JwkSet: one key it cannot read would fail the whole set, and each
+    // key is to be read, and skipped if unusable, on its own.
     #[derive(Deserialize)]
     struct Document {
         keys: Vec<Value>,
@@ -236,36 +239,44 @@ const RSA_ALGORITHMS: &[Algorithm] = &[
 ];
 
 /// One JWK → a usable key, or why not.
+///
+/// jsonwebtoken reads the key ([`Jwk`]) and makes the verifying key from it
+/// ([`DecodingKey::from_jwk`]); what it does not check, this does: no private or symmetric
+/// key, `use` and `key_ops` allow verifying, a modulus aws-lc can verify with, coordinates of
+/// the curve's length, and which algorithms the key may verify.
 fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
     let obj = raw.as_object().ok_or("not a JSON object")?;
-    let kid = match obj.get("kid") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("kid is not a string".into()),
-    };
-    if let Some(u) = obj.get("use") {
-        if u.as_str() != Some("sig") {
-            return Err(clip(&format!("use is {u}, not \"sig\""), 80));
-        }
-    }
-    if let Some(ops) = obj.get("key_ops") {
-        let verifies = ops
-            .as_array()
-            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
-        if !verifies {
-            return Err("key_ops does not include \"verify\"".into());
-        }
-    }
+    // Looked for in the document: a Jwk drops the members it does not model, `d` among them.
     if obj.contains_key("d") {
         return Err(
             "carries private key material (d): a published private key is compromised".into(),
         );
     }
-    let kty = text(obj, "kty")?;
-    let (family, key, id): (&[Algorithm], DecodingKey, KeyId) = match kty {
-        "RSA" => {
-            let n = base64url(obj, "n")?;
-            let e = base64url(obj, "e")?;
+    // Named here, before jsonwebtoken reads the key: for a type it does not know it can only
+    // say that no variant matched.
+    let kty = match text(obj, "kty")? {
+        kty @ ("RSA" | "EC" | "OKP") => kty,
+        "oct" => return Err(SYMMETRIC.into()),
+        other => return Err(clip(&format!("key type {other:?} not supported"), 80)),
+    };
+    let jwk = Jwk::deserialize(raw).map_err(|e| unreadable(obj, kty, &e))?;
+    let kid = jwk.common.key_id.clone();
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(PublicKeyUse::Encryption) => return Err("use is \"enc\", not \"sig\"".into()),
+        Some(PublicKeyUse::Other(u)) => {
+            return Err(clip(&format!("use is {u:?}, not \"sig\""), 80));
+        }
+    }
+    if let Some(ops) = &jwk.common.key_operations {
+        if !ops.contains(&KeyOperations::Verify) {
+            return Err("key_ops does not include \"verify\"".into());
+        }
+    }
+    let (family, id): (&[Algorithm], KeyId) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            let n = base64url(&rsa.n, "n")?;
+            let e = base64url(&rsa.e, "e")?;
             let n_sig = trim_leading_zeros(&n);
             let bits = n_sig
                 .first()
@@ -281,21 +292,22 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
             if e_sig.is_empty() || e_sig.len() > 8 || e_sig[e_sig.len() - 1] & 1 == 0 {
                 return Err("RSA exponent is not a usable public exponent".into());
             }
-            let id = KeyId::new(kid.as_deref(), kty, &[n_sig, e_sig]);
             (
                 RSA_ALGORITHMS,
-                DecodingKey::from_rsa_raw_components(&n, &e),
-                id,
+                KeyId::new(kid.as_deref(), kty, &[n_sig, e_sig]),
             )
         }
-        "EC" => {
-            let (family, size): (&[Algorithm], usize) = match text(obj, "crv")? {
-                "P-256" => (&[Algorithm::ES256], 32),
-                "P-384" => (&[Algorithm::ES384], 48),
-                other => return Err(clip(&format!("EC curve {other:?} not supported"), 80)),
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let (family, size): (&[Algorithm], usize) = match ec.curve {
+                EllipticCurve::P256 => (&[Algorithm::ES256], 32),
+                EllipticCurve::P384 => (&[Algorithm::ES384], 48),
+                _ => {
+                    let crv = text(obj, "crv")?;
+                    return Err(clip(&format!("EC curve {crv:?} not supported"), 80));
+                }
             };
-            let x = base64url(obj, "x")?;
-            let y = base64url(obj, "y")?;
+            let x = base64url(&ec.x, "x")?;
+            let y = base64url(&ec.y, "y")?;
             if x.len() != size || y.len() != size {
                 return Err("EC coordinates have the wrong length for the curve".into());
             }
@@ -305,34 +317,32 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            let id = KeyId::new(kid.as_deref(), kty, &[&point]);
-            (family, DecodingKey::from_ec_der(&point), id)
+            (family, KeyId::new(kid.as_deref(), kty, &[&point]))
         }
-        "OKP" => {
-            if text(obj, "crv")? != "Ed25519" {
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            if okp.curve != EllipticCurve::Ed25519 {
                 return Err("OKP key is not Ed25519".into());
             }
-            let x = base64url(obj, "x")?;
+            let x = base64url(&okp.x, "x")?;
             if x.len() != 32 {
                 return Err("Ed25519 key is not 32 bytes".into());
             }
             // The raw public key, as DecodingKey::from_ed_components stores it.
-            let id = KeyId::new(kid.as_deref(), kty, &[&x]);
-            (&[Algorithm::EdDSA], DecodingKey::from_ed_der(&x), id)
+            (&[Algorithm::EdDSA], KeyId::new(kid.as_deref(), kty, &[&x]))
         }
-        "oct" => return Err("symmetric key: never taken from a published key set".into()),
-        other => return Err(clip(&format!("key type {other:?} not supported"), 80)),
+        AlgorithmParameters::OctetKey(_) => return Err(SYMMETRIC.into()),
     };
-    let algorithms: Vec<Algorithm> = match obj.get("alg") {
+    let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm {
         None => family
             .iter()
             .copied()
             .filter(|a| allowed.contains(a))
             .collect(),
-        Some(Value::String(name)) => {
-            let alg = name
-                .parse::<Algorithm>()
-                .map_err(|_| clip(&format!("alg {name:?} not supported"), 80))?;
+        Some(name) => {
+            let alg = name.to_string().parse::<Algorithm>().map_err(|_| {
+                let name = obj.get("alg").and_then(Value::as_str).unwrap_or_default();
+                clip(&format!("alg {name:?} not supported"), 80)
+            })?;
             if !family.contains(&alg) {
                 return Err(format!("alg {alg:?} does not fit a {kty} key"));
             }
@@ -341,11 +351,11 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
             }
             vec![alg]
         }
-        Some(_) => return Err("alg is not a string".into()),
     };
     if algorithms.is_empty() {
         return Err(format!("no allowed algorithm fits this {kty} key"));
     }
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("{kty} key not usable: {e}"))?;
     Ok(JwkKey {
         kid,
         algorithms,
@@ -354,6 +364,28 @@ fn parse_key(raw: &Value, allowed: &[Algorithm]) -> Result<JwkKey, String> {
     })
 }
 
+/// Why jsonwebtoken could not read a key of a type it knows. For a missing member or a curve
+/// it does not know, all it can say is that no variant of its key types matched, so those are
+/// named here; a member of the wrong type it does name.
+fn unreadable(obj: &Map<String, Value>, kty: &str, e: &serde_json::Error) -> String {
+    let members: &[&str] = match kty {
+        "RSA" => &["n", "e"],
+        "EC" => &["crv", "x", "y"],
+        _ => &["crv", "x"],
+    };
+    if let Some(Err(why)) = members.iter().map(|m| text(obj, m)).find(Result::is_err) {
+        return why;
+    }
+    match text(obj, "crv") {
+        Ok("P-256" | "P-384" | "P-521" | "Ed25519") | Err(_) => {}
+        Ok(crv) if kty == "EC" => return clip(&format!("EC curve {crv:?} not supported"), 80),
+        Ok(_) => return "OKP key is not Ed25519".into(),
+    }
+    clip(&format!("{kty} key not readable: {e}"), 120)
+}
+
+const SYMMETRIC: &str = "symmetric key: never taken from a published key set";
+
 fn text<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
     obj.get(name)
         .and_then(Value::as_str)
@@ -361,10 +393,9 @@ fn text<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> 
 }
 
 /// RFC 7518 requires unpadded base64url; anything else is a broken key, skipped.
-fn base64url(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
-    let s = text(obj, name)?;
+fn base64url(value: &str, name: &str) -> Result<Vec<u8>, String> {
     URL_SAFE_NO_PAD
-        .decode(s)
+        .decode(value)
         .map_err(|_| format!("{name} is not unpadded base64url"))
 }
 
