@@ -18,6 +18,7 @@ use crate::error::{GatewayError, Response};
 use crate::exchange::{Accepted, Reply, RequestId, SendGate};
 use crate::ingress::route::Route;
 use crate::observe::metrics::Metrics;
+use crate::timeouts::Deadline;
 use crate::BoxFuture;
 use http::{HeaderValue, Method, Request};
 use std::convert::Infallible;
@@ -128,7 +129,7 @@ impl Writes {
         self.abandon.send_replace(true);
         // Giving up is immediate (each task drops its request and logs); bounded anyway, so
         // a wedged task cannot keep the process from exiting.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.idle()).await;
+        let _ = tokio::time::timeout_at(crate::timeouts::abandoned_writes(), self.idle()).await;
         left
     }
 }
@@ -356,7 +357,7 @@ where
         let trace = req
             .extensions()
             .get::<crate::observe::trace::TraceContext>();
-        let deadline = started + self.request_timeout;
+        let deadline = Deadline::starting(started, self.request_timeout);
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if sane_request_id(v) => v.clone(),
             _ => new_request_id(),
@@ -386,7 +387,7 @@ where
         });
         if read {
             return Box::pin(async move {
-                let reply = match tokio::time::timeout_at(deadline, fut).await {
+                let reply = match tokio::time::timeout_at(deadline.at(), fut).await {
                     Ok(Ok(reply)) => reply,
                     Ok(Err(never)) => match never {},
                     Err(_) => GatewayError::RequestTimeout.into(),
@@ -436,7 +437,7 @@ where
         });
         Box::pin(async move {
             let waiter = Waiter(state);
-            let joined = match tokio::time::timeout_at(deadline, &mut task).await {
+            let joined = match tokio::time::timeout_at(deadline.at(), &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
                     let gave_up = waiter

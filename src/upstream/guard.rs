@@ -18,7 +18,7 @@ use crate::config::{Identity, Settings, UpstreamSettings};
 use crate::error::{GatewayError, Rejection, Throttle};
 use crate::exchange::{BudgetClass, Outbound, Reply};
 use crate::observe::metrics::{BudgetPool, Metrics};
-use crate::resilience::{backoff, CircuitBreaker, RateLimitHeaders, RetryBudget};
+use crate::resilience::{CircuitBreaker, RateLimitHeaders, RetryBudget};
 use crate::state::memory::MemoryStore;
 use crate::state::{Admit, BudgetAsk, SharedStore, Store, Ticket};
 use crate::BoxFuture;
@@ -830,13 +830,13 @@ where
                 // it, nothing is sent (a write's client has been told it was not sent, and it
                 // certainly is not).
                 let queued_at = Instant::now();
-                let until = deadline.min(Instant::now() + state.connection_wait);
+                let until = deadline.slot_wait(state.connection_wait);
                 let slot = match tokio::time::timeout_at(until, state.connections.acquire()).await {
                     Ok(slot) => slot,
                     _ => {
                         drop(permit);
                         state.refund(granted).await;
-                        let refused = if Instant::now() < deadline {
+                        let refused = if !deadline.passed() {
                             state.metrics.throttle(Throttle::UpstreamConnections);
                             GatewayError::UpstreamBusy.into()
                         } else if retryable_route {
@@ -905,7 +905,11 @@ where
                 });
                 if let Some(copy) = retry {
                     this = copy;
-                    let wait = backoff(attempt, state.backoff_base, state.backoff_max);
+                    let wait = crate::timeouts::retry_backoff(
+                        attempt,
+                        state.backoff_base,
+                        state.backoff_max,
+                    );
                     attempt += 1;
                     state.metrics.upstream_retry(route);
                     tracing::debug!(attempt, wait_ms = wait.as_millis() as u64, "retrying read");
