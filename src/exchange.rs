@@ -12,12 +12,12 @@
 use crate::config::Identity;
 use crate::error::{GatewayError, Rejection, Response};
 use crate::ingress::route::table::RouteSpec;
+use crate::timeouts::Deadline;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// The request's id: the client's `X-Request-Id` when sane, else a new one.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct Accepted<B> {
     /// The request id (echoed to the client, forwarded upstream, logged).
     pub id: RequestId,
     /// When the whole request must be answered (`server.request_timeout` after arrival).
-    pub deadline: Instant,
+    pub deadline: Deadline,
     /// Whether a write may still be sent.
     pub gate: SendGate,
     /// The HTTP request.
@@ -109,7 +109,7 @@ pub struct Ctx {
     /// The request id.
     pub id: RequestId,
     /// The request's deadline.
-    pub deadline: Instant,
+    pub deadline: Deadline,
     /// Whether a write may still be sent.
     pub gate: SendGate,
     /// The matched route.

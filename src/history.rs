@@ -49,7 +49,7 @@ pub struct History {
     pub(super) jwks: Arc<crate::identity::auth::jwks::KeyMemory>,
     /// The writes running on in tasks of their own, whichever generation accepted them:
     /// shutdown waits for them.
-    writes: Arc<crate::observe::layer::Writes>,
+    writes: Arc<crate::observe::writes::Writes>,
 }
 
 /// The IdP client and JourneyBee's connection pool.
@@ -114,7 +114,7 @@ impl History {
     }
 
     /// The writes running on in tasks of their own.
-    pub fn writes(&self) -> &Arc<crate::observe::layer::Writes> {
+    pub fn writes(&self) -> &Arc<crate::observe::writes::Writes> {
         &self.writes
     }
 

@@ -24,6 +24,7 @@ pub mod server;
 pub mod stack;
 pub mod state;
 pub mod step;
+pub mod timeouts;
 pub mod upstream;
 pub mod validate;
 

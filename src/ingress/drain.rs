@@ -13,12 +13,10 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use std::time::Duration;
 
-/// At most this much of an unread body is read to keep the connection.
+/// At most this much of an unread body is read to keep the connection (and for at most
+/// [`crate::timeouts::DRAIN_UNREAD_BODY`]).
 const DRAIN_LIMIT: usize = 64 * 1024;
-/// ... and for at most this long.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Reads and discards `body` (bounded); true when it was consumed to its end.
 pub async fn drain<B>(body: B) -> bool
@@ -33,7 +31,11 @@ where
         return false;
     }
     matches!(
-        tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_LIMIT).collect()).await,
+        tokio::time::timeout_at(
+            crate::timeouts::drain_unread_body(),
+            Limited::new(body, DRAIN_LIMIT).collect()
+        )
+        .await,
         Ok(Ok(_))
     )
 }

@@ -1,10 +1,14 @@
-//! Observability: the outermost layer (request id, deadline, access log, request metrics,
-//! writes run to completion), the log writer, the audit trail, the metrics registry and trace
-//! context with its OTLP export.
+//! Observability: the outermost layer ([`layer`]: request id, deadline, in-flight gauge,
+//! request metrics), the request's access-log line ([`access`]), writes run to completion
+//! ([`writes`]), the log writer, the audit trail, the metrics registry and trace context with
+//! its OTLP export.
 
+pub mod access;
 pub mod audit;
 pub mod layer;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod request_id;
 pub mod trace;
+pub mod writes;

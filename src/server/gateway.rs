@@ -159,7 +159,7 @@ impl Gateway {
     /// to give up, which logs it (outcome `unknown`) rather than losing it with the process.
     pub async fn shutdown(self) {
         let grace = self.current.get().state.settings.server.shutdown_grace;
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = crate::timeouts::shutdown(grace);
         self.shared.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         for t in self.tasks {

@@ -9,6 +9,9 @@
 //! - While a request is in progress there is no deadline here: the request's own timeouts
 //!   (body read, upstream response) govern it.
 //!
+//! The two deadlines are computed by [`ConnectionTimeouts`] (`crate::timeouts`); this module
+//! decides which one is in force and times it.
+//!
 //! hyper's own header-read timer is turned off (`server::listen`): it starts whenever hyper
 //! waits for a request, so it also ran while a keep-alive connection waited idle, and closed
 //! it at `header_read_timeout` instead of `idle_timeout`.
@@ -24,27 +27,18 @@
 //! far as this module knows, so a pipelined next request that arrived partially during the
 //! previous one is bounded by `idle_timeout`, not `header_read_timeout`.
 
+use crate::timeouts::ConnectionTimeouts;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The connection preface every HTTP/2 client sends first (RFC 9113, 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A connection's timeouts (see the module documentation).
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// No request in progress and none started: closed after this long without activity.
-    pub idle: Duration,
-    /// A started HTTP/1 request must deliver its headers within this time of its first byte.
-    pub header_read: Duration,
-}
 
 /// What a connection's requests do, shared by [`ConnTimeout`] (the IO) and the connection's
 /// service, which marks each request in progress ([`Activity::request`]).
@@ -87,7 +81,7 @@ enum Timer {
 /// header-read timeout.
 pub struct ConnTimeout<T> {
     inner: T,
-    timeouts: Timeouts,
+    timeouts: ConnectionTimeouts,
     activity: Arc<Activity>,
     /// `activity.changes` when last looked at.
     seen: u64,
@@ -100,7 +94,7 @@ pub struct ConnTimeout<T> {
 
 impl<T> ConnTimeout<T> {
     /// Wraps `inner`, accepted just now; `activity` is shared with the connection's service.
-    pub fn new(inner: T, timeouts: Timeouts, activity: Arc<Activity>) -> Self {
+    pub fn new(inner: T, timeouts: ConnectionTimeouts, activity: Arc<Activity>) -> Self {
         let now = Instant::now();
         ConnTimeout {
             inner,
@@ -110,7 +104,7 @@ impl<T> ConnTimeout<T> {
             last_activity: now,
             request_started: None,
             protocol: Protocol::Sniffing(0),
-            sleep: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
+            sleep: Box::pin(tokio::time::sleep_until(timeouts.idle_until(now))),
         }
     }
 
@@ -180,8 +174,8 @@ impl<T> ConnTimeout<T> {
             return None;
         }
         Some(match self.request_started {
-            Some(first_byte) => (first_byte + self.timeouts.header_read, Timer::HeaderRead),
-            None => (self.last_activity + self.timeouts.idle, Timer::Idle),
+            Some(first_byte) => (self.timeouts.headers_until(first_byte), Timer::HeaderRead),
+            None => (self.timeouts.idle_until(self.last_activity), Timer::Idle),
         })
     }
 
@@ -311,6 +305,7 @@ impl Drop for Done {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const IDLE: Duration = Duration::from_secs(6);
@@ -322,7 +317,11 @@ mod tests {
     ) -> (ConnTimeout<DuplexStream>, DuplexStream, Arc<Activity>) {
         let (server, client) = tokio::io::duplex(1024);
         let activity = Arc::new(Activity::default());
-        let io = ConnTimeout::new(server, Timeouts { idle, header_read }, activity.clone());
+        let io = ConnTimeout::new(
+            server,
+            ConnectionTimeouts { idle, header_read },
+            activity.clone(),
+        );
         (io, client, activity)
     }
 

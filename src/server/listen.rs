@@ -138,7 +138,7 @@ where
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ConnSettings {
     /// Idle keep-alive and header-read timeouts, both timed by `idle::ConnTimeout`.
-    timeouts: crate::server::idle::Timeouts,
+    timeouts: crate::timeouts::ConnectionTimeouts,
     /// hyper's own hard cap on the header buffer; set above the JSON-answering limit so that
     /// only grossly oversized requests get hyper's bare 431.
     max_buf_size: usize,
@@ -147,7 +147,7 @@ pub(super) struct ConnSettings {
 impl From<&crate::config::ServerSettings> for ConnSettings {
     fn from(s: &crate::config::ServerSettings) -> Self {
         ConnSettings {
-            timeouts: crate::server::idle::Timeouts {
+            timeouts: crate::timeouts::ConnectionTimeouts {
                 idle: s.idle_timeout,
                 header_read: s.header_read_timeout,
             },
@@ -163,7 +163,7 @@ fn spawn_conn<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     svc: S,
     watcher: hyper_util::server::graceful::Watcher,
-    timeouts: crate::server::idle::Timeouts,
+    timeouts: crate::timeouts::ConnectionTimeouts,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response, Error = Infallible>

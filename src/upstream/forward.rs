@@ -229,6 +229,7 @@ impl Service<Outbound> for Upstream {
         // A write's gate goes to the pool, which takes it as it hands the request over; a
         // read (a create's lookups included, which carry the create's context) has none.
         let gate = out.ctx.spec.route.is_write().then(|| out.ctx.gate.clone());
+        let deadline = out.ctx.deadline;
         // The upstream call's span (client): its id is the parent JourneyBee sees.
         let mut span = crate::observe::trace::Span::child(
             out.ctx.trace.as_ref(),
@@ -251,7 +252,8 @@ impl Service<Outbound> for Upstream {
             };
             let started = Instant::now();
             let exchange = pool.send(out, target.max_response_size, gate.as_ref());
-            let outcome = tokio::time::timeout(target.response_timeout, exchange).await;
+            let until = deadline.upstream_attempt(target.response_timeout);
+            let outcome = tokio::time::timeout_at(until, exchange).await;
             let duration = started.elapsed();
             // Any write may have been applied once handed to a connection: its outcome is
             // then unknown, never retried. Before that, it certainly was not sent.

@@ -210,7 +210,7 @@ where
                 // A key-set refetch for an unknown kid is bounded by jwks_timeout, and by the
                 // request's deadline.
                 Ok(t) => match tokio::time::timeout_at(
-                    routed.accepted.deadline,
+                    routed.accepted.deadline.at(),
                     verifier.verify_cached(&t),
                 )
                 .await
