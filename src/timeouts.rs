@@ -3,7 +3,8 @@
 //!
 //! - **The request's [`Deadline`]**: `server.request_timeout` after arrival
 //!   ([`Deadline::starting`]). The observe layer answers at it; auth bounds a key-set refetch
-//!   by it ([`Deadline::at`]) and validate the body read ([`Deadline::min`]).
+//!   by it ([`Deadline::at`]) and validate the body read, bounded by `body_read_timeout` too
+//!   ([`Deadline::within`]).
 //! - **A connection slot** (the upstream guard): until the deadline, or
 //!   `upstream.response_timeout` from now if that is sooner ([`Deadline::slot_wait`]).
 //! - **A retry's backoff** (the upstream guard): jittered, below
@@ -17,6 +18,13 @@
 //! - **Shutdown** (the server): `server.shutdown_grace` from now ([`shutdown`]); the writes
 //!   still running then are given [`ABANDONED_WRITES`] more to give up
 //!   ([`abandoned_writes`], the observe layer's `Writes`).
+//! - **Waits between replicas**: for another replica's fetch of the same list through the L2
+//!   ([`L2_WAIT`], polled every [`L2_POLL`]), for a create in flight under the same
+//!   `Idempotency-Key` ([`IDEMPOTENCY_POLL`]).
+//!
+//! Timeouts of calls to other systems are the config's and stay with their clients: the
+//! state store's `command_timeout` (`state::redis`), the IdP's `jwks_timeout`
+//! (`identity::auth`), the pool's `connect_timeout` (`upstream::pool`).
 //!
 //! A leaf: it knows tokio's clock and the durations the config gives, no layer and no config
 //! type. Every instant is tokio's ([`tokio::time::Instant`]), so a test on a paused clock
@@ -72,15 +80,9 @@ impl Deadline {
         self.remaining().is_zero()
     }
 
-    /// The earlier of the deadline and `at`: a wait with a bound of its own that must end at
-    /// the deadline too.
-    pub fn min(self, at: Instant) -> Instant {
-        self.0.min(at)
-    }
-
     /// The end of a wait bounded by `timeout` from now and by the deadline, whichever is first.
     pub fn within(self, timeout: Duration) -> Instant {
-        self.min(after(timeout))
+        self.0.min(after(timeout))
     }
 
     /// The end of the wait for an upstream connection slot: at the deadline at the latest
@@ -148,6 +150,14 @@ impl ConnectionTimeouts {
         first_byte + self.header_read
     }
 }
+
+/// How long a replica waits for another one's fetch of the same list (shared L2) before
+/// fetching itself; the fetch lock expires after twice that.
+pub const L2_WAIT: Duration = Duration::from_secs(2);
+/// How often a replica waiting for another one's fetch looks at the L2 again.
+pub const L2_POLL: Duration = Duration::from_millis(20);
+/// How often a repeated create looks again at an idempotency record still in flight.
+pub const IDEMPOTENCY_POLL: Duration = Duration::from_millis(25);
 
 #[cfg(test)]
 mod tests {

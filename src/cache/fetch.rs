@@ -20,6 +20,7 @@ use super::CacheKey;
 use super::ListCache;
 use crate::exchange::{BudgetClass, CacheResult, Outbound, Reply};
 use crate::state::{L2Copy, L2Lookup};
+use crate::timeouts::{L2_POLL, L2_WAIT};
 use crate::validate::{Purpose, Read};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -29,11 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::Service;
-/// How long a replica waits for another one's fetch of the same list (shared L2) before
-/// fetching itself; the fetch lock expires after twice that.
-pub(super) const L2_WAIT: Duration = Duration::from_secs(2);
-/// How often a waiting replica looks at the L2 again.
-pub(super) const L2_POLL: Duration = Duration::from_millis(20);
 
 /// How a fetch is made.
 #[derive(Debug, Clone, Copy)]

@@ -20,6 +20,7 @@ use crate::error::GatewayError;
 use crate::exchange::Reply;
 use crate::policy::metrics::PolicyMetrics;
 use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
+use crate::timeouts::IDEMPOTENCY_POLL as POLL;
 use crate::validate::Write;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http_body_util::Full;
@@ -36,8 +37,6 @@ fn valid_key(key: &str) -> bool {
 }
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// How often a repeat looks again at a record still in flight.
-const POLL: Duration = Duration::from_millis(25);
 
 /// Replays stored create outcomes for repeated `Idempotency-Key`s.
 #[derive(Clone)]

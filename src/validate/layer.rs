@@ -148,9 +148,7 @@ where
     }
     // A client trickling its body holds a slot; it gets 408 once its time is up (or the
     // request's deadline has passed, whichever is first).
-    let until = ctx
-        .deadline
-        .min(tokio::time::Instant::now() + settings.body_read_timeout);
+    let until = ctx.deadline.within(settings.body_read_timeout);
     let bytes = tokio::time::timeout_at(until, read_body(headers, body, settings.max_body_size))
         .await
         .map_err(|_| GatewayError::BodyTimeout)??;
