@@ -1,6 +1,6 @@
-//! Writes run to completion once accepted: the rest of a write's stack runs in a task of its
-//! own ([`detach`]), so neither a client that hangs up nor the whole-request timeout can
-//! cancel it between "sent to JourneyBee" and "outcome recorded" (audit event, idempotency
+//! Writes run to completion once accepted ([`detach`]): the request drives its write while
+//! the client waits, and the write moves to a task of its own when the client hangs up or the
+//! whole-request timeout answers it, so neither can cancel it between "sent to JourneyBee" and "outcome recorded" (audit event, idempotency
 //! record, cache invalidation, access-log line). The client that is still there gets the
 //! answer; one that timed out gets a 504 saying whether the write had been sent, and the
 //! access-log line written when the write finishes says what really happened.
@@ -19,12 +19,12 @@ use crate::BoxFuture;
 use http::HeaderValue;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-/// The writes running in tasks of their own, across every generation of the stack: shutdown
+/// The writes in progress (driven by their request or in tasks of their own), across every generation of the stack: shutdown
 /// waits for them ([`Writes::settle`]) and, when the grace is over, tells the rest to give
 /// up (each then logs what is known of it).
 #[derive(Debug)]
@@ -108,28 +108,88 @@ impl Writes {
     }
 }
 
-/// Between a write's task and the request that waits for it: whoever moves it from WAITING
-/// first decides how the client was answered.
-const WAITING: u8 = 0;
-const ANSWERED: u8 = 1;
-const TIMED_OUT: u8 = 2;
-const GONE: u8 = 3;
+/// A write not finished yet: the rest of its stack, what its access line records, its place in
+/// [`Writes`].
+struct Pending<F> {
+    fut: std::pin::Pin<Box<F>>,
+    record: Record,
+    running: Running,
+    gate: SendGate,
+}
 
-/// Marks the write's client gone if the waiting request is dropped before it answered.
-struct Waiter(Arc<AtomicU8>);
-
-impl Drop for Waiter {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .compare_exchange(WAITING, GONE, Ordering::AcqRel, Ordering::Acquire);
+impl<F> Pending<F>
+where
+    F: Future<Output = Result<Reply, Infallible>> + Send + 'static,
+{
+    /// Runs the rest of the write in a task of its own (its client left, or was answered at
+    /// the deadline): it finishes whatever the client does, and logs how it was delivered.
+    fn continue_in_task(self, delivery: Delivery) {
+        let Pending {
+            mut fut,
+            record,
+            running,
+            gate,
+        } = self;
+        let run = async move {
+            let writes = running.0.clone();
+            let reply = tokio::select! {
+                biased;
+                done = &mut fut => match done {
+                    Ok(reply) => reply,
+                    Err(never) => match never {},
+                },
+                () = writes.abandoned() => {
+                    // Shutdown's grace is over: dropping the request logs its audit event
+                    // with what is known (sent or not), then the access line says the same.
+                    drop(fut);
+                    let error = if gate.taken() {
+                        GatewayError::CreateOutcomeUnknown("the gateway shut down first".into())
+                    } else {
+                        GatewayError::WriteTimedOutUnsent
+                    };
+                    error.into()
+                }
+            };
+            let _ = record.finish(reply, delivery);
+            // Only now, its lines logged, may shutdown count it done.
+            drop(running);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(run)),
+            // No runtime (the process is exiting): dropping the write logs its audit event
+            // with what is known, and the record its access line.
+            Err(_) => drop(run),
+        }
     }
 }
 
-/// Runs the write `fut` (the rest of the stack) in a task of its own, counted in `writes`,
-/// which finishes its `record` when it ends; the returned future answers the client: with the
+/// The write's future while its client waits: it drives the write itself, with no task of
+/// its own (a spawn, a task allocation and a cross-task wake-up saved per write); if it is
+/// dropped before the write finished (its client left), the write moves to a task.
+struct Inline<F>
+where
+    F: Future<Output = Result<Reply, Infallible>> + Send + 'static,
+{
+    write: Option<Pending<F>>,
+}
+
+impl<F> Drop for Inline<F>
+where
+    F: Future<Output = Result<Reply, Infallible>> + Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            write.continue_in_task(Delivery::Gone);
+        }
+    }
+}
+
+/// Drives the write `fut` (the rest of the stack) to completion, counted in `writes`,
+/// finishing its `record` when it ends. The returned future answers the client with the
 /// write's reply, or at `deadline` with a 504 saying whether the write had been sent (`gate`
-/// decides, once, between the send and this answer).
+/// decides, once, between the send and this answer). The write runs inline while its client
+/// waits; past the deadline, or once its client is gone, it goes on in a task of its own, so
+/// neither can cancel it between "sent" and "outcome recorded".
 pub fn detach<F>(
     writes: &Arc<Writes>,
     fut: F,
@@ -141,72 +201,38 @@ pub fn detach<F>(
 where
     F: Future<Output = Result<Reply, Infallible>> + Send + 'static,
 {
-    let state = Arc::new(AtomicU8::new(WAITING));
-    let shared = state.clone();
-    let running = writes.begin();
-    let task_gate = gate.clone();
-    let mut task = tokio::spawn(async move {
-        let writes = running.0.clone();
-        let mut fut = Box::pin(fut);
-        let reply = tokio::select! {
-            biased;
-            done = &mut fut => match done {
-                Ok(reply) => reply,
-                Err(never) => match never {},
-            },
-            () = writes.abandoned() => {
-                // Shutdown's grace is over: dropping the request logs its audit event
-                // with what is known (sent or not), then the access line says the same.
-                drop(fut);
-                let error = if task_gate.taken() {
-                    GatewayError::CreateOutcomeUnknown("the gateway shut down first".into())
-                } else {
-                    GatewayError::WriteTimedOutUnsent
-                };
-                error.into()
-            }
-        };
-        let delivery =
-            match shared.compare_exchange(WAITING, ANSWERED, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => Delivery::Answered,
-                Err(TIMED_OUT) => Delivery::TimedOut,
-                Err(_) => Delivery::Gone,
-            };
-        let response = record.finish(reply, delivery);
-        // Only now, its lines logged, may shutdown count it done.
-        drop(running);
-        response
-    });
+    let mut inline = Inline {
+        write: Some(Pending {
+            fut: Box::pin(fut),
+            record,
+            running: writes.begin(),
+            gate,
+        }),
+    };
     Box::pin(async move {
-        let waiter = Waiter(state);
-        let joined = match tokio::time::timeout_at(deadline.at(), &mut task).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                let gave_up = waiter
-                    .0
-                    .compare_exchange(WAITING, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok();
-                if gave_up {
-                    // The write goes on in its task and logs its real outcome there; the
-                    // client hears whether it had been sent.
-                    let error = if gate.close() {
-                        GatewayError::WriteTimedOutUnsent
-                    } else {
-                        GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
-                    };
-                    let mut resp = error.into_response();
-                    resp.headers_mut().insert(X_REQUEST_ID, id);
-                    return Ok(resp);
-                }
-                // It answered just as the deadline passed: that answer is ready.
-                task.await
+        let pending = inline.write.as_mut().expect("not finished yet");
+        let done = tokio::time::timeout_at(deadline.at(), &mut pending.fut).await;
+        let write = inline.write.take().expect("not finished yet");
+        match done {
+            Ok(Ok(reply)) => {
+                let response = write.record.finish(reply, Delivery::Answered);
+                drop(write.running);
+                Ok(response)
             }
-        };
-        Ok(joined.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "a write's task failed");
-            let mut resp = GatewayError::Internal("write task failed".into()).into_response();
-            resp.headers_mut().insert(X_REQUEST_ID, id);
-            resp
-        }))
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                // The write goes on in its task and logs its real outcome there; the client
+                // hears whether it had been sent.
+                let error = if write.gate.close() {
+                    GatewayError::WriteTimedOutUnsent
+                } else {
+                    GatewayError::CreateOutcomeUnknown("whole-request timeout".into())
+                };
+                write.continue_in_task(Delivery::TimedOut);
+                let mut resp = error.into_response();
+                resp.headers_mut().insert(X_REQUEST_ID, id);
+                Ok(resp)
+            }
+        }
     })
 }
