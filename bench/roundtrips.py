@@ -118,7 +118,7 @@ def is_gen(key):
 
 
 def classify(args, inner):
-    """The store operation behind one top-level command (see src/state/redis.rs), from its
+    """The store operation behind one top-level command (see src/state/redis/), from its
     first key and, for a script, the commands it ran (`inner`, upper case)."""
     name = args[0].lower()
     if name in ("evalsha", "eval"):
@@ -136,8 +136,8 @@ def classify(args, inner):
             if "INCR" in inner:
                 return "bump generation (EVALSHA)"
             return "generations (EVALSHA)" if nkeys > 1 else "generation (EVALSHA)"
-        if ":l2:" in k0:
-            return "L2 lookup + lock (EVALSHA)" if len(argv) == 2 else "L2 put + unlock (EVALSHA)"
+        if ":l2:" in k0 or ":l2v2:" in k0:
+            return "L2 lookup + lock (EVALSHA)" if "HMGET" in inner else "L2 put + unlock (EVALSHA)"
         return f"{name} (other script)"
     if name == "get" and len(args) > 1 and is_gen(args[1]):
         return "generation (GET)"
