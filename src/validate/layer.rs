@@ -259,6 +259,7 @@ where
                                     headers: parts.headers,
                                     body,
                                     summary,
+                                    settle: None,
                                 }))
                                 .await
                         }
