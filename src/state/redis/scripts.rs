@@ -116,8 +116,11 @@ local function settle(key, how, ttl, status, ctype, body, at)
     redis.call('HSET', key, 'state', 'unknown')
     return 1
   end
-  redis.call('HSET', key, 'state', 'done', 'status', status, 'ctype', ctype, 'body', body)
-  if at then redis.call('HSET', key, 'at', at) end
+  if at then
+    redis.call('HSET', key, 'state', 'done', 'status', status, 'ctype', ctype, 'body', body, 'at', at)
+  else
+    redis.call('HSET', key, 'state', 'done', 'status', status, 'ctype', ctype, 'body', body)
+  end
   if redis.call('PTTL', key) < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
   return 1
 end
@@ -160,13 +163,14 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
-/// `bump(keys, ttl, channel)`: increments each generation key, returns {values, receivers}.
+/// `bump(keys, ttl, channel, t)`: increments each generation key, returns {values, receivers};
+/// `t` is the server's `TIME` if the caller read it already (else nil).
 /// A generation that does not exist (first use, expiry, or a server that lost its data)
 /// starts from the server's clock in microseconds, so it is never a value any replica cached
 /// a read under before. A Lua function, shared by [`BUMP`] and [`SETTLE_BUMP`].
 const BUMP_FN: &str = r"
-local function bump(keys, ttl, channel)
-  local t = redis.call('TIME')
+local function bump(keys, ttl, channel, t)
+  t = t or redis.call('TIME')
   local out = {}
   local receivers = {}
   for i, key in ipairs(keys) do
@@ -186,7 +190,7 @@ end
 
 /// Bumps the generations KEYS: ARGV = their TTL, the bump channel.
 const BUMP: &str = r"
-return bump(KEYS, ARGV[1], ARGV[2])
+return bump(KEYS, ARGV[1], ARGV[2], nil)
 ";
 
 /// An accepted keyed write's two steps in one: settles the record KEYS[1] (as [`SETTLE`],
@@ -199,7 +203,7 @@ for i = 2, #KEYS do gens[i - 1] = KEYS[i] end
 local t = redis.call('TIME')
 local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 settle(KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], at)
-return bump(gens, ARGV[1], ARGV[2])
+return bump(gens, ARGV[1], ARGV[2], t)
 ";
 
 const GENERATION: &str = r"
