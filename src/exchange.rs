@@ -12,6 +12,7 @@
 use crate::config::Identity;
 use crate::error::{GatewayError, Rejection, Response};
 use crate::ingress::route::table::RouteSpec;
+use crate::state::{Settle, StoredOutcome};
 use crate::timeouts::Deadline;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
@@ -246,6 +247,9 @@ pub struct Facts {
     pub detail: Option<Box<str>>,
     /// The cache's part.
     pub cache: Option<CacheResult>,
+    /// A keyed write's idempotency record was settled below the replay layer, in the same
+    /// store call as the write's generation bump: replay does not settle it again.
+    pub settled: bool,
 }
 
 /// A response and the facts behind it.
@@ -275,6 +279,44 @@ impl Reply {
     pub fn upstream_status(&self) -> Option<u16> {
         self.facts.upstream.and_then(|u| u.status)
     }
+
+    /// How a keyed write's idempotency record ends with this reply (see `policy::replay`):
+    /// a definitive upstream answer (a 2xx, or a 4xx other than 408/425/429) is stored and
+    /// replayed; a refusal upstream did not process (408, 425, 429), or a request that never
+    /// left, frees the key; anything else is unknown. Here, beside the reply, because two
+    /// layers settle: replay, and the invalidation that settles an accepted write's record
+    /// with its generation bump.
+    pub fn settlement(&self) -> Settle {
+        let sent = self.facts.upstream.is_some_and(|m| m.maybe_sent);
+        match self.upstream_status() {
+            Some(status) if definitive(status) => {
+                let content_type = self
+                    .response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                // A `Full` body is one shared chunk: cloning it copies nothing.
+                let body = body_bytes(self.response.body());
+                Settle::Completed(StoredOutcome {
+                    status,
+                    content_type,
+                    body,
+                })
+            }
+            // Refused upstream without being processed: free to retry.
+            Some(408 | 425 | 429) => Settle::Release,
+            // Refused here, or never connected: nothing left the gateway.
+            _ if !sent => Settle::Release,
+            _ => Settle::Unknown,
+        }
+    }
+}
+
+/// Whether an upstream answer is final for this request, so a repeat must get it again.
+fn definitive(status: u16) -> bool {
+    (200..300).contains(&status)
+        || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
 }
 
 impl From<GatewayError> for Reply {

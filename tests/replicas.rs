@@ -2011,3 +2011,133 @@ async fn the_bump_channel_killed_mid_run_falls_back_to_reads_and_recovers() {
     );
     c.shutdown().await;
 }
+
+/// `calls` of `cmdstat_<command>` in the server's `INFO commandstats` (0 when absent).
+async fn redis_calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis
+        .cmd(&["INFO", "commandstats"])
+        .await
+        .text()
+        .unwrap_or_default();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_create_costs_three_redis_round_trips_its_settle_riding_with_the_bump() {
+    // Issue 21 §2: claim, admit, and the settle and the bump as one script (four before).
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(2).redis(&redis.url(), "")).await;
+    wait_for_watch(&c, 0, true).await;
+    wait_for_watch(&c, 1, true).await;
+    let alice = c.token("alice@corp.test");
+    // Warm-up: every script loaded, the company's lookups cached.
+    let warm = c
+        .create(0, &alice, &create_body(&fresh_domain("rt0")), Some("rt-0"))
+        .await;
+    assert_eq!(warm.status, 201, "{}", warm.text());
+    const OPS: [&str; 5] = ["claim", "admit", "settle", "bump", "settle_bump"];
+    let mut before = [0.0; OPS.len()];
+    for (n, op) in before.iter_mut().zip(OPS) {
+        *n = state_commands(&c, 0, op).await;
+    }
+    // Counted on the server: every EVALSHA is one round trip (nothing else runs a script
+    // meanwhile; the replicas' pings and acknowledgements are not scripts).
+    let evalsha = redis_calls(&redis, "evalsha").await;
+    let domain = fresh_domain("rt1");
+    let created = c
+        .create(0, &alice, &create_body(&domain), Some("rt-1"))
+        .await;
+    let evalsha = redis_calls(&redis, "evalsha").await - evalsha;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let mut sent = [0.0; OPS.len()];
+    for (n, (op, was)) in sent.iter_mut().zip(OPS.iter().zip(before)) {
+        *n = state_commands(&c, 0, op).await - was;
+    }
+    assert_eq!(
+        sent,
+        [1.0, 1.0, 0.0, 0.0, 1.0],
+        "round trips by op {OPS:?} (evalsha on the server: {evalsha})"
+    );
+    assert_eq!(evalsha, 3, "claim, admit, settle + bump");
+
+    // The record holds the real outcome: a repeat, on either replica, is its replay.
+    for replica in [1, 0] {
+        let again = c
+            .create(replica, &alice, &create_body(&domain), Some("rt-1"))
+            .await;
+        assert_eq!(again.status, 201, "{}", again.text());
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.body, created.body);
+    }
+    assert_eq!(c.upstream_creates(), 2);
+    // And the bump was seen before the answer: the other replica lists the new partner.
+    let list = format!("/api/v1/partnerships?view=all&search={domain}");
+    let after = c.get(1, &list, &alice).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert!(after.text().contains(&domain), "{}", after.text());
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_settle_with_bump_leaves_a_pending_bump_and_settles_the_record_on_its_own() {
+    // The combined call fails (here a script error: the generation is made a hash, so the
+    // script's INCR is refused). The fallbacks are those of the two calls it replaced: the
+    // bump becomes a pending one, retried until the store takes it, and the record is settled
+    // by a call of its own, with the real outcome.
+    let redis = RedisServer::start().await;
+    let c = Cluster::start(Setup::new(1).redis(&redis.url(), "")).await;
+    wait_for_watch(&c, 0, true).await;
+    let alice = c.token("alice@corp.test");
+    let warm = c
+        .create(0, &alice, &create_body(&fresh_domain("fb0")), Some("fb-0"))
+        .await;
+    assert_eq!(warm.status, 201, "{}", warm.text());
+    let gens = redis.keys("*:gen:partnerships").await;
+    assert_eq!(gens.len(), 1, "{gens:?}");
+    let generation: i64 = redis
+        .cmd(&["GET", &gens[0]])
+        .await
+        .text()
+        .unwrap()
+        .parse()
+        .unwrap();
+    redis.cmd(&["DEL", &gens[0]]).await;
+    redis.cmd(&["HSET", &gens[0], "not", "a counter"]).await;
+
+    let settles = state_commands(&c, 0, "settle").await;
+    let domain = fresh_domain("fb1");
+    let created = c
+        .create(0, &alice, &create_body(&domain), Some("fb-1"))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let m = c.admin_get(0, "/metrics").await.text();
+    assert_eq!(state_errors(&m, "settle_bump", "script"), 1.0, "{m}");
+    assert_eq!(state_commands(&c, 0, "settle").await - settles, 1.0);
+    let again = c
+        .create(0, &alice, &create_body(&domain), Some("fb-1"))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, created.body);
+    assert_eq!(c.upstream_creates(), 2);
+
+    // Once the store can take it, the pending bump goes out by itself.
+    redis.cmd(&["DEL", &gens[0]]).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(now) = redis.cmd(&["GET", &gens[0]]).await.text() {
+            assert_ne!(now.parse::<i64>().unwrap(), generation);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pending bump never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.shutdown().await;
+}

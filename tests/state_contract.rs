@@ -10,6 +10,7 @@ use journeybee_gateway::metrics::Metrics;
 use journeybee_gateway::state::memory::MemoryStore;
 use journeybee_gateway::state::metrics::StateMetrics;
 use journeybee_gateway::state::redis::{RedisSettings, RedisStore, BREAKER_THRESHOLD};
+use journeybee_gateway::state::watch::ACK_WAIT;
 use journeybee_gateway::state::{
     Admit, BudgetAsk, Claim, Fingerprint, Health, IdemId, L2Lookup, Settle, Store, StoreError,
     StoredOutcome,
@@ -189,6 +190,57 @@ async fn contract(store: &dyn Store) {
         .unwrap();
     assert_eq!(read[..2], [both[1], both[0]]);
     assert_eq!(read[2], store.generation("k1", "categories").await.unwrap());
+
+    // An accepted keyed write: its record settled and its generations bumped in one step,
+    // each exactly as the two operations would.
+    let keyed = idem("k1", "dan", "key-3");
+    assert_eq!(
+        store.claim(&keyed, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    let bumped = store
+        .settle_and_bump(
+            &keyed,
+            Settle::Completed(outcome("{\"id\":8}")),
+            ttl,
+            "k1",
+            &["partnerships", "tags"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bumped.len(), 2);
+    assert!(bumped[0] > both[0] && bumped[1] > both[1], "{bumped:?}");
+    assert_eq!(
+        store
+            .generations("k1", &["partnerships", "tags"])
+            .await
+            .unwrap(),
+        bumped
+    );
+    assert_eq!(
+        store.claim(&keyed, &fp, lease, ttl).await.unwrap(),
+        Claim::Replay(outcome("{\"id\":8}"))
+    );
+    let elsewhere = Fingerprint::of(b"/api/v1/partnerships\0{\"x\":2}");
+    assert_eq!(
+        store.claim(&keyed, &elsewhere, lease, ttl).await.unwrap(),
+        Claim::Mismatch
+    );
+    // Any settlement rides along: a release frees the key.
+    let freed = idem("k1", "dan", "key-4");
+    assert_eq!(
+        store.claim(&freed, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    let again = store
+        .settle_and_bump(&freed, Settle::Release, ttl, "k1", &["partnerships"])
+        .await
+        .unwrap();
+    assert!(again[0] > bumped[0]);
+    assert_eq!(
+        store.claim(&freed, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
 }
 
 #[tokio::test]
@@ -331,6 +383,66 @@ async fn the_redis_store_keeps_the_contract() {
     for key in server.keys("contract*").await {
         assert!(server.pttl(&key).await > 0, "{key} has no TTL");
     }
+}
+
+#[tokio::test]
+async fn a_replay_right_after_a_settle_with_its_bump_waits_out_the_acknowledgements() {
+    // A record settled in its bump's own script is visible before the writer has heard every
+    // replica acknowledge the bump: a replay that early waits until `ACK_WAIT` after the
+    // bump's publication, as the writer's own answer would at worst. Later ones do not wait,
+    // nor does a replay of a record settled on its own (after its bump was acknowledged).
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, "early");
+    assert!(store.probe().await);
+    let (ttl, lease) = (Duration::from_secs(3600), Duration::from_secs(60));
+    let fp = Fingerprint::of(b"/api/v1/partnerships\0{}");
+    let id = idem("k1", "ann", "early-1");
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    let start = std::time::Instant::now();
+    store
+        .settle_and_bump(
+            &id,
+            Settle::Completed(outcome("{}")),
+            ttl,
+            "k1",
+            &["partnerships"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::Replay(outcome("{}"))
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited + Duration::from_millis(10) >= ACK_WAIT,
+        "replayed {waited:?} after the settle"
+    );
+    let later = std::time::Instant::now();
+    assert_eq!(
+        store.claim(&id, &fp, lease, ttl).await.unwrap(),
+        Claim::Replay(outcome("{}"))
+    );
+    assert!(later.elapsed() < ACK_WAIT / 2, "{:?}", later.elapsed());
+
+    let alone = idem("k1", "ann", "early-2");
+    assert_eq!(
+        store.claim(&alone, &fp, lease, ttl).await.unwrap(),
+        Claim::Proceed
+    );
+    store
+        .settle(&alone, Settle::Completed(outcome("{}")), ttl)
+        .await
+        .unwrap();
+    let at_once = std::time::Instant::now();
+    assert_eq!(
+        store.claim(&alone, &fp, lease, ttl).await.unwrap(),
+        Claim::Replay(outcome("{}"))
+    );
+    assert!(at_once.elapsed() < ACK_WAIT / 2, "{:?}", at_once.elapsed());
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use super::metrics::InvalidationCause;
 use super::ListCache;
 use crate::ingress::route::{Caching, Group};
 use crate::lock;
+use crate::state::{Settle, SettleTicket};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -188,6 +189,20 @@ impl ListCache {
     /// state, before returning (O(1): a generation bump; the memory is reclaimed in the
     /// background).
     pub async fn invalidate(&self, name: &Arc<str>, groups: &[Group], cause: InvalidationCause) {
+        self.invalidate_settling(name, groups, cause, None).await;
+    }
+
+    /// [`ListCache::invalidate`], for an accepted keyed write: its idempotency record (the
+    /// ticket, and how it ends) is settled in the same store call as the bump. True when it
+    /// was; false (no ticket, or the store failed: the bump is then pending, and the caller
+    /// settles the record on its own) when the caller still has to.
+    pub async fn invalidate_settling(
+        &self,
+        name: &Arc<str>,
+        groups: &[Group],
+        cause: InvalidationCause,
+        settle: Option<(SettleTicket, Settle)>,
+    ) -> bool {
         self.metrics.cache_invalidation(cause);
         {
             // First, whatever the store says: a fetch in flight now must not store its
@@ -198,12 +213,23 @@ impl ListCache {
             }
         }
         let mut buf = [""; Group::ALL.len()];
-        match self.state.bump(name, scope_names(groups, &mut buf)).await {
+        let scopes = scope_names(groups, &mut buf);
+        let settling = settle.is_some();
+        let bumped = match settle {
+            Some((ticket, how)) => {
+                self.state
+                    .settle_and_bump(&ticket.id, how, ticket.ttl, name, scopes)
+                    .await
+            }
+            None => self.state.bump(name, scopes).await,
+        };
+        match bumped {
             Ok(values) => {
                 for (group, new) in groups.iter().zip(values) {
                     self.remember(name, *group, new);
                     self.sweep(name.clone(), *group, new);
                 }
+                settling
             }
             Err(_) => {
                 // The shared counters cannot be bumped now: drop this replica's entries at
@@ -215,6 +241,7 @@ impl ListCache {
                 let _ = self.store.invalidate_entries_if(move |k, _| {
                     k.upstream_key == n && gs.contains(&k.group)
                 });
+                false
             }
         }
     }

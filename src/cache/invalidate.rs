@@ -57,6 +57,13 @@ where
         let cache = self.cache.clone();
         let spec = write.ctx.spec;
         let name = write.ctx.identity.key.name.clone();
+        // A keyed write's claimed record travels down with it (see `policy::replay`): settled
+        // here with the bump when upstream accepts the write, so the two are one store call.
+        // Why here rather than bump in replay: the bump is this layer's promise (its write
+        // epochs, remembered generations and pending bumps live in the cache), while a settle
+        // needs only the ticket and the reply; and replay learns the outcome from the reply's
+        // facts, plain data on the way back up, with nothing shared between the two layers.
+        let ticket = write.settle;
         let fut = self.inner.call(Outbound {
             ctx: write.ctx,
             class: BudgetClass::Write,
@@ -67,7 +74,7 @@ where
             body: write.body,
         });
         Box::pin(async move {
-            let reply = fut.await?;
+            let mut reply = fut.await?;
             // Only a write upstream accepted changes what reads return.
             if reply.status().is_success() && reply.upstream_status().is_some() {
                 let cause = if spec.route.is_create() {
@@ -75,7 +82,10 @@ where
                 } else {
                     InvalidationCause::Write
                 };
-                cache.invalidate(&name, spec.invalidates, cause).await;
+                let settle = ticket.map(|t| (t, reply.settlement()));
+                reply.facts.settled = cache
+                    .invalidate_settling(&name, spec.invalidates, cause, settle)
+                    .await;
             }
             Ok(reply)
         })

@@ -14,12 +14,19 @@
 //! instead of a second send. A record whose sender died mid-create becomes unknown when its
 //! lease runs out, never free. With the store unreachable, a keyed create is refused with 503:
 //! answering it without the shared record could send the invitations twice.
+//!
+//! The record of a write upstream accepted is settled by the invalidation layer below, in the
+//! same store call as the write's generation bump (one Redis round trip, not two): this layer
+//! hands it a [`SettleTicket`] with the write, and the reply says whether it was used
+//! (`Facts::settled`). Every other record (a write refused, not sent, or of unknown outcome,
+//! and an accepted one whose combined call failed) is settled here, after the reply. Either
+//! way the outcome stored is the reply's [`settlement`](crate::exchange::Reply::settlement).
 
 use crate::config::IdempotencySettings;
 use crate::error::GatewayError;
 use crate::exchange::Reply;
 use crate::policy::metrics::PolicyMetrics;
-use crate::state::{Claim, Fingerprint, IdemId, Settle, SharedStore, StoredOutcome};
+use crate::state::{Claim, Fingerprint, IdemId, SettleTicket, SharedStore, StoredOutcome};
 use crate::timeouts::IDEMPOTENCY_POLL as POLL;
 use crate::validate::Write;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -85,12 +92,6 @@ pub struct Replay<S> {
     layer: ReplayLayer,
 }
 
-/// Whether an upstream answer is final for this request, so a repeat must get it again.
-fn definitive(status: u16) -> bool {
-    (200..300).contains(&status)
-        || ((400..500).contains(&status) && ![408, 425, 429].contains(&status))
-}
-
 fn replayed(out: &StoredOutcome) -> Reply {
     let mut resp = http::Response::new(Full::new(out.body.clone()));
     *resp.status_mut() = http::StatusCode::from_u16(out.status).unwrap_or(http::StatusCode::OK);
@@ -140,7 +141,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Write) -> Self::Future {
+    fn call(&mut self, mut req: Write) -> Self::Future {
         let Some(key) = req.headers.get(IDEMPOTENCY_KEY).cloned() else {
             // No key: nothing to record, nothing to await here.
             return crate::step::Step::next(self.inner.call(req));
@@ -179,34 +180,27 @@ where
                 Ok(Claim::InFlight) => Ok(GatewayError::IdempotencyInFlight.into()),
                 Ok(Claim::Unknown) => Ok(GatewayError::IdempotencyOutcomeUnknown.into()),
                 Ok(Claim::Proceed) => {
+                    // Handed down: an accepted write's record is settled with its generation
+                    // bump, in one store call (see `cache::invalidate`).
+                    req.settle = Some(SettleTicket {
+                        id: id.clone(),
+                        ttl: layer.ttl,
+                    });
                     let reply = match inner.call(req).await {
                         Ok(r) => r,
                         Err(never) => match never {},
                     };
-                    let sent = reply.facts.upstream.is_some_and(|m| m.maybe_sent);
-                    let how = match reply.upstream_status() {
-                        Some(status) if definitive(status) => {
-                            let content_type = reply
-                                .response
-                                .headers()
-                                .get(CONTENT_TYPE)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string);
-                            // A `Full` body is one shared chunk: cloning it copies nothing.
-                            let body = crate::exchange::body_bytes(reply.response.body());
-                            Settle::Completed(StoredOutcome {
-                                status,
-                                content_type,
-                                body,
-                            })
-                        }
-                        // Refused upstream without being processed: free to retry.
-                        Some(408 | 425 | 429) => Settle::Release,
-                        // Refused here, or never connected: nothing left the gateway.
-                        _ if !sent => Settle::Release,
-                        _ => Settle::Unknown,
-                    };
-                    if layer.store.settle(&id, how, layer.ttl).await.is_err() {
+                    if reply.facts.settled {
+                        return Ok(reply);
+                    }
+                    // Not accepted, or the combined call failed (then the bump is pending and
+                    // the record is settled here, as every record is when settled alone).
+                    if layer
+                        .store
+                        .settle(&id, reply.settlement(), layer.ttl)
+                        .await
+                        .is_err()
+                    {
                         // The record stays in flight; its lease turns it unknown, never
                         // free, so a repeat is still never sent twice.
                         tracing::warn!("could not record a write's outcome in the state backend");

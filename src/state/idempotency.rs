@@ -1,8 +1,10 @@
 //! Idempotency records: their identity ([`IdemId`]), the request's [`Fingerprint`], what
-//! claiming one found ([`Claim`]) and how it ends ([`Settle`], [`StoredOutcome`]).
+//! claiming one found ([`Claim`]), how it ends ([`Settle`], [`StoredOutcome`]) and what
+//! settling one takes ([`SettleTicket`]).
 
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The identity of an idempotency record: (upstream key, user, `Idempotency-Key`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,4 +72,16 @@ pub enum Settle {
     Unknown,
     /// Never sent (refused locally before leaving): the key is free again.
     Release,
+}
+
+/// A record this replica claimed, and how long a completed outcome is kept: what settling it
+/// takes. The replay layer hands it down with a keyed write so that the layer which bumps the
+/// write's generations settles the record in the same store call
+/// ([`Store::settle_and_bump`](super::Store::settle_and_bump)): one round trip instead of two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleTicket {
+    /// The record.
+    pub id: IdemId,
+    /// How long a completed outcome is replayed.
+    pub ttl: Duration,
 }

@@ -244,6 +244,71 @@ impl MemoryStore {
             id,
         })
     }
+
+    /// Ends a record (see [`Store::settle`]).
+    fn settle_now(&self, id: &IdemId, how: Settle, ttl: Duration) {
+        let now = Instant::now();
+        let mut recs = lock(&self.records);
+        match how {
+            // Only a record still in flight is freed: an unknown or completed one stays.
+            Settle::Release => {
+                if matches!(
+                    recs.map.get(id),
+                    Some(Record {
+                        state: RecState::InFlight { .. },
+                        ..
+                    })
+                ) {
+                    recs.remove(id);
+                }
+            }
+            Settle::Unknown => {
+                if let Some(r) = recs.map.get_mut(id) {
+                    r.state = RecState::Unknown;
+                }
+            }
+            Settle::Completed(mut outcome) => {
+                // Its own allocation: the body is a slice of an upstream connection's read
+                // buffer, which would otherwise stay alive, whole, for the record's TTL.
+                outcome.body = bytes::Bytes::copy_from_slice(&outcome.body);
+                let weight = Records::weight(id, Some(&outcome));
+                if let Some(r) = recs.map.get_mut(id) {
+                    let old = r.weight;
+                    r.state = RecState::Done(outcome);
+                    r.expires = r.expires.max(now + ttl);
+                    r.weight = weight;
+                    recs.bytes = recs.bytes - old + weight;
+                }
+                recs.sweep(now, self.capacity.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Bumps the key's generations of `scopes` (see [`Store::bump`]).
+    fn bump_now(&self, key: &str, scopes: &[&str]) -> Vec<u64> {
+        let mut keys = lock(&self.keys);
+        // The key's name is copied only the first time it is seen, not per write.
+        if !keys.contains_key(key) {
+            keys.insert(Arc::from(key), KeyState::default());
+        }
+        let state = keys.get_mut(key).expect("inserted above");
+        scopes
+            .iter()
+            .map(|scope| match state.generations.get_mut(*scope) {
+                Some(g) => {
+                    *g += 1;
+                    *g
+                }
+                None => {
+                    // Scopes are a small fixed set of names (the route groups): each is
+                    // interned once per key, never per request.
+                    let name: &'static str = Box::leak(scope.to_string().into_boxed_str());
+                    state.generations.insert(name, 1);
+                    1
+                }
+            })
+            .collect()
+    }
 }
 
 impl Store for MemoryStore {
@@ -346,41 +411,7 @@ impl Store for MemoryStore {
     }
 
     fn settle<'a>(&'a self, id: &'a IdemId, how: Settle, ttl: Duration) -> StoreFuture<'a, ()> {
-        let now = Instant::now();
-        let mut recs = lock(&self.records);
-        match how {
-            // Only a record still in flight is freed: an unknown or completed one stays.
-            Settle::Release => {
-                if matches!(
-                    recs.map.get(id),
-                    Some(Record {
-                        state: RecState::InFlight { .. },
-                        ..
-                    })
-                ) {
-                    recs.remove(id);
-                }
-            }
-            Settle::Unknown => {
-                if let Some(r) = recs.map.get_mut(id) {
-                    r.state = RecState::Unknown;
-                }
-            }
-            Settle::Completed(mut outcome) => {
-                // Its own allocation: the body is a slice of an upstream connection's read
-                // buffer, which would otherwise stay alive, whole, for the record's TTL.
-                outcome.body = bytes::Bytes::copy_from_slice(&outcome.body);
-                let weight = Records::weight(id, Some(&outcome));
-                if let Some(r) = recs.map.get_mut(id) {
-                    let old = r.weight;
-                    r.state = RecState::Done(outcome);
-                    r.expires = r.expires.max(now + ttl);
-                    r.weight = weight;
-                    recs.bytes = recs.bytes - old + weight;
-                }
-                recs.sweep(now, self.capacity.load(Ordering::Relaxed));
-            }
-        }
+        self.settle_now(id, how, ttl);
         StoreFuture::ready(Ok(()))
     }
 
@@ -407,28 +438,21 @@ impl Store for MemoryStore {
     }
 
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
-        let mut keys = lock(&self.keys);
-        // The key's name is copied only the first time it is seen, not per write.
-        if !keys.contains_key(key) {
-            keys.insert(Arc::from(key), KeyState::default());
-        }
-        let state = keys.get_mut(key).expect("inserted above");
-        let out = scopes
-            .iter()
-            .map(|scope| match state.generations.get_mut(*scope) {
-                Some(g) => {
-                    *g += 1;
-                    *g
-                }
-                None => {
-                    // Scopes are a small fixed set of names (the route groups): each is
-                    // interned once per key, never per request.
-                    let name: &'static str = Box::leak(scope.to_string().into_boxed_str());
-                    state.generations.insert(name, 1);
-                    1
-                }
-            })
-            .collect();
+        StoreFuture::ready(Ok(self.bump_now(key, scopes)))
+    }
+
+    fn settle_and_bump<'a>(
+        &'a self,
+        id: &'a IdemId,
+        how: Settle,
+        ttl: Duration,
+        key: &'a str,
+        scopes: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<u64>> {
+        // In process there is no round trip to save: the two operations, in the order they
+        // ran as two calls (the bump, then the settle).
+        let out = self.bump_now(key, scopes);
+        self.settle_now(id, how, ttl);
         StoreFuture::ready(Ok(out))
     }
 

@@ -60,6 +60,7 @@ pub const STATE_OPS: &[&str] = &[
     "generation",
     "generations",
     "bump",
+    "settle_bump",
     "l2_lookup",
     "l2_put",
 ];

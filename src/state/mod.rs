@@ -25,6 +25,6 @@ pub mod watch;
 
 pub use answer::{StoreError, StoreFuture};
 pub use budget::{Admit, BudgetAsk, Ticket};
-pub use idempotency::{Claim, Fingerprint, IdemId, Settle, StoredOutcome};
+pub use idempotency::{Claim, Fingerprint, IdemId, Settle, SettleTicket, StoredOutcome};
 pub use l2::{L2Copy, L2Lookup};
 pub use store::{Health, SharedStore, Store};

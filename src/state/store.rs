@@ -94,6 +94,21 @@ pub trait Store: Send + Sync + 'static {
     /// its answer is returned), returning the new values in order.
     fn bump<'a>(&'a self, key: &'a str, scopes: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>>;
 
+    /// [`Store::settle`] and [`Store::bump`] in one step: an accepted keyed write's record
+    /// is settled in the same call that bumps its generations (one round trip instead of
+    /// two), and the bump keeps every promise of [`Store::bump`] (done, and on a shared store
+    /// seen by every replica, before this returns). On an error the caller cannot tell
+    /// whether either happened, and falls back as if neither had: the bump is retried as a
+    /// pending one and the record settled on its own, both harmless if already done.
+    fn settle_and_bump<'a>(
+        &'a self,
+        id: &'a IdemId,
+        how: Settle,
+        ttl: Duration,
+        key: &'a str,
+        scopes: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<u64>>;
+
     /// Looks a list up in the shared L2: a copy younger than `fresh_for` is fresh; otherwise
     /// the fetch lock is taken (for `lock`) if free, and any older copy still kept comes along.
     fn l2_lookup<'a>(

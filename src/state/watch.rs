@@ -27,6 +27,12 @@
 //! (`tests/replicas.rs`: 1,000 rounds of "create on A, list at once on B" under load; without
 //! the acknowledgements, 8 of 1,000 lists on B were from before the create).
 //!
+//! A replayed answer keeps the same promise. An accepted keyed write settles its idempotency
+//! record in the bump's own script (one round trip), so the stored outcome is visible to a
+//! repeat on any replica before the writer has heard the acknowledgements; a replay of it
+//! waits until [`ACK_WAIT`] after the bump's publication (the age the claim script reads on
+//! the server's clock), the writer's own worst case, by when (4) holds everywhere.
+//!
 //! One window remains, and it is bounded: a subscription the *server* closes (`CLIENT KILL`,
 //! a restart, its output-buffer limit) is no longer counted among the receivers at once,
 //! while its replica trusts what it knows until it reads the close (the FIN, then one task

@@ -257,6 +257,7 @@ where
                                     headers: parts.headers,
                                     body,
                                     summary,
+                                    settle: None,
                                 }))
                                 .await
                         }

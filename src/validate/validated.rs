@@ -4,6 +4,7 @@
 
 use super::body::CreateSummary;
 use crate::exchange::Ctx;
+use crate::state::SettleTicket;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method};
@@ -46,6 +47,11 @@ pub struct Write {
     pub body: Bytes,
     /// For a partnership create: what the audit event records.
     pub summary: Option<CreateSummary>,
+    /// For a keyed write whose idempotency record this replica claimed (set by replay): what
+    /// settling the record takes. The invalidation below settles it with an accepted write's
+    /// generation bump, in one store call, and says so in the reply's facts
+    /// (`Facts::settled`); otherwise replay settles it itself.
+    pub settle: Option<SettleTicket>,
 }
 
 /// A validated request: reads and writes go separate ways from here.

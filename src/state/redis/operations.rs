@@ -9,6 +9,7 @@ use crate::state::budget::{Admit, BudgetAsk, Ticket};
 use crate::state::idempotency::{Claim, Fingerprint, IdemId, Settle, StoredOutcome};
 use crate::state::l2::{L2Copy, L2Lookup};
 use crate::state::store::{Health, Store};
+use crate::state::watch::ACK_WAIT;
 use bytes::Bytes;
 use redis::Value;
 use std::sync::atomic::Ordering;
@@ -46,6 +47,57 @@ fn array(v: Value) -> Vec<Value> {
     match v {
         Value::Array(a) | Value::Set(a) => a,
         other => vec![other],
+    }
+}
+
+/// A settle's arguments (see the `settle` Lua function): how, then for a completed record its
+/// TTL and outcome.
+fn settle_args(inv: &mut redis::ScriptInvocation<'_>, how: &Settle, ttl: Duration) {
+    match how {
+        Settle::Release => {
+            inv.arg("release");
+        }
+        Settle::Unknown => {
+            inv.arg("unknown");
+        }
+        Settle::Completed(o) => {
+            inv.arg("done")
+                .arg(ms(ttl))
+                .arg(o.status)
+                .arg(o.content_type.as_deref().unwrap_or(""))
+                .arg(o.body.as_ref());
+        }
+    }
+}
+
+impl RedisStore {
+    /// What a bump script answered ({values, receivers} for `gen_keys`, run in `epoch`):
+    /// learned, marked as this replica's own, and returned once every replica that got it
+    /// has acknowledged it (the ordering argument in `watch`).
+    async fn bumped(&self, epoch: Option<u64>, gen_keys: &[String], v: Value) -> Vec<u64> {
+        let mut parts = array(v).into_iter();
+        let numbers = |v: Option<Value>| -> Vec<u64> {
+            v.map(array)
+                .unwrap_or_default()
+                .iter()
+                .map(|g| int(g).unwrap_or(0).max(0) as u64)
+                .collect()
+        };
+        let (out, receivers) = (numbers(parts.next()), numbers(parts.next()));
+        for (gen_key, g) in gen_keys.iter().zip(&out) {
+            self.watch.learn(epoch, gen_key, *g);
+            self.watch.bumped_here(gen_key, *g);
+        }
+        // The write is answered once every replica that got the bump has applied it.
+        futures_util::future::join_all(
+            gen_keys
+                .iter()
+                .zip(&out)
+                .zip(&receivers)
+                .map(|((gen_key, g), n)| self.watch.wait_for_acks(gen_key, *g, *n as usize)),
+        )
+        .await;
+        out
     }
 }
 
@@ -218,6 +270,20 @@ impl Store for RedisStore {
                         .and_then(|b| String::from_utf8(b).ok())
                         .filter(|s| !s.is_empty());
                     let body = a.get(3).and_then(bytes).unwrap_or_default();
+                    // A record settled in the same step as its write's generation bump is
+                    // visible before the write's replica has heard every acknowledgement of
+                    // that bump (see `watch`). Its replay waits until `ACK_WAIT` after the
+                    // bump's publication (`age`, on the server's clock), as that replica's
+                    // answer would at worst: by then every replica has applied the bump or
+                    // stopped trusting what it knew, so a list after the replayed answer is
+                    // never one from before the write, on any replica. Only a repeat within
+                    // that window waits; a later one is replayed at once.
+                    if let Some(age) = a.get(4).and_then(int) {
+                        let age = Duration::from_millis(age.max(0) as u64);
+                        if let Some(left) = ACK_WAIT.checked_sub(age) {
+                            tokio::time::sleep(left).await;
+                        }
+                    }
                     Claim::Replay(StoredOutcome {
                         status: u16::try_from(status).unwrap_or(200),
                         content_type: ctype,
@@ -233,21 +299,7 @@ impl Store for RedisStore {
         StoreFuture::pending(async move {
             let mut inv = self.scripts.settle.prepare_invoke();
             inv.key(self.idem_key(id));
-            match &how {
-                Settle::Release => {
-                    inv.arg("release");
-                }
-                Settle::Unknown => {
-                    inv.arg("unknown");
-                }
-                Settle::Completed(o) => {
-                    inv.arg("done")
-                        .arg(ms(ttl))
-                        .arg(o.status)
-                        .arg(o.content_type.as_deref().unwrap_or(""))
-                        .arg(o.body.as_ref());
-                }
-            }
+            settle_args(&mut inv, &how, ttl);
             let _: Value = self
                 .run("settle", |mut c| {
                     let inv = &inv;
@@ -319,30 +371,37 @@ impl Store for RedisStore {
                     async move { inv.invoke_async(&mut c).await }
                 })
                 .await?;
-            let mut parts = array(v).into_iter();
-            let numbers = |v: Option<Value>| -> Vec<u64> {
-                v.map(array)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|g| int(g).unwrap_or(0).max(0) as u64)
-                    .collect()
-            };
-            let (out, receivers) = (numbers(parts.next()), numbers(parts.next()));
-            for (gen_key, g) in gen_keys.iter().zip(&out) {
-                self.watch.learn(epoch, gen_key, *g);
-                self.watch.bumped_here(gen_key, *g);
+            Ok(self.bumped(epoch, &gen_keys, v).await)
+        })
+    }
+
+    fn settle_and_bump<'a>(
+        &'a self,
+        id: &'a IdemId,
+        how: Settle,
+        ttl: Duration,
+        key: &'a str,
+        scopes: &'a [&'a str],
+    ) -> StoreFuture<'a, Vec<u64>> {
+        StoreFuture::pending(async move {
+            let gen_keys: Vec<String> = scopes.iter().map(|s| self.gen_key(key, s)).collect();
+            let mut inv = self.scripts.settle_bump.prepare_invoke();
+            // The record and the generations are all the upstream key's (`id.key` is `key`):
+            // one hash slot, one script, one round trip.
+            inv.key(self.idem_key(id));
+            for gen_key in &gen_keys {
+                inv.key(gen_key);
             }
-            // The write is answered once every replica that got the bump has applied it (the
-            // ordering argument in `watch`).
-            futures_util::future::join_all(
-                gen_keys
-                    .iter()
-                    .zip(&out)
-                    .zip(&receivers)
-                    .map(|((gen_key, g), n)| self.watch.wait_for_acks(gen_key, *g, *n as usize)),
-            )
-            .await;
-            Ok(out)
+            inv.arg(GENERATION_TTL_MS).arg(&self.channel);
+            settle_args(&mut inv, &how, ttl);
+            let epoch = self.watch.read_started();
+            let v: Value = self
+                .run("settle_bump", |mut c| {
+                    let inv = &inv;
+                    async move { inv.invoke_async(&mut c).await }
+                })
+                .await?;
+            Ok(self.bumped(epoch, &gen_keys, v).await)
         })
     }
 

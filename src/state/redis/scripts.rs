@@ -76,19 +76,24 @@ return 1
 ";
 
 /// Claims an idempotency record: {'proceed'}, {'mismatch'}, {'inflight'}, {'unknown'} or
-/// {'done', status, content_type, body}. An in-flight record whose lease ran out belongs to a
-/// sender that died: it becomes unknown, never free.
+/// {'done', status, content_type, body[, age]}. An in-flight record whose lease ran out belongs
+/// to a sender that died: it becomes unknown, never free. `age` (ms) comes with a record that
+/// was settled in the same step as its write's generation bump ([`SETTLE_BUMP`]): how long
+/// ago that bump was published.
 const CLAIM: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'lease', 'status', 'ctype', 'body')
+local r = redis.call('HMGET', KEYS[1], 'state', 'fp', 'lease', 'status', 'ctype', 'body', 'at')
 if not r[1] then
   redis.call('HSET', KEYS[1], 'state', 'inflight', 'fp', ARGV[1], 'lease', now + tonumber(ARGV[2]))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {'proceed'}
 end
 if r[2] ~= ARGV[1] then return {'mismatch'} end
-if r[1] == 'done' then return {'done', r[4], r[5] or '', r[6] or ''} end
+if r[1] == 'done' then
+  if r[7] then return {'done', r[4], r[5] or '', r[6] or '', now - tonumber(r[7])} end
+  return {'done', r[4], r[5] or '', r[6] or ''}
+end
 if r[1] == 'inflight' then
   if tonumber(r[3]) > now then return {'inflight'} end
   redis.call('HSET', KEYS[1], 'state', 'unknown')
@@ -97,20 +102,33 @@ end
 return {'unknown'}
 ";
 
-/// Settles a record: ARGV[1] = done | unknown | release.
+/// `settle(key, how, ttl, status, ctype, body, at)`: ends a record; `how` = done | unknown |
+/// release. `at` (the server's clock in ms, or nil) stamps a completed record settled with its
+/// generation bump (see [`CLAIM`]). A Lua function, shared by [`SETTLE`] and [`SETTLE_BUMP`].
+const SETTLE_FN: &str = r"
+local function settle(key, how, ttl, status, ctype, body, at)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  if how == 'release' then
+    if redis.call('HGET', key, 'state') == 'inflight' then redis.call('DEL', key) end
+    return 1
+  end
+  if how == 'unknown' then
+    redis.call('HSET', key, 'state', 'unknown')
+    return 1
+  end
+  if at then
+    redis.call('HSET', key, 'state', 'done', 'status', status, 'ctype', ctype, 'body', body, 'at', at)
+  else
+    redis.call('HSET', key, 'state', 'done', 'status', status, 'ctype', ctype, 'body', body)
+  end
+  if redis.call('PTTL', key) < tonumber(ttl) then redis.call('PEXPIRE', key, ttl) end
+  return 1
+end
+";
+
+/// Settles a record: ARGV = how, ttl, status, content type, body (the last four for `done`).
 const SETTLE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == 'release' then
-  if redis.call('HGET', KEYS[1], 'state') == 'inflight' then redis.call('DEL', KEYS[1]) end
-  return 1
-end
-if ARGV[1] == 'unknown' then
-  redis.call('HSET', KEYS[1], 'state', 'unknown')
-  return 1
-end
-redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[3], 'ctype', ARGV[4], 'body', ARGV[5])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
+return settle(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], nil)
 ";
 
 /// A list in the L2 is a hash: `at` (when it was stored, the server's clock in ms) and `v`
@@ -145,25 +163,47 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 ";
 
+/// `bump(keys, ttl, channel, t)`: increments each generation key, returns {values, receivers};
+/// `t` is the server's `TIME` if the caller read it already (else nil).
 /// A generation that does not exist (first use, expiry, or a server that lost its data)
 /// starts from the server's clock in microseconds, so it is never a value any replica cached
-/// a read under before.
-const BUMP: &str = r"
-local t = redis.call('TIME')
-local out = {}
-local receivers = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+/// a read under before. A Lua function, shared by [`BUMP`] and [`SETTLE_BUMP`].
+const BUMP_FN: &str = r"
+local function bump(keys, ttl, channel, t)
+  t = t or redis.call('TIME')
+  local out = {}
+  local receivers = {}
+  for i, key in ipairs(keys) do
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+    end
+    out[i] = redis.call('INCR', key)
+    redis.call('PEXPIRE', key, ttl)
+    -- In the same atomic step: every replica's watch learns it (see `watch`), and the caller
+    -- learns how many must acknowledge it. `%d`: concatenating the number would print it as
+    -- a float past 14 digits.
+    receivers[i] = redis.call('PUBLISH', channel, key .. ' ' .. string.format('%d', out[i]))
   end
-  out[i] = redis.call('INCR', key)
-  redis.call('PEXPIRE', key, ARGV[1])
-  -- In the same atomic step: every replica's watch learns it (see `watch`), and the caller
-  -- learns how many must acknowledge it. `%d`: concatenating the number would print it as a
-  -- float past 14 digits.
-  receivers[i] = redis.call('PUBLISH', ARGV[2], key .. ' ' .. string.format('%d', out[i]))
+  return {out, receivers}
 end
-return {out, receivers}
+";
+
+/// Bumps the generations KEYS: ARGV = their TTL, the bump channel.
+const BUMP: &str = r"
+return bump(KEYS, ARGV[1], ARGV[2], nil)
+";
+
+/// An accepted keyed write's two steps in one: settles the record KEYS[1] (as [`SETTLE`],
+/// stamped with the server's clock) and bumps the generations KEYS[2..] (as [`BUMP`]).
+/// ARGV = the bump's TTL and channel, then the settle's how, ttl, status, content type, body.
+/// The record and the generations are one upstream key's: one hash slot.
+const SETTLE_BUMP: &str = r"
+local gens = {}
+for i = 2, #KEYS do gens[i - 1] = KEYS[i] end
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+settle(KEYS[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], at)
+return bump(gens, ARGV[1], ARGV[2], t)
 ";
 
 const GENERATION: &str = r"
@@ -199,6 +239,7 @@ pub(super) struct Scripts {
     pub(super) l2_lookup: Script,
     pub(super) l2_put: Script,
     pub(super) bump: Script,
+    pub(super) settle_bump: Script,
     pub(super) generation: Script,
     pub(super) generations: Script,
 }
@@ -211,10 +252,11 @@ impl Scripts {
             remaining: Script::new(REMAINING),
             pause: Script::new(PAUSE),
             claim: Script::new(CLAIM),
-            settle: Script::new(SETTLE),
+            settle: Script::new(&format!("{SETTLE_FN}{SETTLE}")),
             l2_lookup: Script::new(L2_LOOKUP),
             l2_put: Script::new(L2_PUT),
-            bump: Script::new(BUMP),
+            bump: Script::new(&format!("{BUMP_FN}{BUMP}")),
+            settle_bump: Script::new(&format!("{SETTLE_FN}{BUMP_FN}{SETTLE_BUMP}")),
             generation: Script::new(GENERATION),
             generations: Script::new(GENERATIONS),
         }
