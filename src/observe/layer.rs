@@ -3,8 +3,9 @@
 //! it sees every answer, rejections included.
 //!
 //! A read is answered at its deadline at the latest, and cancelled with its client (nothing
-//! it does needs recording). A write runs to completion once accepted, in a task of its own
-//! ([`writes`](crate::observe::writes)).
+//! it does needs recording). A write runs to completion once accepted: driven by its request
+//! while the client waits, in a task of its own once the client leaves or the deadline
+//! answers it ([`writes`](crate::observe::writes)).
 
 use crate::error::{GatewayError, Response};
 use crate::exchange::{Accepted, Reply, RequestId, SendGate};
