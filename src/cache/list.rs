@@ -211,7 +211,7 @@ impl ListCache {
     }
 
     /// The bodies of fresh, successful cached reads of several whole-path routes (lookups)
-    /// on the key `name`, in order, `None` where there is none: what [`ListCache::serve`]
+    /// on the key `name`, in order, `None` where there is none: what `ListCache::serve`
     /// would answer as a HIT, without building a response, and with every generation read in
     /// one store call. The reference checks read the company's lookups this way; where it
     /// says no, they go through the whole read pipeline (which coalesces, spends budget and

@@ -1,4 +1,4 @@
-//! The list cache (see [`list`] for freshness, staleness and coalescing).
+//! The list cache (see [`ListCache`] for freshness, staleness and coalescing).
 
 mod entry;
 mod fetch;

@@ -29,7 +29,7 @@ pub struct CacheSettings {
     pub max_entry_size: usize,
     /// How long past its TTL a copy (local or in the shared L2) is kept and may be served
     /// when it cannot be refreshed (budget spent, upstream 429/5xx/timeout, breaker open);
-    /// zero disables stale serving. Bounded by [`MAX_STALE_LIMIT`].
+    /// zero disables stale serving. Bounded by `MAX_STALE_LIMIT` (1 day).
     pub max_stale: Duration,
     /// How long past its TTL a copy is answered at once while one background fetch refreshes
     /// it (RFC 5861 `stale-while-revalidate`); at most `max_stale`.

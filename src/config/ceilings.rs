@@ -16,7 +16,7 @@
 //! | requests in progress | `server.max_in_flight` | [`MAX_IN_FLIGHT`] |
 //! | upstream connections | `upstream.max_connections` | [`MAX_CONNECTIONS`] |
 //!
-//! and all of them together ([`Footprint`]) by [`MEMORY_CEILING`].
+//! and all of them together (`footprint::Footprint`) by [`MEMORY_CEILING`].
 
 use super::Problems;
 
@@ -44,7 +44,7 @@ pub const MAX_IN_FLIGHT: usize = 1_000_000;
 /// Largest `upstream.max_connections`: one TCP connection each, and a host has about 64 K
 /// ephemeral ports per upstream address.
 pub const MAX_CONNECTIONS: usize = 65_536;
-/// Largest [`Footprint::total`]: what the settings together allow to grow with traffic.
+/// Largest `Footprint::total`: what the settings together allow to grow with traffic.
 pub const MEMORY_CEILING: u64 = 4 << 30;
 
 /// A byte count as the config writes it: `64MiB`, `1.5GiB`, `512B`.

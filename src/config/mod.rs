@@ -1,7 +1,7 @@
 //! Configuration in two steps: [`raw`] mirrors the TOML file strictly, then [`validate`] turns it
 //! into typed [`Settings`], reporting every problem at once with its path.
 //!
-//! One file per concern: [`load`](load()) and the digest, the [`Problems`] collector, the
+//! One file per concern: [`load`](load()) and the digest, the `Problems` collector, the
 //! whole [`Settings`] and their assembly, then one file per section (`server` and `log`,
 //! `upstream` and its keys, `users`, `cache` and `idempotency`, `validation`, [`auth`],
 //! [`state`]). Every type is re-exported here: `config::X` is the public path.

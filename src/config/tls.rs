@@ -107,7 +107,7 @@ pub fn load_client_roots(path: &Path) -> Result<RootCertStore, String> {
 }
 
 /// A certificate's notAfter, in seconds since the Unix epoch (RFC 5280 §4.1: Certificate →
-/// tbsCertificate → [version], serialNumber, signature, issuer, validity → notAfter).
+/// tbsCertificate → \[version\], serialNumber, signature, issuer, validity → notAfter).
 /// webpki checks validity but does not expose it.
 pub fn not_after(cert: &[u8]) -> Option<u64> {
     let (0x30, cert, _) = der(cert)? else {

@@ -1,7 +1,7 @@
 //! `Idempotency-Key` for creates: a repeat of a create the gateway has seen gets the stored
 //! outcome without a second upstream call (and so without a second invitation e-mail).
 //!
-//! Records live in the state [`Store`] (in memory across reloads, or in Redis across replicas
+//! Records live in the state [`Store`](crate::state::Store) (in memory across reloads, or in Redis across replicas
 //! and restarts), keyed by (upstream key, user, key) and claimed atomically with the request's
 //! fingerprint. The same key with a different body (or path) is 422; a repeat while the first
 //! is still upstream waits for it, or gets 409 + `Retry-After` after `idempotency.wait`.

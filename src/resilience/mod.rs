@@ -9,7 +9,7 @@
 //! The upstream budget itself (JourneyBee's ~100 requests/minute per API key, and each user's
 //! fair share) is not here: it is a sliding log of admissions, kept with the idempotency
 //! records in the state store ([`crate::state`]), which outlives config generations and
-//! replicas, and spent by the guard ([`crate::guard`]).
+//! replicas, and spent by the guard ([`crate::upstream::guard`]).
 //!
 //! Time is always passed in as a `now` where behaviour depends on it, so tests are
 //! deterministic. The clock is tokio's ([`tokio::time::Instant`]), so a test on a paused clock

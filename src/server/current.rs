@@ -16,7 +16,7 @@ use tower::Service;
 pub type Stack = BoxCloneSyncService<Request<Incoming>, Response, Infallible>;
 
 /// Builds a generation's public stack from its state: [`build_stack`], unless a test wraps
-/// standard tower middleware around it or inside it (see [`Gateway::start_with`]).
+/// standard tower middleware around it or inside it (see [`Gateway::start_with`](super::Gateway::start_with)).
 pub type StackBuilder = Arc<dyn Fn(&AppState) -> Stack + Send + Sync>;
 
 pub(super) fn default_builder() -> StackBuilder {

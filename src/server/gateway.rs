@@ -42,7 +42,7 @@ impl Gateway {
     }
 
     /// [`Gateway::start`] with each generation's public stack built by `build` (for tests:
-    /// [`build_stack`] with tower middleware around or inside it).
+    /// [`build_stack`](crate::stack::build_stack) with tower middleware around or inside it).
     pub async fn start_with(settings: Settings, build: StackBuilder) -> Result<Gateway, String> {
         let listen = settings.server.listen;
         let admin_listen = settings.server.admin_listen;

@@ -1,5 +1,5 @@
 //! The OpenAPI document of the routes this gateway serves: built from the route table
-//! ([`document`]) and served by its own small layer in front of the router ([`service`]).
+//! ([`document()`]) and served by its own small layer in front of the router ([`service`]).
 
 mod answers;
 mod bodies;

@@ -3,7 +3,7 @@
 //! the request is the parent of its steps, and the upstream call's own span id is the parent
 //! JourneyBee receives (`traceparent` forwarded, the caller's `tracestate` with it); the trace
 //! id goes in the access and audit lines. With `[tracing] otlp_endpoint`, sampled requests'
-//! spans are exported ([`export`]).
+//! spans are exported ([`export`](super::export)).
 //!
 //! The context is read where the connection hands a request to the stack (the listener), so
 //! every request of the public listener has one, rejections included. A malformed

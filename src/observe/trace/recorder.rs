@@ -100,7 +100,7 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-/// A request's handle on the tracer, carried in its [`TraceContext`] when it is sampled.
+/// A request's handle on the tracer, carried in its [`TraceContext`](super::TraceContext) when it is sampled.
 #[derive(Debug, Clone)]
 pub struct Recorder(pub(super) Arc<Tracer>);
 

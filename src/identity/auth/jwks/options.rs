@@ -23,7 +23,7 @@ impl fmt::Display for JwksLocation {
     }
 }
 
-/// How a [`JwksSource`] fetches and filters keys.
+/// How a [`JwksSource`](super::JwksSource) fetches and filters keys.
 #[derive(Debug, Clone)]
 pub struct JwksOptions {
     /// How often the background loop refetches the set (a little jitter is added so replicas do
