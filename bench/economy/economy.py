@@ -625,7 +625,9 @@ def analyse(events, max_stale, base_partnerships):
     write_times = [e["t_recv"] for e in creates if e["status"] == 201]
 
     def last_write_before(t):
-        i = bisect.bisect_left(write_times, t)
+        # At or before: the CRM lists right after its 201, often within the same 0.1 ms
+        # (the timestamps' resolution), and that write precedes the list.
+        i = bisect.bisect_right(write_times, t)
         return write_times[i - 1] if i else None
 
     # Every copy some replica answered 200, per (user, list): when it was answered and the

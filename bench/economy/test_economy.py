@@ -62,6 +62,12 @@ class CopySomewhere(unittest.TestCase):
         r = run([ok(10, replica=1), refused(50, replica=0), create(49.99)])
         self.assertEqual(r["client_429_with_copy"], 1)
 
+    def test_a_write_answered_the_instant_the_refused_list_left_is_held_against_the_copy(self):
+        # The CRM lists in the same 0.1 ms its 201 came back: that write precedes the list
+        # (found in a run: counted as "a copy existed" before this).
+        r = run([ok(10, replica=0), create(49.95), refused(50.0, replica=0)])
+        self.assertEqual(r["client_429_with_copy"], 0)
+
     def test_a_hit_dates_its_copy_by_age_surely_after_the_write(self):
         # Served at 40 with Age 15: made at 25 (24 at the earliest), after the write at 20.
         r = run([create(20), ok(40, replica=1, x_cache="HIT", age=15), refused(50, replica=0)])
