@@ -50,7 +50,7 @@ impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let registry = Registry::new();
         // Counted by the log writer, which starts before any registry (one per process).
-        registry.register(Box::new(crate::observe::logging::dropped_lines().clone()));
+        registry.add(Box::new(crate::observe::logging::dropped_lines().clone()));
         let build = registry.gauge_vec(
             "build_info",
             "Build information; the value is always 1.",
@@ -58,7 +58,7 @@ impl Metrics {
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
+        registry.add(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         let reload_vec = registry.counter_vec(

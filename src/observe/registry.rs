@@ -38,8 +38,15 @@ impl Registry {
         Registry::default()
     }
 
-    /// Registers a collector; a second registration of the same name is ignored (the first
-    /// one keeps being exported).
+    /// Registers one of the gateway's own collectors. Names are unique by construction, so a
+    /// clash is a bug, caught at start-up.
+    pub fn add(&self, c: Box<dyn prometheus::core::Collector>) {
+        self.0.register(c).expect("metric names are unique");
+    }
+
+    /// Registers a collector owned outside the domains (the TLS listener's, registered again
+    /// by each generation): a second registration of the same name is ignored, and the first
+    /// one keeps being exported.
     pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
         let _ = self.0.register(c);
     }
@@ -51,14 +58,14 @@ impl Registry {
     /// A counter vector named `jbgw_<n>`.
     pub fn counter_vec(&self, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         let v = IntCounterVec::new(Opts::new(Self::name(n), help), labels).expect("valid metric");
-        self.register(Box::new(v.clone()));
+        self.add(Box::new(v.clone()));
         v
     }
 
     /// A counter named `jbgw_<n>`.
     pub fn counter(&self, n: &str, help: &str) -> IntCounter {
         let c = IntCounter::new(Self::name(n), help).expect("valid metric");
-        self.register(Box::new(c.clone()));
+        self.add(Box::new(c.clone()));
         c
     }
 
@@ -75,28 +82,28 @@ impl Registry {
             labels,
         )
         .expect("valid metric");
-        self.register(Box::new(v.clone()));
+        self.add(Box::new(v.clone()));
         v
     }
 
     /// A gauge named `jbgw_<n>`.
     pub fn gauge(&self, n: &str, help: &str) -> IntGauge {
         let g = IntGauge::new(Self::name(n), help).expect("valid metric");
-        self.register(Box::new(g.clone()));
+        self.add(Box::new(g.clone()));
         g
     }
 
     /// An integer gauge vector named `jbgw_<n>`.
     pub fn gauge_vec(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         let v = IntGaugeVec::new(Opts::new(Self::name(n), help), labels).expect("valid metric");
-        self.register(Box::new(v.clone()));
+        self.add(Box::new(v.clone()));
         v
     }
 
     /// A float gauge vector named `jbgw_<n>`.
     pub fn float_gauge_vec(&self, n: &str, help: &str, labels: &[&str]) -> GaugeVec {
         let v = GaugeVec::new(Opts::new(Self::name(n), help), labels).expect("valid metric");
-        self.register(Box::new(v.clone()));
+        self.add(Box::new(v.clone()));
         v
     }
 
